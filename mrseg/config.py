@@ -43,8 +43,10 @@ class RunConfig:
     orthogonality: bool = False
     prior_bank_k: int = 0          # 0 = off; 100 = discretised prior bank
     dual_diversity: bool = False
-    latent_repulsion: float = 0.0  # beyond the thesis (future work)
-    disagreement_curriculum: bool = False
+    ortho_weight: float = 0.1      # weight of the orthogonality loss (when on)
+    diversity_weight: float = 0.1  # weight of the dual diversity loss (when on)
+    latent_repulsion: float = 0.0  # beyond the thesis (future work): weight of per-rater mean repulsion
+    disagreement_curriculum: bool = False  # beyond the thesis: low-disagreement cases first
     # loss
     kl_weight: float = 1.0
     beta_bound: float = 0.5
@@ -65,9 +67,12 @@ class RunConfig:
     stage2_bank_test: int = 500
     # execution
     device: str = "cpu"            # "auto", "cpu", "cuda", "mps"
-    amp: bool = False              # bf16 autocast on CUDA
-    threads: int = 1
-    num_workers: int = 0
+    amp: bool = False              # bf16 autocast on CUDA (ignored elsewhere)
+    threads: int = 1               # torch intra-op threads on CPU
+    num_workers: int = 0           # kept for compatibility: tensors are held in memory / on the device
+    channels_last: bool = True     # channels_last memory format for the convolutions
+    eval_batch_size: int = 32      # cases per batch at evaluation time
+    val_samples: int = 8           # M for the per-epoch validation GED (model selection)
     max_bad_steps: int = 20        # consecutive non-finite losses before the run stops
 
     def validate(self) -> "RunConfig":
@@ -87,6 +92,12 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.fold < 0:
             raise ValueError(f"fold must be >= 0, got {self.fold}")
+        if self.backbone not in ("unet-small", "resnet34", "mit-b2"):
+            raise ValueError(f"backbone must be unet-small, resnet34 or mit-b2, got {self.backbone!r}")
+        if self.latent_repulsion and not self.model.startswith("per-rater"):
+            raise ValueError("latent_repulsion acts on per-rater posterior means: use a per-rater model")
+        if self.prior_bank_k < 0:
+            raise ValueError(f"prior_bank_k must be >= 0, got {self.prior_bank_k}")
         return self
 
     @property

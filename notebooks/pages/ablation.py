@@ -1,0 +1,34 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# **Thesis Table 4.4 (§4.2.3).** Each row is a standalone change to the D-Persona baseline (row 1),
+# not a cumulative stack. Rows 1 and 6 are the main comparison's runs.
+
+# %% tags=["parameters"]
+results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
+plan: str = "thesis"  # plan name, e.g. thesis
+profile: str = "smoke"  # profile: smoke, demo or paper
+
+# %% tags=["hide-input"]
+from mrseg import report
+
+res, thesis = report.open_page(results_dir, plan, profile, study="ablation")
+
+# %% [markdown]
+# ## Table 4.4: thesis and ours
+
+# %% tags=["hide-input"]
+ROWS = [("1_dpersona_s1s2", "(1) D-Persona baseline (S1+S2)"), ("2_mit_b2_backbone", "(2) + MiT-B2 backbone"),
+        ("3_orthogonality_loss", "(3) + orthogonality loss"), ("4_prior_bank_k100", "(4) + prior bank (k = 100)"),
+        ("5_dual_diversity_loss", "(5) + dual diversity loss"), ("6_per_rater_s1", "(6) per-rater posteriors (S1)"),
+        ("7_per_rater_plus_style_s2", "(7) per-rater + style vectors (S1+S2)")]
+report.show_table(report.side_by_side(res, thesis, "ablation", "table_4_4_ablation", ROWS, ["ged", "dice_match"]),
+                  "Table 4.4: mean ± SD over folds; rows without runs in this profile show —")

@@ -1,0 +1,46 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# **Thesis §4.4: Table 4.8, Appendix III, Figure 4.5.** For a trained shared model and each test case:
+# z = the shared posterior mean, g_i = ∂ log p(y_i | z, x) / ∂z per rater, and the mean pairwise cosine
+# over the six rater pairs; per fold the mean over cases and the SD over cases (within-fold SD).
+#
+# For per-rater models there is no shared z, so this quantity is **undefined** (the thesis prints
+# 0.000 "by construction"; this site prints "undefined"). The comparison defined for both models is
+# the cosine of the per-rater reconstruction gradients at the shared decoder's parameters.
+
+# %% tags=["parameters"]
+results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
+plan: str = "thesis"  # plan name, e.g. thesis
+profile: str = "smoke"  # profile: smoke, demo or paper
+
+# %% tags=["hide-input"]
+from mrseg import plots, report
+
+res, thesis = report.open_page(results_dir, plan, profile, study="sparsity")
+
+# %% [markdown]
+# ## Table 4.8: alignment vs annotators present
+
+# %% tags=["hide-input"]
+report.show_table(report.alignment_table(res, thesis), "Latent-gradient alignment of the shared model; decoder cosine for both")
+
+# %% [markdown]
+# ## Appendix III: alignment per fold (shared model)
+
+# %% tags=["hide-input"]
+report.show_table(report.alignment_per_fold(res, thesis))
+
+# %% [markdown]
+# ## Figure 4.5: GED gain and alignment vs annotators present
+
+# %% tags=["hide-input"]
+fig = plots.gap_and_alignment(*report.gap_alignment_series(res, thesis))

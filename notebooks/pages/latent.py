@@ -1,0 +1,39 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# **Thesis Figure 4.2 (§4.2.5).** t-SNE of the per-rater posterior means and the prior means of one
+# fold's test cases (thesis: fold 3, 412 cases). For shared models the per-rater point is the shared
+# posterior given only that rater's mask. A 2-D t-SNE is not evidence on its own: the table gives
+# companions computed in the original latent space (silhouette of rater labels: near 0 or below
+# means no per-rater clusters).
+
+# %% tags=["parameters"]
+results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
+plan: str = "thesis"  # plan name, e.g. thesis
+profile: str = "smoke"  # profile: smoke, demo or paper
+
+# %% tags=["hide-input"]
+from mrseg import plots, report
+
+res, thesis = report.open_page(results_dir, plan, profile)
+
+# %% [markdown]
+# ## Figure 4.2: t-SNE of posterior and prior means
+
+# %% tags=["hide-input"]
+files = report.latent_files(res)
+fig = plots.latent_scatter(files) if files else report.show_markdown("*No latent embedding yet.*")
+
+# %% [markdown]
+# ## Quantitative companions
+
+# %% tags=["hide-input"]
+report.show_table(report.latent_companions_table(res), "latent_summary.json of each embedded run")

@@ -1,0 +1,43 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# What the code costs, each number with the command that reproduces it. Numbers come only from
+# measurement files written beside the results tables (`bench_metrics.json`, `bench_step.json`,
+# `bench_gpu.json`, `bench_dataset.json`) and from the runner's own timings; anything not measured
+# says so. The thesis reports about 47 h (per-rater) vs 10.5 h (shared) for four folds on Apple MPS.
+
+# %% tags=["parameters"]
+results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
+plan: str = "thesis"  # plan name, e.g. thesis
+profile: str = "smoke"  # profile: smoke, demo or paper
+
+# %% tags=["hide-input"]
+from mrseg import report
+
+res, thesis = report.open_page(results_dir, plan, profile)
+
+# %% [markdown]
+# ## Measurements
+
+# %% tags=["hide-input"]
+report.show_table(report.performance_table(res))
+
+# %% [markdown]
+# ## Thesis training time (Appendix V)
+
+# %% tags=["hide-input"]
+report.show_table(report.thesis_training_time(thesis), "hours for four folds, as reported")
+
+# %% [markdown]
+# ## Slowest items of this plan
+
+# %% tags=["hide-input"]
+report.show_table(report.slowest_runs(res), "runs.csv, seconds per item")

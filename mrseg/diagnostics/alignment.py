@@ -49,15 +49,15 @@ DECODER_DEFINITION = ("mean pairwise cosine of the per-rater reconstruction grad
 def log_likelihood(logits: torch.Tensor, mask: torch.Tensor, likelihood: str = "bernoulli") -> torch.Tensor:
     """Per-case log-likelihood of binary ``mask`` [B,H,W] under ``logits`` [B,H,W] -> [B].
 
-    ``bernoulli``: ``-sum BCEWithLogits``; ``soft_dice``: ``soft Dice - 1`` (the D-Persona loss, negated).
+    ``bernoulli``: ``-sum BCEWithLogits``; ``soft_dice``: ``-mrseg.losses.soft_dice_loss`` (the
+    reconstruction loss the models are trained with, negated).
     """
     if likelihood == "bernoulli":
         return -F.binary_cross_entropy_with_logits(logits, mask, reduction="none").flatten(1).sum(1)
     if likelihood == "soft_dice":
-        prob = torch.sigmoid(logits).flatten(1)
-        m = mask.flatten(1)
-        dice = (2 * (prob * m).sum(1) + 1e-6) / (prob.sum(1) + m.sum(1) + 1e-6)
-        return dice - 1.0
+        from mrseg.losses import soft_dice_loss
+
+        return -soft_dice_loss(torch.sigmoid(logits), mask)
     raise ValueError(f"likelihood must be 'bernoulli' or 'soft_dice', got {likelihood!r}")
 
 
@@ -228,24 +228,30 @@ def measure_alignment(model: nn.Module, image: torch.Tensor, masks: torch.Tensor
                       progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Both measures on given tensors: ``(cases, summary)``.
 
-    ``cases`` has columns ``case_id``, ``latent_cosine`` (NaN for per-rater), ``decoder_cosine``;
-    ``summary`` is :func:`alignment_summary` plus ``likelihood`` and ``n_present``.
+    ``cases`` has columns ``case_id``, ``latent_cosine`` (NaN for per-rater), ``decoder_cosine``
+    and ``latent_cosine_soft_dice`` (the latent cosine with the soft-Dice training likelihood);
+    ``summary`` is :func:`alignment_summary` plus ``soft_dice_*``, ``likelihood`` and ``n_present``.
     """
     model.eval()
     gen = torch.Generator().manual_seed(seed)
-    lat, dec = [], []
+    lat, lat_dice, dec = [], [], []
     steps = range(0, image.shape[0], batch_size)
     for start in tqdm(steps, desc="alignment", disable=not progress):
         sl = slice(start, start + batch_size)
         pres = _measurement_present(present[sl], n_present, gen)
         lat.append(latent_gradient_cosines(model, image[sl], masks[sl], pres, likelihood))
+        lat_dice.append(latent_gradient_cosines(model, image[sl], masks[sl], pres, "soft_dice"))
         dec.append(decoder_gradient_cosines(model, image[sl], masks[sl], pres, likelihood) if decoder
                    else np.full(pres.shape[0], np.nan))
     latent = np.concatenate(lat) if lat else np.zeros(0)
     decoder_c = np.concatenate(dec) if dec else np.zeros(0)
     defined = not getattr(model, "is_per_rater", False)
-    cases = pd.DataFrame({"case_id": [str(c) for c in case_ids], "latent_cosine": latent, "decoder_cosine": decoder_c})
+    latent_dice = np.concatenate(lat_dice) if lat_dice else np.zeros(0)
+    cases = pd.DataFrame({"case_id": [str(c) for c in case_ids], "latent_cosine": latent,
+                          "decoder_cosine": decoder_c, "latent_cosine_soft_dice": latent_dice})
     summary = alignment_summary(latent, decoder_c if decoder else None, defined)
+    dice = alignment_summary(latent_dice, None, defined)
+    summary.update({f"soft_dice_{k}": dice[k] for k in ("mean", "sd", "share_positive", "share_negative", "share_above_0_5")})
     summary.update({"likelihood": likelihood, "n_present": n_present})
     return cases, summary
 
@@ -264,22 +270,18 @@ def load_run_model(run_dir: str | Path) -> tuple[nn.Module, Any]:
 
 def test_tensors(config: Any, n_cases: int | None = None, seed: int = 1337) -> dict[str, Any]:
     """Test-fold tensors of a run's dataset: ``image`` [B,C,S,S] float, ``masks`` [B,N,S,S] float,
-    ``present`` bool [B,N], ``case_ids`` list, ``indices`` (dataset rows), with S =
-    ``config.image_size`` (bilinear for images, nearest for masks when the cache differs) and
-    ``n_cases`` chosen by :func:`select_cases`."""
+    ``present`` bool [B,N], ``case_ids`` list, ``indices`` (dataset rows). The whole test fold
+    (not capped by ``max_eval_cases``), ``n_cases`` of it chosen by :func:`select_cases`, resized
+    to S = ``config.image_size`` exactly as training does (``mrseg.data.torch_data``)."""
     from mrseg.data.registry import load_dataset
+    from mrseg.data.torch_data import resize_images, resize_masks
 
     ds = load_dataset(config.dataset, progress=False, **dict(config.dataset_options))
     _, _, test_idx = ds.split(config.fold, config.val_fraction, config.seed)
     rows = select_cases(test_idx, n_cases, seed)
-    image = torch.from_numpy(np.asarray(ds.images[rows], dtype=np.float32))
-    masks = torch.from_numpy(np.asarray(ds.masks[rows], dtype=np.float32))
-    present = torch.from_numpy(np.asarray(ds.present[rows], dtype=bool))
-    size = int(getattr(config, "image_size", image.shape[-1]))
-    if image.shape[-1] != size or image.shape[-2] != size:
-        image = F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
-        masks = F.interpolate(masks, size=(size, size), mode="nearest")
-    return {"image": image, "masks": masks, "present": present, "indices": rows,
+    size = int(config.image_size)
+    return {"image": resize_images(ds.images[rows], size), "masks": resize_masks(ds.masks[rows], size),
+            "present": torch.from_numpy(np.asarray(ds.present[rows], dtype=bool)), "indices": rows,
             "case_ids": ds.cases["case_id"].to_numpy()[rows].astype(str).tolist(),
             "semi_synthetic": ds.semi_synthetic, "dataset": ds.name}
 
@@ -299,3 +301,37 @@ def run_alignment(run_dir: str | Path, n_cases: int | None = 100, seed: int = 13
         write_csv(run_dir / "alignment_cases.csv", cases)
         write_json(run_dir / "alignment_summary.json", summary)
     return cases, summary
+
+
+def resolve_run_dir(config_json: str, run_dir: str) -> Path:
+    """The run directory a per-run notebook works on: ``run_dir`` if given, else
+    ``runs_dir() / RunConfig.from_dict(json.loads(config_json)).run_id``."""
+    import json
+
+    from mrseg.config import RunConfig
+    from mrseg.paths import runs_dir
+
+    if run_dir:
+        return Path(run_dir)
+    if not config_json:
+        raise ValueError("give run_dir or config_json (a RunConfig as JSON)")
+    return runs_dir() / RunConfig.from_dict(json.loads(config_json)).run_id
+
+
+def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
+    """Display table of an alignment summary: one row per measure, values formatted, latent
+    measures shown as "undefined" (never 0.000) when the model has no shared z."""
+    defined = bool(summary.get("defined", True))
+    rows = []
+    for label, prefix, is_defined in (("latent cosine, Bernoulli log p (thesis index)", "", defined),
+                                      ("latent cosine, soft-Dice training loss", "soft_dice_", defined),
+                                      ("decoder-parameter cosine (both models)", "decoder_", True)):
+        if f"{prefix}mean" not in summary:
+            continue
+        rows.append({"measure": label,
+                     **{name: format_alignment(summary.get(f"{prefix}{key}", math.nan), is_defined)
+                        for name, key in (("mean", "mean"), ("SD over cases", "sd"), ("share > 0", "share_positive"),
+                                          ("share < 0", "share_negative"), ("share > 0.5", "share_above_0_5"))}})
+    frame = pd.DataFrame(rows)
+    frame["cases"] = int(summary.get("n_cases", 0))
+    return frame

@@ -12,7 +12,7 @@
 # **Thesis Table 4.4 (§4.2.3).** Each row is a standalone change to the D-Persona baseline (row 1),
 # not a cumulative stack. Rows 1 and 6 are the main comparison's runs.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
 plan: str = "thesis"  # plan name, e.g. thesis
 profile: str = "smoke"  # profile: smoke, demo or paper

@@ -17,7 +17,7 @@
 # 0.000 "by construction"; this site prints "undefined"). The comparison defined for both models is
 # the cosine of the per-rater reconstruction gradients at the shared decoder's parameters.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
 plan: str = "thesis"  # plan name, e.g. thesis
 profile: str = "smoke"  # profile: smoke, demo or paper

@@ -12,7 +12,7 @@
 # Every public function and class of the `mrseg` package with its signature and the first paragraph
 # of its docstring, generated from the installed code when the book's pages are executed.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
 plan: str = "thesis"  # plan name, e.g. thesis
 profile: str = "smoke"  # profile: smoke, demo or paper

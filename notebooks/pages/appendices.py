@@ -13,7 +13,7 @@
 # ours. The thesis kept per-fold numbers only for the Stage 1 models (shared and per-rater); its
 # Appendix IV repeats Appendix I's endpoints.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
 plan: str = "thesis"  # plan name, e.g. thesis
 profile: str = "smoke"  # profile: smoke, demo or paper

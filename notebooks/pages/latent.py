@@ -15,7 +15,7 @@
 # companions computed in the original latent space (silhouette of rater labels: near 0 or below
 # means no per-rater clusters).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
 plan: str = "thesis"  # plan name, e.g. thesis
 profile: str = "smoke"  # profile: smoke, demo or paper

@@ -14,7 +14,7 @@
 # The thesis's numbers are on the left of each pair, ours on the right; the thesis's GED uses
 # d(∅,∅)=1, so ours is compared in that convention and also shown with d(∅,∅)=0.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
 plan: str = "thesis"  # plan name, e.g. thesis
 profile: str = "smoke"  # profile: smoke, demo or paper

@@ -20,7 +20,7 @@
 # `synthetic` dataset's rater masks (fully procedural), with a share of rater masks blanked as on
 # LIDC slices a radiologist did not mark.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # not used here (kept for the runner's common page parameters)
 plan: str = "thesis"  # not used here
 profile: str = "smoke"  # not used here

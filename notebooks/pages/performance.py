@@ -14,7 +14,7 @@
 # `bench_gpu.json`, `bench_dataset.json`) and from the runner's own timings; anything not measured
 # says so. The thesis reports about 47 h (per-rater) vs 10.5 h (shared) for four folds on Apple MPS.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
 plan: str = "thesis"  # plan name, e.g. thesis
 profile: str = "smoke"  # profile: smoke, demo or paper

@@ -14,7 +14,7 @@
 # (thresholded at 0.5). The thesis shows LIDC fold 3; ours uses the last fold with results.
 # The quantitative companion is the sample diversity d_SS (mean 1 - IoU between a model's samples).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
 plan: str = "thesis"  # plan name, e.g. thesis
 profile: str = "smoke"  # profile: smoke, demo or paper

@@ -17,7 +17,7 @@
 # smoke profile runs one fold and one sparsity level). Verdicts compare directions, not magnitudes:
 # our demo-scale runs on (semi-)synthetic images cannot match the thesis's absolute numbers.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
 plan: str = "thesis"  # plan name, e.g. thesis
 profile: str = "smoke"  # profile: smoke, demo or paper

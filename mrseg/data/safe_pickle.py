@@ -30,7 +30,7 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
 })
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
     """The pickle references a global outside the allow-list."""
 
 

@@ -765,8 +765,11 @@ def _rule_attribute(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
     if att not in r or not np.isfinite(r[att]):
         return Evidence("no results yet", "—", f"no r for {att}")
     if rule["check"] == "sign":
-        ok = np.sign(r[att]) == np.sign(rule["sign"])
-        return Evidence("reproduced" if ok else "not reproduced", f"r = {r[att]:+.3f}")
+        p = dict(zip(table["attribute"].astype(str), pd.to_numeric(table.get("p", pd.Series(dtype=float)), errors="coerce")))
+        p_att = p.get(att, math.nan)
+        ok = np.sign(r[att]) == np.sign(rule["sign"]) and np.isfinite(p_att) and p_att < rule.get("alpha", 0.05)
+        return Evidence("reproduced" if ok else "not reproduced", f"r = {r[att]:+.3f}, p = {p_att:.2g}",
+                        f"sign {'+' if rule['sign'] > 0 else '-'} and p < {rule.get('alpha', 0.05)}")
     best = max(r, key=lambda k: r[k] if np.isfinite(r[k]) else -np.inf)
     return Evidence("reproduced" if best == att else "not reproduced", f"largest r: {best} ({r[best]:+.3f})")
 
@@ -1095,8 +1098,16 @@ def performance_table(res: Results) -> pd.DataFrame:
     records = []
 
     def add(what: str, value: Any, unit: str, command: str, source: str) -> None:
-        text = "not measured" if value is None else (f"{value:.3g} {unit}".strip() if _is_number(value) else str(value))
-        records.append({"measurement": what, "value": text, "command": command, "source": source})
+        data = res.extra.get(source.removesuffix(".json"))
+        data = data if isinstance(data, dict) else {}
+        if value is None and data.get("error"):
+            text = f"not measured (failed: {str(data['error'])[:120]})"
+        else:
+            text = "not measured" if value is None else (f"{value:.3g} {unit}".strip() if _is_number(value) else str(value))
+        host = data.get("host") if isinstance(data.get("host"), dict) else {}
+        machine = f"{host.get('cpus')} CPUs, {host.get('machine')}" if host and value is not None else ""
+        records.append({"measurement": what, "value": text, "command": data.get("command", command),
+                        "machine": machine, "source": source})
 
     metric_cmd = "python -m mrseg bench metrics --json"
     add("metrics: vectorised speedup over a per-pair loop", get("bench_metrics", "speedup"), "x", metric_cmd, "bench_metrics.json")

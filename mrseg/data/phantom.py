@@ -40,16 +40,16 @@ class PhantomParams:
     lung_fine_hu: float = 22.0  # amplitude of fine parenchymal texture
     lung_coarse_hu: float = 30.0  # amplitude of slow density variation
     vessel_hu: float = 30.0
-    n_vessels: float = 4.0  # mean number of vessel trees
+    n_vessels: float = 6.0  # mean number of vessel trees
     wall_probability: float = 0.8
     wall_hu: float = 45.0
-    fat_hu: float = -95.0
+    fat_hu: float = -330.0
     bone_hu: float = 650.0
     solid_hu: float = 110.0
     ggo_hu: float = -520.0
     calcification_hu: float = 700.0
     psf_sigma_px: float = 0.7
-    noise_hu: float = 38.0
+    noise_hu: float = 50.0
 
 
 DEFAULT_PARAMS = PhantomParams()
@@ -86,13 +86,13 @@ def _draw_curve(canvas: np.ndarray, rng: np.random.Generator, start: np.ndarray,
 def _vessels(shape: tuple[int, int], rng: np.random.Generator, p: PhantomParams) -> np.ndarray:
     """Vessel opacity map in [0, 1]: tapered branching curves plus a few cross-sections."""
     h, w = shape
-    widths = (0.5, 0.8, 1.2, 1.8)  # Gaussian sigma (px) of each width class
+    widths = (0.45, 0.7, 1.0, 1.5)  # Gaussian sigma (px) of each width class
     peaks = (0.55, 0.75, 0.9, 1.0)  # thin vessels are partial-volumed: lower peak density
     canvases = [np.zeros(shape, dtype=np.float32) for _ in widths]
     for _ in range(rng.poisson(p.n_vessels)):
         cls = int(rng.integers(1, len(widths)))
         start = rng.uniform([-10, -10], [h + 10, w + 10])
-        points = _draw_curve(canvases[cls], rng, start, rng.uniform(0, 2 * np.pi), rng.uniform(20, 90), 0.15)
+        points = _draw_curve(canvases[cls], rng, start, rng.uniform(0, 2 * np.pi), rng.uniform(15, 70), 0.15)
         for _ in range(rng.poisson(1.5)):  # thinner branches
             if cls == 0 or not points:
                 break
@@ -129,8 +129,8 @@ def _chest_wall(shape: tuple[int, int], rng: np.random.Generator, union: np.ndar
     boundary = offset + lateral**2 / (2 * radius) + 2.0 * np.sin(lateral / rng.uniform(6, 14) + rng.uniform(0, 6))
     inside = depth - boundary  # > 0 inside the wall
     tissue = _smoothstep(inside / 1.5 + 0.5)
-    fat_depth = rng.uniform(4, 12)
-    fat = _smoothstep((inside - fat_depth) / 2 + 0.5) * (1 - _smoothstep((inside - fat_depth - rng.uniform(4, 10)) / 2 + 0.5))
+    fat_depth = rng.uniform(3, 10)
+    fat = _smoothstep((inside - fat_depth) / 2 + 0.5) * (1 - _smoothstep((inside - fat_depth - rng.uniform(6, 30)) / 2 + 0.5))
     bone = np.zeros(shape, dtype=np.float32)
     if rng.random() < 0.5:  # a rib cut obliquely: an elliptical ring inside the wall
         t = rng.uniform(-40, 40)
@@ -182,7 +182,7 @@ def render_patch(
     # chest wall (kept clear of the nodule)
     if rng.random() < p.wall_probability:
         tissue, fat, bone = _chest_wall(shape, rng, union, p)
-        wall_hu = p.wall_hu + 15 * gaussian_filter(rng.standard_normal(shape).astype(np.float32), 2.0) * 4
+        wall_hu = p.wall_hu + 25 * gaussian_filter(rng.standard_normal(shape).astype(np.float32), 2.0) * 4
         wall_hu = wall_hu * (1 - fat) + p.fat_hu * fat
         wall_hu = wall_hu * (1 - bone) + p.bone_hu * bone
         hu = hu * (1 - tissue) + wall_hu * tissue
@@ -194,12 +194,13 @@ def render_patch(
         spiculation = _rating(attributes, present, "spiculation", 1.5)
         calcification = _rating(attributes, present, "calcification", 6.0)
         solidity = np.clip((texture - 1) / 4, 0, 1)
-        core_hu = p.ggo_hu + (p.solid_hu - p.ggo_hu) * (0.25 + 0.75 * solidity)
+        solid_hu = p.solid_hu + rng.normal(0, 60)
+        core_hu = p.ggo_hu + (solid_hu - p.ggo_hu) * (0.25 + 0.75 * solidity)
         c = gaussian_filter(consensus, 0.6)
         rim = _smoothstep(c / 0.5)
         core = _smoothstep((c - 0.4) / 0.5)
         ggo_level = p.lung_hu + (p.ggo_hu - p.lung_hu) * (0.3 + 0.5 * rng.random())
-        inner = 1 + 0.06 * gaussian_filter(rng.standard_normal(shape).astype(np.float32), 1.5) * 3
+        inner = 1 + 0.12 * gaussian_filter(rng.standard_normal(shape).astype(np.float32), 1.5) * 3
         nodule_hu = ggo_level * (1 - core) + core_hu * inner * core
         if spiculation > 1.5:
             spikes = np.zeros(shape, dtype=np.float32)

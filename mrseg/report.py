@@ -246,7 +246,9 @@ def load_results(results_dir: str | Path, plan: str, profile: str) -> Results:
         if path.exists():
             try:
                 setattr(res, name, pd.read_csv(path))
-            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            except pd.errors.EmptyDataError:  # written with no rows and no columns: nothing to show
+                setattr(res, name, pd.DataFrame())
+            except (pd.errors.ParserError, UnicodeDecodeError) as err:
                 raise ValueError(f"{path}: cannot read this results table ({err})") from err
     ctx = folder / "context.json"
     if ctx.exists():
@@ -381,7 +383,8 @@ def failed_runs_html(res: Results, study: str | None = None) -> str | None:
     if failed.empty:
         return None
     if "error" in failed:
-        failed = failed.assign(error=failed["error"].fillna("").astype(str).str.slice(0, 300))
+        first = failed["error"].fillna("").astype(str).str.replace("\\n", "\n", regex=False).str.split("\n").str[0]
+        failed = failed.assign(error=first.str.slice(0, 300))
     return '<div class="mrseg-failed-runs">' + to_html(failed, caption="Failed or incomplete runs") + "</div>"
 
 

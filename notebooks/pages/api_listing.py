@@ -20,10 +20,4 @@ profile: str = "smoke"  # profile: smoke, demo or paper
 # %% tags=["hide-input"]
 from mrseg import report
 
-MODULES = ["mrseg.config", "mrseg.paths", "mrseg.io", "mrseg.manifest", "mrseg.data.contract", "mrseg.data.cache",
-           "mrseg.data.folds", "mrseg.data.registry", "mrseg.data.synthetic", "mrseg.data.lidc_pylidc", "mrseg.data.loaders",
-           "mrseg.data.torch_data", "mrseg.models", "mrseg.losses", "mrseg.train", "mrseg.metrics",
-           "mrseg.diagnostics.alignment", "mrseg.diagnostics.latent", "mrseg.diagnostics.attributes",
-           "mrseg.diagnostics.statistics", "mrseg.plan", "mrseg.runner", "mrseg.executors", "mrseg.aggregate",
-           "mrseg.report", "mrseg.plots", "mrseg.conventions"]
-report.show_markdown(report.api_listing(MODULES))
+report.show_markdown(report.api_listing(report.package_modules("mrseg")))

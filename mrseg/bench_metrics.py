@@ -25,53 +25,56 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
-from mrseg.metrics import DEFAULT_THRESHOLDS, evaluate_cases
+from mrseg.metrics import DEFAULT_THRESHOLDS, _torch_threads, evaluate_cases
 
 SIZE = 128
 N_RATERS = 4
 COMPARED = ("ged", "ged_dpersona", "dice_match", "dice_soft")
 
 
-def make_cases(n: int, samples: int, seed: int, size: int = SIZE, raters: int = N_RATERS
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def make_cases(n: int, samples: int, seed: int, size: int = SIZE, raters: int = N_RATERS,
+               out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``probs`` float32 ``[n, samples, size, size]`` and ``masks`` uint8 ``[n, raters, size, size]``.
 
-    The nodule (radius 3..12 px, near the centre) is drawn in a 56x56 window that is pasted into
-    the faint noisy background; 1% of the samples also carry a stray blob anywhere in the image.
+    Each case has a nodule (radius 3..12 px, near the image centre) drawn in a 56x56 window that
+    is pasted onto a faint noisy background. Raters draw it tighter or wider with a 3-lobed
+    wobble (8% of rater masks empty); samples are soft maps with their own radius and 4-lobed
+    wobble (5% empty), and 1% of the samples carry a stray blob anywhere in the image.
+    ``out`` (float32 ``[>=n, samples, size, size]``) is reused for ``probs`` when given.
     """
     g = torch.Generator().manual_seed(seed)
     win = min(56, size)
     yy, xx = torch.meshgrid(torch.arange(win, dtype=torch.float32), torch.arange(win, dtype=torch.float32),
                             indexing="ij")
+    centre = win / 2 + 0.5 * torch.randn(n, 2, generator=g)
+    dy, dx = yy - centre[:, 0, None, None], xx - centre[:, 1, None, None]
+    dist = torch.sqrt(dy * dy + dx * dx)[:, None]  # [n, 1, win, win]
+    theta = torch.atan2(dy, dx)[:, None]
 
-    def blobs(centre: torch.Tensor, radius: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        # normalised radial coordinate rho (1 on the outline) with a k-lobed wobble
-        dy = yy - centre[..., 0, None, None]
-        dx = xx - centre[..., 1, None, None]
-        theta = torch.atan2(dy, dx)
+    def outline(radius: torch.Tensor, k: int) -> torch.Tensor:
+        # radius [n, c] -> outline radius per pixel [n, c, win, win], a k-lobed wobble of up to 15%
         amp = 0.15 * torch.rand(radius.shape, generator=g)
         phase = 2 * math.pi * torch.rand(radius.shape, generator=g)
-        outline = radius[..., None, None] * (1 + amp[..., None, None] * torch.cos(k * theta + phase[..., None, None]))
-        return torch.sqrt(dy * dy + dx * dx) / outline, outline
+        cos_k, sin_k = torch.cos(k * theta), torch.sin(k * theta)
+        wobble = cos_k * (amp * torch.cos(phase))[..., None, None] - sin_k * (amp * torch.sin(phase))[..., None, None]
+        return radius[..., None, None] * (1 + wobble)
 
     origin = (size / 2 - win / 2 + 6 * torch.randn(n, 2, generator=g)).round().clamp(0, size - win).long().tolist()
-    centre = torch.full((n, 1, 2), win / 2) + 0.5 * torch.randn(n, 1, 2, generator=g)
     radius = 3 + 9 * torch.rand(n, 1, generator=g)
-    # raters: the same nodule drawn tighter or wider; about 8% of rater masks are empty
-    r_scale = 1 + 0.2 * torch.randn(n, raters, generator=g)
-    rho, _ = blobs(centre + 0.8 * torch.randn(n, raters, 2, generator=g), radius * r_scale.clamp(0.5, 1.6), 3)
-    mask_win = (rho <= 1).to(torch.uint8)
+    r_scale = (1 + 0.2 * torch.randn(n, raters, generator=g)).clamp(0.5, 1.6)
+    mask_win = (dist <= outline(radius * r_scale, 3)).to(torch.uint8)
     mask_win[torch.rand(n, raters, generator=g) < 0.08] = 0
-    # samples: soft blobs with jitter; 5% empty
-    s_scale = 1 + 0.25 * torch.randn(n, samples, generator=g)
-    rho, outline = blobs(centre + 1.2 * torch.randn(n, samples, 2, generator=g), radius * s_scale.clamp(0.4, 1.6), 4)
-    prob_win = torch.sigmoid((1 - rho) * outline / 1.2)
+    s_scale = (1 + 0.25 * torch.randn(n, samples, generator=g)).clamp(0.4, 1.6)
+    prob_win = torch.sigmoid((outline(radius * s_scale, 4) - dist) / 1.2)
     prob_win.mul_((torch.rand(n, samples, 1, 1, generator=g) >= 0.05).to(torch.float32))
     # faint background (one noise field per sample slot, shared by the cases of a block)
-    probs = (0.04 * torch.rand(1, samples, size, size, generator=g)).expand(n, -1, -1, -1).clone()
+    noise = 0.04 * torch.rand(1, samples, size, size, generator=g)
+    probs = torch.empty(n, samples, size, size) if out is None else out[:n]
+    probs.copy_(noise.expand(n, -1, -1, -1))
     masks = torch.zeros(n, raters, size, size, dtype=torch.uint8)
     for i, (r0, c0) in enumerate(origin):
-        probs[i, :, r0:r0 + win, c0:c0 + win] = torch.maximum(probs[i, :, r0:r0 + win, c0:c0 + win], prob_win[i])
+        region = probs[i, :, r0:r0 + win, c0:c0 + win]
+        torch.maximum(region, prob_win[i], out=region)
         masks[i, :, r0:r0 + win, c0:c0 + win] = mask_win[i]
     stray = torch.nonzero(torch.rand(n, samples, generator=g) < 0.01)
     for case, sample in stray.tolist():
@@ -155,9 +158,11 @@ def metrics_benchmark(cases: int = 1609, samples: int = 100, reference_cases: in
     gram = None
     ref_probs: list[np.ndarray] = []
     ref_masks: list[np.ndarray] = []
+    buffer = torch.empty(min(block, cases), samples, SIZE, SIZE)
     for start in tqdm(range(0, cases, block), desc="metrics benchmark", disable=not progress):
         n = min(block, cases - start)
-        probs, masks = make_cases(n, samples, seed=seed * 1_000_003 + start)
+        with _torch_threads(1):  # generation is not timed; keep it cheap on a shared CPU
+            probs, masks = make_cases(n, samples, seed=seed * 1_000_003 + start, out=buffer)
         if start < reference_cases:  # keep the reference cases: the same arrays for both paths
             ref_probs.append(probs[: reference_cases - start].numpy().copy())
             ref_masks.append(masks[: reference_cases - start].numpy().copy())

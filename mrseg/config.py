@@ -39,6 +39,7 @@ class RunConfig:
     encoder_filters: tuple[int, ...] = (16, 32, 64, 128, 256)
     convs_per_block: int = 3
     image_size: int = 128          # patches are resized/cropped to this size
+    logit_bias_init: float = 0.0   # initial bias of FComb's output logit (0 = PyTorch default init)
     # ablation switches (on shared+s2 in the thesis)
     orthogonality: bool = False
     prior_bank_k: int = 0          # 0 = off; 100 = discretised prior bank
@@ -73,6 +74,7 @@ class RunConfig:
     channels_last: bool = True     # channels_last memory format for the convolutions
     eval_batch_size: int = 32      # cases per batch at evaluation time
     val_samples: int = 8           # M for the per-epoch validation GED (model selection)
+    max_val_cases: int = 0         # 0 = the whole validation split
     max_bad_steps: int = 20        # consecutive non-finite losses before the run stops
 
     def validate(self) -> "RunConfig":
@@ -154,15 +156,17 @@ PROFILE_PRESETS: dict[str, dict[str, Any]] = {
     # tiny: tests and CI
     "smoke": dict(
         backbone="unet-small", base_channels=8, feature_channels=8, encoder_filters=(8, 16, 32),
-        convs_per_block=1, image_size=64, epochs=2, batch_size=8, max_train_cases=48,
-        max_eval_cases=16, eval_samples=8, bound_samples=4, stage2_bank_train=16, stage2_bank_test=32,
+        convs_per_block=1, image_size=32, epochs=2, batch_size=8, lr=3e-3, logit_bias_init=-3.0, max_train_cases=32,
+        max_eval_cases=8, max_val_cases=8, eval_samples=4, val_samples=2, bound_samples=3, stage2_bank_train=16,
+        stage2_bank_test=32, eval_batch_size=8,
         dataset="synthetic",
     ),
     # a laptop CPU: the whole thesis plan and book in under 45 minutes on 2 cores
     "demo": dict(
-        backbone="unet-small", base_channels=16, feature_channels=16, encoder_filters=(16, 32, 64, 128),
-        convs_per_block=2, image_size=64, epochs=12, batch_size=12, max_train_cases=480,
-        max_eval_cases=120, eval_samples=16, bound_samples=10, stage2_bank_train=100, stage2_bank_test=200,
+        backbone="unet-small", base_channels=8, feature_channels=8, encoder_filters=(8, 16, 32, 64),
+        convs_per_block=1, image_size=64, epochs=10, stage2_epochs=4, batch_size=12, lr=3e-3, logit_bias_init=-3.0,
+        max_train_cases=192, max_eval_cases=100, max_val_cases=40, eval_samples=16, val_samples=4,
+        bound_samples=4, stage2_bank_train=100, stage2_bank_test=200,
     ),
     # the thesis's hyperparameters; meant for a GPU
     "paper": dict(

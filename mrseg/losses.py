@@ -151,8 +151,13 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
         a_pairs = a if idx.numel() == a.shape[0] and len(encoded) == 1 else a.index_select(0, idx)
         logits = model.fcomb.decode_pairs(a_pairs, z)
         dice = soft_dice_loss(torch.sigmoid(logits), torch.cat(targets))
+        kl_pairs = torch.cat(kl_parts)
         recon = _per_image_mean(dice, idx, count)
-        kl = _per_image_mean(torch.cat(kl_parts), idx, count)
+        kl = _per_image_mean(kl_pairs, idx, count)
+        raters = torch.cat([torch.full_like(ii, i) for i, ii, _ in encoded])
+        # rater i's ELBO terms per image, [B, N] (0 where absent): for isolation checks and diagnostics
+        out["rater_terms"] = torch.zeros(present.shape, dtype=dice.dtype, device=x.device).index_put(
+            (idx, raters), dice + config.kl_weight * kl_pairs)
         if config.latent_repulsion:
             mu = torch.full((x.shape[0], model.n_raters, model.latent_dim), float("nan"), device=x.device)
             for i, ii, q in encoded:
@@ -187,7 +192,7 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
             total = total + config.diversity_weight * out["diversity"]
     if "repulsion" in out:
         total = total + config.latent_repulsion * out["repulsion"]
-    l2 = l2_penalty([model.prior_net, *posterior_modules, model.fcomb])
+    l2 = l2_penalty([model.prior_net, *posterior_modules, model.fcomb]) if config.l2_weight else bound.new_zeros(())
     total = total + config.l2_weight * l2
     out.update(loss=total, recon=recon.mean(), kl=kl.mean(), bound=bound, l2=l2)
     return out

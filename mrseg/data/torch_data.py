@@ -76,7 +76,7 @@ def split_indices(ds: Any, config: Any) -> dict[str, np.ndarray]:
 
     train = cap(train, config.max_train_cases)
     test = cap(test, config.max_eval_cases)
-    val = cap(val, config.max_eval_cases)
+    val = cap(val, config.max_val_cases or config.max_eval_cases)
     if config.select_on == "test":
         val = test
     return {"train": train, "val": val, "test": test}

@@ -33,9 +33,9 @@ class FComb(nn.Module):
         return self.feat_in(features.permute(0, 2, 3, 1))
 
     def _head(self, h: torch.Tensor) -> torch.Tensor:
-        h = F.relu(h)
+        h = F.relu(h, inplace=True)        # h is always a fresh tensor here
         for layer in self.layers:
-            h = F.relu(layer(h))
+            h = F.relu(layer(h), inplace=True)
         return self.out(h).squeeze(-1)
 
     def decode_pairs(self, a: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,138 @@
+"""Train-step benchmark: shared vs per-rater posteriors, optimised vs naive (``python -m mrseg bench step``).
+
+Both models get the same optimisations (FComb's feature half computed once, latent samples as a
+per-sample bias, channels_last), so ``ratio = per_rater_s / shared_s`` isolates the cost of the
+N posterior encoders. The naive variants loop over N separately built encoders and decode every
+sample with the textbook concat(features, tiled z) + 1x1-conv FComb; their loss must equal the
+optimised one (``max_abs_loss_diff``) for the same weights and random draws.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from typing import Any
+
+import torch
+from torch import nn
+from torch.distributions import Normal
+
+from mrseg.config import RunConfig
+from mrseg.losses import bound_loss, kl_term, l2_penalty, soft_dice_loss
+from mrseg.models import build_model
+
+
+def naive_stage1_losses(model: Any, encoders: nn.ModuleList | None, x: torch.Tensor, masks: torch.Tensor,
+                        present: torch.Tensor, config: Any) -> dict[str, torch.Tensor]:
+    """Straightforward Stage 1 loss of ``shared`` / ``per-rater`` with every rater present.
+
+    ``encoders``: N separately built posterior encoders (per-rater) or ``None`` (shared, uses the
+    model's posterior). Every decode is ``fcomb.forward_naive``; the random draws come in the same
+    order as in :func:`mrseg.losses.stage1_losses`, so both give the same value.
+    """
+    if not bool(present.all()):
+        raise ValueError("naive_stage1_losses expects every rater present")
+    feats = model.features(x)
+    p = model.prior(x)
+    n = masks.shape[1]
+    if encoders is not None:
+        qs = [enc(torch.cat([x, masks[:, i: i + 1]], dim=1)) for i, enc in enumerate(encoders)]
+        zs = [q.rsample() for q in qs]
+        recon = torch.stack([soft_dice_loss(torch.sigmoid(model.fcomb.forward_naive(feats, z)[:, 0]), masks[:, i])
+                             for i, z in enumerate(zs)], 1).mean(1)
+        kl = torch.stack([kl_term(q, p) for q in qs], 1).mean(1)
+        posterior_modules = list(encoders)
+    else:
+        q = model.posterior_net(torch.cat([x, masks], dim=1))
+        probs = torch.sigmoid(model.fcomb.forward_naive(feats, q.rsample()))
+        recon = torch.stack([soft_dice_loss(probs[:, 0], masks[:, i]) for i in range(n)], 1).mean(1)
+        kl = kl_term(q, p)
+        posterior_modules = [model.posterior_net]
+    zk = p.rsample((config.bound_samples,))
+    prior_logits = torch.cat([model.fcomb.forward_naive(feats, z) for z in zk], dim=1)
+    bound = bound_loss(prior_logits, masks, present).mean()
+    l2 = l2_penalty([model.prior_net, *posterior_modules, model.fcomb])
+    loss = recon.mean() + config.kl_weight * kl.mean() + config.beta_bound * bound + config.l2_weight * l2
+    return {"loss": loss, "recon": recon.mean(), "kl": kl.mean(), "bound": bound, "l2": l2}
+
+
+def separate_encoders(model: Any) -> nn.ModuleList:
+    """N separately built encoder modules holding copies of the per-rater model's weights."""
+    return nn.ModuleList(copy.deepcopy(enc) for enc in model.posteriors.encoders)
+
+
+def _batch(config: RunConfig, n_raters: int, device: torch.device, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    s = config.image_size
+    x = torch.rand(config.batch_size, 1, s, s, generator=g)
+    yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+    radius = torch.rand(config.batch_size, n_raters, 1, 1, generator=g) * s / 8 + s / 16
+    masks = (((yy - s / 2) ** 2 + (xx - s / 2) ** 2).sqrt() < radius).float()
+    present = torch.ones(config.batch_size, n_raters, dtype=torch.bool)
+    if config.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x.to(device), masks.to(device), present.to(device)
+
+
+def _time_steps(step, repeats: int, device: torch.device) -> float:
+    step()                                  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def step_benchmark(profile: str = "paper", repeats: int = 3, device: str = "cpu", n_raters: int = 4,
+                   threads: int | None = None, naive: bool = True) -> dict[str, Any]:
+    """Median seconds per training step (forward, backward, Adam) at ``profile``'s configuration."""
+    from mrseg.losses import stage1_losses
+    from mrseg.train import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cpu" and threads:
+        torch.set_num_threads(threads)
+    result: dict[str, Any] = {"profile": profile, "device": str(dev), "threads": torch.get_num_threads()}
+    x = masks = present = None
+    losses: dict[str, float] = {}
+    for name in ("shared", "per-rater"):
+        config = RunConfig.from_profile(profile, model=name, device=str(dev.type))
+        x, masks, present = _batch(config, n_raters, dev)
+        torch.manual_seed(config.seed)
+        model = build_model(config, n_raters=n_raters).to(dev)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        encoders = separate_encoders(model).to(dev) if name == "per-rater" else None
+        variants = {"": lambda m=model: stage1_losses(m, x, masks, present, config)}
+        if naive:
+            variants["naive_"] = lambda m=model, e=encoders: naive_stage1_losses(m, e, x, masks, present, config)
+        for prefix, fn in variants.items():
+            trainable = list(model.parameters()) + (list(encoders.parameters()) if encoders is not None else [])
+            opt = torch.optim.Adam(trainable, lr=0.0)   # lr 0: the timed steps leave the weights unchanged
+
+            def step(fn=fn, opt=opt):
+                loss = fn()["loss"]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            key = f"{prefix}{name.replace('-', '_')}_s"
+            result[key] = round(_time_steps(step, repeats, dev), 4)
+            torch.manual_seed(123)
+            model.train()
+            losses[prefix + name] = float(fn()["loss"].detach())
+    result["ratio"] = round(result["per_rater_s"] / result["shared_s"], 3)
+    if naive:
+        result["naive_ratio"] = round(result["naive_per_rater_s"] / result["naive_shared_s"], 3)
+        result["naive_per_rater_vs_shared"] = round(result["naive_per_rater_s"] / result["shared_s"], 3)
+        result["max_abs_loss_diff"] = max(abs(losses[n] - losses["naive_" + n]) for n in ("shared", "per-rater"))
+    config = RunConfig.from_profile(profile)
+    result.update(image_size=config.image_size, batch_size=config.batch_size, backbone=config.backbone,
+                  bound_samples=config.bound_samples, n_raters=n_raters, repeats=repeats)
+    return result

@@ -202,6 +202,8 @@ class Results:
         rec = sel.iloc[0]
         sd = rec.get(f"{metric}_sd", math.nan)
         n = int(rec["n_folds"]) if "n_folds" in rec and pd.notna(rec["n_folds"]) else 0
+        if n < 2:  # an SD over a single fold says nothing
+            sd = math.nan
         return float(rec[f"{metric}_mean"]), float(sd) if pd.notna(sd) else math.nan, n
 
     def fold_values(self, study: str, row: str, metric: str, n_present: int | None = None) -> pd.Series:

@@ -17,6 +17,7 @@ Data generation is not timed.
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any
 
@@ -147,13 +148,16 @@ def metrics_benchmark(cases: int = 1609, samples: int = 100, reference_cases: in
 
     Returns ``cases, samples, seconds`` (vectorised, all cases), ``reference_seconds``
     (per-pair loop, extrapolated from ``reference_cases`` cases), ``speedup``, ``max_abs_diff``,
-    plus ``reference_cases_timed``, ``reference_seconds_measured``, ``threads``, ``raters``,
-    ``size``, ``gram`` (torch vs numpy Gram timing on one block) and ``matmul``.
+    plus ``cpu_seconds`` (process CPU time of the vectorised path, all threads: a shared CPU
+    inflates ``seconds`` but not this), ``load_average_1min`` (before, after),
+    ``reference_cases_timed``, ``reference_seconds_measured``, ``threads``, ``raters``, ``size``,
+    ``gram`` (torch.bmm vs numpy.matmul on one block of full-size masks) and ``matmul``.
     """
     if cases < 1 or samples < 1:
         raise ValueError("cases and samples must be >= 1")
     reference_cases = max(1, min(reference_cases, cases))
-    seconds = 0.0
+    load_before = os.getloadavg()[0]
+    seconds = cpu_seconds = 0.0
     frames = []
     gram = None
     ref_probs: list[np.ndarray] = []
@@ -168,9 +172,10 @@ def metrics_benchmark(cases: int = 1609, samples: int = 100, reference_cases: in
             ref_masks.append(masks[: reference_cases - start].numpy().copy())
         if gram is None:
             gram = _gram_backend_seconds(probs[: min(n, 8)], masks[: min(n, 8)])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         frames.append(evaluate_cases(probs, masks, include_hm_iou=False))
         seconds += time.perf_counter() - t0
+        cpu_seconds += time.process_time() - c0
     vector = {k: np.concatenate([f[k].to_numpy() for f in frames]) for k in COMPARED}
     ref_probs_all, ref_masks_all = np.concatenate(ref_probs), np.concatenate(ref_masks)
     t0 = time.perf_counter()
@@ -186,6 +191,8 @@ def metrics_benchmark(cases: int = 1609, samples: int = 100, reference_cases: in
         "reference_seconds": round(reference_seconds, 3),
         "speedup": round(reference_seconds / seconds, 1),
         "max_abs_diff": float(diff),
+        "cpu_seconds": round(cpu_seconds, 3),
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "reference_cases_timed": reference_cases,
         "reference_seconds_measured": round(reference_measured, 3),
         "raters": N_RATERS,

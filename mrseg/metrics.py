@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Sequence
 
@@ -56,7 +57,9 @@ DEFAULT_THRESHOLDS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 def _tensor(x: ArrayLike) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu()
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(x)))
+    with warnings.catch_warnings():  # read-only arrays (memory-mapped caches) are never written to
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(np.ascontiguousarray(np.asarray(x)))
 
 
 def _binary(x: ArrayLike, threshold: float = 0.5) -> torch.Tensor:

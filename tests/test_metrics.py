@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -133,6 +135,11 @@ def test_numpy_torch_and_dtypes_agree():
         assert (mt.ged(s, y), mt.dice_match(s, y)[0], mt.hm_iou(s, y)) == pytest.approx(ref)
     assert mt.dice_soft(torch.from_numpy(probs), torch.from_numpy(raters)) == pytest.approx(mt.dice_soft(probs, raters))
     assert mt.case_metrics(torch.from_numpy(probs), raters) == pytest.approx(mt.case_metrics(probs, raters), nan_ok=True)
+    frozen = raters.copy()
+    frozen.setflags(write=False)  # like a memory-mapped dataset cache
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert mt.ged(probs, frozen) == pytest.approx(ref[0])
 
 
 def _random_cases(b=7, m=6, n=4, size=16, seed=2):
@@ -217,3 +224,16 @@ def test_threshold_is_strict_and_bad_shapes_raise():
         mt.ged(np.zeros((2, 4)), np.zeros((2, 4)))
     with pytest.raises(ValueError, match="do not match"):
         mt.ged(np.zeros((2, 4, 4)), np.zeros((2, 5, 5)))
+
+
+def test_metric_benchmark_small_run_agrees_with_reference():
+    from mrseg.bench_metrics import make_cases, metrics_benchmark
+
+    result = metrics_benchmark(cases=6, samples=8, reference_cases=3, block=4, progress=False)
+    assert {"cases", "samples", "seconds", "reference_seconds", "speedup", "max_abs_diff"} <= set(result)
+    assert result["cases"] == 6 and result["samples"] == 8 and result["reference_cases_timed"] == 3
+    assert result["max_abs_diff"] <= 1e-6
+    assert result["seconds"] > 0 and result["reference_seconds"] > 0
+    probs, masks = make_cases(3, 8, seed=1)
+    assert probs.shape == (3, 8, 128, 128) and masks.shape == (3, 4, 128, 128)
+    assert (masks.reshape(3, 4, -1).sum(-1) > 0).any() and ((probs > 0.5).reshape(3, 8, -1).sum(-1) > 0).any()

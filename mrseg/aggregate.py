@@ -142,14 +142,14 @@ def alignment_summary_table(alignment: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _order(frame: pd.DataFrame, studies: list[str], rows: list[str]) -> pd.DataFrame:
-    """Sort by the plan's study and row order, then n_present, fold."""
+def _order(frame: pd.DataFrame, studies: list[str], rows: list[tuple[str, str]]) -> pd.DataFrame:
+    """Sort by the plan's study order and each study's row order, then n_present, fold."""
     if frame.empty:
         return frame
     rank_s = {s: i for i, s in enumerate(studies)}
-    rank_r = {r: i for i, r in enumerate(rows)}
+    rank_r = {key: i for i, key in enumerate(rows)}
     keyed = frame.assign(_s=frame["study"].map(rank_s).fillna(len(rank_s)),
-                         _r=frame["row"].map(rank_r).fillna(len(rank_r)))
+                         _r=[rank_r.get(key, len(rank_r)) for key in zip(frame["study"], frame["row"])])
     by = ["_s", "_r"] + [c for c in ("n_present", "fold", "seed") if c in frame.columns]
     return keyed.sort_values(by, kind="stable").drop(columns=["_s", "_r"]).reset_index(drop=True)
 
@@ -203,7 +203,7 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     out_dir = Path(out_dir)
     spec = read_plan(plan)
     studies = list(spec["studies"])
-    rows = [r for s in spec["studies"].values() for r in (s.get("rows") or {})]
+    rows = [(name, r) for name, s in spec["studies"].items() for r in (s.get("rows") or {})]
     errors: list[str] = []
 
     def load(item, name: str) -> pd.DataFrame | None:

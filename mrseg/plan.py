@@ -178,7 +178,9 @@ def data_present(requirement: dict[str, Any] | None) -> tuple[bool, str]:
     if not path.is_absolute():
         path = REPO_ROOT / path
     if path.is_dir() and any(path.iterdir()):
-        return True, str(path)
+        # The path as given (relative paths are relative to the repository root, the kernels' cwd),
+        # so run ids do not depend on where the checkout lives.
+        return True, str(raw or requirement.get("default", ""))
     hint = f" (set {env} to its folder)" if env else ""
     return False, f"data not found at {requirement.get('default', '')}{hint}"
 

@@ -18,6 +18,7 @@ Returns 0 when everything is complete, 1 otherwise.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import traceback
@@ -131,8 +132,6 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
     threads = threads or _threads_on_worker()
     parameters = dict(item["parameters"])
     if kind == "train":
-        import json
-
         config = json.loads(parameters["config_json"])
         config["threads"] = threads
         parameters["config_json"] = json.dumps(config, sort_keys=True)
@@ -264,6 +263,27 @@ def execute_items(items: list[PlanItem], executor, retries: int = 1, progress: b
     return records
 
 
+def prepare_datasets(items: list[PlanItem], progress: bool = True) -> None:
+    """Build (or open) every dataset the pending training runs need, once, before dispatch, so
+    parallel jobs never build the same cache at the same time. A dataset that cannot be built is
+    reported here and its runs fail with the same error, recorded like any other failure."""
+    from mrseg.data.registry import load_dataset
+
+    seen = set()
+    for item in items:
+        if item.kind != "train" or item_complete(item):
+            continue
+        name, options = item.config["dataset"], item.config.get("dataset_options") or {}
+        key = (name, json.dumps(options, sort_keys=True))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            load_dataset(name, progress=progress, **options)
+        except Exception as err:  # noqa: BLE001 - reported, then recorded per run
+            print(f"dataset {name} could not be prepared: {_error_text(err)}")
+
+
 def _results_dir_for(plan_name: str, profile: str) -> Path:
     return results_dir() / plan_name / profile
 
@@ -288,6 +308,7 @@ def run_plan(plan: str = "thesis", profile: str = "demo", jobs: int = 2, executo
     for page in pages:
         page.parameters["results_dir"] = str(out_dir)
 
+    prepare_datasets(work, progress=progress)
     pool = make_executor(executor, jobs, scheduler)
     try:
         records = execute_items(work, pool, retries=retries, progress=progress, desc=f"{spec['name']}/{profile}")

@@ -130,6 +130,7 @@ def test_requires_data(monkeypatch, tmp_path):
            if any(m["study"] == "npc170" for m in t.memberships)]
     assert len(npc) == 2 * 3 and {t.config["dataset"] for t in npc} == {"npc170"}
     assert {t.config["seed"] for t in npc} == {1337, 1338, 1339}
+    assert {t.config["dataset_options"]["path"] for t in npc} == {str(folder)}
 
 
 def test_select_includes_dependencies(demo):

@@ -397,9 +397,7 @@ def nodule_patches(scan: LidcScan, group: list[LidcAnnotation], nodule_id: str, 
             case_id=f"{nodule_id}-k{k:03d}", patient_id=scan.patient_id, nodule_id=nodule_id, slice_index=int(k),
             masks=masks, present=present.copy(), attributes=attributes.copy(), scan_id=scan.id,
             series_uid=scan.series_uid, z=float(scan.zvals[k]), centre=centre, spacing=spacing))
-    best = chosen[len(chosen) // 2] if chosen else -1
-    if chosen:
-        best = max(chosen, key=lambda k: union_areas[k])
+    best = max(chosen, key=lambda k: union_areas[k]) if chosen else -1  # the largest-union slice
     areas = [int(m.get(best, empty).sum()) for m in per_rater] if chosen else [0] * n
     row = {
         "nodule_id": nodule_id,

@@ -30,9 +30,15 @@ Distances and overlaps:
   ``L = lcm(M, N)`` items, matched one-to-one by Hungarian on ``1 - IoU`` (IoU of two empty
   masks = 1) and the mean IoU of the L matched pairs is returned.
 
+  D-Persona's GED therefore differs from ``ged(..., empty_pair_distance=1.0)`` by at most
+  ``4e-8`` per case; its Dice terms are computed in float32 (relative rounding ~1e-7).
+
 Speed: all pairwise intersections of the ``K = M + N`` masks of a case come from one matrix
-product of the flattened masks (float32, exact for 0/1 up to 2^24 pixels), batched over cases;
-there is no Python loop over mask pairs (only the Hungarian steps loop over cases).
+product of the flattened masks (``torch.bmm`` in float32, exact for 0/1 up to 2^24 pixels),
+batched over cases; there is no Python loop over mask pairs (only the Hungarian steps loop over
+cases). Each case is first cropped to the bounding box of its foreground (pixels above the lowest
+threshold in any sample, or set in any rater mask), which changes no value; cases with similar
+boxes share a chunk. ``python -m mrseg bench metrics`` measures this against a per-pair loop.
 """
 
 from __future__ import annotations

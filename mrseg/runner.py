@@ -30,7 +30,7 @@ from tqdm import tqdm
 from mrseg.executors import available_cores, make_executor
 from mrseg.io import read_json, write_json
 from mrseg.manifest import is_complete, now_iso, read_manifest, update_manifest
-from mrseg.paths import REPO_ROOT, results_dir
+from mrseg.paths import REPO_ROOT, cache_dir, results_dir, runs_dir
 from mrseg.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan, read_plan, select
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -119,8 +119,12 @@ def _threads_on_worker() -> int:
 def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = None) -> dict[str, Any]:
     """Execute one plan item (``PlanItem.to_dict()``) with papermill; never raises for a notebook error.
 
-    Returns ``{key, status, seconds, error, notebook}`` with status ``complete`` or ``failed``
-    (``cached`` True when the item was already complete: re-submission is a no-op).
+    ``item["env"]`` (optional) holds the driver's ``MRSEG_CACHE`` / ``MRSEG_RUNS`` /
+    ``MRSEG_RESULTS`` so a remote worker reads and writes the same folders (a shared filesystem).
+    ``threads``: threads for the kernel (``OMP_NUM_THREADS`` etc. and the run config's
+    ``threads``); None sizes it from the Dask worker it runs on. Returns ``{key, status, seconds,
+    error, notebook}`` with status ``complete`` or ``failed`` (``cached`` True when the item was
+    already complete: re-submission is a no-op).
     """
     import jupytext
     import papermill
@@ -140,9 +144,11 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
     elif kind == "page":
         parameters.setdefault("results_dir", str(results_dir()))
 
-    saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, "MPLBACKEND", "PYTHONPATH")}
+    paths_env = item.get("env") or {}
+    saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, "MPLBACKEND", "PYTHONPATH", *paths_env)}
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
+    os.environ.update(paths_env)  # the driver's cache / runs / results folders, also on remote workers
     # The kernel must use its inline backend so figures are kept in the executed notebook.
     os.environ.pop("MPLBACKEND", None)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), saved["PYTHONPATH"]) if p)
@@ -228,12 +234,14 @@ def execute_items(items: list[PlanItem], executor, retries: int = 1, progress: b
     attempts: dict[str, int] = {}
     running: dict[Any, str] = {}
     threads = getattr(executor, "threads_per_task", None)
+    paths_env = {"MRSEG_CACHE": str(cache_dir()), "MRSEG_RUNS": str(runs_dir()), "MRSEG_RESULTS": str(results_dir())}
     try:
         while waiting or running:
             for key in [k for k in waiting if ready(k)]:
                 waiting.remove(key)
                 attempts[key] = attempts.get(key, 0) + 1
-                running[executor.submit(execute_item, by_key[key].to_dict(), threads)] = key
+                payload = {**by_key[key].to_dict(), "env": paths_env}
+                running[executor.submit(execute_item, payload, threads)] = key
             if not running:
                 break
             for future in executor.wait_first(running):

@@ -12,7 +12,9 @@ noise. Each rater draws a mask from the latent shape through a *style*:
 - ``lobulated``: the core outline with a high-frequency boundary perturbation,
 - ``ground-glass-inclusive``: the outline of core plus halo.
 
-Each rater also has a small per-case threshold jitter, so two raters of one style differ.
+Each rater also has a small per-case threshold jitter, so two raters of one style differ, and
+may leave a slice unmarked (an empty mask; 30% per rater on slices under 3 px radius, else 3%),
+as LIDC readers do; at least one rater marks every slice.
 Attributes (optional) are plausible LIDC ratings (``LIDC_ATTRIBUTES`` order) that depend on the
 nodule (size, irregularity, halo) and on the rater's style, with offsets that grow with the
 shape properties that also drive mask disagreement, so rating spread correlates with mask
@@ -110,9 +112,9 @@ def _render_case(params: dict[str, Any], slice_pos: int, n_slices: int, size: in
                  styles: list[str], missing_rate: float, with_attributes: bool,
                  rng: np.random.Generator) -> dict[str, Any]:
     # the slice's distance from the nodule equator, in units of the radius
-    t = 0.0 if n_slices == 1 else (slice_pos - (n_slices - 1) / 2) / ((n_slices - 1) / 2) * 0.97
-    t += rng.normal(0.0, 0.05)
-    radius = max(params["radius"] * np.sqrt(max(1.0 - min(t * t, 0.97), 0.0)), 0.6)
+    t = 0.0 if n_slices == 1 else (slice_pos - (n_slices - 1) / 2) / ((n_slices - 1) / 2) * 0.75
+    t += rng.normal(0.0, 0.1)
+    radius = max(params["radius"] * np.sqrt(1.0 - min(t * t, 0.95)), 0.6)
     centre = size / 2 + rng.normal(0.0, size * 0.04, size=2)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     dy, dx = yy - centre[0], xx - centre[1]
@@ -142,6 +144,7 @@ def _render_case(params: dict[str, Any], slice_pos: int, n_slices: int, size: in
     present = rng.random(n) >= missing_rate
     if not present.any():
         present[int(rng.integers(n))] = True
+    fallback: tuple[int, np.ndarray] = (0, np.zeros((size, size), dtype=bool))
     for i, style in enumerate(styles):
         jitter = rng.normal(0.0, 0.05)
         if style == "tight":
@@ -153,8 +156,14 @@ def _render_case(params: dict[str, Any], slice_pos: int, n_slices: int, size: in
             m = rho <= 1.0 + jitter + (0.1 + 0.25 * irr) * np.cos(k * theta + phase)
         else:  # ground-glass-inclusive
             m = rho <= 1.0 + halo + jitter
-        if present[i]:
+        # a rater may not mark the nodule on this slice (often when it is small): an empty mask
+        missed = rng.random() < (0.3 if radius < 3.0 else 0.03)
+        if present[i] and not missed:
             masks[i] = m
+        elif present[i]:
+            fallback = (i, m)
+    if present.any() and not masks.any():  # at least one rater marks the slice
+        masks[fallback[0]] = fallback[1]
     sample: dict[str, Any] = {"image": image, "masks": masks, "present": present}
     if with_attributes:
         sample["attributes"] = _ratings(params, radius, styles, present, rng)
@@ -236,7 +245,7 @@ def make_synthetic_samples(
     return samples
 
 
-@register_dataset("synthetic", version="1")
+@register_dataset("synthetic", version="2")
 def build_synthetic(
     progress: bool = True,
     n_cases: int = 240,

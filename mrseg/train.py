@@ -197,7 +197,8 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
             opt.step()
             steps += 1
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
+                if v.dim() == 0:
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
         lr = opt.param_groups[0]["lr"]
         sched.step()
         val_ged = validation_ged(model, val, config, device) if config.select_on != "last" and len(val) else math.nan

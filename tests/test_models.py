@@ -42,10 +42,22 @@ def test_model_api_shapes(name):
         assert torch.isnan(post.loc[0, 1]).all() and torch.isfinite(post.loc[1]).all()
     else:
         assert post.loc.shape == (B, 6)
-    assert model.decode(feats, post.loc[:, 0] if model.is_per_rater and False else model.prior(x).loc).shape == (B, 1, S, S)
+    assert model.decode(feats, model.prior(x).loc).shape == (B, 1, S, S)
     probs = model.sample(x, 5)
     assert probs.shape == (B, 5, S, S) and float(probs.min()) >= 0 and float(probs.max()) <= 1
     assert model.has_stage2 == name.endswith("+s2")
+
+
+def test_mit_b2_backbone_gives_full_resolution_features():
+    from mrseg.models.backbones import MiTB2
+
+    net = MiTB2(in_channels=1, feature_channels=8)
+    feats = net(torch.rand(2, 1, 32, 32))
+    assert feats.shape == (2, 8, 32, 32)
+    feats.sum().backward()
+    assert all(p.grad is not None for p in net.encoder.parameters() if p.requires_grad)
+    n_params = sum(p.numel() for p in net.encoder.parameters())
+    assert 24e6 < n_params < 26e6   # MiT-B2 has about 25M encoder parameters
 
 
 def test_fcomb_split_equals_concat_convolution():

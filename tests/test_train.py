@@ -143,3 +143,23 @@ def test_gpu_check_refuses_cleanly_without_cuda():
                           timeout=120, cwd=REPO_ROOT)
     assert proc.returncode == 3
     assert "CUDA" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ablation_switches_train(tmp_path):
+    config = _smoke(model="shared+s2", orthogonality=True, prior_bank_k=5, dual_diversity=True)
+    assert config.variant == "ortho+bank5+dualdiv"
+    summary = run_training_and_evaluation(config, progress=False)
+    assert math.isfinite(summary["ged"])
+    model, _ = load_trained_model(runs_dir() / config.run_id)
+    assert model.prior_bank.shape == (5, 6)
+    assert stage1_config(config).run_id.split("/")[1] == "shared+dualdiv"
+    history = pd.read_csv(runs_dir() / config.run_id / "history.csv")
+    assert (history["stage"] == 2).all()
+
+
+def test_beyond_thesis_switches_train(tmp_path):
+    config = _smoke(model="per-rater", latent_repulsion=0.5, disagreement_curriculum=True, n_present=3)
+    summary = run_training_and_evaluation(config, tmp_path / "run", progress=False)
+    assert math.isfinite(summary["ged"]) and summary["n_cases"] == 8
+    with pytest.raises(ValueError, match="per-rater"):
+        _smoke(model="shared", latent_repulsion=0.5)

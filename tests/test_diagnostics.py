@@ -283,3 +283,61 @@ def test_pearson_drops_nan_and_adjust():
     adj = statistics.adjust_pvalues([0.01, 0.04, np.nan, 0.03], "holm")
     np.testing.assert_allclose(adj[[0, 1, 3]], [0.03, 0.06, 0.06])
     assert np.isnan(adj[2])
+    from statsmodels.stats.multitest import multipletests
+
+    ps = np.random.default_rng(5).uniform(0, 0.2, 9)
+    for method in ("holm", "fdr_bh"):
+        np.testing.assert_allclose(statistics.adjust_pvalues(ps, method), multipletests(ps, method=method)[1])
+
+
+# --- real smoke-trained models -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke_runs():
+    from mrseg.config import RunConfig
+    from mrseg.paths import runs_dir
+    from mrseg.train import run_training_and_evaluation
+
+    out = {}
+    for model in ("shared", "per-rater"):
+        config = RunConfig.from_profile("smoke", model=model, epochs=1, max_train_cases=16, max_eval_cases=8)
+        run_training_and_evaluation(config, progress=False)
+        out[model] = runs_dir() / config.run_id
+    return out
+
+
+def test_alignment_on_trained_models(smoke_runs):
+    cases, summary = alignment.run_alignment(smoke_runs["shared"], n_cases=6, progress=False)
+    assert summary["defined"] is True and summary["n_cases"] == 6
+    assert cases["latent_cosine"].between(-1 - 1e-6, 1 + 1e-6).all()
+    assert cases["decoder_cosine"].between(-1 - 1e-6, 1 + 1e-6).all()
+    assert (smoke_runs["shared"] / "alignment_cases.csv").exists()
+    written = pd.read_csv(smoke_runs["shared"] / "alignment_cases.csv")
+    assert list(written.columns[:3]) == ["case_id", "latent_cosine", "decoder_cosine"]
+    cases, summary = alignment.run_alignment(smoke_runs["per-rater"], n_cases=6, progress=False)
+    assert summary["defined"] is False and cases["latent_cosine"].isna().all()
+    assert cases["decoder_cosine"].notna().all()
+    assert alignment.summary_table(summary)["mean"].iloc[0] == "undefined"
+
+
+def test_soft_dice_latent_matches_models_own_loglik(smoke_runs):
+    model, config = alignment.load_run_model(smoke_runs["shared"])
+    batch = alignment.test_tensors(config, n_cases=4)
+    x, m = batch["image"], batch["masks"]
+    got = alignment.latent_gradient_cosines(model, x, m, batch["present"], likelihood="soft_dice")
+    with torch.no_grad():
+        feats = model.features(x)
+        z = model.posterior(x, m, batch["present"]).loc.clone().requires_grad_(True)
+    ll = model.rater_recon_loglik(feats, z, m)  # [B, N], the training reconstruction term
+    g = torch.stack([torch.autograd.grad(ll[:, i].sum(), z, retain_graph=True)[0] for i in range(m.shape[1])], 1)
+    want = alignment.mean_pairwise_cosine(g).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_latent_on_trained_models(smoke_runs):
+    for model in ("shared", "per-rater"):
+        arrays, summary = latent.run_latent(smoke_runs[model], n_cases=8)
+        assert arrays["coords"].shape == (8 * 5, 2) and (arrays["labels"] == -1).sum() == 8
+        assert np.isfinite(summary["silhouette_raters"]) and summary["dist_to_prior"] >= 0
+        assert (smoke_runs[model] / "latent.npz").exists() and (smoke_runs[model] / "latent_summary.json").exists()

@@ -289,12 +289,31 @@ def test_tensors(config: Any, n_cases: int | None = None, seed: int = 1337) -> d
 def run_alignment(run_dir: str | Path, n_cases: int | None = 100, seed: int = 1337, likelihood: str = "bernoulli",
                   n_present: int | None = None, write: bool = True, progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Load the trained model of ``run_dir``, measure on ``n_cases`` seeded test cases of its fold,
-    and (if ``write``) write ``alignment_cases.csv`` and ``alignment_summary.json`` there."""
+    and (if ``write``) write ``alignment_cases.csv`` and ``alignment_summary.json`` there.
+
+    For a run trained with ``n_present`` < N raters, the latent cosine is also measured the way
+    that training presented the case (np raters drawn, the rest zero-filled and included):
+    column ``latent_cosine_as_trained`` and ``as_trained_*`` in the summary.
+    """
     run_dir = Path(run_dir)
     model, config = load_run_model(run_dir)
     batch = test_tensors(config, n_cases=n_cases, seed=seed)
     cases, summary = measure_alignment(model, batch["image"], batch["masks"], batch["present"], batch["case_ids"],
                                        likelihood=likelihood, n_present=n_present, seed=seed, progress=progress)
+    n_raters = batch["masks"].shape[1]
+    if n_present is None and config.n_present < n_raters:
+        # Also as sparse training sees the case: np raters drawn (seeded), the others zero-filled,
+        # their empty-mask gradients included (the mechanism of thesis 3.6.3).
+        gen = torch.Generator().manual_seed(seed)
+        values = []
+        for start in range(0, batch["image"].shape[0], 16):
+            sl = slice(start, start + 16)
+            pres = _measurement_present(batch["present"][sl], config.n_present, gen)
+            values.append(latent_gradient_cosines(model, batch["image"][sl], batch["masks"][sl], pres, likelihood))
+        as_trained = np.concatenate(values)
+        cases["latent_cosine_as_trained"] = as_trained
+        extra = alignment_summary(as_trained, None, summary["defined"])
+        summary.update({f"as_trained_{k}": extra[k] for k in ("mean", "sd", "share_positive", "share_negative", "share_above_0_5")})
     summary.update({"run_id": config.run_id, "model": config.model, "fold": config.fold,
                     "train_n_present": config.n_present, "seed": seed})
     if write:
@@ -325,6 +344,7 @@ def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for label, prefix, is_defined in (("latent cosine, Bernoulli log p (thesis index)", "", defined),
                                       ("latent cosine, soft-Dice training loss", "soft_dice_", defined),
+                                      ("latent cosine, raters zero-filled as in training", "as_trained_", defined),
                                       ("decoder-parameter cosine (both models)", "decoder_", True)):
         if f"{prefix}mean" not in summary:
             continue

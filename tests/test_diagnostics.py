@@ -344,3 +344,34 @@ def test_latent_on_trained_models(smoke_runs):
         assert arrays["coords"].shape == (8 * 5, 2) and (arrays["labels"] == -1).sum() == 8
         assert np.isfinite(summary["silhouette_raters"]) and summary["dist_to_prior"] >= 0
         assert (smoke_runs[model] / "latent.npz").exists() and (smoke_runs[model] / "latent_summary.json").exists()
+
+
+def test_run_figures_from_trained_run_artefacts(smoke_runs):
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mrseg import plots
+
+    latent.run_latent(smoke_runs["per-rater"], n_cases=6)
+    for fig in (plots.qualitative_from_run(smoke_runs["shared"], max_cases=2),
+                plots.tsne_from_run(smoke_runs["per-rater"]),
+                plots.sample_grid({"shared": smoke_runs["shared"] / "samples.npz",
+                                   "per-rater": smoke_runs["per-rater"] / "samples.npz"}, n_cases=1)):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=30)
+        plt.close(fig)
+        assert buf.getvalue().startswith(b"\x89PNG")
+
+
+def test_fold_comparison_table_feeds_sign_test():
+    per_fold = pd.DataFrame({"row": ["shared_s1"] * 6 + ["per_rater_s1"] * 6,
+                             "n_present": [1, 1, 2, 2, 3, 3] * 2, "fold": [0, 1] * 6,
+                             "ged": [0.22, 0.23, 0.20, 0.24, 0.18, 0.20, 0.17, 0.18, 0.16, 0.19, 0.19, 0.17]})
+    table = statistics.fold_comparison_table(per_fold, "ged", "per_rater_s1", "shared_s1")
+    assert len(table) == 6 and table["a_wins"].sum() == 5
+    res = statistics.sign_test_pairs(table["a"], table["b"])
+    assert res["wins"] == 5 and res["p_one_sided"] == pytest.approx(7 / 64)

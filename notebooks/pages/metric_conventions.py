@@ -47,6 +47,7 @@ report.show_table(table.assign(**{c: table[c].map(report.fmt) for c in ("GED d(â
 
 # %% tags=["hide-input"]
 report.show_markdown(report.convention_shift_note(table, report.load_thesis_reported()))
+fig = conventions.plot_convention_study(table)
 
 # %% [markdown]
 # ## Reading the table

@@ -1384,9 +1384,10 @@ def hyperparameter_table(thesis: dict[str, Any], profile: str, plan: str = "thes
     cfg = RunConfig.from_profile(profile)
     epochs: dict[str, Any] = {}
     try:
-        from mrseg.plan import profile_settings, read_plan
+        from mrseg.plan import read_plan, study_epochs
 
-        epochs = profile_settings(read_plan(plan), profile).get("epochs", {})
+        per_study = study_epochs(read_plan(plan), profile)
+        epochs = {"full": per_study.get("main"), "sparse": per_study.get("sparsity")}
     except Exception:  # the plan is optional here; the preset's epochs are shown instead
         epochs = {}
     rows = [
@@ -1395,8 +1396,8 @@ def hyperparameter_table(thesis: dict[str, Any], profile: str, plan: str = "thes
         ("schedule", t.get("schedule"), "cosine"),
         ("latent dimension", t.get("latent_dim"), cfg.latent_dim),
         ("batch size", t.get("batch_size"), cfg.batch_size),
-        ("epochs, full annotation", t.get("epochs_full"), epochs.get("full", cfg.epochs)),
-        ("epochs, sparse annotation", t.get("epochs_sparse"), epochs.get("sparse", "—")),
+        ("epochs, full annotation", t.get("epochs_full"), epochs.get("full") or cfg.epochs),
+        ("epochs, sparse annotation", t.get("epochs_sparse"), epochs.get("sparse") or "—"),
         ("bound-loss weight beta", t.get("beta_bound"), cfg.beta_bound),
         ("raters N", t.get("n_raters"), 4),
         ("input (LIDC)", "x".join(str(v) for v in t.get("input_lidc", [])), f"{cfg.image_size}x{cfg.image_size}x1"),

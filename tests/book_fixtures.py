@@ -1,4 +1,4 @@
-"""Hand-made aggregated tables in the runner's contract, for testing the book's page helpers.
+"""Hand-made aggregated tables in the runner's contract, for testing the book's page functions.
 
 The values are arbitrary test inputs chosen so that hand-checked verdicts follow from them
 (e.g. per-rater beats shared at every sparse level); they are never shown in the book.

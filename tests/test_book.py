@@ -1,4 +1,4 @@
-"""The book: page helpers on hand-made tables, then the smoke plan end to end and a strict build.
+"""The book: page functions on hand-made tables, then the smoke plan end to end and a strict build.
 
 The end-to-end part runs ``python -m mrseg run`` on the thesis plan's smoke profile plus one row
 that fails on purpose, with runs, results and the generated notebooks in a temporary folder and
@@ -35,7 +35,7 @@ FAILING_ROW = "broken_on_purpose"
 
 
 # --------------------------------------------------------------------------------------------
-# page helpers on hand-made tables
+# page functions on hand-made tables
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""Helpers for the book's results pages: thesis numbers, our aggregated tables, side-by-side views.
+"""What the book's results pages call: thesis numbers, our aggregated tables, side-by-side views.
 
 Every results page of the book is a page notebook (``notebooks/pages/<name>.py``) that receives
 ``results_dir``, ``plan`` and ``profile`` and calls into this module:

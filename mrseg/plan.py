@@ -280,6 +280,14 @@ def _expand_training(spec: dict[str, Any], profile: str, settings: dict[str, Any
     return out
 
 
+def _page_title(path: Path) -> str:
+    """A page's title: ``mrseg: title:`` in the template's jupytext header, else from its name."""
+    import jupytext
+
+    title = (jupytext.read(path).metadata.get("mrseg") or {}).get("title")
+    return str(title) if title else path.stem.replace("_", " ").capitalize()
+
+
 def load_plan(plan: str | os.PathLike, profile: str, *, config_overrides: dict[str, Any] | None = None,
               include_pages: bool = True) -> list[PlanItem]:
     """Expand ``plan`` for ``profile`` into items in dependency order (dependencies first).
@@ -345,7 +353,7 @@ def load_plan(plan: str | os.PathLike, profile: str, *, config_overrides: dict[s
             key = f"page/{page.stem}"
             items[key] = PlanItem(key=key, run_id=key, kind="page", template=page,
                                   output=gen / "pages" / f"{page.stem}.ipynb",
-                                  title=page.stem.replace("_", " ").capitalize())
+                                  title=_page_title(page))
 
     ordered = _topological(list(items.values()))
     for item in ordered:

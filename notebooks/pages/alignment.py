@@ -6,6 +6,8 @@
 #     display_name: Python 3
 #     language: python
 #     name: python3
+#   mrseg:
+#     title: "Table 4.8, Figure 4.5: gradient alignment"
 # ---
 
 # %% [markdown]

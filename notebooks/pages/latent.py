@@ -6,6 +6,8 @@
 #     display_name: Python 3
 #     language: python
 #     name: python3
+#   mrseg:
+#     title: "Figure 4.2: latent space (t-SNE)"
 # ---
 
 # %% [markdown]

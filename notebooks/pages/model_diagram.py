@@ -6,6 +6,8 @@
 #     display_name: Python 3
 #     language: python
 #     name: python3
+#   mrseg:
+#     title: "The model family as a diagram"
 # ---
 
 # %% [markdown]

@@ -6,6 +6,8 @@
 #     display_name: Python 3
 #     language: python
 #     name: python3
+#   mrseg:
+#     title: "Figures 4.1 and 4.4: qualitative samples"
 # ---
 
 # %% [markdown]

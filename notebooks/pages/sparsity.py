@@ -6,6 +6,8 @@
 #     display_name: Python 3
 #     language: python
 #     name: python3
+#   mrseg:
+#     title: "Tables 4.6 and 4.7, Figure 4.3: sparse annotation"
 # ---
 
 # %% [markdown]

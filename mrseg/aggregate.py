@@ -163,6 +163,8 @@ def runs_table(items: list, records: dict[str, dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for item in items:
         record = records.get(item.key) or disk_record(item)
+        if record.get("cached"):  # complete before this session: its own timing, from disk
+            record = {**record, "seconds": disk_record(item).get("seconds")}
         if item.kind == "page" and item.key not in records:
             record = {"status": "pending", "seconds": None, "error": ""}
         error = str(record.get("error") or "")

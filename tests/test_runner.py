@@ -103,6 +103,7 @@ def test_rerun_skips_complete_resumes_interrupted_and_retries_failed(toy):
     assert len(_executions(toy["root"], BAD)) == 3  # retried again (no extra retry now)
     runs = pd.read_csv(toy["results"] / "runs.csv").set_index("key")
     assert bool(runs.loc[GOOD, "cached"]) and not bool(runs.loc[interrupted, "cached"])
+    assert runs.loc[GOOD, "seconds"] == 1.5  # a cached run keeps its own timing (toy manifest: 1.0 + 0.5)
     assert runs.loc[interrupted, "status"] == "complete"
 
 

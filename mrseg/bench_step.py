@@ -75,30 +75,19 @@ def _batch(config: RunConfig, n_raters: int, device: torch.device, seed: int = 0
     return x.to(device), masks.to(device), present.to(device)
 
 
-def _time_steps(step, repeats: int, device: torch.device) -> tuple[float, float, float]:
-    """``(first loss, median wall seconds, median CPU seconds of this process)`` per step.
-
-    The warm-up step runs right after ``torch.manual_seed(123)`` and gives the loss value that is
-    compared across variants. CPU seconds are robust to other processes sharing the cores.
-    """
-    torch.manual_seed(123)
-    first = step()                          # warm-up
-    walls, cpus = [], []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t, c = time.perf_counter(), time.process_time()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        walls.append(time.perf_counter() - t)
-        cpus.append(time.process_time() - c)
-    return first, statistics.median(walls), statistics.median(cpus)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def step_benchmark(profile: str = "paper", repeats: int = 3, device: str = "cpu", n_raters: int = 4,
                    threads: int | None = None, naive: bool = True) -> dict[str, Any]:
-    """Median seconds per training step (forward, backward, Adam) at ``profile``'s configuration."""
+    """Median seconds per training step (forward, backward, Adam) at ``profile``'s configuration.
+
+    Every variant is warmed up once right after ``torch.manual_seed(123)`` (that step's loss is
+    compared across variants), then the variants are timed round-robin, ``repeats`` rounds, so a
+    change in machine load affects all of them alike. ``*_cpu_s`` are CPU seconds of this process.
+    """
     from mrseg.losses import stage1_losses
     from mrseg.train import resolve_device
 
@@ -106,7 +95,7 @@ def step_benchmark(profile: str = "paper", repeats: int = 3, device: str = "cpu"
     if dev.type == "cpu" and threads:
         torch.set_num_threads(threads)
     result: dict[str, Any] = {"profile": profile, "device": str(dev), "threads": torch.get_num_threads()}
-    x = masks = present = None
+    steps: dict[str, Any] = {}
     losses: dict[str, float] = {}
     for name in ("shared", "per-rater"):
         config = RunConfig.from_profile(profile, model=name, device=str(dev.type))
@@ -116,17 +105,17 @@ def step_benchmark(profile: str = "paper", repeats: int = 3, device: str = "cpu"
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         encoders = separate_encoders(model).to(dev) if name == "per-rater" else None
-        variants = {"": lambda m=model: stage1_losses(m, x, masks, present, config)}
+        variants = {"": lambda m=model, c=config, b=(x, masks, present): stage1_losses(m, *b, c)}
         if name == "per-rater":   # the other per-rater implementation (vmapped encoders / grouped convs)
             other = "loop" if dev.type == "cuda" else "batched"
             other_config = RunConfig.from_profile(profile, model=name, device=str(dev.type), per_rater_impl=other)
-            variants[f"{other}_"] = lambda m=model, c=other_config: stage1_losses(m, x, masks, present, c)
+            variants[f"{other}_"] = lambda m=model, c=other_config, b=(x, masks, present): stage1_losses(m, *b, c)
         if naive:
-            variants["naive_"] = lambda m=model, e=encoders: naive_stage1_losses(m, e, x, masks, present, config)
+            variants["naive_"] = (lambda m=model, e=encoders, c=config, b=(x, masks, present):
+                                  naive_stage1_losses(m, e, *b, c))
+        trainable = list(model.parameters()) + (list(encoders.parameters()) if encoders is not None else [])
+        opt = torch.optim.Adam(trainable, lr=0.0)   # lr 0: the timed steps leave the weights unchanged
         for prefix, fn in variants.items():
-            trainable = list(model.parameters()) + (list(encoders.parameters()) if encoders is not None else [])
-            opt = torch.optim.Adam(trainable, lr=0.0)   # lr 0: the timed steps leave the weights unchanged
-
             def step(fn=fn, opt=opt):
                 loss = fn()["loss"]
                 opt.zero_grad(set_to_none=True)
@@ -135,9 +124,22 @@ def step_benchmark(profile: str = "paper", repeats: int = 3, device: str = "cpu"
                 return float(loss.detach())
 
             key = f"{prefix}{name.replace('-', '_')}"
-            losses[prefix + name], wall, cpu = _time_steps(step, repeats, dev)
-            result[f"{key}_s"] = round(wall, 4)
-            result[f"{key}_cpu_s"] = round(cpu, 4)
+            torch.manual_seed(123)
+            losses[key] = step()                     # warm-up, and the loss compared across variants
+            steps[key] = step
+    walls: dict[str, list[float]] = {k: [] for k in steps}
+    cpus: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(repeats):
+        for key, step in steps.items():
+            _sync(dev)
+            t, c = time.perf_counter(), time.process_time()
+            step()
+            _sync(dev)
+            walls[key].append(time.perf_counter() - t)
+            cpus[key].append(time.process_time() - c)
+    for key in steps:
+        result[f"{key}_s"] = round(statistics.median(walls[key]), 4)
+        result[f"{key}_cpu_s"] = round(statistics.median(cpus[key]), 4)
     result["ratio"] = round(result["per_rater_s"] / result["shared_s"], 3)
     result["ratio_cpu"] = round(result["per_rater_cpu_s"] / result["shared_cpu_s"], 3)
     result["per_rater_impl"] = "batched" if dev.type == "cuda" else "loop"
@@ -148,8 +150,8 @@ def step_benchmark(profile: str = "paper", repeats: int = 3, device: str = "cpu"
         result["naive_ratio"] = round(result["naive_per_rater_s"] / result["naive_shared_s"], 3)
         result["naive_ratio_cpu"] = round(result["naive_per_rater_cpu_s"] / result["naive_shared_cpu_s"], 3)
         result["naive_per_rater_vs_shared"] = round(result["naive_per_rater_s"] / result["shared_s"], 3)
-        result["max_abs_loss_diff"] = max(abs(losses[n] - losses["naive_" + n]) for n in ("shared", "per-rater")
-                                          if dev.type != "cuda" or n == "shared")
+        result["max_abs_loss_diff"] = max(abs(losses[k] - losses["naive_" + k]) for k in ("shared", "per_rater")
+                                          if dev.type != "cuda" or k == "shared")
     config = RunConfig.from_profile(profile)
     result.update(image_size=config.image_size, batch_size=config.batch_size, backbone=config.backbone,
                   bound_samples=config.bound_samples, n_raters=n_raters, repeats=repeats)

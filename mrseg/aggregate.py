@@ -107,11 +107,18 @@ def summary_table(per_fold: pd.DataFrame, metrics: list[str] | None = None) -> p
     return pd.DataFrame(rows)
 
 
+# alignment measure -> column of alignment_cases.csv. "as_trained": the latent cosine measured with
+# the run's own n_present raters drawn and the rest zero-filled (as in training), which is how a
+# sparse-trained shared model sees a case; with all raters present it equals "latent".
+ALIGNMENT_MEASURES = {"latent": "latent_cosine", "decoder": "decoder_cosine", "as_trained": "latent_cosine_as_trained"}
+
+
 def alignment_row(cases: pd.DataFrame) -> dict[str, Any]:
     """Per-run alignment numbers from ``alignment_cases.csv`` (latent_cosine NaN when undefined)."""
     out: dict[str, Any] = {"n_cases": int(len(cases))}
-    for name in ("latent", "decoder"):
-        column = f"{name}_cosine"
+    for name, column in ALIGNMENT_MEASURES.items():
+        if column not in cases and name == "as_trained":   # all raters present: as trained = latent
+            column = "latent_cosine"
         values = cases[column].astype(float).dropna() if column in cases else pd.Series(dtype=float)
         out[f"{name}_defined"] = bool(len(values))
         out[f"{name}_mean"] = float(values.mean()) if len(values) else math.nan
@@ -132,7 +139,9 @@ def alignment_summary_table(alignment: pd.DataFrame) -> pd.DataFrame:
         row = dict(zip(GROUP, key))
         row["model"] = ",".join(sorted(set(group["model"].astype(str))))
         row["n_folds"] = int(len(group))
-        for name in ("latent", "decoder"):
+        for name in ALIGNMENT_MEASURES:
+            if f"{name}_mean" not in group:
+                continue
             means = group[f"{name}_mean"].astype(float).dropna()
             row[f"{name}_defined"] = bool(len(means))
             row[f"{name}_mean"] = float(means.mean()) if len(means) else math.nan

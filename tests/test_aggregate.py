@@ -78,3 +78,13 @@ def test_bad_eval_table_names_the_file(tmp_path):
     path.write_text("case_id,foo\nc0,1\n")
     with pytest.raises(ValueError, match="eval_cases.csv: missing columns"):
         read_eval_cases(path)
+
+
+def test_alignment_as_trained_column():
+    """Sparse runs carry the as-trained cosine; full-annotation runs fall back to the latent one."""
+    sparse = alignment_row(pd.DataFrame({"latent_cosine": [0.2, 0.4], "decoder_cosine": [0.1, 0.1],
+                                         "latent_cosine_as_trained": [1.0, 0.8]}))
+    assert sparse["as_trained_mean"] == pytest.approx(0.9)
+    assert sparse["latent_mean"] == pytest.approx(0.3)
+    full = alignment_row(pd.DataFrame({"latent_cosine": [0.2, 0.4], "decoder_cosine": [0.1, 0.1]}))
+    assert full["as_trained_mean"] == pytest.approx(0.3)

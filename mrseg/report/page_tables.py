@@ -99,8 +99,9 @@ def sparsity_table(res: Results, thesis: dict[str, Any], metric: str = "ged", st
 def alignment_table(res: Results, thesis: dict[str, Any], levels: Iterable[int] = (4, 3, 2, 1),
                     study: str = "sparsity") -> pd.DataFrame:
     """Table 4.8: the shared model's latent alignment per np (mean over folds, SD across folds,
-    within-fold SD), thesis and ours; per-rater is "undefined" (no shared z), with the decoder
-    comparison that is defined for both models beside it."""
+    within-fold SD), thesis and ours; "as trained" measures the same cosine with the run's own np
+    raters drawn and the others zero-filled, as the sparse model saw its data in training; per-rater
+    is "undefined" (no shared z), with the decoder comparison that is defined for both models beside it."""
     records = []
     for n in levels:
         t = thesis_value(thesis, f"table_4_8_gradient_alignment.np{n}") or {}
@@ -126,6 +127,7 @@ def alignment_table(res: Results, thesis: dict[str, Any], levels: Iterable[int] 
             "shared (ours)": fmt(s_mean, 3),
             "SD across folds (ours)": fmt(s_sd, 3),
             "within-fold SD (ours)": fmt(s_within, 3),
+            "shared, as trained (ours)": fmt(stats(shared, "as_trained")[0], 3),
             "shared-masked (ours)": fmt(stats(masked, "latent")[0], 3),
             "per-rater, latent (ours)": "—" if per.empty else ("defined?" if defined else "undefined"),
             "decoder cosine shared / per-rater (ours)":

@@ -18,6 +18,11 @@
 # For per-rater models there is no shared z, so this quantity is **undefined** (the thesis prints
 # 0.000 "by construction"; this site prints "undefined"). The comparison defined for both models is
 # the cosine of the per-rater reconstruction gradients at the shared decoder's parameters.
+#
+# Two ways to measure a sparse-trained shared model: with all four raters' masks in its posterior
+# ("shared"), or **as trained** — np raters drawn and the others zero-filled, so the absent raters'
+# targets are empty masks whose gradients all point the same way. The thesis does not say which it
+# used; the "as trained" column shows how much of a collapse towards 1 the second reading produces.
 
 # %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()

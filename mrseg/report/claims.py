@@ -54,14 +54,20 @@ def _missing(*values: float) -> bool:
     return any(not np.isfinite(v) for v in values)
 
 
+def _pair(res: Results, rule: dict[str, Any]) -> tuple[float, float, float, float]:
+    """Mean and SD over folds of the rule's ``a`` and ``b`` rows: ``(a, a_sd, b, b_sd)``."""
+    a, a_sd, _ = _ref(res, rule["a"])
+    b, b_sd, _ = _ref(res, rule["b"])
+    return a, a_sd, b, b_sd
+
+
 def _cmp(a: float, b: float, expect: str) -> bool:
     return a < b if expect == "<" else a > b
 
 
 def _rule_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
     """``a`` vs ``b`` (each {study, row, metric, n_present}); ``expect`` '<' or '>' on the means."""
-    a, a_sd, _ = _ref(res, rule["a"])
-    b, b_sd, _ = _ref(res, rule["b"])
+    a, a_sd, b, b_sd = _pair(res, rule)
     if _missing(a, b):
         return Evidence("no results yet", "—", "one of the compared rows has no results")
     ok = _cmp(a, b, rule["expect"])
@@ -84,8 +90,7 @@ def _rule_all_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]
 
 def _rule_within_noise(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
     """|mean(a) - mean(b)| <= the larger of the two fold SDs (a tie within noise)."""
-    a, a_sd, _ = _ref(res, rule["a"])
-    b, b_sd, _ = _ref(res, rule["b"])
+    a, a_sd, b, b_sd = _pair(res, rule)
     if _missing(a, b):
         return Evidence("no results yet", "—", "one of the compared rows has no results")
     noise = np.nanmax([a_sd, b_sd]) if not _missing(a_sd) or not _missing(b_sd) else math.nan
@@ -98,8 +103,7 @@ def _rule_within_noise(res: Results, rule: dict[str, Any], thesis: dict[str, Any
 
 def _rule_sd_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
     """SD over folds of ``a`` vs ``b`` (``expect`` '<' or '>')."""
-    _, a_sd, _ = _ref(res, rule["a"])
-    _, b_sd, _ = _ref(res, rule["b"])
+    _, a_sd, _, b_sd = _pair(res, rule)
     if _missing(a_sd, b_sd):
         return Evidence("no results yet", "—", "SD over folds needs at least two folds")
     ok = _cmp(a_sd, b_sd, rule["expect"])

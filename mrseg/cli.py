@@ -5,8 +5,12 @@ Commands:
   bench metrics [--json] | bench step [--profile paper] [--json]
   attributes [--json]
   train --profile P --model M --fold F [--n-present K] [--set key=value ...]
-  run --plan thesis --profile demo [--jobs 2] [--executor local|dask] [--scheduler ADDR]
+  run --plan thesis --profile demo [--jobs 2] [--executor local|dask] [--scheduler ADDR] [--keep-stale]
   plan show --plan thesis --profile demo
+  plan status --plan thesis --profile demo [--json]
+  record --plan thesis --profile demo [--skip NAME ...]
+
+Every error is one line on stderr naming the input and the problem, with a non-zero exit code.
 """
 
 from __future__ import annotations
@@ -24,11 +28,11 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
+def _parse_options(pairs: Sequence[str] | None, flag: str = "--set") -> dict[str, Any]:
     options: dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise SystemExit(f"error: expected key=value, got {pair!r}")
+            raise ValueError(f"{flag} expects key=value, got {pair!r}")
         key, value = pair.split("=", 1)
         options[key.replace("-", "_")] = _parse_value(value)
     return options
@@ -52,8 +56,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
             print(name)
         return 0
     if not args.name:
-        raise SystemExit("error: data build/info needs a dataset NAME")
-    options = _parse_options(args.option)
+        raise ValueError(f"data {args.action} needs a dataset NAME (see: python -m mrseg data list)")
+    options = _parse_options(args.option, "--option")
     ds = load_dataset(args.name, rebuild=(args.action == "build" and args.rebuild), **options)
     info = ds.info()
     if args.action == "build":
@@ -109,14 +113,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
         only=args.only,
         retries=args.retries,
         device=args.device,
+        keep_stale=args.keep_stale,
     )
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from mrseg.plan import load_plan
-
     from collections import Counter
 
+    from mrseg.plan import load_plan
+
+    if args.action == "status":
+        from mrseg.runner import plan_status
+
+        status = plan_status(args.plan, args.profile)
+        if args.json:
+            _print(status, True)
+            return 0
+        print(", ".join(f"{status[name]} {name}" for name in status["items"]))
+        for name, keys in status["items"].items():
+            if name != "complete":
+                for key in keys:
+                    reason = status["stale_reasons"].get(key)
+                    print(f"{name:<8} {key}" + (f"  ({reason})" if reason else ""))
+        return 0
     items = load_plan(args.plan, args.profile)
     for item in items:
         where = ", ".join(f"{m['study']}:{m['row']}@np{m['n_present']}" for m in item.memberships)
@@ -126,9 +145,37 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_record(args: argparse.Namespace) -> int:
+    from mrseg.record import record
+
+    for name, path in record(args.plan, args.profile, tuple(args.skip), args.metric_cases, args.dataset).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (``error: argument --jobs: ...``), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {self.prog.replace('python -m ', '')}: {message}\n")
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mrseg", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="python -m mrseg", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("data", help="build, inspect and list datasets")
@@ -169,26 +216,50 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="execute the pending runs of a plan, then aggregate")
     p.add_argument("--plan", default="thesis")
     p.add_argument("--profile", default="demo")
-    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--jobs", type=_count(1), default=2)
     p.add_argument("--executor", choices=["local", "dask"], default="local")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
     p.add_argument("--only", default=None, help="glob over run ids")
-    p.add_argument("--retries", type=int, default=1)
+    p.add_argument("--retries", type=_count(0), default=1)
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--keep-stale", action="store_true",
+                   help="keep runs made by other code or config (the book marks them stale) instead of retraining")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("plan", help="list the runs of a plan")
-    p.add_argument("action", choices=["show"])
+    p = sub.add_parser("plan", help="list the runs of a plan (show) or their state on disk (status)")
+    p.add_argument("action", choices=["show", "status"])
     p.add_argument("--plan", default="thesis")
     p.add_argument("--profile", default="demo")
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_plan)
+
+    from mrseg.record import MEASUREMENTS
+
+    p = sub.add_parser("record", help="benchmarks and measurements for the book, written beside the results")
+    p.add_argument("--plan", default="thesis")
+    p.add_argument("--profile", default="demo")
+    p.add_argument("--skip", action="append", default=[], choices=MEASUREMENTS)
+    p.add_argument("--metric-cases", type=_count(1), default=1609)
+    p.add_argument("--dataset", default=None, help="dataset of the attribute study (default: the plan's)")
+    p.set_defaults(func=_cmd_record)
     return parser
+
+
+def _one_line(err: BaseException) -> str:
+    """``err`` as one line: KeyError's quotes dropped, a multi-line message cut to its first line."""
+    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    kind = "" if isinstance(err, (ValueError, KeyError, FileNotFoundError)) else f"{type(err).__name__}: "
+    return kind + (lines[0] if lines else type(err).__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (KeyError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the command line reports every failure as one line
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2 if isinstance(err, (ValueError, KeyError, FileNotFoundError)) else 1

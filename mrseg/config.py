@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,6 +18,14 @@ Profile = Literal["smoke", "demo", "paper"]
 PROFILES: tuple[str, ...] = ("smoke", "demo", "paper")
 
 MODELS: tuple[str, ...] = ("probunet-mean", "shared", "shared+s2", "per-rater", "per-rater+s2", "shared-masked")
+
+# Settings that change how fast a run goes, never its numbers: left out of the run's identity, and
+# a checkpoint made under other values still resumes. Every other field is part of the identity,
+# including fields added later (see :meth:`RunConfig.identity`).
+EXECUTION_FIELDS: tuple[str, ...] = ("threads", "num_workers", "device", "eval_batch_size", "per_rater_impl",
+                                     "channels_last", "max_bad_steps")
+# Fields a Stage 1 model never reads: two Stage 1 configs differing only here are the same run.
+STAGE2_ONLY_FIELDS: tuple[str, ...] = ("stage2_epochs", "stage2_bank_train", "stage2_bank_test", "ortho_weight")
 
 
 @dataclass
@@ -80,6 +89,7 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         """Raise ``ValueError`` naming the field if the config is inconsistent; return self."""
+        _check_types(self)
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.profile not in PROFILES:
@@ -93,8 +103,25 @@ class RunConfig:
         for name in ("epochs", "batch_size", "latent_dim", "eval_samples", "bound_samples", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.fold < 0:
-            raise ValueError(f"fold must be >= 0, got {self.fold}")
+        for name in ("image_size", "max_bad_steps", "stage2_bank_train", "stage2_bank_test", "eval_batch_size",
+                     "val_samples", "convs_per_block", "base_channels", "feature_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("stage2_epochs", "max_train_cases", "max_eval_cases", "max_val_cases", "num_workers",
+                     "kl_weight", "beta_bound", "l2_weight", "ortho_weight", "diversity_weight", "latent_repulsion"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not self.encoder_filters or any(f < 1 for f in self.encoder_filters):
+            raise ValueError(f"encoder_filters must be positive integers, got {list(self.encoder_filters)}")
+        n_folds = self.dataset_options.get("n_folds", 4)
+        if not isinstance(n_folds, int) or isinstance(n_folds, bool) or n_folds < 2:
+            raise ValueError(f"dataset_options.n_folds must be an integer >= 2, got {n_folds!r}")
+        if not 0 <= self.fold < n_folds:
+            raise ValueError(f"fold must be in 0..{n_folds - 1} ({n_folds} folds), got {self.fold}")
         if self.backbone not in ("unet-small", "resnet34", "mit-b2"):
             raise ValueError(f"backbone must be unet-small, resnet34 or mit-b2, got {self.backbone!r}")
         if self.latent_repulsion and not self.model.startswith("per-rater"):
@@ -131,7 +158,20 @@ class RunConfig:
         if self.dataset_options:
             blob = json.dumps(self.dataset_options, sort_keys=True).encode()
             dataset += "@" + hashlib.sha1(blob).hexdigest()[:8]
-        return f"{dataset}/{model}/np{self.n_present}/fold{self.fold}/seed{self.seed}/{self.profile}-e{self.epochs}"
+        return (f"{dataset}/{model}/np{self.n_present}/fold{self.fold}/seed{self.seed}/{self.profile}-e{self.epochs}"
+                f"-{self.config_hash[:6]}")
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that can change this run's numbers: every field except
+        :data:`EXECUTION_FIELDS` (and, for a Stage 1 model, :data:`STAGE2_ONLY_FIELDS`)."""
+        left_out = set(EXECUTION_FIELDS) | (set() if self.model.endswith("+s2") else set(STAGE2_ONLY_FIELDS))
+        return {k: v for k, v in self.to_dict().items() if k not in left_out}
+
+    @property
+    def config_hash(self) -> str:
+        """SHA-1 of :meth:`identity` as canonical JSON; its first 6 digits end the run id."""
+        blob = json.dumps(self.identity(), sort_keys=True, default=str).encode()
+        return hashlib.sha1(blob).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,8 +183,11 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown config fields: {', '.join(unknown)}")
         data = dict(data)
-        if "encoder_filters" in data:
+        if isinstance(data.get("encoder_filters"), list):
             data["encoder_filters"] = tuple(data["encoder_filters"])
+        for f in dataclasses.fields(cls):  # 1 and 1.0 are the same float setting (and the same run id)
+            if f.type == "float" and type(data.get(f.name)) is int:
+                data[f.name] = float(data[f.name])
         return cls(**data).validate()
 
     @classmethod
@@ -153,6 +196,25 @@ class RunConfig:
         if profile not in PROFILE_PRESETS:
             raise ValueError(f"unknown profile {profile!r}; choose from {PROFILES}")
         return cls.from_dict({**PROFILE_PRESETS[profile], "profile": profile, **overrides})
+
+
+_KINDS = {"int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+          "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+          "bool": ("true or false", lambda v: isinstance(v, bool)),
+          "str": ("a string", lambda v: isinstance(v, str)),
+          "dict[str, Any]": ("a mapping", lambda v: isinstance(v, dict)),
+          "tuple[int, ...]": ("a list of integers",
+                              lambda v: isinstance(v, (tuple, list)) and all(_KINDS["int"][1](x) for x in v))}
+
+
+def _check_types(config: RunConfig) -> None:
+    """``ValueError`` naming the first field whose value has the wrong type (fields of other types
+    are left to their own checks)."""
+    for f in dataclasses.fields(config):
+        kind = _KINDS.get(str(f.type))
+        value = getattr(config, f.name)
+        if kind is not None and not kind[1](value):
+            raise ValueError(f"{f.name} must be {kind[0]}, got {value!r}")
 
 
 PROFILE_PRESETS: dict[str, dict[str, Any]] = {

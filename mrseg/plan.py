@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from mrseg.config import PROFILE_PRESETS, RunConfig
+from mrseg.config import PROFILE_PRESETS, STAGE2_ONLY_FIELDS, RunConfig
 from mrseg.paths import REPO_ROOT, runs_dir
 
 PLANS_DIR = Path(__file__).resolve().parent / "plans"
@@ -37,8 +37,6 @@ DIAGNOSTIC_OUTPUTS = {"alignment": ("alignment_cases.csv", "alignment_summary.js
                       "latent": ("latent.npz", "latent_summary.json")}
 
 
-# Fields a Stage 1 model never reads: two Stage 1 configs differing only here are the same run.
-STAGE2_ONLY_FIELDS = ("stage2_epochs", "stage2_bank_train", "stage2_bank_test", "ortho_weight")
 
 
 def generated_dir() -> Path:

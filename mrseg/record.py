@@ -1,6 +1,6 @@
 """Measurements for the book's performance page and scorecard, written beside the results tables.
 
-``python -m mrseg.record --plan thesis --profile demo`` writes into ``results_dir()/<plan>/<profile>/``:
+``python -m mrseg record --plan thesis --profile demo`` writes into ``results_dir()/<plan>/<profile>/``:
 
 - ``bench_metrics.json``: :func:`mrseg.bench_metrics.metrics_benchmark` (vectorised metrics vs a
   per-pair loop: cases, samples, seconds, reference_seconds, speedup, max_abs_diff);
@@ -17,7 +17,6 @@ it and the host. Each is optional (``--skip NAME``); a failing one is recorded a
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
@@ -103,20 +102,3 @@ def record(plan: str = "thesis", profile: str = "demo", skip: tuple[str, ...] = 
         written[name] = folder / filename
         write_json(written[name], result)
     return written
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mrseg.record", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--plan", default="thesis")
-    parser.add_argument("--profile", default="demo")
-    parser.add_argument("--skip", action="append", default=[], choices=MEASUREMENTS)
-    parser.add_argument("--metric-cases", type=int, default=1609)
-    parser.add_argument("--dataset", default=None, help="dataset of the attribute study (default: the plan's)")
-    args = parser.parse_args(argv)
-    for name, path in record(args.plan, args.profile, tuple(args.skip), args.metric_cases, args.dataset).items():
-        print(f"{name}: {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -28,7 +28,9 @@ from typing import Any
 from tqdm import tqdm
 
 from mrseg.executors import available_cores, make_executor
+from mrseg.fingerprint import source_hash, stale_reason
 from mrseg.io import read_json, write_json
+from mrseg.lock import held_by_other
 from mrseg.manifest import is_complete, now_iso, read_manifest, update_manifest
 from mrseg.paths import REPO_ROOT, cache_dir, results_dir, runs_dir
 from mrseg.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan, read_plan, select
@@ -48,18 +50,59 @@ def status_path(item: dict[str, Any] | PlanItem) -> Path | None:
     return None
 
 
-def item_complete(item: dict[str, Any] | PlanItem) -> bool:
-    """Training: manifest says complete. Diagnostics: status file says complete and outputs exist.
-    Pages are never complete (they are re-executed after every aggregation)."""
+def train_stale(item: dict[str, Any] | PlanItem) -> str:
+    """Why a training item's finished run does not match its config and today's code ("" if it does)."""
+    data = item.to_dict() if isinstance(item, PlanItem) else item
+    return stale_reason(read_manifest(data["parameters"]["run_dir"]), data["config"])
+
+
+def item_complete(item: dict[str, Any] | PlanItem, keep_stale: bool = False) -> bool:
+    """Training: manifest says complete under today's code fingerprint (any fingerprint with
+    ``keep_stale``). Diagnostics: status file says complete, outputs exist, and it was made from the
+    training run as it is now. Pages are never complete (they are re-executed after every aggregation)."""
     data = item.to_dict() if isinstance(item, PlanItem) else item
     if data["kind"] == "train":
-        return is_complete(data["parameters"]["run_dir"])
+        return is_complete(data["parameters"]["run_dir"]) and (keep_stale or not train_stale(data))
     path = status_path(data)
     if path is None or not path.exists():
         return False
     run_dir = Path(data["parameters"]["run_dir"])
-    return (read_json(path).get("status") == "complete"
-            and all((run_dir / name).exists() for name in DIAGNOSTIC_OUTPUTS[data["kind"]]))
+    status = read_json(path)
+    made_from = read_manifest(run_dir).get("code_fingerprint")
+    return (status.get("status") == "complete"
+            and all((run_dir / name).exists() for name in DIAGNOSTIC_OUTPUTS[data["kind"]])
+            and (keep_stale or status.get("run_fingerprint", made_from) == made_from))
+
+
+def item_state(item: PlanItem) -> str:
+    """``complete``, ``stale``, ``running`` (a live process holds the run's lock), ``failed`` or
+    ``missing`` (never run, or interrupted) for a train or diagnostics item."""
+    run_dir = item.run_dir
+    if item.kind == "train":
+        status = read_manifest(run_dir).get("status")
+        if status == "complete":
+            return "stale" if train_stale(item) else "complete"
+    else:
+        path = status_path(item)
+        status = read_json(path).get("status") if path is not None and path.exists() else None
+        if status == "complete":
+            return "complete" if item_complete(item) else "stale"
+    if held_by_other(run_dir) and item.kind == "train":
+        return "running"
+    return "failed" if status == "failed" else "missing"
+
+
+def plan_status(plan: str, profile: str) -> dict[str, Any]:
+    """Counts and keys of the plan's train and diagnostics items by :func:`item_state`."""
+    states: dict[str, list[str]] = {name: [] for name in ("complete", "stale", "missing", "failed", "running")}
+    stale: dict[str, str] = {}
+    for item in load_plan(plan, profile, include_pages=False):
+        state = item_state(item)
+        states[state].append(item.key)
+        if state == "stale" and item.kind == "train":
+            stale[item.key] = train_stale(item)
+    return {**{name: len(keys) for name, keys in states.items()}, "items": states, "stale_reasons": stale,
+            "source_hash": source_hash()}
 
 
 def disk_record(item: PlanItem) -> dict[str, Any]:
@@ -130,7 +173,7 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
     import papermill
 
     key, kind = item["key"], item["kind"]
-    if item_complete(item):
+    if item_complete(item, keep_stale=bool(item.get("keep_stale"))):
         return {"key": key, "status": "complete", "seconds": 0.0, "error": "", "cached": True,
                 "notebook": item["output"]}
     threads = threads or _threads_on_worker()
@@ -139,8 +182,10 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
         config = json.loads(parameters["config_json"])
         config["threads"] = threads
         parameters["config_json"] = json.dumps(config, sort_keys=True)
-        update_manifest(parameters["run_dir"], run_id=item["run_id"], config=config, status="running",
-                        notebook=item["output"], error=None)
+        # The kernel's training run records its status under the run's lock; this writes only the
+        # config and the notebook's path, and only when no other process is training the run.
+        if not held_by_other(parameters["run_dir"]):
+            update_manifest(parameters["run_dir"], run_id=item["run_id"], config=config, notebook=item["output"])
     elif kind == "page":
         parameters.setdefault("results_dir", str(results_dir()))
 
@@ -183,10 +228,12 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
                 error = f"the notebook finished without writing {', '.join(missing)}"
     status = "failed" if error else "complete"
     if kind == "train" and error:
-        update_manifest(parameters["run_dir"], status="failed", error=error, failed=now_iso())
+        if not held_by_other(parameters["run_dir"]):
+            update_manifest(parameters["run_dir"], status="failed", error=error, failed=now_iso())
     elif kind in DIAGNOSTIC_OUTPUTS:
         write_json(status_path(item), {"status": status, "error": error, "seconds": seconds,
-                                       "finished": now_iso(), "notebook": item["output"]})
+                                       "finished": now_iso(), "notebook": item["output"],
+                                       "run_fingerprint": read_manifest(parameters["run_dir"]).get("code_fingerprint")})
     return {"key": key, "status": status, "seconds": seconds, "error": error, "cached": False,
             "notebook": item["output"]}
 
@@ -194,12 +241,13 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
 # --------------------------------------------------------------------------- the scheduling loop
 
 def execute_items(items: list[PlanItem], executor, retries: int = 1, progress: bool = True,
-                  desc: str = "runs") -> dict[str, dict[str, Any]]:
+                  desc: str = "runs", keep_stale: bool = False) -> dict[str, dict[str, Any]]:
     """Run ``items`` on ``executor`` respecting ``depends_on``; return a record per key.
 
     Items already complete are recorded as such without being submitted. A failed attempt (a
     notebook error, or a lost task) is retried up to ``retries`` times; then the item is
-    ``failed`` and everything depending on it is ``skipped`` with the reason.
+    ``failed`` and everything depending on it is ``skipped`` with the reason. Stale training
+    runs (:func:`train_stale`) are retrained, or with ``keep_stale`` kept and recorded as stale.
     """
     records: dict[str, dict[str, Any]] = {}
     by_key = {item.key: item for item in items}
@@ -212,8 +260,10 @@ def execute_items(items: list[PlanItem], executor, retries: int = 1, progress: b
 
     waiting: list[str] = []
     for item in items:
-        if item.kind != "page" and item_complete(item):
+        if item.kind != "page" and item_complete(item, keep_stale):
             records[item.key] = {"status": "complete", "seconds": 0.0, "error": "", "cached": True, "attempts": 0}
+            if item.kind == "train" and train_stale(item):
+                records[item.key]["stale"] = train_stale(item)
             bar.update(1)
         else:
             waiting.append(item.key)
@@ -240,7 +290,7 @@ def execute_items(items: list[PlanItem], executor, retries: int = 1, progress: b
             for key in [k for k in waiting if ready(k)]:
                 waiting.remove(key)
                 attempts[key] = attempts.get(key, 0) + 1
-                payload = {**by_key[key].to_dict(), "env": paths_env}
+                payload = {**by_key[key].to_dict(), "env": paths_env, "keep_stale": keep_stale}
                 running[executor.submit(execute_item, payload, threads)] = key
             if not running:
                 break
@@ -261,7 +311,8 @@ def execute_items(items: list[PlanItem], executor, retries: int = 1, progress: b
                     bar.write(f"FAILED {key}: {result['error'].splitlines()[0] if result['error'] else ''}")
                     if by_key[key].kind == "train":
                         # A lost task never reached its own error handling: record it in the manifest.
-                        if read_manifest(by_key[key].run_dir).get("status") != "failed":
+                        if (read_manifest(by_key[key].run_dir).get("status") != "failed"
+                                and not held_by_other(by_key[key].run_dir)):
                             update_manifest(by_key[key].run_dir, status="failed", error=result["error"])
                     skip_dependants(key)
         for key in waiting:  # only reachable if a dependency was never in the plan
@@ -298,12 +349,14 @@ def _results_dir_for(plan_name: str, profile: str) -> Path:
 
 def run_plan(plan: str = "thesis", profile: str = "demo", jobs: int = 2, executor: str = "local",
              scheduler: str | None = None, only: str | None = None, retries: int = 1, device: str = "cpu",
-             progress: bool = True) -> int:
+             progress: bool = True, keep_stale: bool = False) -> int:
     """Execute the pending items of ``plan`` for ``profile``, aggregate, run the pages.
 
     ``only``: comma-separated globs over item keys (run ids; ``<run_id>#alignment``;
     ``page/<name>``); the selected items' dependencies are included. Pages run when ``only`` is
-    not given or matches them. Returns 0 if every selected item completed, else 1.
+    not given or matches them; ``only`` matching no item is an error. Stale runs (code or config
+    changed since they ran) are retrained unless ``keep_stale`` (then the book marks them stale).
+    Returns 0 if every selected item completed, else 1.
     """
     from mrseg.aggregate import aggregate_plan, write_runs_table
 
@@ -312,6 +365,9 @@ def run_plan(plan: str = "thesis", profile: str = "demo", jobs: int = 2, executo
     items = load_plan(plan, profile, config_overrides={"device": device})
     work = select([i for i in items if i.kind != "page"], only)
     pages = [i for i in items if i.kind == "page" and (not only or select([i], only))]
+    if only and not work and not pages:
+        raise ValueError(f"--only {only!r} matches no item of plan {spec['name']!r} (profile {profile!r}); "
+                         "see: python -m mrseg plan show")
     out_dir = _results_dir_for(spec["name"], profile)
     for page in pages:
         page.parameters["results_dir"] = str(out_dir)
@@ -319,8 +375,10 @@ def run_plan(plan: str = "thesis", profile: str = "demo", jobs: int = 2, executo
     prepare_datasets(work, progress=progress)
     pool = make_executor(executor, jobs, scheduler)
     try:
-        records = execute_items(work, pool, retries=retries, progress=progress, desc=f"{spec['name']}/{profile}")
-        context = {"executor": executor, "jobs": jobs, "device": device, "run_seconds": time.time() - started}
+        records = execute_items(work, pool, retries=retries, progress=progress, desc=f"{spec['name']}/{profile}",
+                                keep_stale=keep_stale)
+        context = {"executor": executor, "jobs": jobs, "device": device, "run_seconds": time.time() - started,
+                   "keep_stale": keep_stale}
         aggregate_plan(items, records, plan=plan, profile=profile, out_dir=out_dir, extra_context=context)
         if pages:
             records.update(execute_items(pages, pool, retries=0, progress=progress, desc="pages"))

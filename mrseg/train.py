@@ -19,6 +19,7 @@ import dataclasses
 import math
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,9 +27,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mrseg.config import RunConfig
+from mrseg.config import EXECUTION_FIELDS, RunConfig
 from mrseg.data.torch_data import SplitTensors, disagreement, draw_present, load_splits
+from mrseg.fingerprint import run_fingerprint, source_hash, stale_reason
 from mrseg.io import atomic_path, read_json, write_csv
+from mrseg.lock import RunLock
 from mrseg.manifest import is_complete, now_iso, read_manifest, update_manifest
 from mrseg.models import build_model
 from mrseg.paths import runs_dir
@@ -87,15 +90,27 @@ def make_loaders(config: RunConfig, dataset: Any = None, progress: bool = False)
     return load_splits(dataset, config)
 
 
-EXECUTION_FIELDS = ("threads", "num_workers", "device", "eval_batch_size")
-
-
 def _resumable(saved: dict[str, Any] | None, config: RunConfig) -> bool:
     """A checkpoint resumes a run when everything but the execution settings matches."""
     if not saved:
         return False
     current = config.to_dict()
     return all(saved.get(k) == v for k, v in current.items() if k not in EXECUTION_FIELDS)
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
+    """``checkpoint.pt`` loaded with ``weights_only=True`` (tensors and plain containers only, so a
+    planted pickle payload executes nothing); None, with a one-line warning, when it cannot be loaded."""
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(ckpt, dict):
+            raise ValueError(f"expected a dict, got {type(ckpt).__name__}")
+        return ckpt
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint means: start again
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        warnings.warn(f"{path}: checkpoint cannot be loaded ({type(err).__name__}: {first}); "
+                      "training restarts from scratch", RuntimeWarning, stacklevel=2)
+        return None
 
 
 def _seed_epoch(seed: int, stage: int, epoch: int) -> None:
@@ -155,9 +170,10 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
     ckpt_path, best_path = run_dir / CHECKPOINT, run_dir / BEST
     history: list[dict[str, Any]] = []
     start, best_score, best_epoch, skipped, bad = 0, math.inf, -1, 0, 0
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if _resumable(ckpt.get("config"), config) and ckpt.get("stage") == stage:
+    ckpt = _load_checkpoint(ckpt_path, device) if ckpt_path.exists() else None
+    if ckpt is not None:
+        if (_resumable(ckpt.get("config"), config) and ckpt.get("stage") == stage
+                and ckpt.get("source_hash") == source_hash()):
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
@@ -226,7 +242,7 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
         _save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                "epoch": epoch, "stage": stage, "history": history, "best_score": best_score,
                "best_epoch": best_epoch, "skipped": skipped, "bad": bad, "config": config.to_dict(),
-               "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}}, ckpt_path)
+               "source_hash": source_hash()}, ckpt_path)
         update_manifest(run_dir, epochs_done=epoch + 1, stage=stage, skipped_steps=skipped)
         if epoch_hook is not None:
             epoch_hook(stage, epoch)
@@ -235,21 +251,12 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
 
 
 # ---- Stage 2 plumbing --------------------------------------------------------------------
-def _ensure_stage1(s1: RunConfig, progress: bool, poll_s: float = 5.0, stale_s: float = 900.0) -> Path:
-    """The finished Stage 1 run directory; trains it when absent, waits while another process runs it."""
+def _ensure_stage1(s1: RunConfig, progress: bool) -> Path:
+    """The finished Stage 1 run directory; trains it when absent or stale, waits (on its lock)
+    while another process trains it."""
     s1_dir = runs_dir() / s1.run_id
-    while True:
-        manifest = read_manifest(s1_dir)
-        status = manifest.get("status")
-        if status == "complete":
-            return s1_dir
-        if status == "running":
-            updated = manifest.get("updated")
-            age = time.time() - pd.Timestamp(updated).timestamp() if updated else math.inf
-            if age < stale_s:
-                time.sleep(poll_s)
-                continue
-        run_training_and_evaluation(s1, s1_dir, progress=progress)
+    run_training_and_evaluation(s1, s1_dir, progress=progress)
+    return s1_dir
 
 
 def _fit_prior_bank(model: Any, train: SplitTensors, config: RunConfig, device: torch.device) -> None:
@@ -268,18 +275,39 @@ def run_training_and_evaluation(config: RunConfig, run_dir: str | Path | None = 
                                 epoch_hook: EpochHook | None = None) -> dict[str, Any]:
     """Train and evaluate one run; returns the evaluation summary (``eval_summary.json``).
 
-    A run whose manifest says ``complete`` is skipped (its summary is returned); any other state
-    resumes from the last checkpoint.
+    A run whose manifest says ``complete`` under the same code fingerprint
+    (:mod:`mrseg.fingerprint`) is skipped (its summary is returned); a stale one is retrained from
+    scratch; any other state resumes from the last checkpoint. One process at a time trains a run
+    (:class:`mrseg.lock.RunLock`): another one waits for it and then returns its summary.
     """
-    from mrseg.evaluate import SUMMARY, evaluate_run
-
     config = config.validate()
     run_dir = Path(run_dir) if run_dir is not None else runs_dir() / config.run_id
-    if is_complete(run_dir):
-        return read_json(run_dir / SUMMARY)
+    if _up_to_date(run_dir, config):
+        return _summary(run_dir)
+    with RunLock(run_dir):
+        if _up_to_date(run_dir, config):   # finished by the process we waited for
+            return _summary(run_dir)
+        return _train_and_evaluate(config, run_dir, progress, epoch_hook)
+
+
+def _up_to_date(run_dir: Path, config: RunConfig) -> bool:
+    return is_complete(run_dir) and not stale_reason(read_manifest(run_dir), config)
+
+
+def _summary(run_dir: Path) -> dict[str, Any]:
+    from mrseg.evaluate import SUMMARY
+
+    return read_json(run_dir / SUMMARY)
+
+
+def _train_and_evaluate(config: RunConfig, run_dir: Path, progress: bool, epoch_hook: EpochHook | None) -> dict[str, Any]:
+    from mrseg.evaluate import evaluate_run
+
     run_dir.mkdir(parents=True, exist_ok=True)
+    starts = int(read_manifest(run_dir).get("train_starts") or 0) + 1
     update_manifest(run_dir, run_id=config.run_id, config=config.to_dict(), status="running", started=now_iso(),
-                    error=None, epochs=config.epochs, eval_samples=config.eval_samples, selection=config.select_on)
+                    error=None, epochs=config.epochs, eval_samples=config.eval_samples, selection=config.select_on,
+                    train_starts=starts, **run_fingerprint(config))
     try:
         device = resolve_device(config.device)
         if device.type == "cpu":
@@ -289,6 +317,8 @@ def run_training_and_evaluation(config: RunConfig, run_dir: str | Path | None = 
         from mrseg.data.registry import load_dataset
 
         ds = load_dataset(config.dataset, progress=progress, **config.dataset_options)
+        if config.n_present > ds.n_raters:
+            raise ValueError(f"n_present {config.n_present} exceeds the {ds.n_raters} raters of dataset {ds.name!r}")
         update_manifest(run_dir, dataset=ds.name, semi_synthetic=ds.semi_synthetic, device=str(device))
         splits = make_loaders(config, ds)
         torch.manual_seed(config.seed)
@@ -322,8 +352,9 @@ def run_training_and_evaluation(config: RunConfig, run_dir: str | Path | None = 
                         seconds={"train": round(train_s, 2), "eval": round(eval_s, 2)})
         return summary
     except BaseException as err:
-        update_manifest(run_dir, status="failed", finished=now_iso(),
-                        error=f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}")
+        with contextlib.suppress(OSError):   # a full disk: the manifest keeps its last good state
+            update_manifest(run_dir, status="failed", finished=now_iso(),
+                            error=f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}")
         raise
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mrseg.fingerprint import run_fingerprint
 from mrseg.io import write_csv, write_json
 from mrseg.manifest import update_manifest
 
@@ -49,7 +50,8 @@ for i in range(5):
                  "ged": ged, "ged_dpersona": ged + 0.05, "dice_match": 1.0 - ged,
                  "dice_expert_0": 0.9, "dice_expert_1": 0.8, "dice_soft": 0.85})
 write_csv(out / "eval_cases.csv", pd.DataFrame(rows))
-update_manifest(out, status="complete", semi_synthetic=True, seconds={"train": 1.0, "eval": 0.5})
+update_manifest(out, status="complete", semi_synthetic=True, seconds={"train": 1.0, "eval": 0.5},
+                **run_fingerprint(config))
 print("done", config["model"], config["fold"])
 '''
 

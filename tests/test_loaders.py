@@ -39,7 +39,8 @@ def test_dpersona_pickle_round_trip(tmp_path):
     ds = load_dataset("dpersona-pickle", progress=False, path=str(path))
     assert len(ds) == 5 and ds.n_raters == 4 and not ds.semi_synthetic
     for i, (key, entry) in enumerate(data.items()):
-        assert ds.cases["case_id"][i] == key and ds.cases["patient_id"][i] == entry["series_uid"]
+        assert ds.cases["case_id"][i] == key and ds.cases["patient_id"][i] == key.split("_")[0]
+        assert ds.cases["nodule_id"][i] == entry["series_uid"]
         np.testing.assert_allclose(ds.images[i, 0], entry["image"] / 255.0, atol=1e-6)
         np.testing.assert_array_equal(ds.masks[i], np.stack(entry["masks"]))
         np.testing.assert_array_equal(ds.attributes[i], entry["attributes"])

@@ -14,15 +14,22 @@ import pandas as pd
 import pytest
 
 from mrseg import runner
-from mrseg.config import PROFILE_PRESETS
+from mrseg.config import PROFILE_PRESETS, RunConfig
 from mrseg.executors import available_cores
 from mrseg.manifest import read_manifest, update_manifest
 from mrseg.plan import load_plan
 from runner_toys import write_toy_plan
 
-BAD = "synthetic/per-rater+repel0.5/np4/fold0/seed1337/smoke-e1"
-BAD_S2 = "synthetic/per-rater+s2+repel0.5/np4/fold0/seed1337/smoke-e1"
-GOOD = "synthetic/per-rater/np4/fold0/seed1337/smoke-e1"
+
+
+def _rid(model: str, fold: int = 0, **fields) -> str:
+    """The run id the toy plan gives ``model`` (smoke profile, 1 epoch)."""
+    return RunConfig.from_profile("smoke", model=model, fold=fold, epochs=1, **fields).run_id
+
+
+BAD = _rid("per-rater", latent_repulsion=0.5)
+BAD_S2 = _rid("per-rater+s2", latent_repulsion=0.5)
+GOOD = _rid("per-rater")
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +101,7 @@ def test_aggregates_and_page(toy):
 
 
 def test_rerun_skips_complete_resumes_interrupted_and_retries_failed(toy):
-    interrupted = "synthetic/shared/np4/fold1/seed1337/smoke-e1"
+    interrupted = _rid("shared", fold=1)
     update_manifest(toy["root"] / "runs" / interrupted, status="running")  # a killed run
     rc = runner.run_plan(str(toy["plan"]), "smoke", jobs=2, retries=0, progress=False)
     assert rc == 1
@@ -115,7 +122,7 @@ def test_only_selects_items_and_missing_pages_folder_is_fine(tmp_path, monkeypat
     assert rc == 0
     runs = pd.read_csv(tmp_path / "results" / "toy" / "smoke" / "runs.csv").set_index("key")
     done = set(runs.index[runs["status"] == "complete"])
-    assert done == {"synthetic/shared+s2/np4/fold0/seed1337/smoke-e1", "synthetic/shared/np4/fold0/seed1337/smoke-e1"}
+    assert done == {_rid("shared+s2"), _rid("shared")}
     assert set(runs["status"]) == {"complete", "pending"}
 
 
@@ -153,8 +160,8 @@ def test_lost_tasks_are_retried_then_recorded(tmp_path, monkeypatch):
     executor = _ThreadExecutor()
     records = runner.execute_items(items, executor, retries=2, progress=False)
     executor.close()
-    assert records["synthetic/shared/np4/fold0/seed1337/smoke-e1"]["status"] == "complete"
-    assert records["synthetic/shared/np4/fold0/seed1337/smoke-e1"]["attempts"] == 2
+    assert records[_rid("shared")]["status"] == "complete"
+    assert records[_rid("shared")]["attempts"] == 2
     assert records[GOOD]["status"] == "failed" and records[GOOD]["attempts"] == 3
     assert records[GOOD]["error"] == "task lost: OSError: worker died"
     assert read_manifest(tmp_path / "runs" / GOOD)["status"] == "failed"

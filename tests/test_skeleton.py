@@ -176,7 +176,7 @@ def test_cache_rejects_bad_input_and_incomplete_folders(tmp_path):
     with pytest.raises(DataContractError, match="duplicate case_id"):
         write_dataset(tmp_path / "a", good + [_sample(0, "p9")], {"name": "dup"})
     odd = _sample(5, "p5", n=2)
-    with pytest.raises(DataContractError, match="rater counts"):
+    with pytest.raises(DataContractError, match="case .c005. has 2 masks but case .c000. has 3"):
         write_dataset(tmp_path / "b", good + [odd], {"name": "mixed"})
     with pytest.raises(DataContractError, match="no samples"):
         write_dataset(tmp_path / "c", [], {"name": "empty"})
@@ -232,7 +232,7 @@ def test_run_config_round_trip_and_run_id():
     assert cfg.profile == "smoke" and cfg.epochs == PROFILE_PRESETS["smoke"]["epochs"]
     again = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg and isinstance(again.encoder_filters, tuple)
-    assert cfg.run_id == f"synthetic/shared/np3/fold2/seed1337/smoke-e{cfg.epochs}"
+    assert cfg.run_id == f"synthetic/shared/np3/fold2/seed1337/smoke-e{cfg.epochs}-{cfg.config_hash[:6]}"
     ablation = RunConfig.from_profile("demo", model="shared+s2", orthogonality=True, prior_bank_k=100)
     assert ablation.variant == "ortho+bank100" and "/shared+s2+ortho+bank100/" in ablation.run_id
     with_options = RunConfig.from_profile("smoke", dataset_options={"n_cases": 40})

@@ -126,7 +126,10 @@ def write_dataset(
         raise DataContractError(f"{meta.get('name', root)}: images have different shapes {sorted(shapes)}")
     n_raters = {s["masks"].shape[0] for s in samples}
     if len(n_raters) != 1:
-        raise DataContractError(f"{meta.get('name', root)}: samples have different rater counts {sorted(n_raters)}")
+        first = samples[0]
+        odd = next(s for s in samples if s["masks"].shape[0] != first["masks"].shape[0])
+        raise DataContractError(f"{meta.get('name', root)}: case {odd.get('case_id')!r} has {odd['masks'].shape[0]} masks "
+                                f"but case {first.get('case_id')!r} has {first['masks'].shape[0]}")
     cases = pd.DataFrame({key: [s.get(key, "") for s in samples] for key in ID_FIELDS})
     cases["case_id"] = cases["case_id"].astype(str)
     cases["patient_id"] = cases["patient_id"].astype(str)
@@ -134,7 +137,13 @@ def write_dataset(
     if cases["case_id"].duplicated().any():
         dup = cases["case_id"][cases["case_id"].duplicated()].iloc[0]
         raise DataContractError(f"{meta.get('name', root)}: duplicate case_id {dup!r}")
-    cases["fold"] = assign_folds(cases["patient_id"].to_numpy(), n_folds, fold_seed) if folds is None else folds
+    if folds is None:
+        n_patients = cases["patient_id"].nunique()
+        if n_patients < n_folds:
+            raise DataContractError(f"{meta.get('name', root)}: {n_patients} patient(s) cannot fill {n_folds} "
+                                    f"patient-grouped folds; add data or use --option n_folds=K with 2 <= K <= {n_patients}")
+        folds = assign_folds(cases["patient_id"].to_numpy(), n_folds, fold_seed)
+    cases["fold"] = folds
     root.mkdir(parents=True, exist_ok=True)
     meta_path = root / "meta.json"
     if meta_path.exists():

@@ -8,10 +8,11 @@ the stored rater order is kept. Bad input raises an error naming the file and th
 ==================  =====================================================================
 ``dpersona-pickle`` D-Persona / MedicalMatting ``lidc_attributes.pkl``: a dict ``{name: {'image':
                     [H,W] in 0..255, 'masks': [4 x [H,W]] in {0,1}, 'series_uid': str,
-                    optional 'attributes': [4,9]}}``. Patient = ``series_uid``.
+                    optional 'attributes': [4,9]}}``. Patient = the key's ``LIDC-IDRI-xxxx``
+                    prefix (a patient's series share one fold), else ``series_uid``.
 ``knegt-pickle``    Knegt's ``data_lidc.pickle`` (Probabilistic-Unet-Pytorch; also used by PHiSeg
                     and SSN ports): the same dict layout with ``image`` in [0, 1]. ``path`` may
-                    be the file or a folder of ``*.pickle`` parts. Patient = ``series_uid``.
+                    be the file or a folder of ``*.pickle`` parts. Patient as for dpersona-pickle.
 ``kohl-png``        Kohl et al.'s LIDC crops (180x180 PNG): ``[<split>/]images/<patient>/<slice>.png``
                     and ``[<split>/]gt/<patient>/<slice>_l<k>.png``, k = 0..3. Centre-cropped to
                     ``crop`` (default 128). The split folder, if any, is kept in table ``split``.
@@ -145,7 +146,7 @@ def _lidc_pickle_samples(path: Path, image_range: float, sort_by_area: bool, nam
             where = f"{file} entry {key!r}"
             if not isinstance(entry, dict) or "image" not in entry or "masks" not in entry:
                 raise ValueError(f"{where}: expected a dict with 'image' and 'masks'")
-            image = np.asarray(entry["image"], dtype=np.float32)
+            image = _numeric(entry["image"], f"{where}: 'image'")
             if image.ndim == 3 and image.shape[0] == 1:
                 image = image[0]
             if image.ndim != 2:
@@ -154,18 +155,20 @@ def _lidc_pickle_samples(path: Path, image_range: float, sort_by_area: bool, nam
                 hint = " (0..255 images: use dpersona-pickle)" if image_range == 1 else ""
                 raise ValueError(f"{where}: image values must lie in [0, {image_range:g}], "
                                  f"got [{image.min():g}, {image.max():g}]{hint}")
-            masks = [np.asarray(m, dtype=np.float32) for m in entry["masks"]]
+            if isinstance(entry["masks"], (str, bytes)):
+                raise ValueError(f"{where}: 'masks' must be a list of arrays, got a {type(entry['masks']).__name__}")
+            masks = [_numeric(m, f"{where}: 'masks'[{k}]") for k, m in enumerate(entry["masks"])]
             if not masks or any(m.shape != image.shape for m in masks):
                 raise ValueError(f"{where}: 'masks' must be a list of arrays shaped like the image {image.shape}")
             masks_arr = np.stack([(m >= 0.5).astype(np.uint8) for m in masks])
             attributes = entry.get("attributes")
             if attributes is not None:
-                attributes = np.asarray(attributes, dtype=np.float32)
+                attributes = _numeric(attributes, f"{where}: 'attributes'")
                 if attributes.shape != (len(masks), len(LIDC_ATTRIBUTES)):
                     raise ValueError(f"{where}: 'attributes' must be [{len(masks)}, 9], got {attributes.shape}")
             uid = str(entry.get("series_uid", key))
             samples.append(_sample(image / image_range, masks_arr, np.ones(len(masks), bool), case_id=str(key),
-                                   patient_id=uid, nodule_id=uid, slice_index=index, attributes=attributes,
+                                   patient_id=patient_from_key(str(key), uid), nodule_id=uid, slice_index=index, attributes=attributes,
                                    sort_by_area=sort_by_area, source=where))
     if samples and any(("attributes" in s) != ("attributes" in samples[0]) for s in samples):
         for s in samples:
@@ -173,7 +176,28 @@ def _lidc_pickle_samples(path: Path, image_range: float, sort_by_area: bool, nam
     return samples
 
 
-@register_dataset("dpersona-pickle", version="1")
+_PATIENT_KEY = re.compile(r"^(LIDC-IDRI-\d+)")
+
+
+def patient_from_key(key: str, fallback: str) -> str:
+    """The patient of a pickle entry: the ``LIDC-IDRI-xxxx`` prefix of its key (both pickles key
+    slices as ``LIDC-IDRI-0001_...``), so a patient with two series stays in one fold; else
+    ``fallback`` (the entry's series UID)."""
+    match = _PATIENT_KEY.match(key)
+    return match.group(1) if match else fallback
+
+
+def _numeric(value: Any, where: str) -> np.ndarray:
+    """``value`` as a float32 array; a one-line error naming ``where`` if it is not numeric."""
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{where} must be a numeric array, got a string")
+    try:
+        return np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where} must be a numeric array ({err})") from None
+
+
+@register_dataset("dpersona-pickle", version="2")
 def build_dpersona_pickle(progress: bool = True, path: str | None = None, sort_by_area: bool = False) -> BuiltDataset:
     """D-Persona / MedicalMatting ``lidc_attributes.pkl`` (images 0..255)."""
     p = _require_path(path, "dpersona-pickle")
@@ -181,7 +205,7 @@ def build_dpersona_pickle(progress: bool = True, path: str | None = None, sort_b
                   "LIDC-IDRI slices from a D-Persona/MedicalMatting pickle (real CT)", source=str(p))
 
 
-@register_dataset("knegt-pickle", version="1")
+@register_dataset("knegt-pickle", version="2")
 def build_knegt_pickle(progress: bool = True, path: str | None = None, sort_by_area: bool = False) -> BuiltDataset:
     """Knegt's ``data_lidc.pickle`` (images in [0, 1])."""
     p = _require_path(path, "knegt-pickle")

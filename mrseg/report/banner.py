@@ -91,8 +91,22 @@ def context_banner(res: Results) -> str:
         "compared with the thesis) and d(∅,∅)=0 (the field's convention). GED depends on M.",
         "- **Thesis numbers** come from `book/data/thesis_reported.yaml` (LIDC-IDRI, ResNet-34, "
         "100/300 epochs, 4-fold CV); ours are means ± SD over folds, computed from the run tables.",
+        *fingerprint_lines(res.context.get("fingerprints")),
         ":::",
     ])
+
+
+def fingerprint_lines(fingerprints: dict[str, Any] | None) -> list[str]:
+    """Banner lines: the code fingerprint of the runs summarised, and every stale run kept."""
+    if not fingerprints:
+        return []
+    runs = ", ".join(f"`{str(f)[:10]}`" for f in fingerprints.get("runs") or []) or "none"
+    lines = [f"- **Code fingerprint** of the runs summarised: {runs} (code now `{str(fingerprints.get('source_hash'))[:10]}`)."]
+    stale = fingerprints.get("stale") or []
+    if stale:
+        listed = "; ".join(f"`{s['run_id']}` ({s['reason']}; run `{str(s.get('recorded_source'))[:10]}`)" for s in stale)
+        lines.append(f"- **Stale: {len(stale)} run(s)** made by other code or config were kept (`--keep-stale`): {listed}.")
+    return lines
 
 
 def status_note(res: Results, study: str | None = None) -> str | None:

@@ -249,7 +249,7 @@ def _one_line(err: BaseException) -> str:
     """``err`` as one line: KeyError's quotes dropped, a multi-line message cut to its first line."""
     text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
     lines = [line for line in str(text).strip().splitlines() if line.strip()]
-    kind = "" if isinstance(err, (ValueError, KeyError, FileNotFoundError)) else f"{type(err).__name__}: "
+    kind = "" if isinstance(err, (ValueError, KeyError, OSError)) else f"{type(err).__name__}: "
     return kind + (lines[0] if lines else type(err).__name__)
 
 

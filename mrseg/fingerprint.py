@@ -23,8 +23,13 @@ RESULT_SOURCES: tuple[str, ...] = ("models", "data", "losses.py", "train.py", "e
                                    "conventions.py")
 
 
-@lru_cache(maxsize=4)
-def source_hash(root: Path = PACKAGE, sources: tuple[str, ...] = RESULT_SOURCES) -> str:
+@lru_cache(maxsize=1)
+def source_hash() -> str:
+    """:func:`hash_sources` of this package (computed once per process)."""
+    return hash_sources(PACKAGE, RESULT_SOURCES)
+
+
+def hash_sources(root: Path, sources: tuple[str, ...] = RESULT_SOURCES) -> str:
     """SHA-1 over the relative path and bytes of every ``*.py`` file under ``sources`` (sorted)."""
     digest = hashlib.sha1()
     for name in sources:
@@ -81,4 +86,4 @@ def short(fingerprint: str | None) -> str:
     return (fingerprint or "")[:10]
 
 
-__all__ = ["RESULT_SOURCES", "data_source_signature", "run_fingerprint", "short", "source_hash", "stale_reason"]
+__all__ = ["RESULT_SOURCES", "data_source_signature", "hash_sources", "run_fingerprint", "short", "source_hash", "stale_reason"]

@@ -21,7 +21,10 @@ os.umask(_UMASK)
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
+
+    An ``OSError`` inside (a full disk, a read-only folder) is re-raised naming ``path``; the
+    file's previous version, if any, is left untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
@@ -31,6 +34,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp_path, path)
+    except OSError as err:  # e.g. a full disk: name the file; the previous version stays in place
+        if str(path) in str(err):
+            raise
+        raise OSError(err.errno, f"{path}: cannot write ({err.strerror or err})") from err
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -38,6 +38,9 @@ from mrseg.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan, read_plan, selec
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "MRSEG_THREADS")
 KERNEL = "python3"
+# The kernel's own log at ERROR: its start-up warning that the local kernel talks over TCP without
+# encryption otherwise fills the log of every run (cell outputs and errors are unaffected).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 # --------------------------------------------------------------------------- item state on disk
@@ -206,7 +209,8 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
         notebook.cells.insert(0, _title_cell(item))
         notebook.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
         papermill.execute_notebook(notebook, item["output"], parameters=parameters, kernel_name=KERNEL,
-                                   progress_bar=False, cwd=cwd or str(REPO_ROOT), start_timeout=180)
+                                   progress_bar=False, cwd=cwd or str(REPO_ROOT), start_timeout=180,
+                                   extra_arguments=KERNEL_ARGUMENTS)
     except Exception as err:  # noqa: BLE001 - any failure of one item is recorded, never raised
         error = _error_text(err)
         if not getattr(err, "ename", None):

@@ -83,8 +83,8 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path):
         run_training_and_evaluation(config, tmp_path / "cut", progress=False, epoch_hook=_stop_after_first_epoch)
     assert read_manifest(tmp_path / "cut")["status"] == "failed"
     resumed = run_training_and_evaluation(config, tmp_path / "cut", progress=False)
-    a = torch.load(tmp_path / "ref" / "checkpoint.pt", weights_only=False)
-    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    a = torch.load(tmp_path / "ref" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 2
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key

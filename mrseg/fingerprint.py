@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from mrseg.config import RunConfig
+from mrseg.paths import REPO_ROOT
 
 PACKAGE = Path(__file__).resolve().parent
 # Relative to the package: modules and folders whose code can change a run's numbers.
@@ -48,8 +50,23 @@ def data_source_signature(options: dict[str, Any]) -> str:
     if not raw:
         return ""
     path = Path(str(raw)).expanduser()
+    if not path.exists() and not path.is_absolute():
+        path = REPO_ROOT / path   # plans give data folders relative to the repository (the kernels' cwd)
     if not path.exists():
         return "missing"
+    if path.is_dir():   # a large folder (DICOM) is walked at most once a minute per process
+        key = str(path.resolve())
+        seen = _FOLDER_SIGNATURES.get(key)
+        if seen is None or time.monotonic() - seen[0] > 60:
+            _FOLDER_SIGNATURES[key] = seen = (time.monotonic(), _signature(path))
+        return seen[1]
+    return _signature(path)
+
+
+_FOLDER_SIGNATURES: dict[str, tuple[float, str]] = {}
+
+
+def _signature(path: Path) -> str:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     digest = hashlib.sha1()
     for file in files:

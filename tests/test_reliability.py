@@ -95,6 +95,27 @@ def test_stale_runs_are_reported_retrained_or_kept(tmp_path, monkeypatch, capfd)
     context = json.loads((tmp_path / "results" / "toy" / "smoke" / "context.json").read_text())
     assert context["fingerprints"]["stale"][0]["recorded_source"] == "0" * 40
 
+    # A run another live process holds the lock of is running; a failed manifest is failed.
+    other = tmp_path / "runs" / RunConfig.from_profile("smoke", model="per-rater", fold=1, epochs=1).run_id
+    other.mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    import socket
+
+    (other / LOCK).write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "started": 1.0,
+                                          "heartbeat": time.time()}))
+    update_manifest(tmp_path / "runs" / RunConfig.from_profile("smoke", model="shared", fold=1, epochs=1).run_id,
+                    status="failed", error="boom")
+    capfd.readouterr()
+    try:
+        assert main(["plan", "status", "--plan", plan, "--profile", "smoke", "--json"]) == 0
+        status = json.loads(capfd.readouterr().out)
+        assert status["running"] == 1 and status["failed"] == 1 and status["stale"] == 1 and status["complete"] == 0
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert main(["plan", "status", "--plan", plan, "--profile", "smoke", "--json"]) == 0
+    assert json.loads(capfd.readouterr().out)["running"] == 0   # its owner is gone
+
     assert runner.run_plan(plan, "smoke", jobs=1, only=only, progress=False) == 0
     assert executions() == 2  # retrained
     assert read_manifest(run_dir)["source_hash"] == fingerprint.source_hash()
@@ -157,6 +178,7 @@ class _Payload:
         return (open, (str(self.marker), "w"))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_planted_pickle_checkpoint_executes_nothing_and_the_run_restarts(tmp_path):
     from mrseg.train import CHECKPOINT, _load_checkpoint, run_training_and_evaluation
 

@@ -8,6 +8,10 @@ Determinism and resume: the global RNG is re-seeded from ``(seed, stage, epoch)`
 every epoch, so an interrupted run that resumes from ``checkpoint.pt`` ends with exactly the
 weights of an uninterrupted one (on CPU). Non-finite losses or gradients skip the step and are
 counted; ``max_bad_steps`` consecutive ones stop the run with :class:`TrainingDiverged`.
+Checkpoints hold tensors and plain containers only and are read with ``weights_only=True``; one
+made by other code, config or data, or one that cannot be read, is not resumed (training starts
+again, with a warning for an unreadable one). One process at a time trains a run directory
+(:class:`mrseg.lock.RunLock`).
 Stage 2 models (``*+s2``) train their heads on top of the finished Stage 1 run of the same fold
 (:func:`stage1_config`), which is trained first if it does not exist.
 """
@@ -29,7 +33,7 @@ import torch
 
 from mrseg.config import EXECUTION_FIELDS, RunConfig
 from mrseg.data.torch_data import SplitTensors, disagreement, draw_present, load_splits
-from mrseg.fingerprint import run_fingerprint, source_hash, stale_reason
+from mrseg.fingerprint import run_fingerprint, stale_reason
 from mrseg.io import atomic_path, read_json, write_csv
 from mrseg.lock import RunLock
 from mrseg.manifest import is_complete, now_iso, read_manifest, update_manifest
@@ -170,10 +174,11 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
     ckpt_path, best_path = run_dir / CHECKPOINT, run_dir / BEST
     history: list[dict[str, Any]] = []
     start, best_score, best_epoch, skipped, bad = 0, math.inf, -1, 0, 0
+    fingerprint = run_fingerprint(config)["code_fingerprint"]   # code, config and data the checkpoint is from
     ckpt = _load_checkpoint(ckpt_path, device) if ckpt_path.exists() else None
     if ckpt is not None:
         if (_resumable(ckpt.get("config"), config) and ckpt.get("stage") == stage
-                and ckpt.get("source_hash") == source_hash()):
+                and ckpt.get("code_fingerprint") == fingerprint):
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
@@ -242,7 +247,7 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
         _save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                "epoch": epoch, "stage": stage, "history": history, "best_score": best_score,
                "best_epoch": best_epoch, "skipped": skipped, "bad": bad, "config": config.to_dict(),
-               "source_hash": source_hash()}, ckpt_path)
+               "code_fingerprint": fingerprint}, ckpt_path)
         update_manifest(run_dir, epochs_done=epoch + 1, stage=stage, skipped_steps=skipped)
         if epoch_hook is not None:
             epoch_hook(stage, epoch)

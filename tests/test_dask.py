@@ -46,7 +46,7 @@ def test_toy_plan_on_local_cluster_equals_local(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not (REPO_ROOT / "notebooks" / "train.py").exists(), reason="model notebooks not present")
 def test_smoke_training_on_local_cluster_equals_local(tmp_path, monkeypatch):
-    only = "synthetic/shared/np4/fold0/*-e[0-9],synthetic/per-rater/np1/fold0/*-e[0-9]"  # two training runs
+    only = "synthetic/shared/np4/fold0/*-e[0-9]-*,synthetic/per-rater/np1/fold0/*-e[0-9]-*"  # two training runs
     rc_local, local = _run(tmp_path / "local", monkeypatch, "thesis", "smoke", "local", only)
     rc_dask, dask = _run(tmp_path / "dask", monkeypatch, "thesis", "smoke", "dask", only)
     assert rc_local == rc_dask == 0

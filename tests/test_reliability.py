@@ -422,3 +422,14 @@ def test_record_is_a_subcommand(capsys):
 
     assert not hasattr(mrseg.record, "main")
     assert "-m mrseg record --plan" in (REPO_ROOT / "Makefile").read_text()
+
+
+def test_pages_show_the_fingerprint_and_the_stale_runs_they_summarise():
+    from mrseg.report.banner import fingerprint_lines
+
+    assert fingerprint_lines(None) == []
+    lines = fingerprint_lines({"source_hash": "a" * 40, "runs": ["b" * 40],
+                               "stale": [{"run_id": "synthetic/shared/x", "reason": "changed: code",
+                                          "recorded": "c" * 40, "recorded_source": "b" * 40}]})
+    assert lines[0] == f"- **Code fingerprint** of the runs summarised: `{'b' * 10}` (code now `{'a' * 10}`)."
+    assert "**Stale: 1 run(s)**" in lines[1] and "`synthetic/shared/x` (changed: code; run `bbbbbbbbbb`)" in lines[1]

@@ -169,3 +169,111 @@ def example_figure(ds, n_show: int = 6, seed: int = 0):
         ax.set_title(str(sample["nodule_id"]).split("-s")[0], fontsize=7)
         ax.set_xticks([]), ax.set_yticks([])
     return fig
+
+
+# --------------------------------------------------------------------------- leak statistic
+#
+# Does the image reveal the raters' agreement pixel by pixel? On real CT a nodule fades towards its
+# edge, where fewer raters mark it, so some association is natural; a renderer that paints the
+# per-pixel rater count into the image shows much more. The same function measures both.
+
+LEAK_TOLERANCE = {"spearman": 0.05, "auc": 0.03}  # allowed excess of the dataset's median over real
+
+
+def patch_leak(image: np.ndarray, masks: np.ndarray, present: np.ndarray | None = None) -> dict[str, float]:
+    """Leak statistics of one patch: ``image [H,W]`` (or ``[1,H,W]``), ``masks [N,H,W]`` 0/1,
+    ``present [N]`` (default: all raters present).
+
+    Inside the union of the present raters' masks, with ``count`` the number of present raters
+    marking a pixel:
+
+    - ``spearman``: Spearman rank correlation between intensity and ``count``;
+    - ``auc``: probability that a full-agreement pixel (marked by every present rater) is brighter
+      than a partial-agreement pixel (``0 < count < n_present``), ties counting one half (the
+      Mann-Whitney AUC).
+
+    Each is NaN where it is undefined: fewer than two present raters or an empty union, a constant
+    ``count`` or intensity (Spearman), or an empty full- or partial-agreement group (AUC; e.g. a
+    slice that one present rater left unmarked has no full-agreement pixel).
+    """
+    from scipy.stats import rankdata
+
+    image = np.asarray(image, dtype=np.float64)
+    image = image[0] if image.ndim == 3 else image
+    masks = np.asarray(masks) > 0
+    present = np.ones(len(masks), bool) if present is None else np.asarray(present, dtype=bool)
+    count = masks[present].sum(axis=0)
+    union = count > 0
+    n_present = int(present.sum())
+    out = {"spearman": np.nan, "auc": np.nan, "union_pixels": int(union.sum()),
+           "full_pixels": int((count == n_present).sum()) if n_present else 0}
+    if n_present < 2 or not union.any():
+        return out
+    x, c = image[union], count[union]
+    if np.ptp(c) > 0 and np.ptp(x) > 0:
+        rx, rc = rankdata(x), rankdata(c)
+        out["spearman"] = float(np.corrcoef(rx, rc)[0, 1])
+    full = c == n_present
+    n_full, n_partial = int(full.sum()), int((~full).sum())
+    if n_full and n_partial:
+        ranks = rankdata(x)  # average ranks: ties count one half
+        out["auc"] = float((ranks[full].sum() - n_full * (n_full + 1) / 2) / (n_full * n_partial))
+    return out
+
+
+def leak_table(images: np.ndarray, masks: np.ndarray, present: np.ndarray | None = None) -> pd.DataFrame:
+    """:func:`patch_leak` of every patch: ``images [P,(1,)H,W]``, ``masks [P,N,H,W]``,
+    ``present [P,N]`` (default all present). One row per patch."""
+    present = np.ones(masks.shape[:2], bool) if present is None else present
+    return pd.DataFrame([patch_leak(images[i], masks[i], present[i]) for i in range(len(images))])
+
+
+def leak_summary(table: pd.DataFrame) -> dict[str, Any]:
+    """Medians of a :func:`leak_table` over the patches where each statistic is defined; the
+    undefined ones (NaN) are left out and counted."""
+    out: dict[str, Any] = {"patches": int(len(table))}
+    for stat in ("spearman", "auc"):
+        values = table[stat].dropna()
+        out[f"{stat}_median"] = float(values.median()) if len(values) else None
+        out[f"{stat}_patches"] = int(len(values))
+    return out
+
+
+def real_leak_summary() -> dict[str, Any]:
+    """:func:`leak_summary` of the 28 real LIDC slices (``lidc-cimd28``; every rater present)."""
+    images, masks = [], []
+    for _split, _case, image, case_masks in read_cimd28(CIMD28_DIR):
+        images.append(image.astype(np.float32))
+        masks.append(case_masks)
+    return leak_summary(leak_table(np.stack(images), np.stack(masks)))
+
+
+def leak_comparison(images: np.ndarray, masks: np.ndarray, present: np.ndarray | None = None,
+                    real: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Leak statistics of a dataset beside those of the real slices, and whether the dataset
+    reveals no more than real CT within :data:`LEAK_TOLERANCE` (a median may also be lower).
+
+    Returns ``{"real": summary, "rendered": summary, "difference": {stat: rendered - real},
+    "tolerance": LEAK_TOLERANCE, "within_tolerance": {stat: bool}, "undefined": how NaNs are
+    handled}``.
+    """
+    real = real or real_leak_summary()
+    rendered = leak_summary(leak_table(images, masks, present))
+    difference, within = {}, {}
+    for stat, tolerance in LEAK_TOLERANCE.items():
+        a, b = real[f"{stat}_median"], rendered[f"{stat}_median"]
+        difference[stat] = None if a is None or b is None else b - a
+        within[stat] = difference[stat] is not None and difference[stat] <= tolerance
+    return {"real": real, "rendered": rendered, "difference": difference, "tolerance": dict(LEAK_TOLERANCE),
+            "within_tolerance": within,
+            "undefined": "patches where a statistic is undefined (constant rater count or intensity in the "
+                         "union; no full- or no partial-agreement pixel) are left out of its median"}
+
+
+def dataset_leak(ds) -> dict[str, Any] | None:
+    """:func:`leak_comparison` of a cached dataset whose images are rendered (``semi_synthetic`` or
+    ``synthetic`` in its metadata) with single-channel images; ``None`` for datasets of real images."""
+    rendered = ds.semi_synthetic or bool(ds.meta.get("synthetic", False))
+    if not rendered or ds.images.shape[1] != 1:
+        return None
+    return leak_comparison(np.asarray(ds.images), np.asarray(ds.masks), np.asarray(ds.present))

@@ -276,4 +276,4 @@ def dataset_leak(ds) -> dict[str, Any] | None:
     rendered = ds.semi_synthetic or bool(ds.meta.get("synthetic", False))
     if not rendered or ds.images.shape[1] != 1:
         return None
-    return leak_comparison(np.asarray(ds.images), np.asarray(ds.masks), np.asarray(ds.present))
+    return leak_comparison(ds.images, ds.masks, ds.present)  # memory-mapped: read patch by patch

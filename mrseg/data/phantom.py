@@ -61,7 +61,8 @@ class PhantomParams:
     noise_hu: float = 50.0
     # the nodule's latent boundary (renderer v3)
     latent_blur_px: float = 1.5  # blur of the raters' mean mask for a sharp margin (rating 5)
-    elastic_px: float = 2.0  # SD of the elastic displacement of the boundary
+    elastic_px: float = 1.0  # SD of the elastic displacement of the boundary ...
+    elastic_per_disagreement: float = 0.5  # ... plus this fraction of the raters' disagreement (px)
     elastic_sigma_px: float = 4.0  # smoothness of that displacement
     level_range: tuple[float, float] = (0.3, 0.7)  # cut level of the blurred mean mask (1 = intersection)
     level_jitter: float = 0.08  # SD of the smooth spatial variation of the cut level
@@ -176,23 +177,25 @@ def _smooth_noise(shape: tuple[int, int], rng: np.random.Generator, sigma: float
     return gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma) * (2 * np.sqrt(np.pi) * sigma)
 
 
-def latent_depth(consensus: np.ndarray, margin: float, rng: np.random.Generator,
+def latent_depth(consensus: np.ndarray, margin: float, disagreement: float, rng: np.random.Generator,
                  p: PhantomParams = DEFAULT_PARAMS) -> np.ndarray:
     """Signed distance (px; > 0 inside) to the nodule's latent boundary.
 
     The boundary is a smooth random level set of the raters' mean mask ``consensus [H,W]``
     (fraction of present raters marking each pixel): the mean mask is blurred (more for a poorly
-    defined ``margin``), elastically deformed, and cut at a random level between the raters'
+    defined ``margin``), elastically deformed (more where the raters disagree more: ``disagreement``
+    in px, see :func:`_disagreement_px`), and cut at a random level between the raters'
     intersection (level 1) and union (level 0), relative to the blurred mask's maximum, that also
-    varies smoothly in space. The pixel-wise
-    rater count therefore shapes the nodule only through this smoothed, deformed outline.
+    varies smoothly in space. The pixel-wise rater count therefore shapes the nodule only through
+    this smoothed, deformed outline.
     """
     shape = consensus.shape
     sigma = p.latent_blur_px * (1 + (5 - np.clip(margin, 1, 5)) / 4)
     smooth = gaussian_filter(consensus.astype(np.float32), sigma)
     yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
-    dy = p.elastic_px * _smooth_noise(shape, rng, p.elastic_sigma_px)
-    dx = p.elastic_px * _smooth_noise(shape, rng, p.elastic_sigma_px)
+    amplitude = p.elastic_px + p.elastic_per_disagreement * disagreement
+    dy = amplitude * _smooth_noise(shape, rng, p.elastic_sigma_px)
+    dx = amplitude * _smooth_noise(shape, rng, p.elastic_sigma_px)
     warped = map_coordinates(smooth, [yy + dy, xx + dx], order=1, mode="nearest")
     level = rng.uniform(*p.level_range) + p.level_jitter * _smooth_noise(shape, rng, 2 * p.elastic_sigma_px)
     inside = warped > level * warped.max()
@@ -276,7 +279,7 @@ def render_patch(
         pad = 20 + int(np.ceil(disagreement))
         window = (slice(max(rows.min() - pad, 0), rows.max() + pad + 1),
                   slice(max(cols.min() - pad, 0), cols.max() + pad + 1))
-        depth = latent_depth(consensus[window], ratings["margin"], nodule_rng, p)
+        depth = latent_depth(consensus[window], ratings["margin"], disagreement, nodule_rng, p)
         union[window] = np.maximum(union[window], depth > -2)  # the chest wall stays clear of both
 
     # lung parenchyma

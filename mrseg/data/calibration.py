@@ -277,3 +277,49 @@ def dataset_leak(ds) -> dict[str, Any] | None:
     if not rendered or ds.images.shape[1] != 1:
         return None
     return leak_comparison(ds.images, ds.masks, ds.present)  # memory-mapped: read patch by patch
+
+
+def leak_page_table(ds, pairs: dict[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The data page's leak table: the real slices, renderings of the same 28 masks and the built
+    dataset ``ds``, one row each (patches; median and number of defined patches of each
+    statistic; the difference from real; whether it is within :data:`LEAK_TOLERANCE`). Also returns
+    the per-patch tables (``real``, ``paired``, ``dataset``) for :func:`leak_figure`."""
+    pairs = pairs or paired_renderings()
+    tables = {"real": leak_table(pairs["real"], pairs["masks"]),
+              "paired": leak_table(pairs["rendered"], pairs["masks"]),
+              "dataset": leak_table(ds.images, ds.masks, ds.present)}
+    labels = {"real": "real LIDC CT (28 slices)", "paired": "rendered, same 28 masks (no ratings)",
+              "dataset": f"rendered {ds.name} ({len(ds)} patches)"}
+    real = leak_summary(tables["real"])
+    rows = []
+    for key, table in tables.items():
+        summary = leak_summary(table)
+        row: dict[str, Any] = {"images": labels[key], "patches": summary["patches"]}
+        for stat, label in (("spearman", "Spearman"), ("auc", "AUC")):
+            median = summary[f"{stat}_median"]
+            row[f"{label} median"] = median
+            row[f"{label} defined in"] = summary[f"{stat}_patches"]
+            diff = None if median is None or real[f"{stat}_median"] is None else median - real[f"{stat}_median"]
+            row[f"{label} - real"] = diff
+            row[f"{label} within +{LEAK_TOLERANCE[stat]}"] = "" if key == "real" else (
+                "yes" if diff is not None and diff <= LEAK_TOLERANCE[stat] else "NO")
+        rows.append(row)
+    return pd.DataFrame(rows), tables
+
+
+def leak_figure(tables: dict[str, pd.DataFrame], bins: int = 24):
+    """Per-patch distributions of the two leak statistics (real slices vs the built dataset), medians
+    dashed."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 2.8), layout="constrained")
+    for ax, (stat, label, lo) in zip(axes, (("spearman", "Spearman(intensity, raters marking)", -1.0),
+                                            ("auc", "AUC full vs partial agreement", 0.0))):
+        for key, colour, name in (("real", "black", "real CT"), ("dataset", "tab:blue", "rendered dataset")):
+            values = tables[key][stat].dropna()
+            ax.hist(values, bins=bins, range=(lo, 1), density=True, histtype="step", color=colour, label=name)
+            if len(values):
+                ax.axvline(values.median(), color=colour, linestyle="--", linewidth=1)
+        ax.set_xlabel(label)
+        ax.legend(fontsize=8)
+    return fig

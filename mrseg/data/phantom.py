@@ -8,16 +8,23 @@ The renderer works in Hounsfield-like units and maps them to ``[0, 1]`` with a f
 - vessels: branching tapered curves and a few short, thick segments (vessels crossing the slice);
 - sometimes a chest wall: a curved soft-tissue region with a fat layer and, sometimes, a rib,
   kept clear of the nodule;
-- the nodule, driven by the raters' masks: with ``c`` the fraction of present raters marking a
-  pixel, a solid core where raters agree (``c`` high) and a ground-glass rim where they disagree
-  (``0 < c < 1/2``); the mean *texture* rating (1 non-solid ... 5 solid) sets how solid the core
-  is, the mean *margin* rating (1 poorly defined ... 5 sharp) sets the edge blur, the mean
-  *spiculation* rating adds thin spicules and a majority *calcification* rating below 6 adds a
-  dense focus;
+- the nodule, drawn from a *latent boundary* (:func:`latent_depth`): the raters' mean mask blurred
+  (more for a poorly defined margin), elastically deformed and cut at a smooth random level between
+  the raters' intersection and union. The per-pixel rater count reaches the image only through this
+  smoothed, deformed outline, so the image does not reveal the raters' agreement pixel by pixel
+  more than real CT does (:func:`mrseg.data.calibration.leak_comparison` measures both). The mean *texture* rating (1 non-solid ... 5 solid) sets how solid
+  the nodule is (a solid component deep inside a ground-glass body), the mean *margin* rating
+  (1 poorly defined ... 5 sharp) the width of its edge, the mean *spiculation* rating adds thin
+  spicules from the boundary and a mean *calcification* rating below 5.5 a dense focus.
+  Disagreement between the raters shows only as a faint, blurred margin around the whole nodule,
+  whose width grows with one number: the difference of the union's and the intersection's radii;
 - scanner blur (point-spread function) and noise.
 
-Every draw comes from ``numpy.random.default_rng(seed)``: the same masks, ratings and seed
-always give the same image (:func:`seed_from` turns a case id into a seed).
+Every draw comes from ``numpy.random.default_rng(seed)`` (the background and the scanner) and
+``default_rng([seed, 3])`` (the nodule): the same masks, ratings and seed always give the same
+image (:func:`seed_from` turns a case id into a seed). Version 2 of the renderer painted a solid
+core where the raters agreed and ground glass where they disagreed, so every image carried its own
+raters' agreement map; version 3 replaces that with the latent boundary.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import distance_transform_edt, gaussian_filter, map_coordinates
 
 ATTR = {"calcification": 2, "margin": 4, "spiculation": 6, "texture": 7}
+# ratings used when a patch has none (the real reference slices): mid-range texture and margin
+RATING_DEFAULTS = {"texture": 4.5, "margin": 4.0, "spiculation": 1.5, "calcification": 6.0}
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,16 @@ class PhantomParams:
     calcification_hu: float = 700.0
     psf_sigma_px: float = 0.7
     noise_hu: float = 50.0
+    # the nodule's latent boundary (renderer v3)
+    latent_blur_px: float = 1.5  # blur of the raters' mean mask for a sharp margin (rating 5)
+    elastic_px: float = 1.0  # SD of the elastic displacement of the boundary ...
+    elastic_per_disagreement: float = 0.5  # ... plus this fraction of the raters' disagreement (px)
+    elastic_sigma_px: float = 4.0  # smoothness of that displacement
+    level_range: tuple[float, float] = (0.2, 0.6)  # cut level of the blurred mean mask (1 = intersection)
+    level_jitter: float = 0.08  # SD of the smooth spatial variation of the cut level
+    edge_px: float = 0.6  # half-width of the nodule's edge ramp for a sharp margin (rating 5)
+    nodule_mottle_hu: float = 40.0  # SD of the nodule's internal density variation (solid)
+    halo_opacity: float = 0.25  # strength of the faint margin that marks rater disagreement
 
 
 DEFAULT_PARAMS = PhantomParams()
@@ -152,6 +171,88 @@ def _rating(attributes: np.ndarray | None, present: np.ndarray, name: str, defau
     return float(values.mean()) if values.size else default
 
 
+def _smooth_noise(shape: tuple[int, int], rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """Gaussian-smoothed white noise with unit SD (``sigma`` in px)."""
+    # white noise blurred by a 2-D Gaussian keeps a variance of 1 / (4 pi sigma^2)
+    return gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma) * (2 * np.sqrt(np.pi) * sigma)
+
+
+def latent_depth(consensus: np.ndarray, margin: float, disagreement: float, rng: np.random.Generator,
+                 p: PhantomParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Signed distance (px; > 0 inside) to the nodule's latent boundary.
+
+    The boundary is a smooth random level set of the raters' mean mask ``consensus [H,W]``
+    (fraction of present raters marking each pixel): the mean mask is blurred (more for a poorly
+    defined ``margin``), elastically deformed (more where the raters disagree more: ``disagreement``
+    in px, see :func:`_disagreement_px`), and cut at a random level between the raters'
+    intersection (level 1) and union (level 0), relative to the blurred mask's maximum, that also
+    varies smoothly in space. The pixel-wise rater count therefore shapes the nodule only through
+    this smoothed, deformed outline.
+    """
+    shape = consensus.shape
+    sigma = p.latent_blur_px * (1 + (5 - np.clip(margin, 1, 5)) / 4)
+    smooth = gaussian_filter(consensus.astype(np.float32), sigma)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    amplitude = p.elastic_px + p.elastic_per_disagreement * disagreement
+    dy = amplitude * _smooth_noise(shape, rng, p.elastic_sigma_px)
+    dx = amplitude * _smooth_noise(shape, rng, p.elastic_sigma_px)
+    warped = map_coordinates(smooth, [yy + dy, xx + dx], order=1, mode="nearest")
+    level = rng.uniform(*p.level_range) + p.level_jitter * _smooth_noise(shape, rng, 2 * p.elastic_sigma_px)
+    inside = warped > level * warped.max()
+    if not inside.any():  # a tiny union: keep its densest pixel
+        inside = warped >= warped.max()
+    return np.where(inside, distance_transform_edt(inside) - 0.5,
+                    0.5 - distance_transform_edt(~inside)).astype(np.float32)
+
+
+def _disagreement_px(masks: np.ndarray, present: np.ndarray) -> float:
+    """One number for how much the raters disagree: the difference of the equivalent radii (px)
+    of their union and their intersection."""
+    marked = masks[present] > 0
+    if not marked.any():
+        return 0.0
+    union, inter = marked.any(axis=0).sum(), marked.all(axis=0).sum()
+    return float(np.sqrt(union / np.pi) - np.sqrt(inter / np.pi))
+
+
+def _draw_nodule(hu: np.ndarray, depth: np.ndarray, ratings: dict[str, float], disagreement: float,
+                 rng: np.random.Generator, p: PhantomParams) -> np.ndarray:
+    """Paint the nodule whose latent boundary is ``depth`` (see :func:`latent_depth`) over ``hu``."""
+    shape = hu.shape
+    solidity = float(np.clip((ratings["texture"] - 1) / 4, 0, 1))
+    sharpness = float(np.clip(ratings["margin"], 1, 5))
+    edge = p.edge_px * (1 + (5 - sharpness) / 2)  # poorly defined margins ramp over a wider edge
+    opacity = _smoothstep(depth / (2 * edge) + 0.5)
+    dmax = float(depth.max())
+    ggo_hu = p.lung_hu + (p.ggo_hu - p.lung_hu) * rng.uniform(0.3, 0.8)
+    solid_hu = p.solid_hu + rng.normal(0, 60)
+    core_hu = ggo_hu + (solid_hu - ggo_hu) * (0.4 + 0.6 * solidity)
+    # part-solid nodules: a solid component deeper than (1 - solidity) of the nodule's half-width
+    core = _smoothstep((depth - (1 - solidity) * dmax) / max(edge, 1.0) + 0.5)
+    mottle = p.nodule_mottle_hu * (1 + 2 * (1 - solidity)) * _smooth_noise(shape, rng, 1.5)
+    nodule_hu = ggo_hu * (1 - core) + core_hu * core + mottle
+    # disagreement shows only as a faint blurred margin around the whole nodule
+    width = max(disagreement * rng.uniform(0.5, 1.0), 0.5)
+    weight = np.maximum(opacity, p.halo_opacity * rng.uniform(0.5, 1.0) * _smoothstep(depth / width + 1))
+    if ratings["spiculation"] > 1.5 and dmax > 0:
+        spikes = np.zeros(shape, dtype=np.float32)
+        edge_pixels = np.argwhere((depth > 0) & (depth < 1.5))
+        centre = np.argwhere(depth > 0).mean(axis=0)
+        for _ in range(int(round((ratings["spiculation"] - 1) * 1.5))):
+            if not len(edge_pixels):
+                break
+            start = edge_pixels[int(rng.integers(len(edge_pixels)))].astype(float)
+            heading = np.arctan2(*(start - centre)) if (start != centre).any() else rng.uniform(0, 2 * np.pi)
+            _draw_curve(spikes, rng, start, heading, rng.uniform(6, 16), 0.1)
+        spikes = np.minimum(gaussian_filter(spikes, 0.6) * 1.6, 1) * 0.8
+        nodule_hu = np.where(spikes > weight, ggo_hu + (core_hu - ggo_hu) * 0.5, nodule_hu)
+        weight = np.maximum(weight, spikes)
+    if ratings["calcification"] < 5.5 and dmax > 2:
+        focus = _smoothstep((depth - 0.6 * dmax) / (0.3 * dmax))
+        nodule_hu = nodule_hu * (1 - focus) + p.calcification_hu * focus
+    return hu * (1 - weight) + gaussian_filter(nodule_hu, 0.5) * weight
+
+
 def render_patch(
     masks: np.ndarray,
     present: np.ndarray,
@@ -166,8 +267,20 @@ def render_patch(
     present = np.asarray(present, dtype=bool)
     shape = masks.shape[1:]
     rng = np.random.default_rng(seed)
+    nodule_rng = np.random.default_rng([seed, 3])  # the nodule's own stream: the background ignores it
     consensus = masks[present].mean(axis=0) if present.any() else np.zeros(shape, np.float32)
     union = (consensus > 0).astype(np.float32)
+    window, depth = None, None
+    if union.any():
+        # the nodule lives in a window around the union wide enough for its halo and spicules
+        ratings = {name: _rating(attributes, present, name, default) for name, default in RATING_DEFAULTS.items()}
+        disagreement = _disagreement_px(masks, present)
+        rows, cols = np.nonzero(union)
+        pad = 20 + int(np.ceil(disagreement))
+        window = (slice(max(rows.min() - pad, 0), rows.max() + pad + 1),
+                  slice(max(cols.min() - pad, 0), cols.max() + pad + 1))
+        depth = latent_depth(consensus[window], ratings["margin"], disagreement, nodule_rng, p)
+        union[window] = np.maximum(union[window], depth > -2)  # the chest wall stays clear of both
 
     # lung parenchyma
     hu = np.full(shape, p.lung_hu, dtype=np.float32)
@@ -187,39 +300,9 @@ def render_patch(
         wall_hu = wall_hu * (1 - bone) + p.bone_hu * bone
         hu = hu * (1 - tissue) + wall_hu * tissue
 
-    # the nodule: solid core where raters agree, ground glass where they disagree
-    if union.any():
-        texture = _rating(attributes, present, "texture", 4.5)
-        margin = _rating(attributes, present, "margin", 4.0)
-        spiculation = _rating(attributes, present, "spiculation", 1.5)
-        calcification = _rating(attributes, present, "calcification", 6.0)
-        solidity = np.clip((texture - 1) / 4, 0, 1)
-        solid_hu = p.solid_hu + rng.normal(0, 60)
-        core_hu = p.ggo_hu + (solid_hu - p.ggo_hu) * (0.25 + 0.75 * solidity)
-        c = gaussian_filter(consensus, 0.6)
-        rim = _smoothstep(c / 0.5)
-        core = _smoothstep((c - 0.4) / 0.5)
-        ggo_level = p.lung_hu + (p.ggo_hu - p.lung_hu) * (0.3 + 0.5 * rng.random())
-        inner = 1 + 0.12 * gaussian_filter(rng.standard_normal(shape).astype(np.float32), 1.5) * 3
-        nodule_hu = ggo_level * (1 - core) + core_hu * inner * core
-        if spiculation > 1.5:
-            spikes = np.zeros(shape, dtype=np.float32)
-            edge = np.argwhere((union > 0) & (gaussian_filter(union, 1.0) < 0.8))
-            for _ in range(int(round((spiculation - 1) * 1.5))):
-                if not len(edge):
-                    break
-                start = edge[int(rng.integers(len(edge)))].astype(float)
-                centre = np.argwhere(union > 0).mean(axis=0)
-                heading = np.arctan2(*(start - centre)) if (start != centre).any() else rng.uniform(0, 2 * np.pi)
-                _draw_curve(spikes, rng, start, heading, rng.uniform(6, 16), 0.1)
-            spikes = np.minimum(gaussian_filter(spikes, 0.6) * 1.6, 1)
-            rim = np.maximum(rim, spikes * 0.8)
-            nodule_hu = np.where(spikes > rim * 0.8, ggo_level + (core_hu - ggo_level) * 0.5, nodule_hu)
-        if calcification < 5.5:
-            focus = _smoothstep((gaussian_filter(core, 2.0) - 0.7) / 0.2)
-            nodule_hu = nodule_hu * (1 - focus) + p.calcification_hu * focus
-        weight = gaussian_filter(rim, 0.4 + (5 - np.clip(margin, 1, 5)) * 0.45)
-        hu = hu * (1 - weight) + gaussian_filter(nodule_hu, 0.5) * weight
+    # the nodule: drawn from its latent boundary, not from the per-pixel rater count
+    if window is not None:
+        hu[window] = _draw_nodule(hu[window], depth, ratings, disagreement, nodule_rng, p)
 
     # scanner: blur and noise
     hu = gaussian_filter(hu, p.psf_sigma_px)

@@ -28,10 +28,13 @@
 # check the clustering and the fill against pylidc itself.
 #
 # The image of each patch is then **rendered** by `mrseg.data.phantom`: lung parenchyma with texture,
-# branching vessels, often a chest wall with fat and rib, scanner blur and noise, and a nodule whose
-# solid core lies where the raters agree and whose ground-glass rim spreads where they disagree; the
-# texture rating sets how solid it is and the margin rating how sharp its edge. The renderer is
-# deterministic per case.
+# branching vessels, often a chest wall with fat and rib, scanner blur and noise, and a nodule drawn
+# from a *latent boundary*: the raters' mean mask blurred, elastically deformed and cut at a smooth
+# random level between their intersection and union. The texture rating sets how solid the nodule
+# is, the margin rating how sharp its edge, the spiculation rating adds spicules; the raters'
+# disagreement shows only as a faint blurred margin around the whole nodule. The image therefore
+# does not carry each pixel's rater count (the leak check below measures this against real CT).
+# The renderer is deterministic per case.
 #
 # Rater order is the order of the readings in the database. LIDC reader identities are anonymous and
 # not consistent across scans, so "rater k" is a slot, not a person. D-Persona sorts masks by area;
@@ -101,3 +104,21 @@ fig = calibration.comparison_figure(pairs)
 
 # %% tags=["hide-input"]
 report.show_table(calibration.comparison_table(pairs).round(4), "Real (28 LIDC slices) vs rendered (same masks)")
+
+# %% [markdown]
+# ## Leak check: does the image reveal the raters' agreement?
+#
+# A model trained on one rater per image must not be able to read the other raters' masks off the
+# image. Per patch, inside the union of the masks, with *count* the number of raters marking a
+# pixel: the Spearman correlation between intensity and count, and the AUC of intensity separating
+# full-agreement pixels (every present rater) from partial-agreement pixels. Real CT shows some of
+# both (a nodule fades towards its edge, where fewer raters mark it); the rendering should show no
+# more: target medians within +0.05 (Spearman) and +0.03 (AUC) of the real slices', or lower. The
+# same function computes all rows. A patch where a statistic is undefined (one rater count in the
+# union, or no full- or no partial-agreement pixel, e.g. a slice that one rater left unmarked) is
+# left out of that median; "defined in" counts the patches used.
+
+# %% tags=["hide-input"]
+leak, leak_tables = calibration.leak_page_table(ds, pairs)
+report.show_table(leak.round(3), "Leak statistics: real LIDC CT vs renderings (medians over patches)")
+fig = calibration.leak_figure(leak_tables)

@@ -7,6 +7,7 @@ Commands:
   train --profile P --model M --fold F [--n-present K] [--set key=value ...]
   run --plan thesis --profile demo [--jobs 2] [--executor local|dask] [--scheduler ADDR]
   plan show --plan thesis --profile demo
+  model summary --profile P --model M [--json]
 """
 
 from __future__ import annotations
@@ -126,6 +127,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_model(args: argparse.Namespace) -> int:
+    from mrseg.config import RunConfig
+    from mrseg.models.summary import parameter_summary
+
+    config = RunConfig.from_profile(args.profile, model=args.model, **_parse_options(args.set))
+    _print(parameter_summary(config, n_raters=args.n_raters, in_channels=args.in_channels), args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mrseg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -182,6 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", default="thesis")
     p.add_argument("--profile", default="demo")
     p.set_defaults(func=_cmd_plan)
+
+    p = sub.add_parser("model", help="parameter counts of a model by part")
+    p.add_argument("action", choices=["summary"])
+    p.add_argument("--profile", default="paper")
+    p.add_argument("--model", default="shared+s2")
+    p.add_argument("--n-raters", type=int, default=4)
+    p.add_argument("--in-channels", type=int, default=1)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_model)
     return parser
 
 

@@ -17,6 +17,9 @@ Profile = Literal["smoke", "demo", "paper"]
 PROFILES: tuple[str, ...] = ("smoke", "demo", "paper")
 
 MODELS: tuple[str, ...] = ("probunet-mean", "shared", "shared+s2", "per-rater", "per-rater+s2", "shared-masked")
+# Models whose Stage 1 objective depends on ``objective`` (per-rater models follow eq. 3.5 under both;
+# probunet-mean reconstructs the mean mask under both), so only these carry it in their run id.
+OBJECTIVE_MODELS: tuple[str, ...] = ("shared", "shared+s2", "shared-masked")
 
 
 @dataclass
@@ -48,6 +51,12 @@ class RunConfig:
     diversity_weight: float = 0.1  # weight of the dual diversity loss (when on)
     latent_repulsion: float = 0.0  # beyond the thesis (future work): weight of per-rater mean repulsion
     disagreement_curriculum: bool = False  # beyond the thesis: low-disagreement cases first
+    # objective (see mrseg.losses): "dpersona-code" (D-Persona's code: one random rater per batch,
+    # GDL criterion) or "thesis-eq" (the thesis's eqs. 3.2 / 3.5: every rater slot each step)
+    objective: str = "dpersona-code"
+    criterion: str = "gdl"         # "gdl" (D-Persona's batch-pooled generalised Dice) or "soft-dice" (per image)
+    missing: str = "per-step"      # sparsity: "per-step" (np raters redrawn every step) or "static" (fixed per image)
+    posterior_encoder: str = "conv"  # "conv" (D-Persona) or "mit-b2" (the thesis's section 3.3 reading of MiT-B2)
     # loss
     kl_weight: float = 1.0
     beta_bound: float = 0.5
@@ -101,6 +110,13 @@ class RunConfig:
             raise ValueError("latent_repulsion acts on per-rater posterior means: use a per-rater model")
         if self.per_rater_impl not in ("auto", "loop", "batched"):
             raise ValueError(f"per_rater_impl must be auto, loop or batched, got {self.per_rater_impl!r}")
+        choices = {"objective": ("dpersona-code", "thesis-eq"), "criterion": ("gdl", "soft-dice"),
+                   "missing": ("per-step", "static"), "posterior_encoder": ("conv", "mit-b2")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.posterior_encoder == "mit-b2" and self.model not in ("shared", "shared+s2", "shared-masked"):
+            raise ValueError("posterior_encoder 'mit-b2' is the shared posterior's reading: use a shared model")
         if self.prior_bank_k < 0:
             raise ValueError(f"prior_bank_k must be >= 0, got {self.prior_bank_k}")
         return self
@@ -109,8 +125,16 @@ class RunConfig:
     def variant(self) -> str:
         """Short tag of ablation switches and non-default knobs that change the model."""
         parts = []
+        if self.objective == "thesis-eq" and self.model in OBJECTIVE_MODELS:
+            parts.append("thesiseq")
+        if self.criterion == "soft-dice":
+            parts.append("softdice")
+        if self.missing == "static":
+            parts.append("static")
         if self.backbone == "mit-b2":
             parts.append("mitb2")
+        if self.posterior_encoder == "mit-b2":
+            parts.append("mitb2post")
         if self.orthogonality:
             parts.append("ortho")
         if self.prior_bank_k:

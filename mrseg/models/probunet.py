@@ -23,7 +23,7 @@ from torch.distributions import Normal
 
 from mrseg.models.backbones import build_backbone
 from mrseg.models.fcomb import FComb
-from mrseg.models.gaussian import AxisAlignedConvGaussian, PerRaterPosteriors
+from mrseg.models.gaussian import AxisAlignedConvGaussian, MiTGaussian, PerRaterPosteriors
 from mrseg.models.stage2 import Stage2Heads
 
 
@@ -44,7 +44,10 @@ class ProbUNetFamily(nn.Module):
             self.posteriors = PerRaterPosteriors(n_raters, in_channels, filters, convs, config.latent_dim)
         else:
             extra = 1 if config.model == "probunet-mean" else n_raters
-            self.posterior_net = AxisAlignedConvGaussian(in_channels + extra, filters, convs, config.latent_dim)
+            if getattr(config, "posterior_encoder", "conv") == "mit-b2":
+                self.posterior_net = MiTGaussian(in_channels + extra, config.latent_dim)
+            else:
+                self.posterior_net = AxisAlignedConvGaussian(in_channels + extra, filters, convs, config.latent_dim)
         self.fcomb = FComb(fch, config.latent_dim)
         if config.logit_bias_init:   # start from a low foreground probability (lesions are small)
             nn.init.constant_(self.fcomb.out.bias, config.logit_bias_init)

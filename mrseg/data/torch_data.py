@@ -80,6 +80,10 @@ def split_indices(ds: Any, config: Any) -> dict[str, np.ndarray]:
             idx = np.sort(rng.choice(idx, size=limit, replace=False))
         return idx
 
+    if (getattr(config, "dataset_options", None) or {}).get("include_partial"):
+        # real partial annotation: train on every case, evaluate on the four-rater (complete) cases
+        complete = np.asarray(ds.present).all(axis=1)
+        test, val = test[complete[test]], val[complete[val]]
     train = cap(train, config.max_train_cases)
     test = cap(test, config.max_eval_cases)
     val = cap(val, config.max_val_cases or config.max_eval_cases)

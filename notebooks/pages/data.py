@@ -33,9 +33,10 @@
 # texture rating sets how solid it is and the margin rating how sharp its edge. The renderer is
 # deterministic per case.
 #
-# Rater order is the order of the readings in the database. LIDC reader identities are anonymous and
-# not consistent across scans, so "rater k" is a slot, not a person. D-Persona sorts masks by area;
-# the option `sort_by_area` does the same. Folds are 4-fold, grouped by LIDC patient id (no patient
+# Rater slots are sorted by mask area per patch (ascending, absent raters last), as D-Persona does;
+# the cache's `meta.json` records this as `rater_order` (`sort_by_area=False` keeps the order of the
+# readings in the database). LIDC reader identities are anonymous and not consistent across scans,
+# so "rater k" is the k-th smallest annotation, a slot, not a person. Folds are 4-fold, grouped by LIDC patient id (no patient
 # appears in two folds), seeded, and saved with the cache.
 
 # %% tags=["parameters", "hide-input"]

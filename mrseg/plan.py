@@ -38,7 +38,7 @@ DIAGNOSTIC_OUTPUTS = {"alignment": ("alignment_cases.csv", "alignment_summary.js
 
 
 # Fields a Stage 1 model never reads: two Stage 1 configs differing only here are the same run.
-STAGE2_ONLY_FIELDS = ("stage2_epochs", "stage2_bank_train", "stage2_bank_test", "ortho_weight")
+STAGE2_ONLY_FIELDS = ("stage2_epochs", "stage2_bank_train", "stage2_bank_test", "stage2_head_widths", "ortho_weight")
 
 
 def generated_dir() -> Path:

@@ -157,7 +157,7 @@ def test_demo_plan_runs_sparsity_under_both_objectives_and_both_mit_b2_readings(
     trains = _trains(items)
     assert all(t.config["objective"] == "dpersona-code" for t in trains if not t.config["model"].startswith("shared"))
     thesis_eq = {(t.config["model"], t.config["n_present"]) for t in trains if t.config["objective"] == "thesis-eq"}
-    assert {("shared", 1), ("shared", 4), ("shared-masked", 1)} <= thesis_eq
+    assert {("shared", 1), ("shared", 4)} <= thesis_eq
     rows = {m["row"] for t in trains for m in t.memberships if m["study"].startswith("ablation")}
     assert {"2_mit_b2_backbone", "2_mit_b2_posterior"} <= rows
     # per-rater runs serve both objectives (eq. 3.5 under both): no duplicate per-rater runs

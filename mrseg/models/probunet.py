@@ -51,7 +51,8 @@ class ProbUNetFamily(nn.Module):
         self.fcomb = FComb(fch, config.latent_dim)
         if config.logit_bias_init:   # start from a low foreground probability (lesions are small)
             nn.init.constant_(self.fcomb.out.bias, config.logit_bias_init)
-        self.stage2 = Stage2Heads(fch, config.latent_dim, n_raters) if config.model.endswith("+s2") else None
+        self.stage2 = (Stage2Heads(fch, config.latent_dim, n_raters, tuple(config.stage2_head_widths))
+                       if config.model.endswith("+s2") else None)
         # k-means centroids of prior means (prior-bank ablation); empty = continuous prior samples
         self.register_buffer("prior_bank", torch.zeros(0, config.latent_dim))
 

@@ -65,7 +65,8 @@ def fidelity_table() -> pd.DataFrame:
         ("Stage 2 heads", "projection heads over a prior bank", "Conv_block(16, [32, 16, 6]) per expert, "
          "softmax(q . z) over 100 prior samples (train), no 1/sqrt(d)",
          f"same ({counts['stage2']:,} parameters), bank {paper.stage2_bank_train} / {paper.stage2_bank_test}, "
-         "no 1/sqrt(d)", none, ""),
+         f"no 1/sqrt(d); demo heads of widths {tuple(demo.stage2_head_widths)}", "demo profile only",
+         "CPU budget (full-resolution 3x3 convolutions)"),
         ("Stage 2 mode and selection", "not stated", "train mode (BatchNorm statistics update); "
          "selected by mean per-expert Dice", "train mode; selected by mean per-expert Dice on the validation split",
          "validation split instead of the test fold", "selecting on the test fold biases the reported numbers"),

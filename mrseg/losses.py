@@ -1,25 +1,36 @@
 """Training objectives of the ProbUNet family, with the equations they implement.
 
-Notation: x image, y_i rater i's mask, P_i the set of present raters of an image (|P| = n_p),
-p = p(z|x) the prior, q the posterior(s), f the backbone features, g the FComb decoder,
-Dice(a, b) = 1 - (2 sum a b + 1) / (sum a + sum b + 1) the soft Dice loss (smoothing 1).
+Notation: x image, y_i rater i's mask, P the set of present raters of an image (|P| = n_p),
+p = p(z|x) the prior, q the posterior(s), f the backbone features, g the FComb decoder.
 
-Stage 1 (``stage1_losses``)
-  shared (D-Persona, thesis eq. 3.2): z ~ q(z | x, y_1..y_N) with absent raters zero-filled,
-      L = (1/N) sum_{i=1..N} Dice(sigma(g(f, z)), y_i 1[i in P]) + KL(q || p) + beta L_bound
-      (absent raters are trained towards the empty mask, the thesis's baseline behaviour).
-  shared-masked: as shared but the reconstruction averages over present raters only,
-      (1/n_p) sum_{i in P} Dice(sigma(g(f, z)), y_i).
-  per-rater (thesis eq. 3.5): z_i ~ q_i(z | x, y_i) for i in P only,
-      L = (1/n_p) sum_{i in P} [ Dice(sigma(g(f, z_i)), y_i) + KL(q_i || p) ] + beta L_bound
-      (with all raters present n_p = N, the thesis's 1/N).
-  probunet-mean (Kohl et al.): z ~ q(z | x, ybar), L = Dice(sigma(g(f, z)), ybar) + KL(q || p),
+Criterion (``config.criterion``)
+  gdl (default, D-Persona's ``GeneralizedDiceLoss(normalization='sigmoid')``): :func:`dpersona_gdl`,
+      a soft Dice per channel pooled over the whole batch and space, class weights 1/max(T_c^2, 1e-6),
+      a background channel added when there is one class; no smoothing term.
+  soft-dice (kept for comparison): Dice(a, b) = 1 - (2 sum a b + 1) / (sum a + sum b + 1) per image
+      (smoothing 1), averaged over the batch.
+
+Stage 1 (``stage1_losses``); ``objective`` decides which raters are reconstructed each step
+  dpersona-code (default; D-Persona's code): one rater index r per mini-batch,
+      shared: r drawn from all N slots, target y_r 1[r in P] (an absent rater is a zero-filled mask),
+          L = Crit(sigma(g(f, z)), y_r) + KL(q || p) + beta L_bound,  z ~ q(z | x, y_1..y_N) zero-filled;
+      shared-masked: r drawn per image from its present raters (never a zero-filled target);
+  thesis-eq (the thesis's eqs. 3.2 / 3.5): every step reconstructs all N slots for shared,
+      L = (1/N) sum_{i=1..N} Crit(sigma(g(f, z)), y_i 1[i in P]) + KL + beta L_bound,
+      and the present raters for shared-masked, (1/n_p) sum_{i in P} Crit(sigma(g(f, z)), y_i).
+  per-rater (thesis eq. 3.5, under both objectives): z_i ~ q_i(z | x, y_i) for i in P only,
+      L = (1/n_p) sum_{i in P} [ Crit(sigma(g(f, z_i)), y_i) + KL(q_i || p) ] + beta L_bound;
+      with ``gdl`` rater i's criterion is pooled over the images where i is present and the raters'
+      terms are weighted by their number of images (the per-image mean of the soft-dice form).
+  probunet-mean (Kohl et al.): z ~ q(z | x, ybar), L = Crit(sigma(g(f, z)), ybar) + KL(q || p),
       ybar the pixel-wise mean of the present masks; no bound loss (plain ProbUNet).
-  L_bound (D-Persona): z_1..z_K ~ p, l_k = g(f, z_k),
-      L_bound = Dice(sigma(max_k l_k), union_{i in P} y_i) + Dice(sigma(min_k l_k), inter_{i in P} y_i).
-  L2: ``l2_weight`` * sum over parameters W of prior, posterior(s), FComb (and Stage 2 heads) of ||W||_2.
-  KL is weighted by ``kl_weight`` (1) and summed over the D latent dimensions; terms are averaged
-  over the batch.
+  L_bound (D-Persona): z_1..z_K ~ p, l_k = g(f, z_k); with ``gdl`` it is D-Persona's
+      GDL over the two channels [sigma(max_k l_k), sigma(min_k l_k)] vs [union, intersection] of the
+      present raters (C = 2, no background: the mean of the two Dice terms); with ``soft-dice`` the
+      sum of the two per-image soft Dice losses.
+  L2 (D-Persona): ``l2_weight`` * sum of the (unsquared) L2 norms of the parameters of the prior,
+      the posterior(s) and FComb except FComb's last layer (:func:`regularised_parameters`).
+  KL is weighted by ``kl_weight`` (1), analytic, summed over the D latent dimensions, batch mean.
 
 Ablation switches (thesis 4.2.3; on ``shared+s2``)
   dual diversity (row 5): penalise the pairwise soft-Dice *similarity* of decoded samples,
@@ -33,7 +44,9 @@ Ablation switches (thesis 4.2.3; on ``shared+s2``)
       pushing the per-rater posterior means apart; weight ``latent_repulsion``.
 
 Stage 2 (``stage2_losses``): Stage 1 frozen; z_k = attention of head k over a bank of prior
-samples (see :mod:`mrseg.models.stage2`), L = (1/n_p) sum_{k in P} Dice(sigma(g(f, z_k)), y_k) + L2(heads).
+samples (see :mod:`mrseg.models.stage2`). With ``gdl`` (D-Persona): the GDL over the N expert
+channels (each pooled over the images where rater k is present); with ``soft-dice``:
+(1/n_p) sum_{k in P} Dice(sigma(g(f, z_k)), y_k). Plus L2 of the heads.
 """
 
 from __future__ import annotations
@@ -56,6 +69,52 @@ def soft_dice_loss(probs: torch.Tensor, target: torch.Tensor, smooth: float = 1.
     return 1.0 - (2.0 * inter + smooth) / (total + smooth)
 
 
+def gdl_channels(probs: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-channel batch-pooled weighted Dice ``[C]`` of D-Persona's GDL (no background added).
+
+    ``probs``/``target`` ``[B, C, H, W]``; ``valid`` bool ``[B, C]`` restricts channel c's pooling
+    to the images where it is valid (all images when ``None``). With T_c = sum t, I_c = sum p t,
+    D_c = sum (p + t) over the pooled images and pixels, w_c = 1 / max(T_c^2, 1e-6):
+    dice_c = 2 I_c w_c / max(D_c w_c, 1e-6).
+    """
+    probs = probs.float()
+    target = target.float()
+    if valid is not None:
+        keep = valid[:, :, None, None].to(probs.dtype)
+        probs, target = probs * keep, target * keep
+    dims = (0, 2, 3)
+    t_sum = target.sum(dims)
+    inter = (probs * target).sum(dims)
+    denom = (probs + target).sum(dims)
+    w = 1.0 / (t_sum * t_sum).clamp(min=1e-6)
+    return 2.0 * inter * w / (denom * w).clamp(min=1e-6)
+
+
+def dpersona_gdl(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """D-Persona's reconstruction criterion, ``GeneralizedDiceLoss(normalization='sigmoid')``: a scalar.
+
+    ``probs`` and ``target`` are ``[B, C, H, W]`` in [0, 1] (probabilities, not logits). Per channel c,
+    pooled over the batch and space: T_c = sum t, I_c = sum p t, D_c = sum (p + t),
+    w_c = 1 / max(T_c^2, 1e-6), dice_c = 2 I_c w_c / max(D_c w_c, 1e-6). When C == 1 a background
+    channel (1 - p, 1 - t) is added first. Loss = 1 - mean_c dice_c.
+    """
+    if probs.shape != target.shape or probs.dim() != 4:
+        raise ValueError(f"dpersona_gdl expects probs and target of the same shape [B, C, H, W], "
+                         f"got {tuple(probs.shape)} and {tuple(target.shape)}")
+    if probs.shape[1] == 1:
+        probs = torch.cat([1.0 - probs, probs], dim=1)
+        target = torch.cat([1.0 - target, target], dim=1)
+    return 1.0 - gdl_channels(probs, target).mean()
+
+
+def gdl_masked(probs: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """:func:`dpersona_gdl` of one-class ``probs``/``target`` ``[B, H, W]`` pooled over the images
+    where ``valid [B]`` (a background channel is added); 0 when no image is valid."""
+    if not bool(valid.any()):
+        return probs.new_zeros(())
+    return dpersona_gdl(probs[valid][:, None], target[valid][:, None])
+
+
 def kl_term(q: Normal, p: Normal) -> torch.Tensor:
     """KL(q || p) of diagonal Gaussians summed over the latent axis: ``[...]``."""
     return kl_divergence(q, p).sum(-1)
@@ -70,17 +129,46 @@ def union_intersection(masks: torch.Tensor, present: torch.Tensor) -> tuple[torc
 
 
 def bound_loss(prior_logits: torch.Tensor, masks: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """D-Persona's L_bound per image ``[B]`` from K prior-sample logits ``[B, K, H, W]``."""
+    """L_bound per image ``[B]`` (soft-dice form: the sum of two per-image soft Dice losses) from
+    K prior-sample logits ``[B, K, H, W]``."""
     union, inter = union_intersection(masks, present)
     upper = torch.sigmoid(prior_logits.amax(1))
     lower = torch.sigmoid(prior_logits.amin(1))
     return soft_dice_loss(upper, union) + soft_dice_loss(lower, inter)
 
 
-def l2_penalty(modules: Iterable[nn.Module]) -> torch.Tensor:
-    """Sum of the L2 norms of all trainable parameters of ``modules``."""
-    norms = [p.norm(2) for m in modules if m is not None for p in m.parameters() if p.requires_grad]
+def bound_loss_gdl(prior_logits: torch.Tensor, masks: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """D-Persona's L_bound, a scalar: the GDL over the 2 channels [max_k, min_k] vs [union,
+    intersection] (C = 2, no background: 1 - the mean of the two batch-pooled Dice terms)."""
+    union, inter = union_intersection(masks, present)
+    pred = torch.sigmoid(torch.stack([prior_logits.amax(1), prior_logits.amin(1)], dim=1))
+    return dpersona_gdl(pred, torch.stack([union, inter], dim=1))
+
+
+def l2_penalty(params: Iterable[nn.Module | torch.Tensor]) -> torch.Tensor:
+    """Sum of the (unsquared) L2 norms of the trainable parameters in ``params`` (modules or tensors)."""
+    tensors: list[torch.Tensor] = []
+    for item in params:
+        if item is None:
+            continue
+        tensors.extend(item.parameters() if isinstance(item, nn.Module) else [item])
+    norms = [p.norm(2) for p in tensors if p.requires_grad]
     return torch.stack(norms).sum() if norms else torch.zeros(())
+
+
+def regularised_parameters(model: Any, posterior_modules: Iterable[nn.Module]) -> list[torch.Tensor]:
+    """D-Persona's L2 set: prior, posterior(s) and FComb except its last layer (``fcomb.out``)."""
+    last = {id(p) for p in model.fcomb.out.parameters()}
+    fcomb = [p for p in model.fcomb.parameters() if id(p) not in last]
+    return [*model.prior_net.parameters(), *(p for m in posterior_modules for p in m.parameters()), *fcomb]
+
+
+def _criterion(config: Any) -> str:
+    return getattr(config, "criterion", "gdl")
+
+
+def _objective(config: Any) -> str:
+    return getattr(config, "objective", "dpersona-code")
 
 
 def pairwise_dice_similarity(probs: torch.Tensor) -> torch.Tensor:
@@ -135,13 +223,21 @@ def _use_batched(config: Any, x: torch.Tensor, present: torch.Tensor) -> bool:
     return wanted and bool(present.all())
 
 
-def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: torch.Tensor, config: Any
-                  ) -> dict[str, torch.Tensor]:
+def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: torch.Tensor, config: Any,
+                  rater_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Stage 1 objective of ``model`` on one batch; ``present`` are the raters drawn this step.
 
+    ``rater_index`` ``[B]`` (long) is the rater each image reconstructs under ``objective:
+    dpersona-code`` (``shared``: one index for the whole batch; ``shared-masked``: a present rater
+    per image); :func:`mrseg.data.torch_data.draw_step` gives it from the step's generator. When
+    ``None`` it is drawn here from the global torch RNG.
     Returns scalars ``loss`` (to minimise), ``recon``, ``kl``, ``bound``, ``l2`` and any extras.
     """
+    from mrseg.data.torch_data import draw_rater_index
+
     name = model.model_name
+    gdl = _criterion(config) == "gdl"
+    one_rater = _objective(config) == "dpersona-code"
     feats = model.features(x)
     a = model.fcomb.feature_part(feats)
     p = model.prior(x)
@@ -150,10 +246,18 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
     if model.is_per_rater and _use_batched(config, x, present):
         q = Normal(*model.posteriors.encode_batched(x, masks))                         # [B, N, D]
         logits = model.fcomb.decode_many(a, q.rsample())
-        dice = soft_dice_loss(torch.sigmoid(logits), masks)                            # [B, N]
+        probs = torch.sigmoid(logits)
         kl_pairs = kl_term(q, Normal(p.loc[:, None], p.scale[:, None]))                 # [B, N]
-        recon, kl = dice.mean(1), kl_pairs.mean(1)
-        out["rater_terms"] = dice + config.kl_weight * kl_pairs
+        kl = kl_pairs.mean(1)
+        if gdl:   # every rater present: rater i's GDL pooled over the batch, equal weights
+            per_rater = torch.stack([dpersona_gdl(probs[:, i: i + 1], masks[:, i: i + 1])
+                                     for i in range(masks.shape[1])])
+            recon = per_rater.mean().expand(x.shape[0])
+            out["rater_terms"] = per_rater[None, :] / x.shape[0] + config.kl_weight * kl_pairs
+        else:
+            dice = soft_dice_loss(probs, masks)                                        # [B, N]
+            recon = dice.mean(1)
+            out["rater_terms"] = dice + config.kl_weight * kl_pairs
         if config.latent_repulsion:
             out["repulsion"] = latent_repulsion_loss(q.loc, present)
         posterior_modules = [model.posteriors]
@@ -168,14 +272,28 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
         z = torch.cat(z_parts)
         a_pairs = a if idx.numel() == a.shape[0] and len(encoded) == 1 else a.index_select(0, idx)
         logits = model.fcomb.decode_pairs(a_pairs, z)
-        dice = soft_dice_loss(torch.sigmoid(logits), torch.cat(targets))
+        probs = torch.sigmoid(logits)
         kl_pairs = torch.cat(kl_parts)
-        recon = _per_image_mean(dice, idx, count)
         kl = _per_image_mean(kl_pairs, idx, count)
         raters = torch.cat([torch.full_like(ii, i) for i, ii, _ in encoded])
+        if gdl:
+            # rater i's GDL pooled over its present images; weighted by their number n_i, so the
+            # total is sum_i n_i GDL_i / sum_i n_i (every image counts once per present rater)
+            bounds = torch.cumsum(torch.tensor([0] + [len(ii) for _, ii, _ in encoded]), 0).tolist()
+            target = torch.cat(targets)
+            per_rater = torch.stack([dpersona_gdl(probs[s:e, None], target[s:e, None])
+                                     for s, e in zip(bounds[:-1], bounds[1:])])
+            sizes = torch.tensor([e - s for s, e in zip(bounds[:-1], bounds[1:])], dtype=probs.dtype,
+                                 device=x.device)
+            recon = ((per_rater * sizes).sum() / sizes.sum()).expand(x.shape[0])
+            # each pair carries its rater's GDL / n_i, so a rater's pairs sum to its GDL
+            pair_recon = torch.repeat_interleave(per_rater / sizes, sizes.long())
+        else:
+            pair_recon = soft_dice_loss(probs, torch.cat(targets))
+            recon = _per_image_mean(pair_recon, idx, count)
         # rater i's ELBO terms per image, [B, N] (0 where absent): for isolation checks and diagnostics
-        out["rater_terms"] = torch.zeros(present.shape, dtype=dice.dtype, device=x.device).index_put(
-            (idx, raters), dice + config.kl_weight * kl_pairs)
+        out["rater_terms"] = torch.zeros(present.shape, dtype=probs.dtype, device=x.device).index_put(
+            (idx, raters), pair_recon + config.kl_weight * kl_pairs)
         if config.latent_repulsion:
             mu = torch.full((x.shape[0], model.n_raters, model.latent_dim), float("nan"), device=x.device)
             for i, ii, q in encoded:
@@ -189,7 +307,25 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
         filled = masks * present[:, :, None, None].to(masks.dtype)
         if name == "probunet-mean":
             mean_mask = filled.sum(1) / count.clamp(min=1)[:, None, None].to(masks.dtype)
-            recon = soft_dice_loss(probs, mean_mask)
+            recon = dpersona_gdl(probs[:, None], mean_mask[:, None]).expand(x.shape[0]) if gdl else \
+                soft_dice_loss(probs, mean_mask)
+        elif one_rater:
+            if rater_index is None:
+                rater_index = draw_rater_index(present, per_image=(name == "shared-masked"))
+            target = filled.gather(1, rater_index[:, None, None, None].expand(-1, 1, *filled.shape[2:]))[:, 0]
+            if gdl:
+                recon = dpersona_gdl(probs[:, None], target[:, None]).expand(x.shape[0])
+            else:
+                recon = soft_dice_loss(probs, target)
+        elif gdl:
+            n = masks.shape[1]
+            if name == "shared-masked":   # (1/n_p) sum_{i in P}: rater i pooled over its present images
+                terms = [gdl_masked(probs, filled[:, i], present[:, i]) for i in range(n)]
+                sizes = present.sum(0).to(probs.dtype)
+                recon = ((torch.stack(terms) * sizes).sum() / sizes.sum().clamp(min=1)).expand(x.shape[0])
+            else:                          # (1/N) sum_{i=1..N}, absent slots zero-filled
+                recon = torch.stack([dpersona_gdl(probs[:, None], filled[:, i: i + 1]) for i in range(n)]
+                                    ).mean().expand(x.shape[0])
         else:
             dice = soft_dice_loss(probs[:, None], filled)                            # [B, N]
             if name == "shared-masked":
@@ -203,14 +339,15 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
     if name != "probunet-mean" and (config.beta_bound > 0 or config.dual_diversity):
         zk = p.rsample((config.bound_samples,)).transpose(0, 1)                      # [B, K, D]
         prior_logits = model.fcomb.decode_many(a, zk)
-        bound = bound_loss(prior_logits, masks, present).mean()
+        bound = bound_loss_gdl(prior_logits, masks, present) if gdl else \
+            bound_loss(prior_logits, masks, present).mean()
         total = total + config.beta_bound * bound
         if config.dual_diversity:
             out["diversity"] = pairwise_dice_similarity(torch.sigmoid(prior_logits)).mean()
             total = total + config.diversity_weight * out["diversity"]
     if "repulsion" in out:
         total = total + config.latent_repulsion * out["repulsion"]
-    l2 = l2_penalty([model.prior_net, *posterior_modules, model.fcomb]) if config.l2_weight else bound.new_zeros(())
+    l2 = l2_penalty(regularised_parameters(model, posterior_modules)) if config.l2_weight else bound.new_zeros(())
     total = total + config.l2_weight * l2
     out.update(loss=total, recon=recon.mean(), kl=kl.mean(), bound=bound, l2=l2)
     return out
@@ -234,9 +371,12 @@ def stage2_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
     z = model.stage2.attend(model.stage2.queries(feats), bank)                        # [B, N, D]
     logits = model.fcomb.decode_many(a, z)
     probs = torch.sigmoid(logits)
-    dice = soft_dice_loss(probs, masks)
-    count = present.sum(1)
-    recon = ((dice * present).sum(1) / count.clamp(min=1)).mean()
+    if _criterion(config) == "gdl":   # D-Persona: GDL over the N expert channels (no background)
+        recon = 1.0 - gdl_channels(probs, masks, present)[present.any(0)].mean()
+    else:
+        dice = soft_dice_loss(probs, masks)
+        count = present.sum(1)
+        recon = ((dice * present).sum(1) / count.clamp(min=1)).mean()
     total = recon
     out: dict[str, torch.Tensor] = {}
     if config.orthogonality:

@@ -246,11 +246,13 @@ def _expand_training(spec: dict[str, Any], profile: str, settings: dict[str, Any
                 raise ValueError(f"profile {profile!r} keeps unknown rows of study {name!r}: {unknown}")
         folds = local.get("folds", study.get("folds", settings["folds"]))
         seeds = local.get("seeds", study.get("seeds", settings["seeds"]))
-        n_present = study.get("n_present", [4])
+        n_present = local.get("n_present", study.get("n_present", [4]))
         if n_present == "sparse":
             n_present = settings["sparse_n_present"]
         epochs = int(settings["epochs"][study.get("epochs", "full")])
         base: dict[str, Any] = dict(settings.get("config") or {})
+        if study.get("dataset_options"):
+            base["dataset_options"] = dict(study["dataset_options"])
         if "dataset" in study:
             base["dataset"] = study["dataset"]
             if study.get("requires_data") and study["requires_data"].get("option"):

@@ -56,7 +56,10 @@ def history_figure(run_dir: str | Path):
     axes[0].legend(fontsize=8)
     if hist["val_ged"].notna().any():
         axes[1].plot(hist["epoch"], hist["val_ged"], marker=".", color="C3")
-    axes[1].set(xlabel="epoch", ylabel="GED (d(empty, empty) = 0)", title="selection split GED")
+        axes[1].set(xlabel="epoch", ylabel="GED (d(empty, empty) = 0)", title="selection split GED")
+    elif "val_expert_dice" in hist and hist["val_expert_dice"].notna().any():   # Stage 2 selection
+        axes[1].plot(hist["epoch"], hist["val_expert_dice"], marker=".", color="C3")
+        axes[1].set(xlabel="epoch", ylabel="mean per-expert Dice", title="selection split (Stage 2)")
     fig.tight_layout()
     return fig
 

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from mrseg.config import EXECUTION_FIELDS, RunConfig
-from mrseg.data.torch_data import SplitTensors, disagreement, draw_present, load_splits
+from mrseg.data.torch_data import SplitTensors, disagreement, draw_step, load_splits, static_present, step_generator
 from mrseg.fingerprint import run_fingerprint, stale_reason
 from mrseg.io import atomic_path, read_json, write_csv
 from mrseg.lock import RunLock
@@ -154,6 +154,29 @@ def validation_ged(model: Any, split: SplitTensors, config: RunConfig, device: t
     return float(np.mean(np.concatenate(values)))
 
 
+def validation_expert_dice(model: Any, split: SplitTensors, config: RunConfig, device: torch.device) -> float:
+    """Stage 2 selection score (D-Persona's): mean over present (case, rater k) pairs of the Dice of
+    head k's personalised output (binarised at 0.5) with rater k's mask; Dice(empty, empty) = 1."""
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+    n = model.n_raters
+    total, count = 0.0, 0
+    for start in range(0, len(split), config.eval_batch_size):
+        sl = slice(start, start + config.eval_batch_size)
+        x = _to_input(split.image[sl].to(device), config)
+        with autocast(config, device):
+            probs = model.sample(x, n, generator=gen)            # sample k = head k (k < N)
+        pred = (probs.float() > 0.5).flatten(2).float()
+        masks = split.masks[sl].to(device).flatten(2)
+        inter = (pred * masks).sum(-1)
+        area = pred.sum(-1) + masks.sum(-1)
+        dice = torch.where(area > 0, 2 * inter / area.clamp(min=1e-8), torch.ones_like(area))
+        present = split.present[sl].to(device)
+        total += float(dice[present].sum())
+        count += int(present.sum())
+    return total / max(count, 1)
+
+
 # ---- the training loop -------------------------------------------------------------------
 def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], run_dir: Path, stage: int,
                 epochs: int, device: torch.device, progress: bool = True, epoch_hook: EpochHook | None = None,
@@ -187,13 +210,14 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
     train = splits["train"].to(device, pin=device.type == "cuda")
     val = splits["test"] if config.select_on == "test" else splits["val"]
     order_key = disagreement(train.masks, train.present).cpu() if config.disagreement_curriculum else None
+    static = config.missing == "static"
+    available = static_present(train.present, config.n_present, config.seed, config.fold) if static else train.present
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
         _seed_epoch(config.seed, stage, epoch)
+        # Stage 2 also runs in train mode, as D-Persona's does: the frozen Stage 1's BatchNorm
+        # running statistics keep updating (its weights receive no gradient)
         model.train()
-        if stage == 2:
-            model.eval()
-            model.stage2.train()
         n = len(train)
         perm = torch.randperm(n)
         if order_key is not None:   # curriculum: the least-disagreed share, growing from 1/2 to all by mid-run
@@ -204,13 +228,19 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
         steps = 0
         batches = range(0, len(perm), config.batch_size)
         bar = tqdm(batches, desc=f"stage {stage} epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
-        for s in bar:
+        for step, s in enumerate(bar):
             idx = perm[s: s + config.batch_size].to(device)
             x = _to_input(train.image.index_select(0, idx), config)
             masks = train.masks.index_select(0, idx)
-            present = draw_present(train.present.index_select(0, idx), config.n_present)
+            # rater draws from their own generator: identical for every model of this fold and seed
+            draws = draw_step(available.index_select(0, idx), config.n_present,
+                              step_generator(config.seed, config.fold, epoch, step, device), static)
+            present = draws["present"]
+            extra = {}
+            if stage == 1 and model.model_name in ("shared", "shared-masked"):
+                extra["rater_index"] = draws["rater_image" if model.model_name == "shared-masked" else "rater_batch"]
             with autocast(config, device):
-                terms = loss_fn(model, x, masks, present, config)
+                terms = loss_fn(model, x, masks, present, config, **extra)
             loss = terms["loss"]
             ok = bool(torch.isfinite(loss))
             if ok:
@@ -233,15 +263,18 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
         lr = opt.param_groups[0]["lr"]
         sched.step()
-        val_ged = validation_ged(model, val, config, device) if config.select_on != "last" and len(val) else math.nan
-        score = val_ged if not math.isnan(val_ged) else -epoch
+        validate = config.select_on != "last" and len(val) > 0
+        val_ged = validation_ged(model, val, config, device) if validate and stage == 1 else math.nan
+        # Stage 2 is selected by the mean per-expert Dice (D-Persona's criterion), Stage 1 by GED
+        val_dice = validation_expert_dice(model, val, config, device) if validate and stage == 2 else math.nan
+        score = val_ged if not math.isnan(val_ged) else (-val_dice if not math.isnan(val_dice) else -epoch)
         if score <= best_score or best_epoch < 0:
             best_score, best_epoch = score, epoch
             _save(model.state_dict(), best_path)
         row = {"stage": stage, "epoch": epoch + 1, "train_loss": sums.get("loss", math.nan) / max(steps, 1)}
         for k in ("recon", "kl", "bound"):
             row[k] = sums.get(k, math.nan) / max(steps, 1)
-        row.update(val_ged=val_ged, lr=lr, skipped=skipped, seconds=time.perf_counter() - t0)
+        row.update(val_ged=val_ged, val_expert_dice=val_dice, lr=lr, skipped=skipped, seconds=time.perf_counter() - t0)
         history.append(row)
         write_csv(run_dir / HISTORY, pd.DataFrame(history))
         _save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),

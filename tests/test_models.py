@@ -113,7 +113,7 @@ def test_absent_rater_encoder_gets_no_gradient():
 
 @pytest.mark.parametrize("name", ["per-rater", "shared"])
 def test_loss_equals_separately_built_encoders_and_naive_decodes(name):
-    config = _config(name, bound_samples=3)
+    config = _config(name, bound_samples=3, objective="thesis-eq", criterion="soft-dice")
     torch.manual_seed(0)
     model = build_model(config, n_raters=N)
     encoders = separate_encoders(model) if name == "per-rater" else None

@@ -112,7 +112,9 @@ def test_smoke_profile_is_small_and_per_run_parameters():
     trains = _trains(items)
     assert {t.config["fold"] for t in trains} == {0}
     assert {t.config["dataset"] for t in trains} == {"synthetic"}
-    assert len(trains) <= 8
+    assert len(trains) <= 9   # 7 + the shared thesis-eq sparsity runs (np 1 and its np 4 reference)
+    objectives = {t.config["objective"] for t in trains if t.config["model"] == "shared"}
+    assert objectives == {"dpersona-code", "thesis-eq"}   # the sparsity study runs under both objectives
     for t in trains:
         config = RunConfig.from_dict(__import__("json").loads(t.parameters["config_json"]))
         assert config.run_id == t.run_id
@@ -148,3 +150,17 @@ def test_bad_plans_raise_clear_errors(tmp_path):
         load_plan(bad, "smoke")
     with pytest.raises(ValueError, match="unknown profile"):
         load_plan("thesis", "huge")
+
+
+def test_demo_plan_runs_sparsity_under_both_objectives_and_both_mit_b2_readings():
+    items = load_plan("thesis", "demo", include_pages=False)
+    trains = _trains(items)
+    assert all(t.config["objective"] == "dpersona-code" for t in trains if not t.config["model"].startswith("shared"))
+    thesis_eq = {(t.config["model"], t.config["n_present"]) for t in trains if t.config["objective"] == "thesis-eq"}
+    assert {("shared", 1), ("shared", 4)} <= thesis_eq
+    rows = {m["row"] for t in trains for m in t.memberships if m["study"].startswith("ablation")}
+    assert {"2_mit_b2_backbone", "2_mit_b2_posterior"} <= rows
+    # per-rater runs serve both objectives (eq. 3.5 under both): no duplicate per-rater runs
+    per_rater = [t for t in trains if t.config["model"] == "per-rater" and t.config["n_present"] == 1]
+    assert all({"sparsity", "sparsity_thesis_eq"} <= {m["study"] for m in t.memberships} for t in per_rater
+               if t.config["fold"] in (0, 1))

@@ -15,6 +15,7 @@ from mrseg.config import MODELS, RunConfig
 from mrseg.evaluate import case_columns
 from mrseg.io import read_npz
 from mrseg.manifest import read_manifest
+from mrseg.models import build_model
 from mrseg.paths import REPO_ROOT, runs_dir
 from mrseg.train import TrainingDiverged, load_trained_model, run_training_and_evaluation, stage1_config
 
@@ -40,14 +41,22 @@ def test_every_model_trains_and_evaluates(name):
     samples = read_npz(run / "samples.npz")
     assert samples["probs"].shape == (6, 4, 32, 32) and samples["raters"].shape == (6, 4, 32, 32)
     history = pd.read_csv(run / "history.csv")
-    assert len(history) == 2 and np.isfinite(history["val_ged"]).all()
-    if name.endswith("+s2"):   # Stage 1 was trained first and left untouched by Stage 2
+    # Stage 1 is selected by validation GED, Stage 2 by the mean per-expert Dice (D-Persona)
+    selection = "val_expert_dice" if name.endswith("+s2") else "val_ged"
+    assert len(history) == 2 and np.isfinite(history[selection]).all()
+    if name.endswith("+s2"):   # Stage 1 was trained first; Stage 2 leaves its weights untouched
         s1_run = runs_dir() / stage1_config(config).run_id
         assert read_manifest(s1_run)["status"] == "complete"
         s1 = torch.load(s1_run / "best.pt", weights_only=True)
         s2 = torch.load(run / "best.pt", weights_only=True)
+        model = build_model(config)
+        weights = {k for k, _ in model.named_parameters()}
         for key, value in s1.items():
-            assert torch.equal(value, s2[key]), key
+            if key in weights:
+                assert torch.equal(value, s2[key]), key
+        # D-Persona trains Stage 2 in train mode: BatchNorm running statistics keep updating
+        stats = [k for k in s1 if k.endswith("running_mean")]
+        assert stats and any(not torch.equal(s1[k], s2[k]) for k in stats)
         assert any(k.startswith("stage2.") for k in s2)
 
 

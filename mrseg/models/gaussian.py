@@ -122,3 +122,33 @@ class _ParamsView(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.m.params(x)
+
+
+class MiTGaussian(nn.Module):
+    """The thesis's section 3.3 reading of "MiT-B2": the shared posterior's encoder is a Segformer
+    MiT-B2 (``transformers``, random init, hidden 64/128/320/512, depths 3/4/6/3) on ``(x, masks)``;
+    its last stage is averaged over space and a 1x1 map gives ``(mu, log_sigma)``. Same interface
+    as :class:`AxisAlignedConvGaussian`."""
+
+    def __init__(self, in_channels: int, latent_dim: int):
+        super().__init__()
+        from transformers import SegformerConfig, SegformerModel
+
+        cfg = SegformerConfig(num_channels=in_channels, hidden_sizes=[64, 128, 320, 512], depths=[3, 4, 6, 3],
+                              num_attention_heads=[1, 2, 5, 8], sr_ratios=[8, 4, 2, 1], drop_path_rate=0.0)
+        self.encoder = SegformerModel(cfg)
+        self.to_params = nn.Linear(cfg.hidden_sizes[-1], 2 * latent_dim)
+        # start near q = N(0, I): the transformer's features are not normalised, and a default-init
+        # map gave log sigma at the clamp (KL ~ 1e7) in the first steps
+        nn.init.normal_(self.to_params.weight, std=1e-3)
+        nn.init.zeros_(self.to_params.bias)
+        self.latent_dim = latent_dim
+
+    def params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(pixel_values=x.contiguous()).last_hidden_state.mean(dim=(2, 3))
+        out = self.to_params(h).float()
+        return out[:, : self.latent_dim], out[:, self.latent_dim:]
+
+    def forward(self, x: torch.Tensor) -> Normal:
+        mu, log_sigma = self.params(x)
+        return Normal(mu, torch.exp(log_sigma.clamp(-20.0, 10.0)))

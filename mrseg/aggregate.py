@@ -5,7 +5,9 @@ Written into ``results_dir()/<plan>/<profile>/`` by :func:`aggregate_plan`:
 - ``cases.csv``: every ``eval_cases.csv`` row of the plan's complete runs, once per (study, row)
   the run belongs to (``study``, ``row`` columns added).
 - ``per_fold.csv``: one row per (run, study, row): run_id, study, row, model, variant,
-  n_present, fold, seed, epochs, M, n_cases, the mean of every metric column, run_dir.
+  n_present, fold, seed, epochs, M, n_cases, the mean of every metric column, run_dir, and the
+  run-level collapse diagnostics of ``eval_summary.json`` (``kl_nats``, ``active_units``,
+  ``ds_over_dyy``; see :mod:`mrseg.diagnostics.collapse`).
 - ``summary.csv``: one row per (study, row, n_present): n_folds, folds, epochs, and for every
   metric ``<metric>_mean`` and ``<metric>_sd``. The SD is over folds with ``ddof=0`` (population
   SD): it reproduces the thesis's SDs from its own per-fold numbers.
@@ -82,6 +84,28 @@ def per_fold_table(cases: pd.DataFrame) -> pd.DataFrame:
     out = out.reset_index()
     ordered = [c for c in RUN_COLUMNS if c in out.columns] + ["n_cases"] + metrics
     return out[ordered + [c for c in out.columns if c not in ordered]]
+
+
+# Per-run scalars of eval_summary.json (not per-case metrics) carried into per_fold.csv, and so
+# into summary.csv as <name>_mean / <name>_sd: the posterior-collapse diagnostics.
+RUN_SCALARS = ("kl_nats", "active_units", "ds_over_dyy")
+
+
+def add_run_scalars(per_fold: pd.DataFrame, run_dirs: dict[str, Path]) -> pd.DataFrame:
+    """Add :data:`RUN_SCALARS` columns from each run's ``eval_summary.json`` (NaN where absent:
+    a run evaluated before the diagnostics existed, or a model without a latent)."""
+    values: dict[str, dict[str, float]] = {}
+    for run_id, run_dir in run_dirs.items():
+        try:
+            summary = read_json(Path(run_dir) / "eval_summary.json")
+        except (OSError, ValueError):
+            summary = {}
+        values[run_id] = {k: (float(summary[k]) if isinstance(summary.get(k), (int, float)) else math.nan)
+                          for k in RUN_SCALARS}
+    out = per_fold.copy()
+    for key in RUN_SCALARS:
+        out[key] = out["run_id"].map(lambda r: values.get(r, {}).get(key, math.nan)).astype(float)
+    return out
 
 
 def summary_table(per_fold: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
@@ -241,6 +265,7 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     if not per_fold.empty:
         run_dirs = {t.run_id: str(t.run_dir) for t, _ in loaded}
         per_fold["run_dir"] = per_fold["run_id"].map(run_dirs)
+        per_fold = add_run_scalars(per_fold, {t.run_id: t.run_dir for t, _ in loaded})
     per_fold = _order(per_fold, studies, rows)
     summary = summary_table(per_fold)
 
@@ -304,5 +329,5 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     return paths
 
 
-__all__ = ["aggregate_plan", "alignment_row", "alignment_summary_table", "cases_table", "metric_columns",
+__all__ = ["add_run_scalars", "aggregate_plan", "alignment_row", "alignment_summary_table", "cases_table", "metric_columns",
            "per_fold_table", "read_eval_cases", "runs_table", "summary_table", "write_runs_table"]

@@ -4,7 +4,9 @@ Writes into the run directory (see the run artefact contract):
 - ``eval_cases.csv``: one row per test case, columns :func:`case_columns` (metadata, then the
   metrics of :func:`mrseg.metrics.evaluate_cases`: GED with d(empty, empty) = 0 and = 1
   (``ged_dpersona``), Dice_match, per-expert Dice, Dice_soft, HM-IoU, the GED terms);
-- ``eval_summary.json``: means of the metric columns plus ``M``, ``n_cases``, ``semi_synthetic``;
+- ``eval_summary.json``: means of the metric columns plus ``M``, ``n_cases``, ``semi_synthetic``,
+  and the posterior-collapse diagnostics of :mod:`mrseg.diagnostics.collapse` (``kl_nats``,
+  ``active_units``, ``ds_over_dyy``, ...);
 - ``samples.npz``: the 6 test cases with the highest inter-rater disagreement (``d_yy``):
   ``image [k,C,H,W]``, ``raters [k,N,H,W]``, ``probs [k,4,H,W]``, ``case_ids [k]``.
 Evaluation always uses every rater a case has (``present``), whatever the training sparsity.
@@ -59,7 +61,9 @@ def predict(model: Any, split: SplitTensors, M: int, config: Any, device: torch.
 def evaluate_run(model: Any, config: Any, split: SplitTensors, run_dir: str | Path, *, dataset_name: str,
                  semi_synthetic: bool, device: torch.device | str = "cpu", progress: bool = False) -> dict[str, Any]:
     """Evaluate ``model`` on ``split`` with ``config.eval_samples`` samples; write and return the summary."""
+    from mrseg.diagnostics.collapse import collapse_summary
     from mrseg.metrics import evaluate_cases
+    from mrseg.train import _to_input
 
     if len(split) == 0:
         raise ValueError(f"{config.run_id}: the test split of fold {config.fold} is empty")
@@ -83,6 +87,8 @@ def evaluate_run(model: Any, config: Any, split: SplitTensors, run_dir: str | Pa
     summary: dict[str, Any] = {c: float(np.nanmean(table[c].to_numpy(dtype=float))) for c in metric_cols}
     summary.update(M=int(config.eval_samples), n_cases=len(table), semi_synthetic=bool(semi_synthetic),
                    run_id=config.run_id)
+    summary.update(collapse_summary(model, split.image, split.masks, split.present, table, config.eval_batch_size,
+                                    lambda x: _to_input(x, config), device))
     write_json(run_dir / SUMMARY, summary)
     probs4 = np.concatenate(first)
     top = np.argsort(-table["d_yy"].to_numpy(), kind="stable")[:N_QUALITATIVE]

@@ -11,8 +11,10 @@ Written into ``results_dir()/<plan>/<profile>/`` by :func:`aggregate_plan`:
 - ``summary.csv``: one row per (study, row, n_present): n_folds, folds, epochs, and for every
   metric ``<metric>_mean`` and ``<metric>_sd``. The SD is over folds with ``ddof=0`` (population
   SD): it reproduces the thesis's SDs from its own per-fold numbers.
-- ``alignment.csv``: one row per (alignment run, study, row): latent/decoder cosine mean, SD over
-  cases, shares of positive / negative / above-0.5 latent cosines; ``alignment_summary.csv``:
+- ``alignment.csv``: one row per (alignment run, study, row): latent / decoder / as-trained /
+  prior-mean cosine mean, SD over cases, shares of positive / negative / above-0.5 cosines, and the
+  means of the prior-mean gradient split (``prior_common_norm``, ``prior_disagreement_norm``,
+  ``prior_disagreement_share``, ``prior_disagreement_cosine``); ``alignment_summary.csv``:
   per (study, row, n_present) the mean and SD over folds of the per-fold means.
 - ``latent.csv``: per latent-embedding run, its run_dir and the scalars of latent_summary.json.
 - ``runs.csv``: every plan item with its status, seconds, attempts and error.
@@ -134,7 +136,12 @@ def summary_table(per_fold: pd.DataFrame, metrics: list[str] | None = None) -> p
 # alignment measure -> column of alignment_cases.csv. "as_trained": the latent cosine measured with
 # the run's own n_present raters drawn and the rest zero-filled (as in training), which is how a
 # sparse-trained shared model sees a case; with all raters present it equals "latent".
-ALIGNMENT_MEASURES = {"latent": "latent_cosine", "decoder": "decoder_cosine", "as_trained": "latent_cosine_as_trained"}
+# "prior": the latent cosine at the prior mean mu_p(x), defined for every model.
+ALIGNMENT_MEASURES = {"latent": "latent_cosine", "decoder": "decoder_cosine", "as_trained": "latent_cosine_as_trained",
+                      "prior": "prior_cosine"}
+# Prior-mean gradient split (mrseg.diagnostics.alignment.prior_gradient_split): per-run means only.
+ALIGNMENT_SPLIT = ("prior_common_norm", "prior_disagreement_norm", "prior_disagreement_share",
+                   "prior_disagreement_cosine")
 
 
 def alignment_row(cases: pd.DataFrame) -> dict[str, Any]:
@@ -150,6 +157,9 @@ def alignment_row(cases: pd.DataFrame) -> dict[str, Any]:
         for share, mask in (("share_positive", values > 0), ("share_negative", values < 0),
                             ("share_above_0_5", values > 0.5)):
             out[f"{name}_{share}"] = float(mask.mean()) if len(values) else math.nan
+    for column in ALIGNMENT_SPLIT:
+        values = cases[column].astype(float).dropna() if column in cases else pd.Series(dtype=float)
+        out[f"{column}_mean"] = float(values.mean()) if len(values) else math.nan
     return out
 
 
@@ -171,6 +181,9 @@ def alignment_summary_table(alignment: pd.DataFrame) -> pd.DataFrame:
             row[f"{name}_mean"] = float(means.mean()) if len(means) else math.nan
             row[f"{name}_sd_across_folds"] = float(means.std(ddof=SD_DDOF)) if len(means) else math.nan
             row[f"{name}_within_fold_sd"] = float(group[f"{name}_sd"].astype(float).mean()) if len(means) else math.nan
+        for column in ALIGNMENT_SPLIT:
+            if f"{column}_mean" in group:
+                row[f"{column}_mean"] = float(group[f"{column}_mean"].astype(float).mean())
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -97,3 +97,26 @@ def test_smoke_run_on_controlled_raters():
     for key in ("ged_true", "style_recovery", "recovered_over", "recovered_under", "kl_nats"):
         assert key in summary
     assert 0 <= summary["style_recovery"] <= 1 and summary["ged_true"] >= 0
+
+
+def test_controlled_study_in_the_plan(tmp_path):
+    from pathlib import Path
+
+    from mrseg.plan import load_plan, read_plan
+
+    spec_path = Path(read_plan("thesis")["_path"])
+    text = spec_path.read_text()
+    assert "controlled: {enabled: false}" in text
+    demo = load_plan("thesis", "demo", include_pages=False)
+    assert not any(m["study"] == "controlled" for i in demo for m in i.memberships)
+    enabled = tmp_path / "thesis.yaml"
+    enabled.write_text(text.replace("controlled: {enabled: false}", "controlled: {enabled: true}"))
+    items = load_plan(enabled, "demo", include_pages=False)
+    runs = [i for i in items if i.kind == "train" and any(m["study"] == "controlled" for m in i.memberships)]
+    levels = {}
+    for item in runs:
+        n = controlled.n_raters_of(item.config["dataset"])
+        assert item.run_id.startswith(f"synthetic-raters{n}/") and item.config["image_size"] == 32
+        levels.setdefault((n, item.config["model"]), set()).add(item.config["n_present"])
+    assert levels == {(2, "shared"): {1, 2}, (2, "per-rater"): {1, 2}, (4, "shared"): {1, 2, 4},
+                      (4, "per-rater"): {1, 2, 4}, (8, "shared"): {1, 4, 8}, (8, "per-rater"): {1, 4, 8}}

@@ -120,3 +120,26 @@ def test_controlled_study_in_the_plan(tmp_path):
         levels.setdefault((n, item.config["model"]), set()).add(item.config["n_present"])
     assert levels == {(2, "shared"): {1, 2}, (2, "per-rater"): {1, 2}, (4, "shared"): {1, 2, 4},
                       (4, "per-rater"): {1, 2, 4}, (8, "shared"): {1, 4, 8}, (8, "per-rater"): {1, 4, 8}}
+
+
+def test_controlled_comparison_paired_ci_and_verdicts():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for n, n_p, shift in ((2, 1, -0.1), (4, 2, 0.0), (8, 8, 0.1)):
+        base = rng.uniform(0.2, 0.6, size=40)
+        noise = rng.normal(0, 0.02, size=40)
+        for model, values in (("shared", base), ("per-rater", base + shift + noise)):
+            rows += [{"dataset": f"synthetic-raters{n}", "model": model, "n_present": n_p, "fold": 0, "seed": 1337,
+                      "case_id": f"c{k}", "ged_true": v, "study": "controlled"} for k, v in enumerate(values)]
+    rows.append({**rows[0], "dataset": "synthetic"})   # not a controlled dataset: ignored
+    table = recovery.controlled_comparison(pd.DataFrame(rows))
+    assert list(table["N"]) == [2, 4, 8] and list(table["n_cases"]) == [40, 40, 40]
+    assert list(table["verdict"]) == ["per-rater better", "inconclusive", "shared better"]
+    assert table.loc[0, "np_over_N"] == pytest.approx(0.5)
+    assert table.loc[0, "ci_low"] < table.loc[0, "difference"] < table.loc[0, "ci_high"] < 0
+    assert table.loc[1, "ci_low"] < 0 < table.loc[1, "ci_high"]
+    # higher is better for style recovery: the verdict flips with the sign convention
+    flipped = pd.DataFrame(rows).rename(columns={"ged_true": "style_recovery"})
+    assert recovery.controlled_comparison(flipped, "style_recovery").loc[0, "verdict"] == "shared better"

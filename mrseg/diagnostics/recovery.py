@@ -89,5 +89,52 @@ def controlled_metrics(dataset: str, dataset_options: dict[str, Any], rows: np.n
     return pd.DataFrame(table)
 
 
-__all__ = ["N_PER_STYLE", "RECOVERY_DICE", "case_metrics", "controlled_metrics", "dice_matrix", "ged_to_truth",
-           "style_recovery", "typical_masks"]
+# metric -> whether lower is better, for the controlled study's paired comparison
+COMPARED = {"ged_true": True, "ged": True, "style_recovery": False}
+
+
+def controlled_comparison(cases: pd.DataFrame, metric: str = "ged_true", a: str = "per-rater", b: str = "shared",
+                          n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Paired comparison of models ``a`` vs ``b`` per (N, np) on controlled-raters cases.
+
+    ``cases``: rows of ``cases.csv`` (any study; only ``synthetic-raters<N>`` datasets are used)
+    with ``dataset``, ``model``, ``n_present``, ``fold``, ``seed``, ``case_id`` and ``metric``.
+    Cases are paired by (fold, seed, case_id); in these datasets a case is its own patient, so
+    the bootstrap over cases is a bootstrap over patients. One row per (N, np): ``N``, ``np``,
+    ``np_over_N``, ``n_cases``, the two means, ``difference`` (mean of a - b), its 95% bootstrap CI
+    (``scipy.stats.bootstrap``, BCa, ``n_boot`` resamples, seeded), the Wilcoxon p, and
+    ``verdict``: "<a> better" / "<b> better" when the CI excludes 0, else "inconclusive".
+    """
+    from scipy import stats as sps
+
+    from mrseg.diagnostics.statistics import paired_wilcoxon
+
+    if metric not in cases:
+        raise ValueError(f"controlled_comparison: no column {metric!r} in the cases table")
+    lower_better = COMPARED.get(metric, True)
+    frame = cases.assign(N=cases["dataset"].map(n_raters_of)).dropna(subset=["N"])
+    frame = frame.drop_duplicates(subset=["N", "model", "n_present", "fold", "seed", "case_id"])
+    rows = []
+    for (n, n_p), group in frame.groupby(["N", "n_present"], sort=True):
+        wide = group.pivot_table(index=["fold", "seed", "case_id"], columns="model", values=metric, aggfunc="first")
+        if a not in wide or b not in wide:
+            continue
+        wide = wide[[a, b]].dropna()
+        diff = (wide[a] - wide[b]).to_numpy(dtype=float)
+        row = {"N": int(n), "np": int(n_p), "np_over_N": float(n_p) / float(n), "n_cases": int(len(diff)),
+               a: float(wide[a].mean()) if len(diff) else np.nan, b: float(wide[b].mean()) if len(diff) else np.nan,
+               "difference": float(diff.mean()) if len(diff) else np.nan, "ci_low": np.nan, "ci_high": np.nan,
+               "p_wilcoxon": np.nan, "verdict": "inconclusive"}
+        if len(diff) >= 3 and np.ptp(diff) > 0:
+            ci = sps.bootstrap((diff,), np.mean, confidence_level=0.95, n_resamples=n_boot,
+                               random_state=np.random.default_rng(seed)).confidence_interval
+            row.update(ci_low=float(ci.low), ci_high=float(ci.high), p_wilcoxon=paired_wilcoxon(wide[a], wide[b])["p"])
+            if ci.low > 0 or ci.high < 0:
+                a_wins = (ci.high < 0) if lower_better else (ci.low > 0)
+                row["verdict"] = f"{a if a_wins else b} better"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+__all__ = ["COMPARED", "N_PER_STYLE", "RECOVERY_DICE", "case_metrics", "controlled_comparison", "controlled_metrics",
+           "dice_matrix", "ged_to_truth", "style_recovery", "typical_masks"]

@@ -170,3 +170,14 @@ def test_smoke_trained_models_report_collapse(smoke_runs):
         assert summary["kl_nats"] == pytest.approx(float(want), rel=1e-4, abs=1e-7)
         table = run_report.collapse_table(run_dir)
         assert table.loc["active units (conditional)", "value"].endswith(f"of {summary['latent_dim']}")
+
+
+@pytest.mark.parametrize("name", ["probunet-mean", "shared+s2", "shared-masked"])
+def test_every_latent_model_reports_collapse(name):
+    from mrseg.config import RunConfig
+    from mrseg.train import run_training_and_evaluation
+
+    config = RunConfig.from_profile("smoke", model=name, epochs=1, max_train_cases=16, max_eval_cases=8)
+    summary = run_training_and_evaluation(config, progress=False)
+    assert summary["latent"] is True and math.isfinite(summary["kl_nats"]) and summary["kl_nats"] >= 0
+    assert isinstance(summary["active_units"], int) and math.isfinite(summary["ds_over_dyy"])

@@ -143,3 +143,31 @@ def test_controlled_comparison_paired_ci_and_verdicts():
     # higher is better for style recovery: the verdict flips with the sign convention
     flipped = pd.DataFrame(rows).rename(columns={"ged_true": "style_recovery"})
     assert recovery.controlled_comparison(flipped, "style_recovery").loc[0, "verdict"] == "shared better"
+
+
+def test_controlled_figure_and_style_table():
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from mrseg import plots
+
+    comparison = pd.DataFrame({"N": [2, 4, 4, 8], "np": [1, 2, 4, 8], "difference": [-0.1, 0.0, 0.02, 0.05],
+                               "ci_low": [-0.15, -0.02, 0.01, 0.03], "ci_high": [-0.05, 0.02, 0.03, 0.07]})
+    for frame in (comparison, pd.DataFrame()):
+        fig = plots.controlled_advantage(frame)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=30)
+        plt.close(fig)
+        assert buf.getvalue().startswith(b"\x89PNG")
+    cases = pd.DataFrame({"dataset": ["synthetic-raters2"] * 4, "model": ["shared", "shared", "per-rater", "per-rater"],
+                          "n_present": 1, "fold": 0, "seed": 1, "case_id": ["a", "b", "a", "b"],
+                          "style_recovery": [0.5, 1.0, 0.0, 0.5], "recovered_over": [1, 1, 0, 1],
+                          "recovered_under": [0, 1, 0, 0]})
+    table = recovery.recovery_by_style(cases).set_index("model")
+    assert table.loc["shared", "over"] == 1.0 and table.loc["per-rater", "under"] == 0.0
+    assert table.loc["shared", "style_recovery"] == 0.75

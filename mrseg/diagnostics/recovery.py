@@ -136,5 +136,21 @@ def controlled_comparison(cases: pd.DataFrame, metric: str = "ged_true", a: str 
     return pd.DataFrame(rows)
 
 
+def recovery_by_style(cases: pd.DataFrame) -> pd.DataFrame:
+    """Share of test cases where each style was recovered, per (N, np, model): one column per
+    style (``recovered_<style>`` means; NaN where a dataset has no such style) and
+    ``style_recovery`` (mean share of styles recovered)."""
+    if cases is None or cases.empty or "dataset" not in cases:
+        return pd.DataFrame()
+    frame = cases.assign(N=cases["dataset"].map(n_raters_of)).dropna(subset=["N"])
+    if frame.empty:
+        return pd.DataFrame()
+    frame = frame.assign(N=frame["N"].astype(int))
+    cols = [c for c in frame.columns if c.startswith("recovered_")]
+    keys = ["N", "n_present", "model"]
+    out = frame.drop_duplicates(subset=[*keys, "fold", "seed", "case_id"]).groupby(keys)[["style_recovery", *cols]].mean()
+    return out.reset_index().rename(columns={"n_present": "np", **{c: c[len("recovered_"):] for c in cols}})
+
+
 __all__ = ["COMPARED", "N_PER_STYLE", "RECOVERY_DICE", "case_metrics", "controlled_comparison", "controlled_metrics",
-           "dice_matrix", "ged_to_truth", "style_recovery", "typical_masks"]
+           "dice_matrix", "ged_to_truth", "recovery_by_style", "style_recovery", "typical_masks"]

@@ -5,12 +5,16 @@ Written into ``results_dir()/<plan>/<profile>/`` by :func:`aggregate_plan`:
 - ``cases.csv``: every ``eval_cases.csv`` row of the plan's complete runs, once per (study, row)
   the run belongs to (``study``, ``row`` columns added).
 - ``per_fold.csv``: one row per (run, study, row): run_id, study, row, model, variant,
-  n_present, fold, seed, epochs, M, n_cases, the mean of every metric column, run_dir.
+  n_present, fold, seed, epochs, M, n_cases, the mean of every metric column, run_dir, and the
+  run-level collapse diagnostics of ``eval_summary.json`` (``kl_nats``, ``active_units``,
+  ``ds_over_dyy``; see :mod:`mrseg.diagnostics.collapse`).
 - ``summary.csv``: one row per (study, row, n_present): n_folds, folds, epochs, and for every
   metric ``<metric>_mean`` and ``<metric>_sd``. The SD is over folds with ``ddof=0`` (population
   SD): it reproduces the thesis's SDs from its own per-fold numbers.
-- ``alignment.csv``: one row per (alignment run, study, row): latent/decoder cosine mean, SD over
-  cases, shares of positive / negative / above-0.5 latent cosines; ``alignment_summary.csv``:
+- ``alignment.csv``: one row per (alignment run, study, row): latent / decoder / as-trained /
+  prior-mean cosine mean, SD over cases, shares of positive / negative / above-0.5 cosines, and the
+  means of the prior-mean gradient split (``prior_common_norm``, ``prior_disagreement_norm``,
+  ``prior_disagreement_share``, ``prior_disagreement_cosine``); ``alignment_summary.csv``:
   per (study, row, n_present) the mean and SD over folds of the per-fold means.
 - ``latent.csv``: per latent-embedding run, its run_dir and the scalars of latent_summary.json.
 - ``runs.csv``: every plan item with its status, seconds, attempts and error.
@@ -84,6 +88,28 @@ def per_fold_table(cases: pd.DataFrame) -> pd.DataFrame:
     return out[ordered + [c for c in out.columns if c not in ordered]]
 
 
+# Per-run scalars of eval_summary.json (not per-case metrics) carried into per_fold.csv, and so
+# into summary.csv as <name>_mean / <name>_sd: the posterior-collapse diagnostics.
+RUN_SCALARS = ("kl_nats", "active_units", "ds_over_dyy")
+
+
+def add_run_scalars(per_fold: pd.DataFrame, run_dirs: dict[str, Path]) -> pd.DataFrame:
+    """Add :data:`RUN_SCALARS` columns from each run's ``eval_summary.json`` (NaN where absent:
+    a run evaluated before the diagnostics existed, or a model without a latent)."""
+    values: dict[str, dict[str, float]] = {}
+    for run_id, run_dir in run_dirs.items():
+        try:
+            summary = read_json(Path(run_dir) / "eval_summary.json")
+        except (OSError, ValueError):
+            summary = {}
+        values[run_id] = {k: (float(summary[k]) if isinstance(summary.get(k), (int, float)) else math.nan)
+                          for k in RUN_SCALARS}
+    out = per_fold.copy()
+    for key in RUN_SCALARS:
+        out[key] = out["run_id"].map(lambda r: values.get(r, {}).get(key, math.nan)).astype(float)
+    return out
+
+
 def summary_table(per_fold: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
     """Mean and SD over folds (``ddof=0``) per (study, row, n_present), in first-seen order."""
     if per_fold.empty:
@@ -110,7 +136,12 @@ def summary_table(per_fold: pd.DataFrame, metrics: list[str] | None = None) -> p
 # alignment measure -> column of alignment_cases.csv. "as_trained": the latent cosine measured with
 # the run's own n_present raters drawn and the rest zero-filled (as in training), which is how a
 # sparse-trained shared model sees a case; with all raters present it equals "latent".
-ALIGNMENT_MEASURES = {"latent": "latent_cosine", "decoder": "decoder_cosine", "as_trained": "latent_cosine_as_trained"}
+# "prior": the latent cosine at the prior mean mu_p(x), defined for every model.
+ALIGNMENT_MEASURES = {"latent": "latent_cosine", "decoder": "decoder_cosine", "as_trained": "latent_cosine_as_trained",
+                      "prior": "prior_cosine"}
+# Prior-mean gradient split (mrseg.diagnostics.alignment.prior_gradient_split): per-run means only.
+ALIGNMENT_SPLIT = ("prior_common_norm", "prior_disagreement_norm", "prior_disagreement_share",
+                   "prior_disagreement_cosine")
 
 
 def alignment_row(cases: pd.DataFrame) -> dict[str, Any]:
@@ -126,6 +157,9 @@ def alignment_row(cases: pd.DataFrame) -> dict[str, Any]:
         for share, mask in (("share_positive", values > 0), ("share_negative", values < 0),
                             ("share_above_0_5", values > 0.5)):
             out[f"{name}_{share}"] = float(mask.mean()) if len(values) else math.nan
+    for column in ALIGNMENT_SPLIT:
+        values = cases[column].astype(float).dropna() if column in cases else pd.Series(dtype=float)
+        out[f"{column}_mean"] = float(values.mean()) if len(values) else math.nan
     return out
 
 
@@ -147,6 +181,9 @@ def alignment_summary_table(alignment: pd.DataFrame) -> pd.DataFrame:
             row[f"{name}_mean"] = float(means.mean()) if len(means) else math.nan
             row[f"{name}_sd_across_folds"] = float(means.std(ddof=SD_DDOF)) if len(means) else math.nan
             row[f"{name}_within_fold_sd"] = float(group[f"{name}_sd"].astype(float).mean()) if len(means) else math.nan
+        for column in ALIGNMENT_SPLIT:
+            if f"{column}_mean" in group:
+                row[f"{column}_mean"] = float(group[f"{column}_mean"].astype(float).mean())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -241,6 +278,7 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     if not per_fold.empty:
         run_dirs = {t.run_id: str(t.run_dir) for t, _ in loaded}
         per_fold["run_dir"] = per_fold["run_id"].map(run_dirs)
+        per_fold = add_run_scalars(per_fold, {t.run_id: t.run_dir for t, _ in loaded})
     per_fold = _order(per_fold, studies, rows)
     summary = summary_table(per_fold)
 
@@ -304,5 +342,5 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     return paths
 
 
-__all__ = ["aggregate_plan", "alignment_row", "alignment_summary_table", "cases_table", "metric_columns",
+__all__ = ["add_run_scalars", "aggregate_plan", "alignment_row", "alignment_summary_table", "cases_table", "metric_columns",
            "per_fold_table", "read_eval_cases", "runs_table", "summary_table", "write_runs_table"]

@@ -3,8 +3,12 @@
 Writes into the run directory (see the run artefact contract):
 - ``eval_cases.csv``: one row per test case, columns :func:`case_columns` (metadata, then the
   metrics of :func:`mrseg.metrics.evaluate_cases`: GED with d(empty, empty) = 0 and = 1
-  (``ged_dpersona``), Dice_match, per-expert Dice, Dice_soft, HM-IoU, the GED terms);
-- ``eval_summary.json``: means of the metric columns plus ``M``, ``n_cases``, ``semi_synthetic``;
+  (``ged_dpersona``), Dice_match, per-expert Dice, Dice_soft, HM-IoU, the GED terms; on
+  ``synthetic-raters<N>`` datasets also ``ged_true``, ``style_recovery``, ``recovered_<style>``
+  and ``best_dice_<style>`` of :mod:`mrseg.diagnostics.recovery`);
+- ``eval_summary.json``: means of the metric columns plus ``M``, ``n_cases``, ``semi_synthetic``,
+  and the posterior-collapse diagnostics of :mod:`mrseg.diagnostics.collapse` (``kl_nats``,
+  ``active_units``, ``ds_over_dyy``, ...);
 - ``samples.npz``: the 6 test cases with the highest inter-rater disagreement (``d_yy``):
   ``image [k,C,H,W]``, ``raters [k,N,H,W]``, ``probs [k,4,H,W]``, ``case_ids [k]``.
 Evaluation always uses every rater a case has (``present``), whatever the training sparsity.
@@ -59,15 +63,20 @@ def predict(model: Any, split: SplitTensors, M: int, config: Any, device: torch.
 def evaluate_run(model: Any, config: Any, split: SplitTensors, run_dir: str | Path, *, dataset_name: str,
                  semi_synthetic: bool, device: torch.device | str = "cpu", progress: bool = False) -> dict[str, Any]:
     """Evaluate ``model`` on ``split`` with ``config.eval_samples`` samples; write and return the summary."""
+    from mrseg.diagnostics.collapse import collapse_summary
+    from mrseg.diagnostics.recovery import controlled_metrics
     from mrseg.metrics import evaluate_cases
+    from mrseg.train import _to_input
 
     if len(split) == 0:
         raise ValueError(f"{config.run_id}: the test split of fold {config.fold} is empty")
     device = torch.device(device)
-    frames, first = [], []
+    frames, first, truth = [], [], []
     for sl, probs in predict(model, split, config.eval_samples, config, device, progress):
         frames.append(evaluate_cases(probs, split.masks[sl].numpy(), present=split.present[sl].numpy()))
         first.append(probs[:, :N_QUALITATIVE_SAMPLES].astype(np.float16))
+        # controlled-raters datasets: metrics against the raters' known style distributions
+        truth.append(controlled_metrics(dataset_name, dict(config.dataset_options), split.index[sl], probs > 0.5))
     metrics = pd.concat(frames, ignore_index=True)
     n = int(split.masks.shape[1])
     meta = {"run_id": config.run_id, "dataset": dataset_name, "model": config.model, "variant": config.variant,
@@ -77,12 +86,16 @@ def evaluate_run(model: Any, config: Any, split: SplitTensors, run_dir: str | Pa
     for col in ("case_id", "patient_id", "nodule_id"):
         table[col] = split.cases[col].to_numpy() if col in split.cases.columns else ""
     table = pd.concat([table, metrics.reset_index(drop=True)], axis=1)[case_columns(n)]
+    if truth and truth[0] is not None:
+        table = pd.concat([table, pd.concat(truth, ignore_index=True)], axis=1)
     run_dir = Path(run_dir)
     write_csv(run_dir / CASES, table)
-    metric_cols = [c for c in case_columns(n) if c not in META_COLUMNS]
+    metric_cols = [c for c in table.columns if c not in META_COLUMNS]
     summary: dict[str, Any] = {c: float(np.nanmean(table[c].to_numpy(dtype=float))) for c in metric_cols}
     summary.update(M=int(config.eval_samples), n_cases=len(table), semi_synthetic=bool(semi_synthetic),
                    run_id=config.run_id)
+    summary.update(collapse_summary(model, split.image, split.masks, split.present, table, config.eval_batch_size,
+                                    lambda x: _to_input(x, config), device))
     write_json(run_dir / SUMMARY, summary)
     probs4 = np.concatenate(first)
     top = np.argsort(-table["d_yy"].to_numpy(), kind="stable")[:N_QUALITATIVE]

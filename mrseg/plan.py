@@ -262,7 +262,9 @@ def _expand_training(spec: dict[str, Any], profile: str, settings: dict[str, Any
             if keep is not None and row not in keep:
                 continue
             row_spec = dict(row_spec or {})
-            cells = [(np_, epochs, row_spec) for np_ in n_present]
+            # a row may list its own n_present levels (e.g. per rater count in the controlled study)
+            row_levels = row_spec.pop("n_present", None)
+            cells = [(np_, epochs, row_spec) for np_ in (n_present if row_levels is None else row_levels)]
             if reference:
                 ref_spec = {**row_spec, "model": (reference.get("models") or {}).get(row, row_spec.get("model"))}
                 ref_epochs = int(settings["epochs"][reference.get("epochs", "full")])

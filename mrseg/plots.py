@@ -447,3 +447,33 @@ def save_png(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
         fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
     return path
+
+
+# --- controlled raters (beyond the thesis) ----------------------------------------------------
+def controlled_advantage(comparison: pd.DataFrame, a: str = "per-rater", b: str = "shared",
+                         metric_label: str = "GED to the true distribution") -> Figure:
+    """Mean paired difference ``a - b`` with its 95% CI (from
+    :func:`mrseg.diagnostics.recovery.controlled_comparison`) against the rater count N (left,
+    one line per np/N) and against np/N (right, one line per N)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    if comparison is None or comparison.empty:
+        for ax in axes:
+            _empty_note(ax)
+        return fig
+    frame = comparison.assign(share=comparison["np"] / comparison["N"])
+    frame["level"] = np.where(frame["np"] == 1, "1/N", np.where(frame["np"] == frame["N"], "1",
+                                                                 frame["share"].map(lambda v: f"{v:.2g}")))
+    for ax, (x, line) in zip(axes, (("N", "level"), ("share", "N"))):
+        for k, (key, group) in enumerate(frame.groupby(line, sort=True)):
+            group = group.sort_values(x)
+            err = np.vstack([group["difference"] - group["ci_low"], group["ci_high"] - group["difference"]])
+            ax.errorbar(group[x], group["difference"], yerr=np.nan_to_num(err), marker="o", capsize=3,
+                        color=f"C{k}", label=f"{'np/N' if line == 'level' else 'N'} = {key}")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_ylabel(f"{a} - {b} (95% CI)")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{metric_label}: paired difference per case", fontsize=10)
+    axes[0].set(xlabel="raters N", xscale="log", xticks=sorted(frame["N"].unique()))
+    axes[0].set_xticklabels([str(v) for v in sorted(frame["N"].unique())])
+    axes[1].set(xlabel="share of raters present per step, np/N")
+    return fig

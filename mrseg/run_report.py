@@ -69,3 +69,32 @@ def metric_summary(run_dir: str | Path) -> pd.DataFrame:
     table = pd.read_csv(Path(run_dir) / CASES)
     metrics = [c for c in table.columns if c not in META_COLUMNS]
     return table[metrics].agg(["mean", "std", "count"]).T.rename(columns={"std": "sd (cases)", "count": "cases"})
+
+
+def collapse_table(run_dir: str | Path) -> pd.DataFrame:
+    """Posterior-collapse diagnostics of ``eval_summary.json`` (:mod:`mrseg.diagnostics.collapse`):
+    KL(q || p) in nats, conditional active units of the latent dimensions, d_SS / d_YY, each
+    with its definition; "no latent" for models without one, "not measured" for older runs."""
+    import math
+
+    from mrseg.evaluate import SUMMARY
+    from mrseg.io import read_json
+
+    summary = read_json(Path(run_dir) / SUMMARY)
+    defs = summary.get("collapse_definitions") or {}
+    latent = summary.get("latent")
+
+    def show(key: str, digits: int) -> str:
+        value = summary.get(key)
+        if latent is False and key != "ds_over_dyy":
+            return "no latent"
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return "not measured"
+        if key == "active_units":
+            return f"{int(value)} of {summary.get('latent_dim')}"
+        return f"{value:.{digits}g}"
+
+    rows = {"KL(q || p), nats": ("kl_nats", 3), "active units (conditional)": ("active_units", 0),
+            "d_SS / d_YY": ("ds_over_dyy", 3)}
+    return pd.DataFrame({"value": [show(k, d) for k, d in rows.values()],
+                         "definition": [defs.get(k, "") for k, _ in rows.values()]}, index=list(rows))

@@ -59,6 +59,16 @@ run_report.history_figure(path);
 run_report.metric_summary(path)
 
 # %% [markdown]
+# ## Is the latent used?
+# Posterior-collapse diagnostics on the test fold. KL(q || p) near 0 nats and no active units mean
+# the posterior has collapsed onto the prior: the training posterior carries no information about
+# the raters, and the samples' diversity (d_SS relative to the raters' d_YY) comes from the prior
+# alone. A claim about the posterior's design cannot be tested on such a run.
+
+# %%
+run_report.collapse_table(path)
+
+# %% [markdown]
 # ## Samples
 # The test cases with the highest inter-rater disagreement: image, rater masks and the first
 # prior samples.

@@ -59,7 +59,7 @@ def _ensure_builtin_registered() -> None:
     # Importing the modules runs their @register_dataset decorators.
     import importlib
 
-    for module in ("mrseg.data.synthetic", "mrseg.data.lidc_pylidc", "mrseg.data.loaders"):
+    for module in ("mrseg.data.synthetic", "mrseg.data.controlled", "mrseg.data.lidc_pylidc", "mrseg.data.loaders"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:

@@ -18,6 +18,28 @@ rater i's own posterior mean for per-rater models. ``h_i = d log p(y_i | z_i, x)
 decoder), or with ``scope="decoder+backbone"`` also the backbone's. The case value is the mean
 pairwise cosine of the ``h_i``: how far the raters' training signals agree where both models meet.
 
+**prior-mean cosine** (defined for every model, per-rater included). ``z = mu_p(x)``, the prior
+mean, which every model has; ``g_i = d log p(y_i | z, x) / dz`` through the shared decoder with the
+Bernoulli log-likelihood, over the case's present raters only. Because the Bernoulli score with
+respect to the logits is the residual ``y_i - s`` (``s`` = sigmoid of the logits), ``g_i = J^T
+(y_i - s)`` with ``J = d logits / dz``, and it splits exactly into a **common** part
+``c = J^T (ybar - s)`` (mean of the present raters' masks minus the prediction; the same for
+every rater) and a **disagreement** part ``d_i = J^T (y_i - ybar)`` (which sums to zero over the
+raters). Hence ``mean_i |g_i|^2 = |c|^2 + mean_i |d_i|^2``; reported separately: ``|c|``, the
+root-mean-square ``|d_i|``, the disagreement share ``mean_i |d_i|^2 / mean_i |g_i|^2`` and the
+mean pairwise cosine of the ``d_i``. The index is high where the common residual dominates.
+
+**The zero-filled ("as trained") reading has a floor.** With ``k = N - np`` absent raters
+zero-filled, their targets are all the empty mask, so their gradients are identical and the
+``k(k-1)/2`` pairs among them have cosine 1. For unit vectors the sum over pairs is
+``(|sum_i u_i|^2 - N) / 2``, so the index is at least ``(max(0, k - np)^2 - N) / (N(N-1))``
+instead of the general ``-1/(N-1)``, and it equals ``C(k,2)/C(N,2)`` when the present raters'
+gradients are orthogonal to the empty-mask gradient and to each other
+(:func:`zero_fill_floor`). At N = 4, np = 1: the index is exactly ``(1 + c)/2`` where ``c`` is the
+cosine between the present rater's gradient and the empty-mask gradient, so it is >= 0 (not >= 0.5)
+by construction, 0.5 when they are orthogonal, and above 0.5 exactly when ``c > 0``. From np = 2 on
+(N = 4) the floor is the general -1/3.
+
 Case selection: ``n_cases`` test cases drawn without replacement with ``numpy.random.default_rng(seed)``
 (all when the fold is smaller), in case order. By default every rater is present at measurement
 (test-time masks, as in the thesis's evaluation); ``n_present`` < N zero-fills a seeded random
@@ -41,6 +63,10 @@ from mrseg.io import write_csv, write_json
 
 LATENT_DEFINITION = ("mean pairwise cosine of g_i = d log p(y_i | z, x)/dz at the shared posterior mean z "
                      "given all raters; Bernoulli log-likelihood of each rater's mask")
+PRIOR_DEFINITION = ("mean pairwise cosine of g_i = d log p(y_i | z, x)/dz at the prior mean z = mu_p(x), present "
+                    "raters, Bernoulli log-likelihood; defined for every model")
+PRIOR_COLUMNS = ("prior_cosine", "prior_common_norm", "prior_disagreement_norm", "prior_disagreement_share",
+                 "prior_disagreement_cosine")
 DECODER_DEFINITION = ("mean pairwise cosine of the per-rater reconstruction gradients at the decoder (FComb) "
                       "parameters, backbone features fixed; z_i = shared posterior mean (shared) or rater i's "
                       "posterior mean (per-rater)")
@@ -117,6 +143,85 @@ def latent_gradient_cosines(model: nn.Module, image: torch.Tensor, masks: torch.
     g = torch.stack(grads, 1)
     valid = torch.ones_like(present) if include_absent else present
     return mean_pairwise_cosine(g.detach(), valid).cpu().numpy().astype(np.float64)
+
+
+def prior_gradient_split(model: nn.Module, image: torch.Tensor, masks: torch.Tensor,
+                         present: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """The prior-mean measures per case (module docstring), each float [B]: ``prior_cosine``,
+    ``prior_common_norm`` (|c|), ``prior_disagreement_norm`` (RMS over present raters of |d_i|),
+    ``prior_disagreement_share`` (mean |d_i|^2 / mean |g_i|^2) and ``prior_disagreement_cosine``
+    (mean pairwise cosine of the d_i). Cases with fewer than two present raters give NaN cosines.
+
+    ``image`` [B,C,H,W], ``masks`` [B,N,H,W] (0/1), ``present`` bool [B,N]; Bernoulli likelihood,
+    so ``g_i = J^T (y_i - s)`` (checked against autograd of :func:`log_likelihood` in the tests).
+    """
+    masks = masks.float()
+    present = torch.ones(masks.shape[:2], dtype=torch.bool) if present is None else present.bool()
+    masks = masks * present[:, :, None, None]
+    with torch.no_grad():
+        feats = model.features(image)
+        z0 = model.prior(image).loc
+    z = z0.detach().clone().requires_grad_(True)
+    w = present.to(masks.dtype)
+    with torch.enable_grad():
+        logits = model.decode(feats, z)[:, 0]                                   # [B,H,W]
+        s = torch.sigmoid(logits).detach()
+        ybar = (masks * w[:, :, None, None]).sum(1) / w.sum(1).clamp_min(1)[:, None, None]
+        n = masks.shape[1]
+
+        def vjp(residual: torch.Tensor, last: bool) -> torch.Tensor:
+            return torch.autograd.grad(logits, z, grad_outputs=residual, retain_graph=not last)[0]
+
+        common = vjp(ybar - s, False)                                            # [B,D]
+        dis = torch.stack([vjp(masks[:, i] - ybar, i == n - 1) for i in range(n)], 1)  # [B,N,D]
+    g = common[:, None] + dis
+    sq_d = (dis.pow(2).sum(-1) * w).sum(1) / w.sum(1).clamp_min(1)
+    sq_g = (g.pow(2).sum(-1) * w).sum(1) / w.sum(1).clamp_min(1)
+    share = torch.where(sq_g > 0, sq_d / sq_g.clamp_min(1e-30), torch.full_like(sq_g, float("nan")))
+    out = {"prior_cosine": mean_pairwise_cosine(g.detach(), present),
+           "prior_common_norm": common.norm(dim=-1), "prior_disagreement_norm": sq_d.sqrt(),
+           "prior_disagreement_share": share, "prior_disagreement_cosine": mean_pairwise_cosine(dis.detach(), present)}
+    return {k: v.detach().cpu().numpy().astype(np.float64) for k, v in out.items()}
+
+
+def zero_fill_floor(n_raters: int, n_present: int) -> dict[str, float]:
+    """Bounds of the zero-filled latent index when the ``k = n_raters - n_present`` absent raters'
+    gradients are identical (module docstring): ``floor`` (the least possible mean pairwise cosine),
+    ``orthogonal`` (its value when the present raters' gradients are orthogonal to the empty-mask
+    gradient and to each other), ``identical_pair_share`` (the share of pairs fixed at cosine 1) and
+    ``general_floor`` (-1/(N-1), the least for any N vectors)."""
+    n, k = int(n_raters), int(n_raters) - int(n_present)
+    if n < 2 or not 0 <= k <= n:
+        raise ValueError(f"need 2 <= n_raters and 0 <= n_present <= n_raters, got {n_raters}, {n_present}")
+    pairs = n * (n - 1) / 2
+    return {"floor": (max(0, k - (n - k)) ** 2 - n) / (2 * pairs), "orthogonal": (k * (k - 1) / 2) / pairs,
+            "identical_pair_share": (k * (k - 1) / 2) / pairs, "general_floor": -1.0 / (n - 1)}
+
+
+def floor_table(n_raters: int = 4) -> pd.DataFrame:
+    """:func:`zero_fill_floor` for np = 1..N, one row each, for the alignment pages."""
+    rows = [{"np": m, **zero_fill_floor(n_raters, m)} for m in range(1, n_raters + 1)]
+    return pd.DataFrame(rows).rename(columns={"floor": "least possible (zero-filled)",
+                                              "orthogonal": "if gradients orthogonal",
+                                              "identical_pair_share": "pairs fixed at 1",
+                                              "general_floor": "least possible (any gradients)"})
+
+
+def prior_split_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (model row, np) of ``alignment.csv`` rows: mean over folds of the prior-mean cosine
+    (``prior_mean``) and of its split (``prior_common_norm_mean``, ...), with the fold count;
+    columns that older tables lack are left out."""
+    cols = {"prior_mean": "cosine at mu_p", "prior_common_norm_mean": "|common|",
+            "prior_disagreement_norm_mean": "|disagreement| (RMS)",
+            "prior_disagreement_share_mean": "disagreement share of |g|^2",
+            "prior_disagreement_cosine_mean": "cosine of disagreement parts"}
+    if rows is None or rows.empty or "prior_mean" not in rows:
+        return pd.DataFrame()
+    have = [c for c in cols if c in rows]
+    keys = [k for k in ("row", "n_present") if k in rows]
+    out = rows.groupby(keys, sort=False)[have].mean()
+    out["folds"] = rows.groupby(keys, sort=False).size()
+    return out.reset_index().rename(columns={**cols, "n_present": "np"})
 
 
 def _decoder_parameters(model: nn.Module, feats: torch.Tensor, z: torch.Tensor) -> list[nn.Parameter]:
@@ -228,13 +333,15 @@ def measure_alignment(model: nn.Module, image: torch.Tensor, masks: torch.Tensor
                       progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Both measures on given tensors: ``(cases, summary)``.
 
-    ``cases`` has columns ``case_id``, ``latent_cosine`` (NaN for per-rater), ``decoder_cosine``
-    and ``latent_cosine_soft_dice`` (the latent cosine with the soft-Dice training likelihood);
-    ``summary`` is :func:`alignment_summary` plus ``soft_dice_*``, ``likelihood`` and ``n_present``.
+    ``cases`` has columns ``case_id``, ``latent_cosine`` (NaN for per-rater), ``decoder_cosine``,
+    ``latent_cosine_soft_dice`` (the latent cosine with the soft-Dice training likelihood) and
+    :data:`PRIOR_COLUMNS` (:func:`prior_gradient_split`); ``summary`` is :func:`alignment_summary`
+    plus ``soft_dice_*``, ``prior_*`` (stats of the prior-mean cosine, means of the split columns),
+    ``likelihood`` and ``n_present``.
     """
     model.eval()
     gen = torch.Generator().manual_seed(seed)
-    lat, lat_dice, dec = [], [], []
+    lat, lat_dice, dec, prior = [], [], [], []
     steps = range(0, image.shape[0], batch_size)
     for start in tqdm(steps, desc="alignment", disable=not progress):
         sl = slice(start, start + batch_size)
@@ -243,15 +350,23 @@ def measure_alignment(model: nn.Module, image: torch.Tensor, masks: torch.Tensor
         lat_dice.append(latent_gradient_cosines(model, image[sl], masks[sl], pres, "soft_dice"))
         dec.append(decoder_gradient_cosines(model, image[sl], masks[sl], pres, likelihood) if decoder
                    else np.full(pres.shape[0], np.nan))
+        prior.append(prior_gradient_split(model, image[sl], masks[sl], pres))
     latent = np.concatenate(lat) if lat else np.zeros(0)
     decoder_c = np.concatenate(dec) if dec else np.zeros(0)
     defined = not getattr(model, "is_per_rater", False)
     latent_dice = np.concatenate(lat_dice) if lat_dice else np.zeros(0)
     cases = pd.DataFrame({"case_id": [str(c) for c in case_ids], "latent_cosine": latent,
                           "decoder_cosine": decoder_c, "latent_cosine_soft_dice": latent_dice})
+    for col in PRIOR_COLUMNS:
+        cases[col] = np.concatenate([p[col] for p in prior]) if prior else np.zeros(0)
     summary = alignment_summary(latent, decoder_c if decoder else None, defined)
     dice = alignment_summary(latent_dice, None, defined)
     summary.update({f"soft_dice_{k}": dice[k] for k in ("mean", "sd", "share_positive", "share_negative", "share_above_0_5")})
+    prior_stats = alignment_summary(cases["prior_cosine"].to_numpy(), None, True)
+    summary.update({f"prior_{k}": prior_stats[k] for k in ("mean", "sd", "share_positive", "share_negative", "share_above_0_5")})
+    summary.update({f"{col}_mean": float(np.nanmean(cases[col])) if cases[col].notna().any() else math.nan
+                    for col in PRIOR_COLUMNS[1:]})
+    summary["prior_definition"] = PRIOR_DEFINITION
     summary.update({"likelihood": likelihood, "n_present": n_present})
     return cases, summary
 
@@ -314,7 +429,8 @@ def run_alignment(run_dir: str | Path, n_cases: int | None = 100, seed: int = 13
         cases["latent_cosine_as_trained"] = as_trained
         extra = alignment_summary(as_trained, None, summary["defined"])
         summary.update({f"as_trained_{k}": extra[k] for k in ("mean", "sd", "share_positive", "share_negative", "share_above_0_5")})
-    summary.update({"run_id": config.run_id, "model": config.model, "fold": config.fold,
+        summary["as_trained_floor"] = zero_fill_floor(n_raters, config.n_present)["floor"]
+    summary.update({"run_id": config.run_id, "model": config.model, "fold": config.fold, "n_raters": int(n_raters),
                     "train_n_present": config.n_present, "seed": seed})
     if write:
         write_csv(run_dir / "alignment_cases.csv", cases)
@@ -345,7 +461,8 @@ def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
     for label, prefix, is_defined in (("latent cosine, Bernoulli log p (thesis index)", "", defined),
                                       ("latent cosine, soft-Dice training loss", "soft_dice_", defined),
                                       ("latent cosine, raters zero-filled as in training", "as_trained_", defined),
-                                      ("decoder-parameter cosine (both models)", "decoder_", True)):
+                                      ("decoder-parameter cosine (both models)", "decoder_", True),
+                                      ("latent cosine at the prior mean (every model)", "prior_", True)):
         if f"{prefix}mean" not in summary:
             continue
         rows.append({"measure": label,

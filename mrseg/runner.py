@@ -162,6 +162,31 @@ def _threads_on_worker() -> int:
         return 1
 
 
+# A kernel that dies before answering its first request ran no cell: typically two kernels started
+# at once picked the same free TCP port. Such a start is retried; it is not the notebook failing.
+KERNEL_START_ATTEMPTS = 3
+
+
+def _is_kernel_start_failure(err: BaseException) -> bool:
+    return isinstance(err, RuntimeError) and "Kernel died before replying to kernel_info" in str(err)
+
+
+def _execute_notebook(notebook: Any, output: str, parameters: dict[str, Any], cwd: str) -> None:
+    """papermill's execution of ``notebook`` into ``output``, retrying a kernel that failed to start."""
+    import papermill
+
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        try:
+            papermill.execute_notebook(notebook, output, parameters=parameters, kernel_name=KERNEL,
+                                       progress_bar=False, cwd=cwd, start_timeout=180,
+                                       extra_arguments=KERNEL_ARGUMENTS)
+            return
+        except Exception as err:  # noqa: BLE001 - re-raised unless it is a failed kernel start
+            if attempt == KERNEL_START_ATTEMPTS or not _is_kernel_start_failure(err):
+                raise
+            time.sleep(0.5 * attempt)
+
+
 def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = None) -> dict[str, Any]:
     """Execute one plan item (``PlanItem.to_dict()``) with papermill; never raises for a notebook error.
 
@@ -173,7 +198,6 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
     already complete: re-submission is a no-op).
     """
     import jupytext
-    import papermill
 
     key, kind = item["key"], item["kind"]
     if item_complete(item, keep_stale=bool(item.get("keep_stale"))):
@@ -208,9 +232,7 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
         notebook = jupytext.read(item["template"])
         notebook.cells.insert(0, _title_cell(item))
         notebook.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
-        papermill.execute_notebook(notebook, item["output"], parameters=parameters, kernel_name=KERNEL,
-                                   progress_bar=False, cwd=cwd or str(REPO_ROOT), start_timeout=180,
-                                   extra_arguments=KERNEL_ARGUMENTS)
+        _execute_notebook(notebook, item["output"], parameters, cwd or str(REPO_ROOT))
     except Exception as err:  # noqa: BLE001 - any failure of one item is recorded, never raised
         error = _error_text(err)
         if not getattr(err, "ename", None):

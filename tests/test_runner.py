@@ -167,3 +167,29 @@ def test_lost_tasks_are_retried_then_recorded(tmp_path, monkeypatch):
     assert read_manifest(tmp_path / "runs" / GOOD)["status"] == "failed"
     assert records[BAD_S2]["status"] == "skipped"
     assert set(records) == {i.key for i in items}  # nothing dropped
+
+
+def test_a_kernel_that_fails_to_start_is_retried_but_a_notebook_error_is_not(monkeypatch):
+    import papermill
+
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    monkeypatch.setattr(runner.time, "sleep", lambda s: None)
+    runner._execute_notebook(None, "out.ipynb", {}, ".")
+    assert len(calls) == 2
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise ValueError("a cell failed")
+
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", broken)
+    with pytest.raises(ValueError, match="a cell failed"):
+        runner._execute_notebook(None, "out.ipynb", {}, ".")
+    assert len(calls) == 1

@@ -2,7 +2,10 @@
 
 Each case has a latent shape, as in ``synthetic``: a lesion with an irregular outline (low
 harmonics), a ground-glass halo, and 0-2 small satellite lesions near it. The image is rendered
-from that shape only (a soft blob on a textured background with noise). Rater ``i`` of N draws its
+from that shape only, as ``synthetic`` renders it (:func:`mrseg.data.synthetic.latent_image`: the
+shape deformed, cut at a random level with a soft edge, textured, a faint halo of its own extent,
+blur and noise), so it reveals where the styles disagree no more than real CT reveals its raters'
+disagreement (:mod:`mrseg.data.calibration`'s leak check). Rater ``i`` of N draws its
 mask from the latent shape through the fixed style :data:`STYLE_ORDER` ``[i]``; each draw has a
 random boundary offset ``j ~ Normal(0, JITTER)`` (and, for ``lobulated``, a random lobe phase and
 count), so a style is a *distribution* of masks whose law is known. ``rho`` below is the normalised
@@ -33,10 +36,10 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from scipy.special import expit
 
 from mrseg.data.contract import validate_sample
 from mrseg.data.registry import BuiltDataset, register_dataset
+from mrseg.data.synthetic import latent_image
 
 STYLE_ORDER: tuple[str, ...] = ("over", "under", "smooth", "misses-small", "shifted", "ground-glass",
                                 "lobulated", "reference")
@@ -67,6 +70,7 @@ class Geometry:
     theta: np.ndarray        # angle around the main lesion's centre
     halo: float
     size: int
+    radius: float            # the main lesion's base radius (pixels) before its outline's harmonics
 
 
 def case_geometry(row: int, image_size: int = 32, seed: int = 1337) -> Geometry:
@@ -91,7 +95,7 @@ def case_geometry(row: int, image_size: int = 32, seed: int = 1337) -> Geometry:
         r_sat = max(rng.uniform(0.04, 0.07) * s, 1.2)
         cy, cx = centre[0] + dist * np.sin(angle), centre[1] + dist * np.cos(angle)
         rho_all = np.minimum(rho_all, np.hypot(yy - cy, xx - cx) / r_sat)
-    return Geometry(rho_main, rho_all, theta, halo, s)
+    return Geometry(rho_main, rho_all, theta, halo, s, float(radius))
 
 
 def style_draws(geometry: Geometry, style: str, n_draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -136,15 +140,14 @@ def true_draws(row: int, n_raters: int, n_per_style: int, image_size: int = 32, 
 
 
 def render_image(geometry: Geometry, rng: np.random.Generator) -> np.ndarray:
-    """Image ``[1,S,S]`` float32 in [0, 1] from the latent shape only (never from rater masks)."""
+    """Image ``[1,S,S]`` float32 in [0, 1] from the latent shape only (never from rater masks),
+    drawn as :func:`mrseg.data.synthetic.latent_image` draws it: deformed, randomly cut, textured,
+    a faint halo of its own extent, blur and noise, so the image does not reveal where the styles
+    disagree more than real CT reveals its raters' disagreement."""
     s = geometry.size
     background = 0.2 + 0.06 * ndimage.gaussian_filter(rng.normal(size=(s, s)), sigma=s / 12) * (s / 12)
-    core = expit((1.0 - geometry.rho_all) / 0.08)
-    glass = expit((1.0 + geometry.halo - geometry.rho_main) / 0.12)
-    image = background * (1 - core) + rng.uniform(0.65, 0.9) * core
-    image = image + rng.uniform(0.12, 0.3) * glass * (1 - core)
-    image = image + rng.normal(0.0, 0.03, size=(s, s))
-    return np.clip(image, 0.0, 1.0).astype(np.float32)[None]
+    return latent_image(geometry.rho_all, geometry.rho_main, geometry.halo, geometry.radius, background,
+                        rng.uniform(0.65, 0.9), rng.uniform(0.08, 0.2), rng)
 
 
 def make_controlled_samples(n_raters: int, n_cases: int = 160, image_size: int = 32,
@@ -168,7 +171,7 @@ def make_controlled_samples(n_raters: int, n_cases: int = 160, image_size: int =
 
 
 def _register(n: int) -> None:
-    @register_dataset(f"synthetic-raters{n}", version="1")
+    @register_dataset(f"synthetic-raters{n}", version="2")
     def build(progress: bool = True, n_cases: int = 160, image_size: int = 32, seed: int = 1337) -> BuiltDataset:
         samples = make_controlled_samples(n, n_cases=n_cases, image_size=image_size, seed=seed)
         meta = {"semi_synthetic": False, "synthetic": True, "controlled_raters": True,

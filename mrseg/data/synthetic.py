@@ -4,13 +4,17 @@ Fully synthetic (not derived from any scan), deterministic by ``seed``. Each nod
 shape: a centre, a radius, a smooth irregular outline (low harmonics scaled by an
 ``irregularity`` in [0, 1]) and a ground-glass halo of relative width ``halo``. A case is one
 slice through a nodule (the in-plane radius shrinks towards the poles, so some slices are tiny).
-The image is a soft blob (solid core plus faint halo) on a textured background with vessels and
-noise. Each rater draws a mask from the latent shape through a *style*:
+The image is drawn from the latent shape, not from the raters' outlines (:func:`latent_image`): the
+shape elastically deformed and cut at a random level with a soft, blurred edge, internal texture,
+a faint halo of its own extent, on a textured background with vessels and noise; so the image
+reveals the raters' per-pixel agreement no more than real CT does (the leak check of
+:mod:`mrseg.data.calibration`). Each rater draws a mask from the latent shape through a *style*:
 
 - ``tight``: a threshold inside the core outline,
 - ``wide``: the core outline dilated by about two pixels,
 - ``lobulated``: the core outline with a high-frequency boundary perturbation,
-- ``ground-glass-inclusive``: the outline of core plus halo.
+- ``ground-glass-inclusive``: the outline of core plus halo, as the rater reads the halo's
+  extent (the latent extent times a random factor in :data:`GLASS_READING`).
 
 Each rater also has a small per-case threshold jitter, so two raters of one style differ, and
 may leave a slice unmarked (an empty mask; 30% per rater on slices under 3 px radius, else 3%),
@@ -37,6 +41,19 @@ from mrseg.data.contract import LIDC_ATTRIBUTES, validate_sample
 from mrseg.data.registry import BuiltDataset, register_dataset
 
 RATER_STYLES: tuple[str, ...] = ("tight", "wide", "lobulated", "ground-glass-inclusive")
+
+# The image's view of the latent shape (:func:`latent_image`): log-radial deformation SD, cut level
+# and edge width (in units of the outline's normalised distance), texture SD (relative), halo extent
+# factor, blur and noise (pixels, intensity).
+IMAGE_DEFORM = 0.35
+IMAGE_CUT = (1.0, 1.4)
+IMAGE_EDGE = (0.15, 0.3)
+IMAGE_TEXTURE = 0.3
+IMAGE_HALO_SCALE = (0.5, 1.5)
+IMAGE_BLUR = 0.8
+IMAGE_NOISE = 0.07
+# a ground-glass-inclusive rater's reading of the halo's extent, relative to the latent halo
+GLASS_READING = (0.6, 1.4)
 
 # LIDC rating ranges (inclusive) per attribute, in LIDC_ATTRIBUTES order.
 _ATTRIBUTE_RANGES: tuple[tuple[int, int], ...] = ((1, 5), (1, 4), (1, 6), (1, 5), (1, 5), (1, 5), (1, 5), (1, 5), (1, 5))
@@ -103,9 +120,41 @@ def _nodule_params(seed: int, nodule: int, size: int) -> dict[str, Any]:
         "halo": rng.uniform(0.15, 0.9),                    # ground-glass width relative to radius
         "harmonics": rng.normal(0.0, 1.0, size=(3, 2)),    # low-order outline perturbation (k=2..4)
         "core_intensity": rng.uniform(0.65, 0.9),
-        "halo_intensity": rng.uniform(0.12, 0.3),
+        "halo_intensity": rng.uniform(0.08, 0.2),
         "z0": int(rng.integers(20, 300)),
     }
+
+
+def _smooth_field(shape: tuple[int, int], sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """A Gaussian random field of unit SD smoothed with ``sigma`` pixels."""
+    field = ndimage.gaussian_filter(rng.normal(size=shape), sigma)
+    return field / (field.std() + 1e-12)
+
+
+def latent_image(rho_core: np.ndarray, rho_halo: np.ndarray, halo: float, radius: float, background: np.ndarray,
+                 core_intensity: float, halo_intensity: float, rng: np.random.Generator) -> np.ndarray:
+    """Image ``[1,S,S]`` float32 in [0, 1] of a latent shape (never of rater masks).
+
+    ``rho_core`` / ``rho_halo`` ``[S,S]`` are normalised distances (1 on the outline the raters
+    follow). The image does not redraw that outline: its lesion is the latent shape elastically
+    deformed (a smooth log-radial field of SD :data:`IMAGE_DEFORM`), cut at a random level in
+    :data:`IMAGE_CUT` with a soft edge of random width in :data:`IMAGE_EDGE`, with internal
+    texture (:data:`IMAGE_TEXTURE`), a faint halo whose extent is ``halo`` times a random factor
+    in :data:`IMAGE_HALO_SCALE` (not the extent a ground-glass rater marks), blur and noise. So
+    the raters' disagreement region is not drawn distinctively: the rank correlation of
+    intensity with the number of raters marking a pixel stays at the level of real CT
+    (:func:`mrseg.data.calibration.leak_comparison`).
+    """
+    shape = rho_core.shape
+    warp = np.exp(IMAGE_DEFORM * _smooth_field(shape, max(radius / 2.0, 1.0), rng))
+    cut = rng.uniform(*IMAGE_CUT)
+    edge = rng.uniform(*IMAGE_EDGE)
+    core = expit((cut - rho_core * warp) / edge)
+    glass = expit((cut + halo * rng.uniform(*IMAGE_HALO_SCALE) - rho_halo * warp) / 0.2)
+    texture = 1.0 + IMAGE_TEXTURE * _smooth_field(shape, 1.0, rng)
+    image = background * (1 - core) + core_intensity * texture * core + halo_intensity * glass * (1 - core)
+    image = ndimage.gaussian_filter(image, IMAGE_BLUR) + rng.normal(0.0, IMAGE_NOISE, size=shape)
+    return np.clip(image, 0.0, 1.0).astype(np.float32)[None]
 
 
 def _render_case(params: dict[str, Any], slice_pos: int, n_slices: int, size: int,
@@ -132,12 +181,7 @@ def _render_case(params: dict[str, Any], slice_pos: int, n_slices: int, size: in
         angle, offset = rng.uniform(0, np.pi), rng.normal(0, size / 4)
         line = np.abs(np.cos(angle) * (yy - size / 2) - np.sin(angle) * (xx - size / 2) - offset)
         background += rng.uniform(0.1, 0.25) * np.exp(-0.5 * (line / rng.uniform(0.8, 1.8)) ** 2)
-    core = expit((1.0 - rho) / 0.08)
-    glass = expit((1.0 + halo - rho) / 0.12)
-    image = background * (1 - core) + params["core_intensity"] * core
-    image += params["halo_intensity"] * glass * (1 - core) * (1 + 0.3 * rng.normal(size=(size, size)))
-    image += rng.normal(0.0, 0.03, size=(size, size))
-    image = np.clip(image, 0.0, 1.0).astype(np.float32)[None]
+    image = latent_image(rho, rho, halo, radius, background, params["core_intensity"], params["halo_intensity"], rng)
 
     n = len(styles)
     masks = np.zeros((n, size, size), dtype=np.uint8)
@@ -154,8 +198,8 @@ def _render_case(params: dict[str, Any], slice_pos: int, n_slices: int, size: in
         elif style == "lobulated":
             k, phase = int(rng.integers(5, 9)), rng.uniform(0, 2 * np.pi)
             m = rho <= 1.0 + jitter + (0.1 + 0.25 * irr) * np.cos(k * theta + phase)
-        else:  # ground-glass-inclusive
-            m = rho <= 1.0 + halo + jitter
+        else:  # ground-glass-inclusive: the rater's own reading of the halo's extent
+            m = rho <= 1.0 + halo * rng.uniform(*GLASS_READING) + jitter
         # a rater may not mark the nodule on this slice (often when it is small): an empty mask
         missed = rng.random() < (0.3 if radius < 3.0 else 0.03)
         if present[i] and not missed:
@@ -245,7 +289,7 @@ def make_synthetic_samples(
     return samples
 
 
-@register_dataset("synthetic", version="2")
+@register_dataset("synthetic", version="3")
 def build_synthetic(
     progress: bool = True,
     n_cases: int = 240,

@@ -257,7 +257,7 @@ def _expand_training(spec: dict[str, Any], profile: str, settings: dict[str, Any
             base["dataset"] = study["dataset"]
             if study.get("requires_data") and study["requires_data"].get("option"):
                 base["dataset_options"] = {study["requires_data"]["option"]: data_root}
-        reference = study.get("reference")
+        reference = local.get("reference", study.get("reference"))   # a profile may drop it (null)
         for row, row_spec in rows.items():
             if keep is not None and row not in keep:
                 continue

@@ -17,10 +17,35 @@ from typing import Any, Literal
 Profile = Literal["smoke", "demo", "paper"]
 PROFILES: tuple[str, ...] = ("smoke", "demo", "paper")
 
-MODELS: tuple[str, ...] = ("probunet-mean", "shared", "shared+s2", "per-rater", "per-rater+s2", "shared-masked")
+MODELS: tuple[str, ...] = ("probunet-mean", "shared", "shared+s2", "per-rater", "per-rater+s2", "shared-masked",
+                           "per-rater-tied", "shared-wide")
 # Models whose Stage 1 objective depends on ``objective`` (per-rater models follow eq. 3.5 under both;
 # probunet-mean reconstructs the mean mask under both), so only these carry it in their run id.
-OBJECTIVE_MODELS: tuple[str, ...] = ("shared", "shared+s2", "shared-masked")
+OBJECTIVE_MODELS: tuple[str, ...] = ("shared", "shared+s2", "shared-masked", "shared-wide")
+
+
+def posterior_kind(model: str) -> str:
+    """How ``model``'s posterior reads the raters: ``"mean"`` (one encoder on the mean mask),
+    ``"shared"`` (one encoder on all N masks), ``"shared-wide"`` (the same, widened to the
+    per-rater encoders' parameter count), ``"per-rater"`` (N separate encoders, eq. 3.4) or
+    ``"per-rater-tied"`` (one encoder applied to each rater's mask separately)."""
+    if model == "probunet-mean":
+        return "mean"
+    if model == "per-rater-tied":
+        return "per-rater-tied"
+    if model.startswith("per-rater"):
+        return "per-rater"
+    return "shared-wide" if model == "shared-wide" else "shared"
+
+
+def is_per_rater(model: str) -> bool:
+    """True when ``model`` draws one posterior sample per present rater (the ELBO of eq. 3.5)."""
+    return posterior_kind(model).startswith("per-rater")
+
+
+def has_stage2(model: str) -> bool:
+    """True when ``model`` adds D-Persona's Stage 2 heads to a Stage 1 model."""
+    return model.endswith("+s2")
 
 # Settings that change how fast a run goes, never its numbers: left out of the run's identity, and
 # a checkpoint made under other values still resumes. Every other field is part of the identity,
@@ -69,6 +94,9 @@ class RunConfig:
     posterior_encoder: str = "conv"  # "conv" (D-Persona) or "mit-b2" (the thesis's section 3.3 reading of MiT-B2)
     # loss
     kl_weight: float = 1.0
+    # beyond the thesis (anti-collapse): free bits in nats per latent dimension, 0 = off; the KL term
+    # becomes sum_d max(KL_d, free_bits), KL_d the batch mean of dimension d's KL (mrseg.losses)
+    free_bits: float = 0.0
     beta_bound: float = 0.5
     bound_samples: int = 10        # K prior samples for L_bound
     l2_weight: float = 1e-5
@@ -119,7 +147,7 @@ class RunConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("stage2_epochs", "max_train_cases", "max_eval_cases", "max_val_cases", "num_workers",
-                     "kl_weight", "beta_bound", "l2_weight", "ortho_weight", "diversity_weight", "latent_repulsion"):
+                     "kl_weight", "free_bits", "beta_bound", "l2_weight", "ortho_weight", "diversity_weight", "latent_repulsion"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0 or not math.isfinite(self.lr):
@@ -135,7 +163,7 @@ class RunConfig:
             raise ValueError(f"fold must be in 0..{n_folds - 1} ({n_folds} folds), got {self.fold}")
         if self.backbone not in ("unet-small", "resnet34", "mit-b2"):
             raise ValueError(f"backbone must be unet-small, resnet34 or mit-b2, got {self.backbone!r}")
-        if self.latent_repulsion and not self.model.startswith("per-rater"):
+        if self.latent_repulsion and not self.is_per_rater:
             raise ValueError("latent_repulsion acts on per-rater posterior means: use a per-rater model")
         if self.per_rater_impl not in ("auto", "loop", "batched"):
             raise ValueError(f"per_rater_impl must be auto, loop or batched, got {self.per_rater_impl!r}")
@@ -149,6 +177,21 @@ class RunConfig:
         if self.prior_bank_k < 0:
             raise ValueError(f"prior_bank_k must be >= 0, got {self.prior_bank_k}")
         return self
+
+    @property
+    def posterior_kind(self) -> str:
+        """:func:`posterior_kind` of this run's model."""
+        return posterior_kind(self.model)
+
+    @property
+    def is_per_rater(self) -> bool:
+        """:func:`is_per_rater` of this run's model."""
+        return is_per_rater(self.model)
+
+    @property
+    def has_stage2(self) -> bool:
+        """:func:`has_stage2` of this run's model."""
+        return has_stage2(self.model)
 
     @property
     def variant(self) -> str:
@@ -172,6 +215,8 @@ class RunConfig:
             parts.append("dualdiv")
         if self.latent_repulsion:
             parts.append(f"repel{self.latent_repulsion:g}")
+        if self.free_bits:
+            parts.append(f"fb{self.free_bits:g}")
         if self.disagreement_curriculum:
             parts.append("curric")
         return "+".join(parts)
@@ -191,7 +236,7 @@ class RunConfig:
         """The fields that can change this run's numbers: every field except
         :data:`EXECUTION_FIELDS` (and, for a Stage 1 model, :data:`STAGE2_ONLY_FIELDS`; for a model whose
         objective does not depend on it, ``objective``)."""
-        left_out = set(EXECUTION_FIELDS) | (set() if self.model.endswith("+s2") else set(STAGE2_ONLY_FIELDS))
+        left_out = set(EXECUTION_FIELDS) | (set() if self.has_stage2 else set(STAGE2_ONLY_FIELDS))
         if self.model not in OBJECTIVE_MODELS:
             left_out.add("objective")
         return {k: v for k, v in self.to_dict().items() if k not in left_out}

@@ -31,6 +31,16 @@ Stage 1 (``stage1_losses``); ``objective`` decides which raters are reconstructe
   L2 (D-Persona): ``l2_weight`` * sum of the (unsquared) L2 norms of the parameters of the prior,
       the posterior(s) and FComb except FComb's last layer (:func:`regularised_parameters`).
   KL is weighted by ``kl_weight`` (1), analytic, summed over the D latent dimensions, batch mean.
+  per-rater-tied: as per-rater, with one encoder q(z | x, y_i) shared by the raters (eq. 3.5 with
+      tied parameters); shared-wide: as shared (both objectives), with a wider posterior encoder.
+
+Free bits (beyond the thesis, anti-collapse; ``free_bits`` = lambda nats per dimension, 0 = off;
+Kingma et al. 2016): with KL_d the batch mean of dimension d's KL (per-rater: each image's mean
+over its present raters, then the batch mean, as the plain term), the KL term becomes
+sum_d max(KL_d, lambda) (:func:`free_bits_kl`). It adds sum_d max(lambda - KL_d, 0) to the loss,
+and a dimension whose KL_d is below lambda gets no gradient from the KL term (the posterior may
+spend up to lambda nats there for free); above lambda the gradient is the plain one. The logged
+``kl`` stays the plain KL.
 
 Ablation switches (thesis 4.2.3; on ``shared+s2``)
   dual diversity (row 5): penalise the pairwise soft-Dice *similarity* of decoded samples,
@@ -118,6 +128,13 @@ def gdl_masked(probs: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -
 def kl_term(q: Normal, p: Normal) -> torch.Tensor:
     """KL(q || p) of diagonal Gaussians summed over the latent axis: ``[...]``."""
     return kl_divergence(q, p).sum(-1)
+
+
+def free_bits_kl(kl_dims: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """Free-bits KL term, a scalar: ``kl_dims [B, D]`` (KL per image and latent dimension) ->
+    sum_d max(mean_b kl_dims[b, d], free_bits). With ``free_bits = 0`` it equals the plain batch mean
+    of the summed KL (KL >= 0)."""
+    return kl_dims.mean(0).clamp(min=free_bits).sum()
 
 
 def union_intersection(masks: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,8 +228,10 @@ def fit_prior_bank(prior_means: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 def _per_image_mean(values: torch.Tensor, batch_index: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    total = torch.zeros(count.shape[0], dtype=values.dtype, device=values.device).index_add_(0, batch_index, values)
-    return total / count.clamp(min=1).to(values.dtype)
+    """Mean of pair ``values [P, ...]`` per image ``[B, ...]`` (pairs of image ``batch_index[k]``)."""
+    total = torch.zeros((count.shape[0], *values.shape[1:]), dtype=values.dtype,
+                        device=values.device).index_add_(0, batch_index, values)
+    return total / count.clamp(min=1).to(values.dtype).view(-1, *([1] * (values.dim() - 1)))
 
 
 def _use_batched(config: Any, x: torch.Tensor, present: torch.Tensor) -> bool:
@@ -247,8 +266,10 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
         q = Normal(*model.posteriors.encode_batched(x, masks))                         # [B, N, D]
         logits = model.fcomb.decode_many(a, q.rsample())
         probs = torch.sigmoid(logits)
-        kl_pairs = kl_term(q, Normal(p.loc[:, None], p.scale[:, None]))                 # [B, N]
+        kl_full = kl_divergence(q, Normal(p.loc[:, None], p.scale[:, None]))           # [B, N, D]
+        kl_pairs = kl_full.sum(-1)                                                     # [B, N]
         kl = kl_pairs.mean(1)
+        kl_dims = kl_full.mean(1)
         if gdl:   # every rater present: rater i's GDL pooled over the batch, equal weights
             per_rater = torch.stack([dpersona_gdl(probs[:, i: i + 1], masks[:, i: i + 1])
                                      for i in range(masks.shape[1])])
@@ -267,13 +288,14 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
         z_parts, kl_parts, targets = [], [], []
         for i, ii, q in encoded:
             z_parts.append(q.rsample())
-            kl_parts.append(kl_term(q, Normal(p.loc[ii], p.scale[ii])))
+            kl_parts.append(kl_divergence(q, Normal(p.loc[ii], p.scale[ii])))         # [n_i, D]
             targets.append(masks[ii, i])
         z = torch.cat(z_parts)
         a_pairs = a if idx.numel() == a.shape[0] and len(encoded) == 1 else a.index_select(0, idx)
         logits = model.fcomb.decode_pairs(a_pairs, z)
         probs = torch.sigmoid(logits)
-        kl_pairs = torch.cat(kl_parts)
+        kl_dims = _per_image_mean(torch.cat(kl_parts), idx, count)                      # [B, D]
+        kl_pairs = torch.cat(kl_parts).sum(-1)
         kl = _per_image_mean(kl_pairs, idx, count)
         raters = torch.cat([torch.full_like(ii, i) for i, ii, _ in encoded])
         if gdl:
@@ -332,9 +354,15 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
                 recon = (dice * present).sum(1) / count.clamp(min=1)
             else:
                 recon = dice.mean(1)
-        kl = kl_term(q, p)
+        kl_dims = kl_divergence(q, p)                                                  # [B, D]
+        kl = kl_dims.sum(-1)
         posterior_modules = [model.posterior_net]
-    total = recon.mean() + config.kl_weight * kl.mean()
+    free_bits = getattr(config, "free_bits", 0.0)
+    kl_loss = free_bits_kl(kl_dims, free_bits) if free_bits else kl.mean()
+    out["kl_dims"] = kl_dims.mean(0)
+    if free_bits:
+        out["kl_free_bits"] = kl_loss
+    total = recon.mean() + config.kl_weight * kl_loss
     bound = torch.zeros((), device=x.device)
     if name != "probunet-mean" and (config.beta_bound > 0 or config.dual_diversity):
         zk = p.rsample((config.bound_samples,)).transpose(0, 1)                      # [B, K, D]

@@ -202,7 +202,7 @@ def study_epochs(spec: dict[str, Any], profile: str) -> dict[str, int]:
 
 def stage1_of(config: RunConfig) -> RunConfig | None:
     """The Stage 1 config a Stage 2 run starts from (``mrseg.train.stage1_config``), else None."""
-    if not config.model.endswith("+s2"):
+    if not config.has_stage2:
         return None
     try:
         import mrseg.train as train
@@ -257,7 +257,7 @@ def _expand_training(spec: dict[str, Any], profile: str, settings: dict[str, Any
             base["dataset"] = study["dataset"]
             if study.get("requires_data") and study["requires_data"].get("option"):
                 base["dataset_options"] = {study["requires_data"]["option"]: data_root}
-        reference = study.get("reference")
+        reference = local.get("reference", study.get("reference"))   # a profile may drop it (null)
         for row, row_spec in rows.items():
             if keep is not None and row not in keep:
                 continue
@@ -319,7 +319,7 @@ def load_plan(plan: str | os.PathLike, profile: str, *, config_overrides: dict[s
             configs[run_id] = config
         else:
             differing = sorted(k for k, v in config.to_dict().items() if item.config.get(k) != v
-                               and not (k in STAGE2_ONLY_FIELDS and not config.model.endswith("+s2")))
+                               and not (k in STAGE2_ONLY_FIELDS and not config.has_stage2))
             if differing:
                 raise ValueError(f"run id {run_id} names two different configs (fields {differing}); "
                                  "a field that changes a run must be part of its run id")

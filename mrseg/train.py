@@ -57,7 +57,7 @@ def stage1_config(config: RunConfig) -> RunConfig | None:
     Stage-2-only switches (orthogonality, prior bank) are dropped, so the ablation rows share the
     plain ``shared`` Stage 1 run; MiT-B2 and dual diversity change Stage 1 and are kept.
     """
-    if not config.model.endswith("+s2"):
+    if not config.has_stage2:
         return None
     return dataclasses.replace(config, model=config.model[: -len("+s2")], orthogonality=False, prior_bank_k=0,
                                ortho_weight=RunConfig.ortho_weight, stage2_epochs=0).validate()
@@ -237,7 +237,7 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
                               step_generator(config.seed, config.fold, epoch, step, device), static)
             present = draws["present"]
             extra = {}
-            if stage == 1 and model.model_name in ("shared", "shared-masked"):
+            if stage == 1 and model.model_name in ("shared", "shared-masked", "shared-wide"):
                 extra["rater_index"] = draws["rater_image" if model.model_name == "shared-masked" else "rater_batch"]
             with autocast(config, device):
                 terms = loss_fn(model, x, masks, present, config, **extra)
@@ -350,7 +350,7 @@ def _train_and_evaluate(config: RunConfig, run_dir: Path, progress: bool, epoch_
         device = resolve_device(config.device)
         if device.type == "cpu":
             torch.set_num_threads(config.threads)
-        if config.model.endswith("+s2"):
+        if config.has_stage2:
             s1_dir = _ensure_stage1(stage1_config(config), progress)
         from mrseg.data.registry import load_dataset
 
@@ -363,7 +363,7 @@ def _train_and_evaluate(config: RunConfig, run_dir: Path, progress: bool, epoch_
         model = build_model(config, n_raters=ds.n_raters, in_channels=int(ds.images.shape[1]))
         model = _prepare(model, config, device)
         t0 = time.perf_counter()
-        if config.model.endswith("+s2"):
+        if config.has_stage2:
             state = torch.load(s1_dir / BEST, map_location=device, weights_only=True)
             missing, unexpected = model.load_state_dict(state, strict=False)
             if unexpected or any(not k.startswith(("stage2.", "prior_bank")) for k in missing):

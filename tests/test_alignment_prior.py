@@ -194,3 +194,21 @@ def test_prior_split_table_means_over_folds():
     assert list(table["folds"]) == [2, 1]
     assert table["cosine at mu_p"].tolist() == pytest.approx([0.3, 0.1])
     assert alignment.prior_split_table(pd.DataFrame()).empty
+
+
+@pytest.mark.parametrize("name,isolation,defined", [("per-rater-tied", "samples", False), ("shared-wide", "none", True),
+                                                    ("per-rater", "parameters+samples", False)])
+def test_alignment_reports_gradient_isolation_of_the_new_posteriors(name, isolation, defined):
+    from mrseg.config import RunConfig
+    from mrseg.diagnostics.alignment import measure_alignment
+    from mrseg.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(RunConfig.from_profile("smoke", model=name), n_raters=4)
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 1, 32, 32, generator=g)
+    masks = (torch.rand(3, 4, 32, 32, generator=g) > 0.6).float()
+    cases, summary = measure_alignment(model, image, masks, torch.ones(3, 4, dtype=torch.bool), ["a", "b", "c"],
+                                       decoder=False, progress=False)
+    assert summary["gradient_isolation"] == isolation and summary["defined"] is defined
+    assert cases["latent_cosine"].notna().all() == defined and cases["prior_cosine"].notna().all()

@@ -174,3 +174,118 @@ def test_step_benchmark_smoke():
         assert result[key] > 0
     assert result["max_abs_loss_diff"] < 1e-5
     assert result["ratio"] == pytest.approx(result["per_rater_s"] / result["shared_s"], rel=1e-2)
+
+
+@pytest.mark.parametrize("name", ["per-rater", "per-rater-tied"])
+def test_per_rater_samples_are_isolated_and_tied_parameters_are_shared(name):
+    """Rater i's ELBO terms never read rater j's mask (isolation of samples) for both per-rater
+    kinds; the tied model's one encoder receives every rater's gradient (no isolation of parameters),
+    matching the status :func:`mrseg.diagnostics.alignment.gradient_isolation` reports."""
+    from mrseg.diagnostics.alignment import gradient_isolation
+
+    config = _config(name, per_rater_impl="loop")
+    torch.manual_seed(0)
+    model = build_model(config, n_raters=N)
+    x, masks, present = _batch(4)
+    masks = masks.clone().requires_grad_(True)
+    terms = stage1_losses(model, x, masks, present, config)["rater_terms"]      # [B, N]
+    encoders = list(model.posteriors.encoders)
+    assert len(encoders) == (1 if name == "per-rater-tied" else N)
+    for i in range(N):
+        grad_masks, *grad_enc = torch.autograd.grad(
+            terms[:, i].sum(), [masks, *[p for e in encoders for p in e.parameters()]], retain_graph=True,
+            allow_unused=True)
+        per_rater = grad_masks.abs().sum((0, 2, 3))
+        assert float(per_rater[i]) > 0 and all(float(per_rater[j]) == 0.0 for j in range(N) if j != i)
+        reached = [sum(float(g.abs().sum()) for g in grad_enc[k * len(grad_enc) // len(encoders):
+                                                                (k + 1) * len(grad_enc) // len(encoders)]
+                       if g is not None) > 0 for k in range(len(encoders))]
+        assert reached == ([True] if name == "per-rater-tied" else [k == i for k in range(N)])
+    assert gradient_isolation(name) == ("samples" if name == "per-rater-tied" else "parameters+samples")
+    assert gradient_isolation("shared-wide") == gradient_isolation("shared") == "none"
+
+
+@pytest.mark.parametrize("impl", ["loop", "batched"])
+def test_tied_per_rater_is_one_encoder_applied_to_each_rater(impl):
+    config = _config("per-rater-tied", per_rater_impl=impl)
+    torch.manual_seed(0)
+    model = build_model(config, n_raters=N)
+    x, masks, present = _batch(5)
+    q = model.posterior(x, masks, present)
+    enc = model.posteriors.encoders[0]
+    for i in range(N):
+        alone = enc(torch.cat([x, masks[:, i: i + 1]], 1))
+        torch.testing.assert_close(q.loc[:, i], alone.loc, rtol=1e-5, atol=1e-6)
+    loc, scale = model.posteriors.encode_batched(x, masks)
+    torch.testing.assert_close(loc, q.loc, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(scale, q.scale, rtol=1e-5, atol=1e-6)
+    torch.manual_seed(3)
+    batched = stage1_losses(model, x, masks, present, _config("per-rater-tied", per_rater_impl="batched"))
+    torch.manual_seed(3)
+    looped = stage1_losses(model, x, masks, present, _config("per-rater-tied", per_rater_impl="loop"))
+    torch.testing.assert_close(batched["kl"], looped["kl"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "demo", "paper"])
+def test_shared_wide_posterior_matches_the_per_rater_encoders_within_5_percent(profile):
+    from mrseg.models.summary import parameter_summary
+
+    wide = parameter_summary(RunConfig.from_profile(profile, model="shared-wide"))["posterior"]
+    per_rater = parameter_summary(RunConfig.from_profile(profile, model="per-rater"))["posterior"]
+    shared = parameter_summary(RunConfig.from_profile(profile, model="shared"))["posterior"]
+    tied = parameter_summary(RunConfig.from_profile(profile, model="per-rater-tied"))["posterior"]
+    assert abs(wide - per_rater) <= 0.05 * per_rater and wide > 3 * shared
+    assert tied * N == per_rater   # the tied encoder is one of the per-rater encoders
+
+
+def test_free_bits_change_the_loss_only_below_the_threshold():
+    """loss(lambda) - loss(0) = kl_weight * sum_d max(lambda - KL_d, 0), KL_d the batch-mean KL of
+    dimension d; the logged KL is unchanged."""
+    x, masks, present = _batch(6)
+    present[0, 2] = False
+    for name in ("shared", "per-rater", "per-rater-tied"):
+        torch.manual_seed(0)
+        model = build_model(_config(name), n_raters=N)
+        out = {}
+        for fb in (0.0, 0.5):
+            torch.manual_seed(7)
+            out[fb] = stage1_losses(model, x, masks, present, _config(name, free_bits=fb, per_rater_impl="loop"))
+        kl_d = out[0.0]["kl_dims"]
+        assert kl_d.shape == (6,) and bool((kl_d >= 0).all())
+        expected = (0.5 - kl_d).clamp(min=0).sum()
+        assert 0 < float(expected.detach())   # a fresh model has dimensions below 0.5 nats
+        torch.testing.assert_close(out[0.5]["loss"] - out[0.0]["loss"], expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(out[0.5]["kl"], out[0.0]["kl"])
+        torch.testing.assert_close(out[0.0]["kl"], kl_d.sum(), rtol=1e-5, atol=1e-6)
+
+
+def test_free_bits_gradient_vanishes_for_dimensions_below_the_threshold():
+    from torch.distributions import Normal, kl_divergence
+
+    from mrseg.losses import free_bits_kl
+
+    torch.manual_seed(0)
+    loc = torch.tensor([[0.05, 2.0, 0.1], [0.02, -1.5, 0.1]], requires_grad=True)
+    p = Normal(torch.zeros(2, 3), torch.ones(2, 3))
+    kl_dims = kl_divergence(Normal(loc, torch.ones(2, 3)), p)                     # [B, D]
+    below = kl_dims.mean(0) < 0.3
+    assert below.tolist() == [True, False, True]
+    grad_fb, = torch.autograd.grad(free_bits_kl(kl_dims, 0.3), loc, retain_graph=True)
+    grad_plain, = torch.autograd.grad(kl_dims.sum(-1).mean(), loc)
+    assert bool((grad_fb[:, below] == 0).all())
+    torch.testing.assert_close(grad_fb[:, ~below], grad_plain[:, ~below])
+    assert float(free_bits_kl(kl_dims, 0.0)) == pytest.approx(float(kl_dims.sum(-1).mean()))
+
+
+def test_new_models_run_ids_and_kinds():
+    tied, wide = _config("per-rater-tied"), _config("shared-wide")
+    assert tied.is_per_rater and not tied.has_stage2 and tied.posterior_kind == "per-rater-tied"
+    assert not wide.is_per_rater and wide.posterior_kind == "shared-wide"
+    # per-rater-tied follows eq. 3.5 under both objectives; shared-wide follows the shared objective
+    assert _config("per-rater-tied", objective="thesis-eq").run_id == tied.run_id
+    assert "/shared-wide+thesiseq/" in _config("shared-wide", objective="thesis-eq").run_id
+    fb = _config("per-rater", free_bits=0.25)
+    assert fb.variant == "fb0.25" and "/per-rater+fb0.25/" in fb.run_id
+    with pytest.raises(ValueError, match="free_bits"):
+        _config("shared", free_bits=-1.0)
+    _config("per-rater-tied", latent_repulsion=0.1)   # per-rater posterior means exist for the tied model

@@ -112,7 +112,12 @@ def test_smoke_profile_is_small_and_per_run_parameters():
     trains = _trains(items)
     assert {t.config["fold"] for t in trains} == {0}
     assert {t.config["dataset"] for t in trains} == {"synthetic"}
-    assert len(trains) <= 9   # 7 + the shared thesis-eq sparsity runs (np 1 and its np 4 reference)
+    # 7 + the shared thesis-eq sparsity runs (np 1 and its np 4 reference) + per-rater-tied and
+    # shared-wide at np 1 (the mechanism study without its np 4 reference)
+    assert len(trains) <= 11
+    mechanism = {(t.config["model"], t.config["n_present"]) for t in trains
+                 if any(m["study"] == "mechanism" for m in t.memberships)}
+    assert mechanism == {("per-rater-tied", 1), ("shared-wide", 1)}
     objectives = {t.config["objective"] for t in trains if t.config["model"] == "shared"}
     assert objectives == {"dpersona-code", "thesis-eq"}   # the sparsity study runs under both objectives
     for t in trains:
@@ -164,3 +169,19 @@ def test_demo_plan_runs_sparsity_under_both_objectives_and_both_mit_b2_readings(
     per_rater = [t for t in trains if t.config["model"] == "per-rater" and t.config["n_present"] == 1]
     assert all({"sparsity", "sparsity_thesis_eq"} <= {m["study"] for m in t.memberships} for t in per_rater
                if t.config["fold"] in (0, 1))
+
+
+def test_mechanism_study_reuses_main_and_sparsity_runs_in_the_paper_profile():
+    trains = [t for t in _trains(load_plan("thesis", "paper", include_pages=False)) if t.config["fold"] == 0
+              and any(m["study"] == "mechanism" for m in t.memberships)]
+    cells = {(m["row"], m["n_present"]): t for t in trains for m in t.memberships if m["study"] == "mechanism"}
+    rows = ("shared_s1", "per_rater_s1", "per_rater_tied_s1", "shared_wide_s1", "shared_fb", "per_rater_fb",
+            "per_rater_tied_fb")
+    assert set(cells) == {(row, np_) for row in rows for np_ in (1, 4)}
+    for np_ in (1, 4):   # shared and per-rater: the same runs as main (np 4) and sparsity (np 1)
+        for row in ("shared_s1", "per_rater_s1"):
+            studies = {m["study"] for m in cells[(row, np_)].memberships}
+            assert ("main" if np_ == 4 else "sparsity") in studies, (row, np_)
+        assert cells[("per_rater_tied_fb", np_)].config["free_bits"] > 0
+        assert "+fb" in cells[("per_rater_tied_fb", np_)].run_id
+    assert cells[("shared_wide_s1", 4)].config["epochs"] == 100 and cells[("shared_wide_s1", 1)].config["epochs"] == 300

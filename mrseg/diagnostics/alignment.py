@@ -40,6 +40,13 @@ cosine between the present rater's gradient and the empty-mask gradient, so it i
 by construction, 0.5 when they are orthogonal, and above 0.5 exactly when ``c > 0``. From np = 2 on
 (N = 4) the floor is the general -1/3.
 
+**Gradient isolation** (:func:`gradient_isolation`, ``gradient_isolation`` in the summary): whether
+one rater's reconstruction term can reach what encodes another rater. ``none`` (shared posteriors,
+``shared-wide`` included: one z from all raters' masks); ``samples`` (``per-rater-tied``: each rater
+has its own posterior sample z_i, so rater i's term never reaches z_j, but the encoder's parameters
+are shared, so the raters' gradients meet in them); ``parameters+samples`` (``per-rater``: separate
+samples and separate encoders, rater i's term reaches encoder i only).
+
 Case selection: ``n_cases`` test cases drawn without replacement with ``numpy.random.default_rng(seed)``
 (all when the fold is smaller), in case order. By default every rater is present at measurement
 (test-time masks, as in the thesis's evaluation); ``n_present`` < N zero-fills a seeded random
@@ -70,6 +77,17 @@ PRIOR_COLUMNS = ("prior_cosine", "prior_common_norm", "prior_disagreement_norm",
 DECODER_DEFINITION = ("mean pairwise cosine of the per-rater reconstruction gradients at the decoder (FComb) "
                       "parameters, backbone features fixed; z_i = shared posterior mean (shared) or rater i's "
                       "posterior mean (per-rater)")
+
+
+ISOLATION: dict[str, str] = {"mean": "none", "shared": "none", "shared-wide": "none", "per-rater-tied": "samples",
+                             "per-rater": "parameters+samples"}
+
+
+def gradient_isolation(model: str) -> str:
+    """Gradient-isolation status of the posterior of registry name ``model`` (see the module docstring)."""
+    from mrseg.config import posterior_kind
+
+    return ISOLATION[posterior_kind(model)]
 
 
 def log_likelihood(logits: torch.Tensor, mask: torch.Tensor, likelihood: str = "bernoulli") -> torch.Tensor:
@@ -367,6 +385,8 @@ def measure_alignment(model: nn.Module, image: torch.Tensor, masks: torch.Tensor
     summary.update({f"{col}_mean": float(np.nanmean(cases[col])) if cases[col].notna().any() else math.nan
                     for col in PRIOR_COLUMNS[1:]})
     summary["prior_definition"] = PRIOR_DEFINITION
+    if hasattr(model, "model_name"):
+        summary["gradient_isolation"] = gradient_isolation(model.model_name)
     summary.update({"likelihood": likelihood, "n_present": n_present})
     return cases, summary
 

@@ -13,6 +13,8 @@ REGISTRY: dict[str, str] = {
     "per-rater": "N independent posterior encoders q_i(z|x, y_i) (the thesis's proposal)",
     "per-rater+s2": "per-rater Stage 1 + Stage 2 projection heads (ablation row 7)",
     "shared-masked": "shared posterior with absent raters' reconstruction terms dropped",
+    "per-rater-tied": "one posterior encoder q(z|x, y_i) applied to each present rater, per-rater ELBO (eq. 3.5)",
+    "shared-wide": "shared posterior widened to the N per-rater encoders' parameter count",
 }
 
 

@@ -8,7 +8,12 @@ between blocks, a global spatial mean and a 1x1 convolution to ``2 * latent_dim`
 
 ``PerRaterPosteriors`` holds N independent encoders; encoder i sees ``(x, y_i)`` only and runs only
 on the images where rater i is present (a plain loop: on a 2-core CPU it measured faster than one
-grouped convolution with ``groups=N``; see ``mrseg.bench_step``).
+grouped convolution with ``groups=N``; see ``mrseg.bench_step``). With ``tied=True`` it holds ONE
+encoder applied to each present rater's ``(x, y_i)`` separately (``per-rater-tied``): the samples
+are still per rater, the parameters are shared.
+
+:func:`matched_width_filters` widens an encoder so its parameter count matches a target
+(``shared-wide``: the shared posterior as large as the N per-rater encoders together).
 """
 
 from __future__ import annotations
@@ -54,26 +59,60 @@ class AxisAlignedConvGaussian(nn.Module):
         return Normal(mu, torch.exp(log_sigma.clamp(-20.0, 10.0)))
 
 
+def encoder_parameter_count(in_channels: int, filters: Sequence[int], convs_per_block: int, latent_dim: int) -> int:
+    """Number of parameters of an :class:`AxisAlignedConvGaussian` (3x3 convs with bias, 1x1 head)."""
+    total, prev = 0, in_channels
+    for width in filters:
+        for _ in range(convs_per_block):
+            total += 9 * prev * width + width
+            prev = width
+    return total + prev * 2 * latent_dim + 2 * latent_dim
+
+
+def matched_width_filters(in_channels: int, filters: Sequence[int], convs_per_block: int, latent_dim: int,
+                          target: int) -> tuple[int, ...]:
+    """``filters`` scaled by one factor s (each width rounded, >= 1) so the encoder's parameter count is
+    as close to ``target`` as any s on a 1/64 grid in [1, 8] gets; deterministic."""
+    best: tuple[int, tuple[int, ...]] | None = None
+    for step in range(64, 8 * 64 + 1):
+        widths = tuple(max(1, round(f * step / 64)) for f in filters)
+        gap = abs(encoder_parameter_count(in_channels, widths, convs_per_block, latent_dim) - target)
+        if best is None or gap < best[0]:
+            best = (gap, widths)
+    assert best is not None
+    return best[1]
+
+
 class PerRaterPosteriors(nn.Module):
-    """N independent posterior encoders ``q_i(z | x, y_i)``, no shared weights (thesis eq. 3.4)."""
+    """N posterior encoders ``q_i(z | x, y_i)``: independent, no shared weights (thesis eq. 3.4), or
+    with ``tied=True`` one encoder applied to each rater's ``(x, y_i)`` separately."""
 
     def __init__(self, n_raters: int, image_channels: int, filters: Sequence[int], convs_per_block: int,
-                 latent_dim: int):
+                 latent_dim: int, tied: bool = False):
         super().__init__()
+        self.tied = tied
+        self.n_raters = n_raters
         self.encoders = nn.ModuleList(
-            AxisAlignedConvGaussian(image_channels + 1, filters, convs_per_block, latent_dim) for _ in range(n_raters)
+            AxisAlignedConvGaussian(image_channels + 1, filters, convs_per_block, latent_dim)
+            for _ in range(1 if tied else n_raters)
         )
         self.latent_dim = latent_dim
+
+    def encoder(self, i: int) -> AxisAlignedConvGaussian:
+        """The encoder that reads rater i's mask (the single one when tied)."""
+        return self.encoders[0 if self.tied else i]
 
     def encode_present(self, x: torch.Tensor, masks: torch.Tensor, present: torch.Tensor
                        ) -> list[tuple[int, torch.Tensor, Normal]]:
         """For each rater i with at least one present image: ``(i, image_index [n_i], q_i)``.
 
         Encoder i runs on ``cat(x, y_i)`` of the images where rater i is present, nothing else:
-        absent raters' encoders do no work and receive no gradient.
+        absent raters' encoders do no work and receive no gradient (tied: the one encoder runs once
+        per present rater, and an absent rater's slot contributes nothing).
         """
         out = []
-        for i, encoder in enumerate(self.encoders):
+        for i in range(self.n_raters):
+            encoder = self.encoder(i)
             idx = torch.nonzero(present[:, i], as_tuple=False).flatten()
             if idx.numel() == 0:
                 continue
@@ -91,6 +130,11 @@ class PerRaterPosteriors(nn.Module):
         PyTorch runs as batched/grouped convolutions: the form a GPU may prefer. The encoders stay
         independent: rater i's input only meets encoder i's weights.
         """
+        if self.tied:   # one encoder on the B*N (image, rater mask) pairs
+            b, n = masks.shape[:2]
+            inputs = torch.cat([x.unsqueeze(1).expand(-1, n, -1, -1, -1), masks.unsqueeze(2)], dim=2)
+            mu, log_sigma = self.encoders[0].params(inputs.flatten(0, 1))
+            return mu.view(b, n, -1), torch.exp(log_sigma.clamp(-20.0, 10.0)).view(b, n, -1)
         from torch.func import functional_call, vmap
 
         view = _ParamsView(self.encoders[0])

@@ -6,7 +6,11 @@ Which posterior it carries depends on the registry name (``config.model``):
 - ``probunet-mean``: one posterior on (x, mean of the present masks); trained on the mean mask.
 - ``shared``, ``shared-masked``, ``shared+s2``: one posterior on (x, y_1..y_N), absent raters'
   channels zero-filled (N + C input channels), the D-Persona Stage 1.
+- ``shared-wide``: the shared posterior with its widths scaled so its parameter count matches the
+  N per-rater encoders together (:func:`mrseg.models.gaussian.matched_width_filters`).
 - ``per-rater``, ``per-rater+s2``: N independent posteriors q_i(z|x, y_i) (thesis eq. 3.4).
+- ``per-rater-tied``: ONE posterior q(z|x, y_i) on (x, one mask), applied to each present rater
+  separately; trained with the per-rater ELBO (eq. 3.5) like ``per-rater``.
 - ``*+s2``: Stage 2 projection heads (:mod:`mrseg.models.stage2`), used by :meth:`sample`.
 
 Shapes: x ``[B, C, H, W]`` float, masks ``[B, N, H, W]`` float in {0, 1}, present ``[B, N]`` bool,
@@ -23,7 +27,9 @@ from torch.distributions import Normal
 
 from mrseg.models.backbones import build_backbone
 from mrseg.models.fcomb import FComb
-from mrseg.models.gaussian import AxisAlignedConvGaussian, MiTGaussian, PerRaterPosteriors
+from mrseg.config import has_stage2, is_per_rater, posterior_kind
+from mrseg.models.gaussian import (AxisAlignedConvGaussian, MiTGaussian, PerRaterPosteriors, encoder_parameter_count,
+                                   matched_width_filters)
 from mrseg.models.stage2 import Stage2Heads
 
 
@@ -34,16 +40,21 @@ class ProbUNetFamily(nn.Module):
         self.n_raters = n_raters
         self.in_channels = in_channels
         self.latent_dim = config.latent_dim
-        self.is_per_rater = config.model.startswith("per-rater")
+        self.posterior_kind = posterior_kind(config.model)
+        self.is_per_rater = is_per_rater(config.model)
         self.stage2_bank_test = config.stage2_bank_test
         filters, convs = tuple(config.encoder_filters), config.convs_per_block
         fch = config.feature_channels
         self.backbone = build_backbone(config.backbone, in_channels, fch, config.base_channels)
         self.prior_net = AxisAlignedConvGaussian(in_channels, filters, convs, config.latent_dim)
         if self.is_per_rater:
-            self.posteriors = PerRaterPosteriors(n_raters, in_channels, filters, convs, config.latent_dim)
+            self.posteriors = PerRaterPosteriors(n_raters, in_channels, filters, convs, config.latent_dim,
+                                                 tied=self.posterior_kind == "per-rater-tied")
         else:
             extra = 1 if config.model == "probunet-mean" else n_raters
+            if self.posterior_kind == "shared-wide":   # as many parameters as the N per-rater encoders
+                target = n_raters * encoder_parameter_count(in_channels + 1, filters, convs, config.latent_dim)
+                filters = matched_width_filters(in_channels + extra, filters, convs, config.latent_dim, target)
             if getattr(config, "posterior_encoder", "conv") == "mit-b2":
                 self.posterior_net = MiTGaussian(in_channels + extra, config.latent_dim)
             else:
@@ -52,7 +63,7 @@ class ProbUNetFamily(nn.Module):
         if config.logit_bias_init:   # start from a low foreground probability (lesions are small)
             nn.init.constant_(self.fcomb.out.bias, config.logit_bias_init)
         self.stage2 = (Stage2Heads(fch, config.latent_dim, n_raters, tuple(config.stage2_head_widths))
-                       if config.model.endswith("+s2") else None)
+                       if has_stage2(config.model) else None)
         # k-means centroids of prior means (prior-bank ablation); empty = continuous prior samples
         self.register_buffer("prior_bank", torch.zeros(0, config.latent_dim))
 

@@ -1,0 +1,90 @@
+"""The mechanism study's paired comparisons (beyond the thesis): which explanation the controls support.
+
+Rows of the ``mechanism`` study (``mrseg/plans/thesis.yaml``) and what each pair isolates:
+
+- (a) separate parameters: ``per_rater_s1`` vs ``per_rater_tied_s1`` (both one sample per rater);
+- (b) the per-rater ELBO decomposition: ``per_rater_tied_s1`` vs ``shared_s1`` (same encoder size);
+- (c) posterior capacity: ``shared_wide_s1`` vs ``shared_s1``, and ``per_rater_s1`` vs ``shared_wide_s1``
+  (equal posterior parameter counts within 5%);
+- the thesis's comparison with and without free bits: ``per_rater_s1`` vs ``shared_s1`` and
+  ``per_rater_fb`` vs ``shared_fb``.
+
+:func:`mechanism_comparisons` pairs the test cases of two rows by (fold, seed, case_id) at each
+np, and gives the mean difference a - b with a 95% bootstrap CI over patients (cases of one
+patient resampled together: ``scipy.stats.bootstrap`` over per-patient mean differences, BCa,
+seeded), the Wilcoxon signed-rank p over cases (:func:`mrseg.diagnostics.statistics.paired_wilcoxon`)
+and a verdict: "<a> better" / "<b> better" when the CI excludes 0, else "inconclusive".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+STUDY = "mechanism"
+# (label, a, b): the explanation a pair separates, and the two rows compared
+PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("(a) separate parameters", "per_rater_s1", "per_rater_tied_s1"),
+    ("(b) per-rater ELBO", "per_rater_tied_s1", "shared_s1"),
+    ("(c) capacity: wide vs shared", "shared_wide_s1", "shared_s1"),
+    ("(c) capacity: per-rater vs wide", "per_rater_s1", "shared_wide_s1"),
+    ("thesis comparison", "per_rater_s1", "shared_s1"),
+    ("thesis comparison, free bits", "per_rater_fb", "shared_fb"),
+    ("free bits, tied vs shared", "per_rater_tied_fb", "shared_fb"),
+)
+
+
+def mechanism_comparisons(cases: pd.DataFrame, metric: str = "ged", lower_is_better: bool = True,
+                          n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """One row per (pair of :data:`PAIRS`, np) present in ``cases`` (rows of ``cases.csv`` with
+    ``study``, ``row``, ``n_present``, ``fold``, ``seed``, ``case_id``, ``patient_id`` and ``metric``;
+    only the ``mechanism`` study is read). Columns: ``explanation``, ``a``, ``b``, ``np``,
+    ``n_cases``, ``n_patients``, ``mean_a``, ``mean_b``, ``difference`` (mean of a - b), ``ci_low``,
+    ``ci_high``, ``p_wilcoxon``, ``verdict``. Empty when no pair has both rows."""
+    from scipy import stats as sps
+
+    from mrseg.diagnostics.statistics import paired_wilcoxon
+
+    columns = ["explanation", "a", "b", "np", "n_cases", "n_patients", "mean_a", "mean_b", "difference",
+               "ci_low", "ci_high", "p_wilcoxon", "verdict"]
+    if cases is None or cases.empty or "study" not in cases or metric not in cases:
+        return pd.DataFrame(columns=columns)
+    frame = cases[cases["study"] == STUDY]
+    rows = []
+    for label, a, b in PAIRS:
+        for n_p, group in frame[frame["row"].isin([a, b])].groupby("n_present", sort=True):
+            wide = group.pivot_table(index=["fold", "seed", "case_id", "patient_id"], columns="row", values=metric,
+                                     aggfunc="first")
+            if a not in wide or b not in wide:
+                continue
+            wide = wide[[a, b]].dropna().reset_index()
+            diff = (wide[a] - wide[b]).to_numpy(dtype=float)
+            per_patient = (wide.assign(d=diff).groupby(["fold", "seed", "patient_id"])["d"].mean()
+                           .to_numpy(dtype=float))
+            row = {"explanation": label, "a": a, "b": b, "np": int(n_p), "n_cases": int(len(diff)),
+                   "n_patients": int(len(per_patient)), "mean_a": float(wide[a].mean()),
+                   "mean_b": float(wide[b].mean()), "difference": float(diff.mean()) if len(diff) else np.nan,
+                   "ci_low": np.nan, "ci_high": np.nan, "p_wilcoxon": np.nan, "verdict": "inconclusive"}
+            if len(per_patient) >= 3 and np.ptp(per_patient) > 0:
+                ci = sps.bootstrap((per_patient,), np.mean, confidence_level=0.95, n_resamples=n_boot,
+                                   random_state=np.random.default_rng(seed)).confidence_interval
+                row.update(ci_low=float(ci.low), ci_high=float(ci.high),
+                           p_wilcoxon=paired_wilcoxon(wide[a], wide[b])["p"])
+                if ci.low > 0 or ci.high < 0:
+                    a_wins = (ci.high < 0) if lower_is_better else (ci.low > 0)
+                    row["verdict"] = f"{a if a_wins else b} better"
+            rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def collapse_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The mechanism study's rows of ``summary.csv`` with GED and the collapse diagnostics
+    (``kl_nats_mean``, ``active_units_mean`` and their SDs over folds, where present)."""
+    if summary is None or summary.empty or "study" not in summary:
+        return pd.DataFrame()
+    keep = [c for c in ("row", "n_present", "n_folds", "ged_mean", "ged_sd", "kl_nats_mean", "kl_nats_sd",
+                        "active_units_mean", "active_units_sd") if c in summary]
+    return summary.loc[summary["study"] == STUDY, keep].reset_index(drop=True)
+
+
+__all__ = ["PAIRS", "STUDY", "collapse_table", "mechanism_comparisons"]

@@ -1,0 +1,43 @@
+"""The mechanism study's paired comparisons on hand-made case tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mrseg.diagnostics.mechanism import collapse_table, mechanism_comparisons
+
+
+def _cases(shift: float, n: int = 24) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.6, n)
+    rows = []
+    for row, offset in (("per_rater_s1", 0.0), ("per_rater_tied_s1", shift), ("shared_s1", shift)):
+        for i in range(n):
+            rows.append({"study": "mechanism", "row": row, "n_present": 1, "fold": 0, "seed": 1337,
+                         "case_id": f"c{i}", "patient_id": f"p{i // 2}", "ged": base[i] + offset + 0.01 * rng.normal()})
+    rows.append({"study": "main", "row": "shared_s1", "n_present": 1, "fold": 0, "seed": 1337, "case_id": "c0",
+                 "patient_id": "p0", "ged": 99.0})   # another study's rows are never read
+    return pd.DataFrame(rows)
+
+
+def test_separate_parameters_pair_gives_a_verdict_only_when_the_ci_excludes_zero():
+    out = mechanism_comparisons(_cases(0.1))
+    a = out[out["explanation"] == "(a) separate parameters"].iloc[0]
+    assert a["np"] == 1 and a["n_cases"] == 24 and a["n_patients"] == 12
+    assert a["ci_high"] < 0 and a["verdict"] == "per_rater_s1 better" and a["p_wilcoxon"] < 0.01
+    assert abs(a["difference"] + 0.1) < 0.02
+    b = out[out["explanation"] == "(b) per-rater ELBO"].iloc[0]
+    assert b["ci_low"] < 0 < b["ci_high"] and b["verdict"] == "inconclusive"
+    assert set(out["explanation"]) == {"(a) separate parameters", "(b) per-rater ELBO", "thesis comparison"}
+
+
+def test_no_mechanism_rows_give_an_empty_table():
+    empty = mechanism_comparisons(_cases(0.1).assign(study="sparsity"))
+    assert empty.empty and "verdict" in empty.columns
+    assert mechanism_comparisons(pd.DataFrame()).empty
+    summary = pd.DataFrame({"study": ["mechanism", "main"], "row": ["shared_s1", "shared_s1"], "n_present": [1, 4],
+                            "ged_mean": [0.3, 0.2], "kl_nats_mean": [0.01, 0.02]})
+    table = collapse_table(summary)
+    assert list(table["n_present"]) == [1] and "kl_nats_mean" in table
+    assert collapse_table(pd.DataFrame()).empty

@@ -7,6 +7,7 @@ Commands:
   train --profile P --model M --fold F [--n-present K] [--set key=value ...]
   run --plan thesis --profile demo [--jobs 2] [--executor local|dask] [--scheduler ADDR]
   plan show --plan thesis --profile demo
+  scorecard --plan thesis --profile demo [--results DIR] [--json]
 """
 
 from __future__ import annotations
@@ -112,6 +113,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_scorecard(args: argparse.Namespace) -> int:
+    from mrseg.aggregate import rescore
+    from mrseg.paths import results_dir
+    from mrseg.report.results import results_folder
+
+    folder = results_folder(args.results or results_dir(), args.plan, args.profile)
+    data = rescore(folder, args.plan, args.profile)
+    if args.json:
+        _print({"counts": data["counts"], "claims": {c["id"]: c["verdict"] for c in data["claims"]}}, True)
+    else:
+        _print(data["counts"], False)
+    return 0
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from mrseg.plan import load_plan
 
@@ -176,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=1)
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("scorecard", help="recompute paired statistics and scorecard.json from an aggregated results folder")
+    p.add_argument("--plan", default="thesis")
+    p.add_argument("--profile", default="demo")
+    p.add_argument("--results", default=None, help="results root (default: the project's results folder)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_scorecard)
 
     p = sub.add_parser("plan", help="list the runs of a plan")
     p.add_argument("action", choices=["show"])

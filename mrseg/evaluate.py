@@ -3,7 +3,8 @@
 Writes into the run directory (see the run artefact contract):
 - ``eval_cases.csv``: one row per test case, columns :func:`case_columns` (metadata, then the
   metrics of :func:`mrseg.metrics.evaluate_cases`: GED with d(empty, empty) = 0 and = 1
-  (``ged_dpersona``), Dice_match, per-expert Dice, Dice_soft, HM-IoU, the GED terms);
+  (``ged_dpersona``), Dice_match, per-expert Dice, Dice_soft, HM-IoU, the GED terms, and ``dice_match_m4``: Dice_match with
+  the first 4 of the M samples);
 - ``eval_summary.json``: means of the metric columns plus ``M``, ``n_cases``, ``semi_synthetic``;
 - ``samples.npz``: the 6 test cases with the highest inter-rater disagreement (``d_yy``):
   ``image [k,C,H,W]``, ``raters [k,N,H,W]``, ``probs [k,4,H,W]``, ``case_ids [k]``.
@@ -30,12 +31,13 @@ META_COLUMNS = ("run_id", "dataset", "model", "variant", "n_present", "fold", "s
                 "case_id", "patient_id", "nodule_id", "M")
 N_QUALITATIVE = 6
 N_QUALITATIVE_SAMPLES = 4
+DICE_MATCH_SMALL_M = 4
 
 
 def case_columns(n_raters: int) -> list[str]:
     """The exact column order of ``eval_cases.csv``."""
     return [*META_COLUMNS, "ged", "ged_dpersona", "dice_match", *(f"dice_expert_{i}" for i in range(n_raters)),
-            "dice_soft", "hm_iou", "d_sy", "d_ss", "d_yy"]
+            "dice_soft", "hm_iou", "d_sy", "d_ss", "d_yy", "dice_match_m4"]
 
 
 def predict(model: Any, split: SplitTensors, M: int, config: Any, device: torch.device,
@@ -59,14 +61,20 @@ def predict(model: Any, split: SplitTensors, M: int, config: Any, device: torch.
 def evaluate_run(model: Any, config: Any, split: SplitTensors, run_dir: str | Path, *, dataset_name: str,
                  semi_synthetic: bool, device: torch.device | str = "cpu", progress: bool = False) -> dict[str, Any]:
     """Evaluate ``model`` on ``split`` with ``config.eval_samples`` samples; write and return the summary."""
-    from mrseg.metrics import evaluate_cases
+    from mrseg.metrics import dice_match_batch, evaluate_cases
 
     if len(split) == 0:
         raise ValueError(f"{config.run_id}: the test split of fold {config.fold} is empty")
     device = torch.device(device)
     frames, first = [], []
     for sl, probs in predict(model, split, config.eval_samples, config, device, progress):
-        frames.append(evaluate_cases(probs, split.masks[sl].numpy(), present=split.present[sl].numpy()))
+        masks, present = split.masks[sl].numpy(), split.present[sl].numpy()
+        frame = evaluate_cases(probs, masks, present=present)
+        # Dice_match with the first DICE_MATCH_SMALL_M samples: Stage 1's "best N of M" matching
+        # gets easier as M grows, Stage 2 gives ~N head codes; both are shown.
+        frame["dice_match_m4"] = (dice_match_batch(probs[:, :DICE_MATCH_SMALL_M] > 0.5, masks, present=present)[0]
+                                  if probs.shape[1] > DICE_MATCH_SMALL_M else frame["dice_match"])
+        frames.append(frame)
         first.append(probs[:, :N_QUALITATIVE_SAMPLES].astype(np.float16))
     metrics = pd.concat(frames, ignore_index=True)
     n = int(split.masks.shape[1])

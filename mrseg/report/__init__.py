@@ -13,7 +13,8 @@ Every results page of the book is a page notebook (``notebooks/pages/<name>.py``
   samples M and the GED conventions; :func:`status_note` lists failed runs.
 - :func:`side_by_side` builds thesis-vs-ours tables; :func:`mean_sd` formats "mean ± sd".
 - :func:`scorecard` evaluates every claim of ``book/data/claims.yaml`` against our tables
-  (the rule kinds are documented in that file and in :data:`RULES`).
+  (the rule kinds are documented in that file and in :data:`RULES`); aggregation runs it once and
+  writes ``scorecard.json``, which the scorecard page reads with :func:`read_scorecard`.
 
 GED conventions: ``ged`` uses d(empty, empty) = 0 (the field's convention); ``ged_dpersona`` uses
 d(empty, empty) = 1 (D-Persona's code, hence the thesis). Thesis GED is compared with
@@ -37,7 +38,10 @@ from mrseg.report.claims import (
     VERDICTS,
     Evidence,
     gradient_isolation_check,
+    write_scorecard,
+    evaluate_claims,
     load_claims,
+    read_scorecard,
     scorecard,
     scorecard_html,
     verdict_counts,
@@ -82,6 +86,7 @@ __all__ = [
     "METRIC_LABELS", "THESIS_TO_OURS", "side_by_side", "per_fold_table", "relative_improvement",
     # scorecard
     "CLAIMS_YAML", "VERDICTS", "RULES", "Evidence", "load_claims", "gradient_isolation_check", "scorecard",
+    "evaluate_claims", "read_scorecard", "write_scorecard",
     "scorecard_html", "verdict_counts",
     # page notebooks
     "open_page", "show_table", "show_markdown",

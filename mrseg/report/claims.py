@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -619,6 +620,7 @@ def _rule_time_ratio(res: Results, rule: dict[str, Any], thesis: dict[str, Any])
                     f"runs.csv: {rule['study']}, {rule['a']} and {rule['b']}")
 
 
+@lru_cache(maxsize=4)
 def gradient_isolation_check(n_raters: int = 4, seed: int = 0) -> dict[str, float]:
     """Gradients of each rater's Stage 1 terms with respect to every per-rater encoder, for a
     freshly initialised smoke-size ``per-rater`` model on a random batch (the property does not

@@ -56,7 +56,40 @@ def test_thesis_yaml_is_the_shared_transcription():
     assert report.thesis_value(thesis, "table_4_2_main.per_rater_s1.ged") == [0.1444, 0.0141]
     mean, sd = report.thesis_mean_sd(report.thesis_value(thesis, "table_4_5_npc170.shared_s1.ged"))
     assert mean == 0.1824 and math.isnan(sd)  # a scalar in the yaml: no SD reported
-    assert report.thesis_value(thesis, "no.such.key") is None
+    with pytest.raises(KeyError, match="no 'such' under no"):
+        report.thesis_value({"no": {}}, "no.such.key")
+    assert report.thesis_value(thesis, "no.such.key", optional=True) is None
+
+
+THESIS_PATH = re.compile(r"""["']((?:table|appendix)_[A-Za-z0-9_]+(?:\.[A-Za-z0-9_{}]+)*)""")
+
+
+def test_every_thesis_reference_in_pages_and_report_code_resolves():
+    """Every thesis path written in a page notebook or a report module resolves (up to its first
+    placeholder), so a renamed key fails here instead of showing an empty thesis column."""
+    thesis = report.load_thesis_reported()
+    sources = [*(REPO_ROOT / "notebooks" / "pages").glob("*.py"), *(REPO_ROOT / "mrseg" / "report").glob("*.py")]
+    found = 0
+    for path in sources:
+        for ref in THESIS_PATH.findall(path.read_text()):
+            static = ref.split("{")[0]
+            if "{" in ref:  # keep the complete segments before the first placeholder
+                static = static.rsplit(".", 1)[0] if not static.endswith(".") else static.rstrip(".")
+            report.thesis_value(thesis, static)  # raises KeyError naming the path
+            found += 1
+    assert found >= 15
+
+
+def test_appendix_i_thesis_column_is_filled(example):
+    res, thesis = example
+    table = report.side_by_side(res, thesis, "main", "appendix_I_full_annotation_per_fold",
+                                [("per_rater_s1", "R"), ("shared_s1", "S"), ("dpersona_s1s2", "D")],
+                                ["ged", "dice_match"], thesis_ref="{table}.{metric}.{row}").set_index("Method")
+    folds = report.thesis_value(thesis, "appendix_I_full_annotation_per_fold.ged.shared_s1")
+    assert table.loc["S", "GED (thesis)"] == report.mean_sd(float(np.mean(folds)), float(np.std(folds)))
+    assert table.loc["R", "Dice_match (thesis)"] != "—" and table.loc["D", "GED (thesis)"] == "—"
+    with pytest.raises(KeyError):
+        report.side_by_side(res, thesis, "main", "appendix_I_typo", [("shared_s1", "S")], ["ged"])
 
 
 def test_claims_cover_abstract_and_chapter_4_and_resolve():
@@ -65,7 +98,7 @@ def test_claims_cover_abstract_and_chapter_4_and_resolve():
     assert len(ids) == len(set(ids))
     assert sum(i.startswith("A") for i in ids) >= 16 and sum(i.startswith("C4.") for i in ids) >= 28
     thesis = report.load_thesis_reported()
-    for claim in claims:  # every thesis reference must exist in the yaml
+    for claim in claims:  # every thesis reference must exist in the yaml (strict look-up raises)
         refs = claim.get("thesis") or []
         for ref in refs if isinstance(refs, list) else [refs]:
             assert report.thesis_value(thesis, ref) is not None, (claim["id"], ref)

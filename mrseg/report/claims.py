@@ -702,8 +702,6 @@ def _thesis_text(thesis: dict[str, Any], refs: Any) -> str:
             parts.append(", ".join(f"{v:g}" if _is_number(v) else str(v) for v in value))
         elif _is_number(value):
             parts.append(f"{value:g}")
-        elif value is None:
-            raise KeyError(f"claims.yaml refers to {ref!r}, which is not in the thesis yaml")
         else:
             parts.append(str(value))
     return "; ".join(parts)

@@ -45,7 +45,7 @@ def per_expert_table(res: Results, thesis: dict[str, Any], study: str = "per_exp
     rows = list(rows)
     records, values = [], {}
     for key, label in rows:
-        t = thesis_value(thesis, f"table_4_3_per_expert_dice_match.{key}")
+        t = thesis_value(thesis, f"table_4_3_per_expert_dice_match.{key}", optional=True)
         ours = [res.metric(study, key, f"dice_expert_{k}")[0] for k in range(4)]
         values[key] = (t if isinstance(t, list) else [math.nan] * 4, ours)
         for source, vals in (("thesis", values[key][0]), ("ours", ours)):
@@ -413,7 +413,7 @@ def hyperparameter_table(thesis: dict[str, Any], profile: str, plan: str = "thes
     """Appendix V: the thesis's hyperparameters beside the RunConfig preset of ``profile``."""
     from mrseg.config import RunConfig
 
-    t = thesis_value(thesis, "appendix_V_hyperparameters") or {}
+    t = thesis_value(thesis, "appendix_V_hyperparameters")
     cfg = RunConfig.from_profile(profile)
     epochs: dict[str, Any] = {}
     try:
@@ -443,8 +443,8 @@ def hyperparameter_table(thesis: dict[str, Any], profile: str, plan: str = "thes
 
 def thesis_training_time(thesis: dict[str, Any]) -> pd.DataFrame:
     """The thesis's reported training hours for four folds (Appendix V), one row per model."""
-    hours = thesis_value(thesis, "appendix_V_hyperparameters.training_time_4_folds_hours") or {}
-    hardware = thesis_value(thesis, "appendix_V_hyperparameters.hardware") or "—"
+    hours = thesis_value(thesis, "appendix_V_hyperparameters.training_time_4_folds_hours")
+    hardware = thesis_value(thesis, "appendix_V_hyperparameters.hardware")
     return pd.DataFrame([{"model": k, "hours (thesis)": f"{v:g}", "hardware": hardware} for k, v in hours.items()])
 
 

@@ -51,5 +51,7 @@ report.show_table(report.relative_changes(res, thesis, "main", "table_4_2_main",
 
 # %% tags=["hide-input"]
 report.show_table(report.side_by_side(res, thesis, "main", "appendix_I_full_annotation_per_fold",
-                                      [("shared_s1", "Shared (S1)"), ("dpersona_s1s2", "D-Persona (S1+S2)")],
-                                      ["ged", "dice_match"]))
+                                      [("per_rater_s1", "Per-rater (S1)"), ("shared_s1", "Shared (S1)"),
+                                       ("dpersona_s1s2", "D-Persona (S1+S2)")],
+                                      ["ged", "dice_match"], thesis_ref="{table}.{metric}.{row}"),
+                  "thesis: mean ± SD of its four per-fold values (Appendix I; it has no Stage 1+2 row there)")

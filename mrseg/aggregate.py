@@ -333,6 +333,41 @@ def rescore(folder: str | os.PathLike, plan: str, profile: str) -> dict[str, Any
     return read_json(write_scorecard(folder, plan=plan, profile=profile))
 
 
+def scale_table(loaded: list, manifests: list[dict[str, Any]], cases: pd.DataFrame) -> list[dict[str, Any]]:
+    """The scale of the runs behind the tables, one record per (study, epochs): training cases per
+    fold (from the manifests, ``n_train``), optimiser steps per run (training cases / batch size x
+    epochs), image size, epochs, test cases per fold (from ``cases.csv``), seeds and folds."""
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for (item, _), manifest in zip(loaded, manifests):
+        config = item.config or {}
+        epochs = int(config.get("epochs", 0))
+        for m in item.memberships:
+            rec = rows.setdefault((m["study"], epochs), {"study": m["study"], "epochs": epochs, "n_train": set(),
+                                                         "steps": set(), "image_size": set(), "seeds": set(),
+                                                         "folds": set()})
+            n_train = manifest.get("n_train")
+            if isinstance(n_train, int):
+                rec["n_train"].add(n_train)
+                batch = int(config.get("batch_size", 1)) or 1
+                rec["steps"].add(math.ceil(n_train / batch) * epochs)
+            rec["image_size"].add(config.get("image_size"))
+            rec["seeds"].add(config.get("seed"))
+            rec["folds"].add(config.get("fold"))
+    test = (cases.groupby(["study", "fold"])["case_id"].nunique().groupby("study").agg(list).to_dict()
+            if not cases.empty and {"study", "fold", "case_id"} <= set(cases.columns) else {})
+
+    def span(values: set) -> str:
+        values = sorted(v for v in values if v is not None)
+        if not values:
+            return ""
+        return str(values[0]) if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
+
+    return [{"study": r["study"], "training cases per fold": span(r["n_train"]), "steps per run": span(r["steps"]),
+             "image size": span(r["image_size"]), "epochs": r["epochs"],
+             "test cases per fold": span(set(test.get(r["study"], []))), "seeds": len(r["seeds"]),
+             "folds": len(r["folds"])} for r in rows.values()]
+
+
 def dataset_rater_order(configs: list[dict[str, Any]]) -> dict[str, str]:
     """``{dataset: rater_order}`` from each dataset cache's ``meta.json`` where it states one.
 
@@ -459,6 +494,7 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     latent = pd.DataFrame(latent_rows)
 
     manifests = [read_manifest(t.run_dir) for t, _ in loaded]
+    scale = scale_table(loaded, manifests, cases)
     semi = sorted({bool(m.get("semi_synthetic")) for m in manifests if "semi_synthetic" in m})
     configs = [i.config for i in items if i.kind == "train"]
     status_counts = runs_table(items, records)["status"].value_counts().to_dict()
@@ -469,6 +505,7 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
         "epochs": study_epochs(spec, profile),
         "M": sorted({int(c["eval_samples"]) for c in configs}),
         "rater_order": dataset_rater_order(configs),
+        "scale": scale,
         "folds": sorted({int(c["fold"]) for c in configs}),
         "ged_conventions": GED_CONVENTIONS,
         "sd": f"population SD over folds (ddof={SD_DDOF}), as the thesis's SDs",

@@ -291,6 +291,7 @@ def run_training_and_evaluation(config: RunConfig, run_dir: str | Path | None = 
         ds = load_dataset(config.dataset, progress=progress, **config.dataset_options)
         update_manifest(run_dir, dataset=ds.name, semi_synthetic=ds.semi_synthetic, device=str(device))
         splits = make_loaders(config, ds)
+        update_manifest(run_dir, n_train=len(splits["train"]), n_val=len(splits["val"]), n_test=len(splits["test"]))
         torch.manual_seed(config.seed)
         model = build_model(config, n_raters=ds.n_raters, in_channels=int(ds.images.shape[1]))
         model = _prepare(model, config, device)

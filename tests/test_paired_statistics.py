@@ -94,3 +94,17 @@ def test_scorecard_can_be_recomputed_from_a_results_folder(tmp_path, capsys):
     assert (folder / "paired.csv").exists()
     # no results folder: a one-line error, exit code 2
     assert main(["scorecard", "--plan", "thesis", "--profile", "demo", "--results", str(tmp_path / "none")]) == 2
+
+
+def test_scale_table_reads_manifests_and_test_cases():
+    from types import SimpleNamespace
+
+    from mrseg.aggregate import scale_table
+
+    items = [(SimpleNamespace(config={"epochs": 10, "batch_size": 12, "image_size": 64, "seed": 1337, "fold": f},
+                              memberships=[{"study": "main", "row": "x", "n_present": 4}]), None) for f in (0, 1)]
+    manifests = [{"n_train": 120}, {"n_train": 125}]
+    cases = pd.DataFrame({"study": "main", "fold": [0] * 3 + [1] * 4, "case_id": list("abcdefg")})
+    (rec,) = scale_table(items, manifests, cases)
+    assert rec["training cases per fold"] == "120-125" and rec["steps per run"] == "100-110"
+    assert rec["test cases per fold"] == "3-4" and rec["image size"] == "64" and rec["folds"] == 2 and rec["seeds"] == 1

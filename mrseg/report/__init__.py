@@ -31,7 +31,7 @@ The functions live in one module per job and are all importable from here:
 
 from __future__ import annotations
 
-from mrseg.report.banner import context_banner, describe_context, failed_runs_html, status_note
+from mrseg.report.banner import context_banner, describe_context, failed_runs_html, scale_frame, status_note
 from mrseg.report.claims import (
     CLAIMS_YAML,
     RULES,
@@ -81,7 +81,7 @@ __all__ = [
     # our results
     "TABLES", "Results", "results_folder", "load_results",
     # page banner and status
-    "describe_context", "context_banner", "status_note", "failed_runs_html",
+    "describe_context", "context_banner", "status_note", "failed_runs_html", "scale_frame",
     # side-by-side tables
     "METRIC_LABELS", "THESIS_TO_OURS", "side_by_side", "per_fold_table", "relative_improvement",
     # scorecard

@@ -67,6 +67,28 @@ def _epochs_text(epochs: Any) -> str:
     return str(epochs)
 
 
+SCALE_COLUMNS = ("study", "training cases per fold", "steps per run", "image size", "epochs",
+                 "test cases per fold", "seeds", "folds")
+
+
+def scale_frame(res: Results) -> "pd.DataFrame":
+    """The scale of the runs behind the tables (``context.json``'s ``scale``, written at
+    aggregation): one row per study and epoch count; empty when not recorded."""
+    import pandas as pd
+
+    rows = res.context.get("scale") or []
+    return pd.DataFrame(rows, columns=[c for c in SCALE_COLUMNS if not rows or c in rows[0]])
+
+
+def _scale_markdown(res: Results) -> str:
+    frame = scale_frame(res)
+    if frame.empty:
+        return ""
+    head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns)
+    body = "\n".join("| " + " | ".join(str(v) if str(v) else "—" for v in rec) + " |" for rec in frame.itertuples(index=False))
+    return f"\n\n**Scale of our runs** (from the run manifests and test tables):\n\n{head}\n{body}\n"
+
+
 def context_banner(res: Results) -> str:
     """Markdown stating what the numbers on a page are (dataset, profile, epochs, M, GED)."""
     ctx = describe_context(res)
@@ -90,7 +112,8 @@ def context_banner(res: Results) -> str:
         "- **GED convention:** reported both ways: d(∅,∅)=1 (D-Persona's code, hence the thesis; "
         "compared with the thesis) and d(∅,∅)=0 (the field's convention). GED depends on M.",
         "- **Thesis numbers** come from `book/data/thesis_reported.yaml` (LIDC-IDRI, ResNet-34, "
-        "100/300 epochs, 4-fold CV); ours are means ± SD over folds, computed from the run tables.",
+        "100/300 epochs, 4-fold CV); ours are means ± SD over folds, computed from the run tables."
+        + _scale_markdown(res),
         ":::",
     ])
 

@@ -40,6 +40,12 @@ if card.empty:
                          "`python -m mrseg scorecard`) first.")
 
 # %% [markdown]
+# ## Scale of the runs behind the verdicts
+
+# %% tags=["hide-input"]
+report.show_table(report.scale_frame(res))
+
+# %% [markdown]
 # ## Verdicts at a glance
 
 # %% tags=["hide-input"]

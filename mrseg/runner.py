@@ -162,6 +162,9 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
         notebook.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
         papermill.execute_notebook(notebook, item["output"], parameters=parameters, kernel_name=KERNEL,
                                    progress_bar=False, cwd=cwd or str(REPO_ROOT), start_timeout=180)
+        from mrseg.notebook_hygiene import scrub_notebook
+
+        scrub_notebook(item["output"])  # no machine paths or progress bars in the book; code folded
     except Exception as err:  # noqa: BLE001 - any failure of one item is recorded, never raised
         error = _error_text(err)
         if not getattr(err, "ename", None):

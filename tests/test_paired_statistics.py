@@ -108,3 +108,28 @@ def test_scale_table_reads_manifests_and_test_cases():
     (rec,) = scale_table(items, manifests, cases)
     assert rec["training cases per fold"] == "120-125" and rec["steps per run"] == "100-110"
     assert rec["test cases per fold"] == "3-4" and rec["image size"] == "64" and rec["folds"] == 2 and rec["seeds"] == 1
+
+
+def test_executed_notebooks_lose_paths_and_progress_bars_and_fold_code(tmp_path):
+    import nbformat
+
+    from mrseg.notebook_hygiene import scrub_notebook
+    from mrseg.paths import REPO_ROOT, runs_dir
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(f'run_dir = "{runs_dir() / "ds/per-rater/np4/fold0"}"\n'
+                                       f'results_dir = "{REPO_ROOT / "results"}"')
+    params.metadata["tags"] = ["injected-parameters"]
+    work = nbformat.v4.new_code_cell("train()")
+    work.outputs = [nbformat.v4.new_output("stream", name="stderr", text="epoch:  40%|####      | 2/5\r"),
+                    nbformat.v4.new_output("stream", name="stdout", text=f"wrote {REPO_ROOT / 'book'}\n")]
+    shown = nbformat.v4.new_code_cell("x")
+    shown.metadata["tags"] = ["remove-input"]
+    nb.cells = [params, work, shown]
+    path = tmp_path / "run.ipynb"
+    nbformat.write(nb, path)
+    scrub_notebook(path)
+    out = nbformat.read(path, as_version=4)
+    assert str(REPO_ROOT) not in out.cells[0].source and 'run_dir = "runs/ds/per-rater/np4/fold0"' in out.cells[0].source
+    assert [o["text"] for o in out.cells[1].outputs] == ["wrote book\n"]
+    assert "hide-input" in out.cells[1].metadata["tags"] and out.cells[2].metadata["tags"] == ["remove-input"]

@@ -14,7 +14,7 @@
 # What the code costs, each number with the command that reproduces it. Numbers come only from
 # measurement files written beside the results tables (`bench_metrics.json`, `bench_step.json`,
 # `bench_gpu.json`, `bench_dataset.json`) and from the runner's own timings; anything not measured
-# says so. The thesis reports about 47 h (per-rater) vs 10.5 h (shared) for four folds on Apple MPS.
+# says so. The thesis's own training hours (Appendix V) are in the last table.
 
 # %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()

@@ -41,9 +41,10 @@ report.show_table(report.sparsity_table(res, thesis, "ged"), "GED (d(∅,∅)=1 
 report.show_table(report.sparsity_table(res, thesis, "dice_match"), "Dice_match, mean ± SD over folds")
 
 # %% [markdown]
-# ## Per-fold wins and the sign test (thesis: 12 of 12, p = 0.024%)
+# ## Per-fold wins and the sign test
 
 # %% tags=["hide-input"]
+report.show_markdown("Thesis: " + str(report.thesis_value(thesis, "claims_sign_test")) + ".")
 report.show_table(report.sign_test_table(res))
 
 # %% [markdown]

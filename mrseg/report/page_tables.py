@@ -317,36 +317,52 @@ def _plain(text: str) -> str:
 
 
 def sparsity_series(res: Results, thesis: dict[str, Any], metric: str = "ged", study: str = "sparsity",
-                    levels: Iterable[int] = (4, 3, 2, 1)) -> tuple[list[int], dict[str, list[float]], dict[str, list[float]]]:
-    """``(levels, thesis series, our series)`` of a metric vs np for :func:`mrseg.plots.sparsity_curves`."""
+                    levels: Iterable[int] = (4, 3, 2, 1)) -> tuple[list[int], dict[str, list[float]], dict[str, list[float]],
+                                                                   dict[str, list[float]]]:
+    """``(levels, thesis series, our series, our SDs over folds)`` of a metric vs np for
+    :func:`mrseg.plots.sparsity_curves` (Fig 4.3 with error bars)."""
     levels = list(levels)
     table = "table_4_6_sparsity_ged" if metric == "ged" else "table_4_7_sparsity_dice_match"
     col = THESIS_TO_OURS.get(metric, metric)
     t_series = {label: [thesis_mean_sd(thesis_value(thesis, f"{table}.np{n}.{key}"))[0] for n in levels]
                 for key, label in (("shared_s1", "shared"), ("per_rater_s1", "per-rater"))}
-    o_series = {label: [res.metric(study, key, col, n)[0] for n in levels]
-                for key, label in (("shared_s1", "shared"), ("per_rater_s1", "per-rater"),
-                                   ("shared_masked_s1", "shared-masked"))}
-    return levels, t_series, o_series
+    ours = (("shared_s1", "shared"), ("per_rater_s1", "per-rater"), ("shared_masked_s1", "shared-masked"))
+    o_series = {label: [res.metric(study, key, col, n)[0] for n in levels] for key, label in ours}
+    o_sd = {label: [res.metric(study, key, col, n)[1] for n in levels] for key, label in ours}
+    return levels, t_series, o_series, o_sd
 
 
 def gap_alignment_series(res: Results, thesis: dict[str, Any], study: str = "sparsity",
-                         levels: Iterable[int] = (4, 3, 2, 1)) -> tuple[list[int], list[float], list[float], list[float], list[float]]:
+                         levels: Iterable[int] = (4, 3, 2, 1)) -> tuple[list[int], list[float], list[float], list[float],
+                                                                        list[float], list[float], list[float]]:
     """Arguments for :func:`mrseg.plots.gap_and_alignment`: ``(levels, gap_thesis, align_thesis,
-    gap_ours, align_ours)``, GED gain (%) of per-rater over shared and the shared alignment per np."""
+    gap_ours, align_ours, gap_ours_err, align_ours_sd)``: GED gain (%) of per-rater over shared and
+    the shared alignment per np; our error bars are the half-width of the gap's 95% paired CI
+    (paired.csv, as a percent of the shared mean) and the alignment's SD over folds."""
     levels = list(levels)
-    gap_t, gap_o, al_t, al_o = [], [], [], []
+    gap_t, gap_o, al_t, al_o, gap_err, al_sd = [], [], [], [], [], []
+    paired = res.paired if res.paired is not None else pd.DataFrame()
     for n in levels:
         tb = thesis_mean_sd(thesis_value(thesis, f"table_4_6_sparsity_ged.np{n}.shared_s1"))[0]
         tp = thesis_mean_sd(thesis_value(thesis, f"table_4_6_sparsity_ged.np{n}.per_rater_s1"))[0]
         gap_t.append(relative_improvement(tb, tp))
-        gap_o.append(relative_improvement(res.metric(study, "shared_s1", "ged_dpersona", n)[0],
-                                          res.metric(study, "per_rater_s1", "ged_dpersona", n)[0]))
+        base = res.metric(study, "shared_s1", "ged_dpersona", n)[0]
+        gap_o.append(relative_improvement(base, res.metric(study, "per_rater_s1", "ged_dpersona", n)[0]))
+        err = math.nan
+        if not paired.empty and {"study", "a", "b", "metric", "n_present"} <= set(paired.columns):
+            hit = paired[(paired["study"] == study) & (paired["metric"] == "ged_dpersona")
+                         & (pd.to_numeric(paired["n_present"], errors="coerce") == n)
+                         & paired["a"].isin(["shared_s1", "per_rater_s1"]) & paired["b"].isin(["shared_s1", "per_rater_s1"])]
+            if len(hit) and base:
+                err = 100.0 * float(hit["ci_high"].iloc[0] - hit["ci_low"].iloc[0]) / 2 / abs(base)
+        gap_err.append(err)
         value = thesis_value(thesis, f"table_4_8_gradient_alignment.np{n}.shared_mean")
         al_t.append(float(value) if _is_number(value) else math.nan)
         sel = res.alignment_rows(row="shared_s1", n_present=n, study=study)
         al_o.append(float(sel["latent_mean"].mean()) if not sel.empty and "latent_mean" in sel else math.nan)
-    return levels, gap_t, al_t, gap_o, al_o
+        al_sd.append(float(sel["latent_mean"].std(ddof=0)) if not sel.empty and "latent_mean" in sel
+                     and sel["latent_mean"].notna().sum() > 1 else math.nan)
+    return levels, gap_t, al_t, gap_o, al_o, gap_err, al_sd
 
 
 def sign_test_table(res: Results, study: str = "sparsity", levels: Iterable[int] = (3, 2, 1),

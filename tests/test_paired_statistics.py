@@ -133,3 +133,18 @@ def test_executed_notebooks_lose_paths_and_progress_bars_and_fold_code(tmp_path)
     assert str(REPO_ROOT) not in out.cells[0].source and 'run_dir = "runs/ds/per-rater/np4/fold0"' in out.cells[0].source
     assert [o["text"] for o in out.cells[1].outputs] == ["wrote book\n"]
     assert "hide-input" in out.cells[1].metadata["tags"] and out.cells[2].metadata["tags"] == ["remove-input"]
+
+
+def test_evidence_pages_state_their_findings(tmp_path):
+    from mrseg import report
+
+    write_example_results(tmp_path)
+    res = report.load_results(tmp_path, "thesis", "smoke")
+    text = report.findings_markdown(res, "main_comparison")
+    assert "**A1**" in text and "**reproduced**" in text and "95% CI" in text and "paired.csv" in text
+    # a contradicted claim comes first and says that it contradicts the thesis
+    data = res.extra["scorecard"]
+    data["claims"] = [{**c, "verdict": "contradicted"} if c["id"] == "C4.3" else c for c in data["claims"]]
+    first = report.findings_markdown(res, "main_comparison").splitlines()[0]
+    assert first.startswith("- **C4.3**") and "other way from the thesis" in first
+    assert report.findings_markdown(report.load_results(tmp_path / "none", "thesis", "smoke"), "x").startswith("No scorecard")

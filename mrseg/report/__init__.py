@@ -40,6 +40,7 @@ from mrseg.report.claims import (
     gradient_isolation_check,
     write_scorecard,
     evaluate_claims,
+    findings_markdown,
     load_claims,
     read_scorecard,
     scorecard,
@@ -86,7 +87,7 @@ __all__ = [
     "METRIC_LABELS", "THESIS_TO_OURS", "side_by_side", "per_fold_table", "relative_improvement",
     # scorecard
     "CLAIMS_YAML", "VERDICTS", "RULES", "Evidence", "load_claims", "gradient_isolation_check", "scorecard",
-    "evaluate_claims", "read_scorecard", "write_scorecard",
+    "evaluate_claims", "read_scorecard", "write_scorecard", "findings_markdown",
     "scorecard_html", "verdict_counts",
     # page notebooks
     "open_page", "show_table", "show_markdown",

@@ -829,6 +829,13 @@ def _num(value: Any, digits: int = 4) -> str:
     return fmt(value, digits) if value is not None else "—"
 
 
+def fmt_p(value: Any) -> str:
+    """A p value: three decimals, "< 0.001" below that, an em dash when missing."""
+    if value is None or not _is_number(value) or not np.isfinite(float(value)):
+        return "—"
+    return "< 0.001" if float(value) < 0.001 else f"{float(value):.3f}"
+
+
 def scorecard_html(card: pd.DataFrame) -> str:
     """The scorecard as HTML: thesis effect, ours with 95% CI, n, p (Holm), verdict with its
     reason, the rule in words, the table row that decides it and a link to the evidence page."""
@@ -839,7 +846,7 @@ def scorecard_html(card: pd.DataFrame) -> str:
         cls = "verdict-" + str(rec["verdict"]).replace(" ", "-")
         ci = (f"[{_num(rec['ci_low'])}, {_num(rec['ci_high'])}]" if rec.get("ci_low") is not None
               and pd.notna(rec.get("ci_low")) else "")
-        p = _num(rec.get("p"), 3) + (f" (Holm {_num(rec.get('p_holm'), 3)})" if pd.notna(rec.get("p_holm")) else "")
+        p = fmt_p(rec.get("p")) + (f" (Holm {fmt_p(rec.get('p_holm'))})" if pd.notna(rec.get("p_holm")) else "")
         verdict = f'<span class="{cls}">{html.escape(str(rec["verdict"]))}</span>'
         if rec.get("reason"):
             verdict += f"<br><small>{html.escape(str(rec['reason']))}</small>"
@@ -856,6 +863,39 @@ def scorecard_html(card: pd.DataFrame) -> str:
                                               "verdict", "rule", "decided by"))
     return (f'<table class="table mrseg-table mrseg-scorecard"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def findings_markdown(res: Results, page: str) -> str:
+    """Generated sentences saying what this evidence page's tables show for each claim it holds
+    (from ``scorecard.json``): verdict, our effect with its 95% CI, n and p, and the table row that
+    decides it; findings that contradict the thesis come first and say so."""
+    card = read_scorecard(res)
+    if card.empty or "evidence" not in card:
+        return "No scorecard yet: the statements of this page's claims appear once the runs are aggregated."
+    card = card[card["evidence"].astype(str) == page]
+    if card.empty:
+        return "No scored claim rests on this page."
+    order = {"contradicted": 0, "reproduced": 1, "inconclusive": 2}
+    card = card.assign(_o=card["verdict"].map(order).fillna(3)).sort_values("_o", kind="stable")
+    lines = []
+    for _, rec in card.iterrows():
+        text = f"- **{rec['id']}** ({rec['claim']}): **{rec['verdict']}**"
+        if rec["verdict"] == "contradicted":
+            text += ", our runs point the other way from the thesis"
+        if rec.get("effect") is not None and pd.notna(rec.get("effect")):
+            text += f"; ours {_num(rec['effect'])}"
+            if rec.get("ci_low") is not None and pd.notna(rec.get("ci_low")):
+                text += f" (95% CI {_num(rec['ci_low'])} to {_num(rec['ci_high'])})"
+            text += f", n = {int(rec['n'])}" if rec.get("n") else ""
+            text += f", p {'' if fmt_p(rec['p']).startswith('<') else '= '}{fmt_p(rec['p'])}" if rec.get("p") is not None and pd.notna(rec.get("p")) else ""
+        if rec.get("thesis_effect") and rec["thesis_effect"] != "—":
+            text += f"; thesis {rec['thesis_effect']}"
+        if rec.get("reason"):
+            text += f" ({rec['reason']})"
+        if rec.get("decides"):
+            text += f". Decided by `{rec['decides']}`"
+        lines.append(text + ".")
+    return "\n".join(lines)
 
 
 def verdict_counts(card: pd.DataFrame) -> pd.DataFrame:

@@ -34,3 +34,13 @@ ROWS = [("1_dpersona_s1s2", "(1) D-Persona baseline (S1+S2)"), ("2_mit_b2_backbo
         ("7_per_rater_plus_style_s2", "(7) per-rater + style vectors (S1+S2)")]
 report.show_table(report.side_by_side(res, thesis, "ablation", "table_4_4_ablation", ROWS, ["ged", "dice_match"]),
                   "Table 4.4: mean ± SD over folds; rows without runs in this profile show —")
+
+
+# %% [markdown]
+# ## What our runs show for the thesis's claims
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "ablation"))

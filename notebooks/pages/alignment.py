@@ -51,3 +51,13 @@ report.show_table(report.alignment_per_fold(res, thesis))
 
 # %% tags=["hide-input"]
 fig = plots.gap_and_alignment(*report.gap_alignment_series(res, thesis))
+
+
+# %% [markdown]
+# ## What our runs show for the thesis's claims
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "alignment"))

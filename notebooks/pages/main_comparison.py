@@ -55,3 +55,13 @@ report.show_table(report.side_by_side(res, thesis, "main", "appendix_I_full_anno
                                        ("dpersona_s1s2", "D-Persona (S1+S2)")],
                                       ["ged", "dice_match"], thesis_ref="{table}.{metric}.{row}"),
                   "thesis: mean ± SD of its four per-fold values (Appendix I; it has no Stage 1+2 row there)")
+
+
+# %% [markdown]
+# ## What our runs show for the thesis's claims
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "main_comparison"))

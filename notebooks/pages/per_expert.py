@@ -35,3 +35,13 @@ res, thesis = report.open_page(results_dir, plan, profile, study="per_expert")
 
 # %% tags=["hide-input"]
 report.show_table(report.per_expert_table(res, thesis, study="per_expert"), "Dice_match per rater slot, mean over folds")
+
+
+# %% [markdown]
+# ## What our runs show for the thesis's claims
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "per_expert"))

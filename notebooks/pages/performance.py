@@ -43,3 +43,13 @@ report.show_table(report.thesis_training_time(thesis), "hours for four folds, as
 
 # %% tags=["hide-input"]
 report.show_table(report.slowest_runs(res), "runs.csv, seconds per item")
+
+
+# %% [markdown]
+# ## What our runs show for the thesis's claims
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "performance"))

@@ -63,3 +63,13 @@ fig = plots.sparsity_curves(*report.sparsity_series(res, thesis, "ged"), ylabel=
 report.show_table(report.per_fold_table(res, "control", [("shared_s1", "Shared (S1)"), ("per_rater_s1", "Per-rater (S1)")],
                                         "ged_dpersona", 4, thesis, "appendix_II_sparse_per_fold.np4_300_epochs.ged.{row}"),
                   "GED (d(∅,∅)=1) per fold, np=4 at the sparse epoch count")
+
+
+# %% [markdown]
+# ## What our runs show for the thesis's claims
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "sparsity"))

@@ -148,3 +148,15 @@ def test_evidence_pages_state_their_findings(tmp_path):
     first = report.findings_markdown(res, "main_comparison").splitlines()[0]
     assert first.startswith("- **C4.3**") and "other way from the thesis" in first
     assert report.findings_markdown(report.load_results(tmp_path / "none", "thesis", "smoke"), "x").startswith("No scorecard")
+
+
+def test_runs_index_links_every_row_to_its_runs(tmp_path):
+    from mrseg import report
+
+    res = report.Results(folder=tmp_path, plan="thesis", profile="demo")
+    res.runs = pd.DataFrame({"kind": ["train", "train", "page"], "fold": [0, 1, None], "status": ["complete", "failed", "complete"],
+                             "memberships": ["main:per_rater_s1@np4;sparsity:per_rater_s1@np4", "main:per_rater_s1@np4", ""],
+                             "notebook": ["generated/runs/r0.ipynb", "generated/runs/r1.ipynb", "generated/pages/x.ipynb"]})
+    main = report.runs_index_html(res, "main")
+    assert main.count("<tr><td>main</td>") == 1 and 'href="../runs/r0.html"' in main and "(failed)" in main
+    assert "sparsity" not in main and "sparsity" in report.runs_index_html(res)

@@ -62,6 +62,7 @@ from mrseg.report.page_tables import (
     performance_table,
     relative_changes,
     run_dirs,
+    runs_index_html,
     sample_files,
     sign_test_table,
     slowest_runs,
@@ -95,5 +96,5 @@ __all__ = [
     "relative_changes", "per_expert_table", "sparsity_table", "alignment_table", "alignment_per_fold", "run_dirs",
     "performance_table", "slowest_runs", "api_listing", "sparsity_series", "gap_alignment_series",
     "sign_test_table", "sample_files", "latent_files", "latent_companions_table", "hyperparameter_table",
-    "thesis_training_time", "convention_shift_note", "package_modules",
+    "thesis_training_time", "convention_shift_note", "package_modules", "runs_index_html",
 ]

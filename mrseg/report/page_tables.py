@@ -498,3 +498,39 @@ def package_modules(package: str = "mrseg") -> list[str]:
                 parts = parts[:-1]
             names.add(".".join(parts))
     return sorted(names)
+
+
+def runs_index_html(res: Results, study: str | None = None) -> str | None:
+    """The runs behind every table row, grouped by study, row and np: one line per (study, row,
+    np) with a link to each fold's run notebook (runs.csv's memberships; a run that feeds several
+    studies appears under each). ``study`` restricts it to one study. Links are relative to a page
+    in ``generated/pages/``. None when runs.csv is absent."""
+    import html as _html
+
+    runs = res.runs
+    if runs is None or runs.empty or "memberships" not in runs:
+        return None
+    runs = runs[runs["kind"].astype(str).isin(["train", "alignment", "latent"])] if "kind" in runs else runs
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for _, rec in runs.iterrows():
+        notebook = str(rec.get("notebook") or "")
+        name = Path(notebook).with_suffix(".html").name if notebook else ""
+        fold = rec.get("fold")
+        label = f"{rec.get('kind', 'train')} fold {int(fold)}" if pd.notna(fold) else str(rec.get("kind", "run"))
+        status = str(rec.get("status", ""))
+        link = (f'<a href="../runs/{_html.escape(name)}">{_html.escape(label)}</a>' if name else _html.escape(label))
+        if status != "complete":
+            link += f" ({_html.escape(status)})"
+        for member in str(rec["memberships"] or "").split(";"):
+            if ":" not in member:
+                continue
+            st, rest = member.split(":", 1)
+            row, _, np_ = rest.partition("@")
+            if study is None or st == study:
+                groups.setdefault((st, row, np_), []).append(link)
+    if not groups:
+        return None
+    body = "".join(f"<tr><td>{_html.escape(st)}</td><td>{_html.escape(row)}</td><td>{_html.escape(np_)}</td>"
+                   f"<td>{', '.join(links)}</td></tr>" for (st, row, np_), links in groups.items())
+    return ('<table class="table mrseg-table"><thead><tr><th>study</th><th>row</th><th>np</th><th>runs</th></tr>'
+            f"</thead><tbody>{body}</tbody></table>")

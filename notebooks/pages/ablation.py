@@ -44,3 +44,15 @@ report.show_table(report.side_by_side(res, thesis, "ablation", "table_4_4_ablati
 
 # %% tags=["hide-input"]
 report.show_markdown(report.findings_markdown(res, "ablation"))
+
+
+# %% [markdown]
+# ## Runs behind this page's rows
+#
+# Each table row above is the mean over these runs; each link opens the executed notebook of one run.
+
+# %% tags=["hide-input"]
+from IPython.display import HTML
+
+HTML(report.runs_index_html(res, "ablation") or "<p>No runs recorded yet.</p>")
+

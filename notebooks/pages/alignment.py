@@ -61,3 +61,15 @@ fig = plots.gap_and_alignment(*report.gap_alignment_series(res, thesis))
 
 # %% tags=["hide-input"]
 report.show_markdown(report.findings_markdown(res, "alignment"))
+
+
+# %% [markdown]
+# ## Runs behind this page's rows
+#
+# Each table row above is the mean over these runs; each link opens the executed notebook of one run.
+
+# %% tags=["hide-input"]
+from IPython.display import HTML
+
+HTML(report.runs_index_html(res, "sparsity") or "<p>No runs recorded yet.</p>")
+

@@ -71,3 +71,15 @@ report.show_table(report.hyperparameter_table(thesis, profile))
 
 # %% tags=["hide-input"]
 report.show_markdown(report.findings_markdown(res, "appendices"))
+
+
+# %% [markdown]
+# ## Runs behind this page's rows
+#
+# Each table row above is the mean over these runs; each link opens the executed notebook of one run.
+
+# %% tags=["hide-input"]
+from IPython.display import HTML
+
+HTML(report.runs_index_html(res, None) or "<p>No runs recorded yet.</p>")
+

@@ -65,3 +65,15 @@ report.show_table(report.side_by_side(res, thesis, "main", "appendix_I_full_anno
 
 # %% tags=["hide-input"]
 report.show_markdown(report.findings_markdown(res, "main_comparison"))
+
+
+# %% [markdown]
+# ## Runs behind this page's rows
+#
+# Each table row above is the mean over these runs; each link opens the executed notebook of one run.
+
+# %% tags=["hide-input"]
+from IPython.display import HTML
+
+HTML(report.runs_index_html(res, "main") or "<p>No runs recorded yet.</p>")
+

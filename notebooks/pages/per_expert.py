@@ -45,3 +45,15 @@ report.show_table(report.per_expert_table(res, thesis, study="per_expert"), "Dic
 
 # %% tags=["hide-input"]
 report.show_markdown(report.findings_markdown(res, "per_expert"))
+
+
+# %% [markdown]
+# ## Runs behind this page's rows
+#
+# Each table row above is the mean over these runs; each link opens the executed notebook of one run.
+
+# %% tags=["hide-input"]
+from IPython.display import HTML
+
+HTML(report.runs_index_html(res, "per_expert") or "<p>No runs recorded yet.</p>")
+

@@ -58,3 +58,14 @@ report.show_table(report.verdict_counts(card))
 from IPython.display import HTML
 
 HTML(report.scorecard_html(card))
+
+
+# %% [markdown]
+# ## Runs behind every table row, by study and row
+#
+# The "decided by" column above names the table row; here every row of every study links to the
+# executed notebooks of the runs that made it.
+
+# %% tags=["hide-input"]
+HTML(report.runs_index_html(res) or "<p>No runs recorded yet.</p>")
+

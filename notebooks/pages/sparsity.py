@@ -73,3 +73,15 @@ report.show_table(report.per_fold_table(res, "control", [("shared_s1", "Shared (
 
 # %% tags=["hide-input"]
 report.show_markdown(report.findings_markdown(res, "sparsity"))
+
+
+# %% [markdown]
+# ## Runs behind this page's rows
+#
+# Each table row above is the mean over these runs; each link opens the executed notebook of one run.
+
+# %% tags=["hide-input"]
+from IPython.display import HTML
+
+HTML(report.runs_index_html(res, "sparsity") or "<p>No runs recorded yet.</p>")
+

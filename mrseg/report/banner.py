@@ -89,6 +89,15 @@ def _scale_markdown(res: Results) -> str:
     return f"\n\n**Scale of our runs** (from the run manifests and test tables):\n\n{head}\n{body}\n"
 
 
+def _thesis_epochs() -> str:
+    """"full/sparse" epochs of the thesis (Appendix V of thesis_reported.yaml)."""
+    from mrseg.report.thesis import load_thesis_reported, thesis_value
+
+    thesis = load_thesis_reported()
+    return (f"{thesis_value(thesis, 'appendix_V_hyperparameters.epochs_full')}/"
+            f"{thesis_value(thesis, 'appendix_V_hyperparameters.epochs_sparse')}")
+
+
 def context_banner(res: Results) -> str:
     """Markdown stating what the numbers on a page are (dataset, profile, epochs, M, GED)."""
     ctx = describe_context(res)
@@ -112,7 +121,7 @@ def context_banner(res: Results) -> str:
         "- **GED convention:** reported both ways: d(∅,∅)=1 (D-Persona's code, hence the thesis; "
         "compared with the thesis) and d(∅,∅)=0 (the field's convention). GED depends on M.",
         "- **Thesis numbers** come from `book/data/thesis_reported.yaml` (LIDC-IDRI, ResNet-34, "
-        "100/300 epochs, 4-fold CV); ours are means ± SD over folds, computed from the run tables."
+        f"{_thesis_epochs()} epochs, 4-fold CV); ours are means ± SD over folds, computed from the run tables."
         + _scale_markdown(res),
         ":::",
     ])

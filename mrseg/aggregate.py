@@ -527,6 +527,11 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     from mrseg.report.claims import write_scorecard
 
     paths["scorecard"] = write_scorecard(out_dir, plan=plan, profile=profile)
+    from mrseg.plan import generated_dir
+    from mrseg.report.claims import write_headline
+    from mrseg.report.results import load_results
+
+    paths["headline"] = write_headline(load_results(out_dir, plan, profile), generated_dir() / "headline.md")
     return paths
 
 

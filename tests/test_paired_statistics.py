@@ -160,3 +160,19 @@ def test_runs_index_links_every_row_to_its_runs(tmp_path):
     main = report.runs_index_html(res, "main")
     assert main.count("<tr><td>main</td>") == 1 and 'href="../runs/r0.html"' in main and "(failed)" in main
     assert "sparsity" not in main and "sparsity" in report.runs_index_html(res)
+
+
+def test_intro_headline_is_generated_from_the_scorecard(tmp_path):
+    from mrseg import report
+    from mrseg.report.claims import headline_markdown, write_headline
+
+    write_example_results(tmp_path)
+    res = report.load_results(tmp_path, "thesis", "smoke")
+    res.context["scale"] = [{"study": "main", "training cases per fold": "12", "steps per run": "4", "image size": "32",
+                             "epochs": 2, "test cases per fold": "12", "seeds": 1, "folds": 2}]
+    text = headline_markdown(res)
+    counts = res.extra["scorecard"]["counts"]
+    assert f"**{sum(counts.values())} claims scored:** {counts['reproduced']} reproduced" in text
+    assert "| main | 12 | 4 | 32 | 2 | 12 | 1 | 2 |" in text and "| A1 |" in text
+    path = write_headline(res, tmp_path / "headline.md")
+    assert path.read_text().startswith("**Scope of this build:** plan `thesis`, profile `smoke`")

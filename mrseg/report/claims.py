@@ -898,6 +898,54 @@ def findings_markdown(res: Results, page: str) -> str:
     return "\n".join(lines)
 
 
+HEADLINE_CLAIMS = ("A1", "A2", "A9", "A10", "A6")
+
+
+def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -> str:
+    """The site's opening (included by the intro): scope (plan, profile, data, claims scored),
+    the scale of our runs and the headline verdicts with effect and 95% CI, all read from the
+    aggregated results and ``scorecard.json``."""
+    from mrseg.report.banner import _scale_markdown, describe_context
+
+    card = read_scorecard(res)
+    ctx = describe_context(res)
+    datasets = ctx["dataset"] if isinstance(ctx["dataset"], list) else [ctx["dataset"]]
+    lines = [f"**Scope of this build:** plan `{res.plan}`, profile `{res.profile}`, data "
+             + ", ".join(f"`{d}`" for d in datasets if d) + "."]
+    if card.empty:
+        lines.append("No results have been aggregated yet: run `python -m mrseg run` to fill this section.")
+        return "\n\n".join(lines)
+    counts = verdict_counts(card)
+    lines.append(f"**{len(card)} claims scored:** " + ", ".join(f"{int(n)} {v}" for v, n in counts.itertuples(index=False) if n)
+                 + ". Details on the [scorecard](generated/pages/scorecard).")
+    scale = _scale_markdown(res).strip()
+    if scale:
+        lines.append(scale)
+    rows = []
+    for cid in claims:
+        sel = card[card["id"] == cid]
+        if sel.empty:
+            continue
+        rec = sel.iloc[0]
+        effect = _num(rec.get("effect"))
+        if rec.get("ci_low") is not None and pd.notna(rec.get("ci_low")):
+            effect += f" [{_num(rec['ci_low'])}, {_num(rec['ci_high'])}]"
+        cells = [cid, rec["claim"], rec["thesis_effect"], effect, rec["verdict"]]
+        rows.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    if rows:
+        lines.append("**Headline claims** (ours: effect and 95% CI):\n\n| id | claim | thesis | ours | verdict |\n"
+                     "|---|---|---|---|---|\n" + "\n".join(rows))
+    return "\n\n".join(lines)
+
+
+def write_headline(res: Results, path: str | Path) -> Path:
+    """Write :func:`headline_markdown` to ``path`` (atomically)."""
+    from mrseg.io import write_text
+
+    write_text(path, headline_markdown(res) + "\n")
+    return Path(path)
+
+
 def verdict_counts(card: pd.DataFrame) -> pd.DataFrame:
     """How many claims got each verdict."""
     counts = card["verdict"].value_counts() if "verdict" in card else pd.Series(dtype=int)

@@ -35,7 +35,9 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from mrseg.diagnostics.statistics import cluster_bootstrap_mean_ci, paired_difference
+from scipy.stats import wilcoxon
+
+from mrseg.diagnostics.statistics import cluster_bootstrap_cis, cluster_bootstrap_mean_ci
 from mrseg.io import read_json, write_csv, write_json
 
 ID_COLUMNS = ("run_id", "dataset", "model", "variant", "n_present", "fold", "seed", "profile", "epochs",
@@ -201,8 +203,11 @@ def paired_rows(a: pd.DataFrame, b: pd.DataFrame, metric: str, seed: int = 0) ->
     if both.empty:
         return None
     groups = _groups(both).to_numpy()
-    stats_ = paired_difference(both["diff"].to_numpy(), groups, seed=seed)
-    ci90 = cluster_bootstrap_mean_ci(both["diff"].to_numpy(), groups, level=0.90, seed=seed)
+    d = both["diff"].to_numpy()
+    ci95, ci90 = cluster_bootstrap_cis(d, groups, (0.95, 0.90), seed=seed)
+    stats_ = {"n": int(d.size), "n_groups": int(np.unique(groups.astype(str)).size), "mean_diff": float(d.mean()),
+              "ci_low": ci95[0], "ci_high": ci95[1],
+              "p": float(wilcoxon(d).pvalue) if d.size >= 2 and np.any(d != 0) else math.nan}
     by_fold = both.groupby("fold")["diff"].mean()
     fold_ci = []
     for fold, sub in both.groupby("fold"):

@@ -183,6 +183,13 @@ def cluster_bootstrap_mean_ci(values: Sequence[float], groups: Sequence[Any] | N
     single values. The resampled mean is ``sum of drawn groups' sums / their case count``.
     Fewer than 2 groups gives ``(nan, nan)``.
     """
+    return cluster_bootstrap_cis(values, groups, (level,), n_boot=n_boot, seed=seed)[0]
+
+
+def cluster_bootstrap_cis(values: Sequence[float], groups: Sequence[Any] | None = None,
+                          levels: Sequence[float] = (CI_LEVEL,), n_boot: int = N_BOOT,
+                          seed: int = 0) -> list[tuple[float, float]]:
+    """:func:`cluster_bootstrap_mean_ci` at several ``levels`` from one set of resamples."""
     v = np.asarray(values, dtype=float)
     g = np.arange(v.size) if groups is None else np.asarray(groups)
     keep = np.isfinite(v)
@@ -190,15 +197,18 @@ def cluster_bootstrap_mean_ci(values: Sequence[float], groups: Sequence[Any] | N
     _, codes = np.unique(g.astype(str), return_inverse=True)
     k = int(codes.max()) + 1 if codes.size else 0
     if k < 2:
-        return float("nan"), float("nan")
+        return [(float("nan"), float("nan"))] * len(levels)
     sums = np.bincount(codes, weights=v, minlength=k)
     counts = np.bincount(codes, minlength=k).astype(float)
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, k, size=(n_boot, k))
     means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
-    alpha = (1.0 - level) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return float(low), float(high)
+    out = []
+    for level in levels:
+        alpha = (1.0 - level) / 2
+        low, high = np.quantile(means, [alpha, 1 - alpha])
+        out.append((float(low), float(high)))
+    return out
 
 
 def paired_difference(diff: Sequence[float], groups: Sequence[Any] | None = None,

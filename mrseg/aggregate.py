@@ -5,9 +5,10 @@ Written into ``results_dir()/<plan>/<profile>/`` by :func:`aggregate_plan`:
 - ``cases.csv``: every ``eval_cases.csv`` row of the plan's complete runs, once per (study, row)
   the run belongs to (``study``, ``row`` columns added).
 - ``per_fold.csv``: one row per (run, study, row): run_id, study, row, model, variant,
-  n_present, fold, seed, epochs, M, n_cases, the mean of every metric column, run_dir, and the
+  n_present, fold, seed, epochs, M, n_cases, the mean of every metric column, run_dir, the
   run-level collapse diagnostics of ``eval_summary.json`` (``kl_nats``, ``active_units``,
-  ``ds_over_dyy``; see :mod:`mrseg.diagnostics.collapse`).
+  ``ds_over_dyy``; see :mod:`mrseg.diagnostics.collapse`), ``val_improvement_last_fifth`` and
+  ``converged`` (:func:`convergence`).
 - ``summary.csv``: one row per (study, row, n_present): n_folds, folds, epochs, and for every
   metric ``<metric>_mean`` and ``<metric>_sd``. The SD is over folds with ``ddof=0`` (population
   SD): it reproduces the thesis's SDs from its own per-fold numbers.
@@ -17,6 +18,12 @@ Written into ``results_dir()/<plan>/<profile>/`` by :func:`aggregate_plan`:
   ``prior_disagreement_share``, ``prior_disagreement_cosine``); ``alignment_summary.csv``:
   per (study, row, n_present) the mean and SD over folds of the per-fold means.
 - ``latent.csv``: per latent-embedding run, its run_dir and the scalars of latent_summary.json.
+- ``paired.csv``: per study and n_present, every pair of rows ``a``, ``b`` (plan order) and every
+  paired metric: per-case differences ``a - b`` on the same test cases (same fold, seed, case and
+  M), their mean, SD, a 95% (and 90%) CI by a bootstrap over patients, the Wilcoxon p, and the
+  mean difference per fold and per seed (see :func:`paired_table`).
+- ``scorecard.json``: every claim of ``book/data/claims.yaml`` with its verdict, effect, CI, n, p
+  (:func:`mrseg.report.claims.write_scorecard`), evaluated once here; the scorecard page reads it.
 - ``runs.csv``: every plan item with its status, seconds, attempts and error.
 - ``context.json``: plan, profile, datasets, semi_synthetic, epochs per study, M, the GED
   conventions, SD convention, absent studies, counts by status.
@@ -29,8 +36,12 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 
+from scipy.stats import wilcoxon
+
+from mrseg.diagnostics.statistics import cluster_bootstrap_cis, cluster_bootstrap_mean_ci
 from mrseg.io import read_json, write_csv, write_json
 
 ID_COLUMNS = ("run_id", "dataset", "model", "variant", "n_present", "fold", "seed", "profile", "epochs",
@@ -38,6 +49,7 @@ ID_COLUMNS = ("run_id", "dataset", "model", "variant", "n_present", "fold", "see
 RUN_COLUMNS = ("run_id", "study", "row", "model", "variant", "n_present", "fold", "seed", "epochs", "M",
                "dataset", "profile")
 GROUP = ["study", "row", "n_present"]
+RUN_FLAGS = ("val_improvement_last_fifth", "converged")  # per-run flags, not metrics
 SD_DDOF = 0
 GED_CONVENTIONS = {
     "ged": "GED with d = 1 - IoU and d(empty, empty) = 0 (the field's convention)",
@@ -115,7 +127,7 @@ def summary_table(per_fold: pd.DataFrame, metrics: list[str] | None = None) -> p
     if per_fold.empty:
         return pd.DataFrame(columns=[*GROUP, "n_folds"])
     if metrics is None:
-        metrics = [c for c in per_fold.columns if c not in (*RUN_COLUMNS, "n_cases", "run_dir")
+        metrics = [c for c in per_fold.columns if c not in (*RUN_COLUMNS, "n_cases", "run_dir", *RUN_FLAGS)
                    and pd.api.types.is_numeric_dtype(per_fold[c])]
     rows = []
     for key, group in per_fold.groupby(GROUP, sort=False, dropna=False):
@@ -131,6 +143,119 @@ def summary_table(per_fold: pd.DataFrame, metrics: list[str] | None = None) -> p
             row[f"{metric}_sd"] = float(values.std(ddof=SD_DDOF)) if len(values) else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---- convergence --------------------------------------------------------------------------------
+CONVERGENCE_TOL = 0.02   # relative val-GED improvement over the last fifth that still counts as "improving"
+
+
+def convergence(history: pd.DataFrame | None, tol: float = CONVERGENCE_TOL) -> tuple[float, Any]:
+    """``(improvement, converged)`` of one run from its per-epoch ``history.csv`` (``val_ged``).
+
+    improvement = (best val GED before the last fifth of the epochs - best val GED within it) /
+    the former; a run is converged when it is at most ``tol`` (2%): validation GED is no longer
+    improving by more than 2% over the last fifth of training. Fewer than 5 epochs with a finite
+    ``val_ged`` (or no history) gives ``(nan, None)``: unknown.
+    """
+    if history is None or "val_ged" not in history:
+        return math.nan, None
+    val = pd.to_numeric(history["val_ged"], errors="coerce").dropna().to_numpy(dtype=float)
+    if val.size < 5:
+        return math.nan, None
+    k = max(1, int(math.ceil(val.size / 5)))
+    before, last = float(val[:-k].min()), float(val[-k:].min())
+    if before <= 0:
+        return math.nan, None
+    improvement = (before - last) / before
+    return improvement, bool(improvement <= tol)
+
+
+def _read_history(run_dir: str | os.PathLike) -> pd.DataFrame | None:
+    path = Path(run_dir) / "history.csv"
+    try:
+        return pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+
+
+# ---- paired comparisons ---------------------------------------------------------------------------
+PAIR_KEYS = ("fold", "seed", "case_id", "M")
+PAIRED_METRICS = ("ged", "ged_dpersona", "dice_match", "dice_match_m4", "dice_soft", "hm_iou", "d_ss")
+
+
+def _groups(frame: pd.DataFrame) -> pd.Series:
+    """The bootstrap's resampling unit per case: patient id, else case id (one case per patient)."""
+    patient = frame["patient_id"].astype(str) if "patient_id" in frame else pd.Series("", index=frame.index)
+    missing = patient.isin(["", "nan", "None"])
+    return patient.where(~missing, "case:" + frame["case_id"].astype(str))
+
+
+def paired_rows(a: pd.DataFrame, b: pd.DataFrame, metric: str, seed: int = 0) -> dict[str, Any] | None:
+    """Paired statistics of ``metric`` for two rows' case tables (``a - b``), or None if nothing pairs.
+
+    Cases pair on (fold, seed, case_id, M) when both rows share seeds; otherwise each row is first
+    averaged over its seeds per (fold, case_id, M). Only cases evaluated with the same M pair.
+    """
+    if metric not in a or metric not in b:
+        return None
+    keys = [k for k in PAIR_KEYS if k in a and k in b]
+    if "seed" in keys and not set(a["seed"]) & set(b["seed"]):
+        keys.remove("seed")
+    cols = keys + [c for c in ("patient_id",) if c in a]
+    left = a[cols + [metric]].groupby(keys, dropna=False, as_index=False).agg(
+        {metric: "mean", **({"patient_id": "first"} if "patient_id" in cols else {})})
+    right = b[keys + [metric]].groupby(keys, dropna=False, as_index=False)[metric].mean()
+    both = left.merge(right, on=keys, suffixes=("_a", "_b"))
+    both["diff"] = both[f"{metric}_a"] - both[f"{metric}_b"]
+    both = both[np.isfinite(both["diff"])]
+    if both.empty:
+        return None
+    groups = _groups(both).to_numpy()
+    d = both["diff"].to_numpy()
+    ci95, ci90 = cluster_bootstrap_cis(d, groups, (0.95, 0.90), seed=seed)
+    stats_ = {"n": int(d.size), "n_groups": int(np.unique(groups.astype(str)).size), "mean_diff": float(d.mean()),
+              "ci_low": ci95[0], "ci_high": ci95[1],
+              "p": float(wilcoxon(d).pvalue) if d.size >= 2 and np.any(d != 0) else math.nan}
+    by_fold = both.groupby("fold")["diff"].mean()
+    fold_ci = []
+    for fold, sub in both.groupby("fold"):
+        low, high = cluster_bootstrap_mean_ci(sub["diff"].to_numpy(), _groups(sub).to_numpy(), n_boot=1000, seed=seed)
+        fold_ci.append(f"{int(fold)}:{low:.6g}:{high:.6g}")
+    by_seed = both.groupby("seed")["diff"].mean() if "seed" in both else pd.Series(dtype=float)
+    return {
+        "metric": metric, **stats_, "sd_diff": float(both["diff"].std(ddof=1)) if len(both) > 1 else math.nan,
+        "ci90_low": ci90[0], "ci90_high": ci90[1],
+        "mean_a": float(both[f"{metric}_a"].mean()), "mean_b": float(both[f"{metric}_b"].mean()),
+        "M": ",".join(str(int(m)) for m in sorted(set(both["M"]))) if "M" in both else "",
+        "n_folds": int(by_fold.size), "folds_a_lower": int((by_fold < 0).sum()), "folds_a_higher": int((by_fold > 0).sum()),
+        "fold_diffs": " ".join(f"{int(f)}:{v:+.6g}" for f, v in by_fold.items()), "fold_ci": " ".join(fold_ci),
+        "n_seeds": int(by_seed.size), "seed_diffs": " ".join(f"{int(s)}:{v:+.4g}" for s, v in by_seed.items()),
+    }
+
+
+def paired_table(cases: pd.DataFrame, metrics: Iterable[str] = PAIRED_METRICS, seed: int = 0) -> pd.DataFrame:
+    """Every pair of rows of one study at one n_present, every metric: :func:`paired_rows`.
+
+    One orientation per pair (``a`` first in table order); a reader flips the sign for ``b - a``.
+    Columns: study, n_present, a, b, metric, n, n_groups, mean_diff, sd_diff, ci_low, ci_high
+    (95%), ci90_low, ci90_high, p (Wilcoxon), mean_a, mean_b, M, n_folds, folds_a_lower,
+    folds_a_higher, fold_diffs, fold_ci (per-fold 95% CI), n_seeds, seed_diffs.
+    """
+    if cases.empty or "row" not in cases:
+        return pd.DataFrame()
+    extra = [c for c in cases.columns if c.startswith("dice_expert_")]
+    metrics = [m for m in (*metrics, *extra) if m in cases]
+    out = []
+    for (study, n_present), group in cases.groupby(["study", "n_present"], sort=False, dropna=False):
+        rows = list(dict.fromkeys(group["row"].astype(str)))
+        tables = {r: group[group["row"].astype(str) == r] for r in rows}
+        for i, a in enumerate(rows):
+            for b in rows[i + 1:]:
+                for metric in metrics:
+                    rec = paired_rows(tables[a], tables[b], metric, seed=seed)
+                    if rec is not None:
+                        out.append({"study": study, "n_present": n_present, "a": a, "b": b, **rec})
+    return pd.DataFrame(out)
 
 
 # alignment measure -> column of alignment_cases.csv. "as_trained": the latent cosine measured with
@@ -198,6 +323,95 @@ def _order(frame: pd.DataFrame, studies: list[str], rows: list[tuple[str, str]])
                          _r=[rank_r.get(key, len(rank_r)) for key in zip(frame["study"], frame["row"])])
     by = ["_s", "_r"] + [c for c in ("n_present", "fold", "seed") if c in frame.columns]
     return keyed.sort_values(by, kind="stable").drop(columns=["_s", "_r"]).reset_index(drop=True)
+
+
+def rescore(folder: str | os.PathLike, plan: str, profile: str) -> dict[str, Any]:
+    """Recompute the statistics of an aggregated results folder without re-running anything:
+    the convergence flags of ``per_fold.csv`` (from each run's ``history.csv`` via its
+    ``run_dir``), ``paired.csv`` from ``cases.csv`` and ``scorecard.json``; returns the scorecard.
+
+    ``python -m mrseg scorecard --plan P --profile Q`` calls this.
+    """
+    from mrseg.report.claims import write_scorecard
+
+    folder = Path(folder)
+    cases_path = folder / "cases.csv"
+    if not cases_path.exists():
+        raise FileNotFoundError(f"{cases_path}: no aggregated cases table (run the plan first)")
+    cases = pd.read_csv(cases_path)
+    per_fold_path = folder / "per_fold.csv"
+    if per_fold_path.exists():
+        per_fold = pd.read_csv(per_fold_path)
+        if "run_dir" in per_fold and not per_fold.empty:
+            conv = {d: convergence(_read_history(d)) for d in per_fold["run_dir"].dropna().unique()}
+            per_fold["val_improvement_last_fifth"] = per_fold["run_dir"].map(lambda d: conv.get(d, (math.nan, None))[0])
+            per_fold["converged"] = per_fold["run_dir"].map(lambda d: conv.get(d, (math.nan, None))[1])
+            write_csv(per_fold_path, per_fold)
+    context_path = folder / "context.json"
+    if context_path.exists():
+        context = read_json(context_path)
+        if "rater_order" not in context:
+            context["rater_order"] = dataset_rater_order([{"dataset": d} for d in context.get("datasets", [])])
+            write_json(context_path, context)
+    write_csv(folder / "paired.csv", paired_table(cases))
+    return read_json(write_scorecard(folder, plan=plan, profile=profile))
+
+
+def scale_table(loaded: list, manifests: list[dict[str, Any]], cases: pd.DataFrame) -> list[dict[str, Any]]:
+    """The scale of the runs behind the tables, one record per (study, epochs): training cases per
+    fold (from the manifests, ``n_train``), optimiser steps per run (training cases / batch size x
+    epochs), image size, epochs, test cases per fold (from ``cases.csv``), seeds and folds."""
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for (item, _), manifest in zip(loaded, manifests):
+        config = item.config or {}
+        epochs = int(config.get("epochs", 0))
+        for m in item.memberships:
+            rec = rows.setdefault((m["study"], epochs), {"study": m["study"], "epochs": epochs, "n_train": set(),
+                                                         "steps": set(), "image_size": set(), "seeds": set(),
+                                                         "folds": set()})
+            n_train = manifest.get("n_train")
+            if isinstance(n_train, int):
+                rec["n_train"].add(n_train)
+                batch = int(config.get("batch_size", 1)) or 1
+                rec["steps"].add(math.ceil(n_train / batch) * epochs)
+            rec["image_size"].add(config.get("image_size"))
+            rec["seeds"].add(config.get("seed"))
+            rec["folds"].add(config.get("fold"))
+    test = (cases.groupby(["study", "fold"])["case_id"].nunique().groupby("study").agg(list).to_dict()
+            if not cases.empty and {"study", "fold", "case_id"} <= set(cases.columns) else {})
+
+    def span(values: set) -> str:
+        values = sorted(v for v in values if v is not None)
+        if not values:
+            return ""
+        return str(values[0]) if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
+
+    return [{"study": r["study"], "training cases per fold": span(r["n_train"]), "steps per run": span(r["steps"]),
+             "image size": span(r["image_size"]), "epochs": r["epochs"],
+             "test cases per fold": span(set(test.get(r["study"], []))), "seeds": len(r["seeds"]),
+             "folds": len(r["folds"])} for r in rows.values()]
+
+
+def dataset_rater_order(configs: list[dict[str, Any]]) -> dict[str, str]:
+    """``{dataset: rater_order}`` from each dataset cache's ``meta.json`` where it states one.
+
+    ``rater_order`` says what rater slot k means (e.g. "area-sorted ..."); a dataset without it has
+    unsorted slots, and per-slot claims are not testable on it.
+    """
+    from mrseg.data.registry import cache_key
+    from mrseg.paths import dataset_dir
+
+    out: dict[str, str] = {}
+    for config in configs:
+        name = config.get("dataset", "")
+        path = dataset_dir(cache_key(name, config.get("dataset_options") or {})) / "meta.json"
+        try:
+            order = read_json(path).get("rater_order")
+        except (OSError, ValueError):
+            continue
+        if order:
+            out[name] = str(order)
+    return out
 
 
 def runs_table(items: list, records: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -279,8 +493,12 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
         run_dirs = {t.run_id: str(t.run_dir) for t, _ in loaded}
         per_fold["run_dir"] = per_fold["run_id"].map(run_dirs)
         per_fold = add_run_scalars(per_fold, {t.run_id: t.run_dir for t, _ in loaded})
+        conv = {t.run_id: convergence(_read_history(t.run_dir)) for t, _ in loaded}
+        per_fold["val_improvement_last_fifth"] = per_fold["run_id"].map(lambda r: conv[r][0])
+        per_fold["converged"] = per_fold["run_id"].map(lambda r: conv[r][1])
     per_fold = _order(per_fold, studies, rows)
     summary = summary_table(per_fold)
+    paired = paired_table(cases)
 
     align_rows = []
     for item in items:
@@ -311,6 +529,7 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
                     "stale": [{"run_id": t.run_id, "reason": train_stale(t), "recorded": m.get("code_fingerprint"),
                                "recorded_source": m.get("source_hash")}
                               for (t, _), m in zip(loaded, manifests) if train_stale(t)]}
+    scale = scale_table(loaded, manifests, cases)
     semi = sorted({bool(m.get("semi_synthetic")) for m in manifests if "semi_synthetic" in m})
     configs = [i.config for i in items if i.kind == "train"]
     status_counts = runs_table(items, records)["status"].value_counts().to_dict()
@@ -320,6 +539,8 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
         "semi_synthetic": semi[-1] if semi else None,
         "epochs": study_epochs(spec, profile),
         "M": sorted({int(c["eval_samples"]) for c in configs}),
+        "rater_order": dataset_rater_order(configs),
+        "scale": scale,
         "folds": sorted({int(c["fold"]) for c in configs}),
         "ged_conventions": GED_CONVENTIONS,
         "sd": f"population SD over folds (ddof={SD_DDOF}), as the thesis's SDs",
@@ -331,7 +552,7 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
         **(extra_context or {}),
     }
     paths = {}
-    for name, frame in (("cases", cases), ("per_fold", per_fold), ("summary", summary),
+    for name, frame in (("cases", cases), ("per_fold", per_fold), ("summary", summary), ("paired", paired),
                         ("alignment", alignment), ("alignment_summary", alignment_summary), ("latent", latent)):
         paths[name] = out_dir / f"{name}.csv"
         write_csv(paths[name], frame)
@@ -339,8 +560,17 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     write_runs_table(items, records, paths["runs"])
     paths["context"] = out_dir / "context.json"
     write_json(paths["context"], context)
+    from mrseg.report.claims import write_scorecard
+
+    paths["scorecard"] = write_scorecard(out_dir, plan=plan, profile=profile)
+    from mrseg.plan import generated_dir
+    from mrseg.report.claims import write_headline
+    from mrseg.report.results import load_results
+
+    paths["headline"] = write_headline(load_results(out_dir, plan, profile), generated_dir() / "headline.md")
     return paths
 
 
-__all__ = ["add_run_scalars", "aggregate_plan", "alignment_row", "alignment_summary_table", "cases_table", "metric_columns",
-           "per_fold_table", "read_eval_cases", "runs_table", "summary_table", "write_runs_table"]
+__all__ = ["add_run_scalars", "aggregate_plan", "alignment_row", "alignment_summary_table", "cases_table",
+           "convergence", "metric_columns", "paired_rows", "paired_table", "per_fold_table", "read_eval_cases",
+           "runs_table", "summary_table", "write_runs_table"]

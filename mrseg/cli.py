@@ -10,6 +10,7 @@ Commands:
   plan status --plan thesis --profile demo [--json]
   record --plan thesis --profile demo [--skip NAME ...]
   model summary --profile P --model M [--json]
+  scorecard --plan thesis --profile demo [--results DIR] [--json]
 
 Every error is one line on stderr naming the input and the problem, with a non-zero exit code.
 """
@@ -122,6 +123,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         keep_stale=args.keep_stale,
     )
+
+
+def _cmd_scorecard(args: argparse.Namespace) -> int:
+    from mrseg.aggregate import rescore
+    from mrseg.paths import results_dir
+    from mrseg.report.results import results_folder
+
+    folder = results_folder(args.results or results_dir(), args.plan, args.profile)
+    data = rescore(folder, args.plan, args.profile)
+    if args.json:
+        _print({"counts": data["counts"], "claims": {c["id"]: c["verdict"] for c in data["claims"]}}, True)
+    else:
+        _print(data["counts"], False)
+    return 0
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -241,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-stale", action="store_true",
                    help="keep runs made by other code or config (the book marks them stale) instead of retraining")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("scorecard", help="recompute paired statistics and scorecard.json from an aggregated results folder")
+    p.add_argument("--plan", default="thesis")
+    p.add_argument("--profile", default="demo")
+    p.add_argument("--results", default=None, help="results root (default: the project's results folder)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_scorecard)
 
     p = sub.add_parser("plan", help="list the runs of a plan (show) or their state on disk (status)")
     p.add_argument("action", choices=["show", "status"])

@@ -25,6 +25,8 @@ not a person; titles say "rater slot".
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -104,28 +106,36 @@ def ged_vs_n_present(data: pd.DataFrame, metric_label: str = "GED", title: str |
 
 
 def sparsity_curves(levels: Sequence[int], thesis: Mapping[str, Sequence[float]],
-                    ours: Mapping[str, Sequence[float]], ylabel: str = "GED") -> Figure:
-    """:func:`ged_vs_n_present` from mappings model label -> values per level (NaN where missing)."""
+                    ours: Mapping[str, Sequence[float]], ours_sd: Mapping[str, Sequence[float]] | None = None,
+                    ylabel: str = "GED") -> Figure:
+    """:func:`ged_vs_n_present` from mappings model label -> values per level (NaN where missing);
+    ``ours_sd`` (same layout): SD over folds, drawn as error bars."""
     rows = []
     for source, series in (("thesis", thesis), ("ours", ours)):
         for label, values in series.items():
-            for level, value in zip(levels, values):
-                rows.append({"row": label, "n_present": level, "mean": float(value), "source": source})
-    return ged_vs_n_present(pd.DataFrame(rows, columns=["row", "n_present", "mean", "source"]), metric_label=ylabel)
+            sds = (ours_sd or {}).get(label) if source == "ours" else None
+            for i, (level, value) in enumerate(zip(levels, values)):
+                sd = float(sds[i]) if sds is not None else math.nan
+                rows.append({"row": label, "n_present": level, "mean": float(value), "sd": sd, "source": source})
+    return ged_vs_n_present(pd.DataFrame(rows, columns=["row", "n_present", "mean", "sd", "source"]), metric_label=ylabel)
 
 
 def gap_and_alignment(data: pd.DataFrame | Sequence[int], *series: Sequence[float], title: str | None = None) -> Figure:
     """Fig 4.5: GED gap (left axis, %) and shared-model alignment (right axis) vs np.
 
     Either a tidy frame (module docstring) or ``(levels, gap_thesis, align_thesis, gap_ours,
-    align_ours)`` sequences.
+    align_ours[, gap_ours_err, align_ours_sd])`` sequences: the optional two give our error bars
+    (the gap's 95% CI half-width in percent, the alignment's SD over folds).
     """
     if not isinstance(data, pd.DataFrame):
-        if len(series) != 4:
-            raise ValueError("gap_and_alignment: give a DataFrame or levels plus four sequences")
-        gap_t, al_t, gap_o, al_o = series
+        if len(series) not in (4, 6):
+            raise ValueError("gap_and_alignment: give a DataFrame or levels plus four (or six) sequences")
+        gap_t, al_t, gap_o, al_o = series[:4]
+        nan = [math.nan] * len(gap_t)
+        gap_err, al_sd = (list(series[4]), list(series[5])) if len(series) == 6 else (list(nan), list(nan))
         data = pd.DataFrame({"n_present": list(data) * 2, "ged_gap": list(gap_t) + list(gap_o),
-                             "alignment": list(al_t) + list(al_o),
+                             "alignment": list(al_t) + list(al_o), "ged_gap_err": nan + gap_err,
+                             "alignment_sd": nan + al_sd,
                              "source": ["thesis"] * len(gap_t) + ["ours"] * len(gap_o)})
     _require(data, ["n_present", "ged_gap", "alignment"], "gap_and_alignment")
     data = data.copy()
@@ -139,7 +149,9 @@ def gap_and_alignment(data: pd.DataFrame | Sequence[int], *series: Sequence[floa
         ls = "--" if source == "thesis" else "-"
         gg = g[np.isfinite(g["ged_gap"].astype(float))]
         if len(gg):
-            handles += ax.plot(gg["n_present"], gg["ged_gap"], color="C0", ls=ls, marker="o", label=f"GED gap ({source})")
+            gerr = gg["ged_gap_err"] if "ged_gap_err" in gg and source != "thesis" else None
+            handles.append(ax.errorbar(gg["n_present"], gg["ged_gap"], yerr=gerr, color="C0", ls=ls, marker="o",
+                                       capsize=3, label=f"GED gap ({source})"))
         ga = g[np.isfinite(g["alignment"].astype(float))]
         if len(ga):
             yerr = ga["alignment_sd"] if "alignment_sd" in ga and source != "thesis" else None

@@ -233,6 +233,9 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
         notebook.cells.insert(0, _title_cell(item))
         notebook.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
         _execute_notebook(notebook, item["output"], parameters, cwd or str(REPO_ROOT))
+        from mrseg.notebook_hygiene import scrub_notebook
+
+        scrub_notebook(item["output"])  # no machine paths or progress bars in the book; code folded
     except Exception as err:  # noqa: BLE001 - any failure of one item is recorded, never raised
         error = _error_text(err)
         if not getattr(err, "ename", None):

@@ -359,6 +359,7 @@ def _train_and_evaluate(config: RunConfig, run_dir: Path, progress: bool, epoch_
             raise ValueError(f"n_present {config.n_present} exceeds the {ds.n_raters} raters of dataset {ds.name!r}")
         update_manifest(run_dir, dataset=ds.name, semi_synthetic=ds.semi_synthetic, device=str(device))
         splits = make_loaders(config, ds)
+        update_manifest(run_dir, n_train=len(splits["train"]), n_val=len(splits["val"]), n_test=len(splits["test"]))
         torch.manual_seed(config.seed)
         model = build_model(config, n_raters=ds.n_raters, in_channels=int(ds.images.shape[1]))
         model = _prepare(model, config, device)

@@ -31,7 +31,7 @@ from mrseg.train import run_training_and_evaluation
 
 config = RunConfig.from_dict(json.loads(config_json)) if config_json else RunConfig.from_profile("smoke")
 path = run_dir or str(runs_dir() / config.run_id)
-summary = run_training_and_evaluation(config, path, progress=True)
+summary = run_training_and_evaluation(config, path, progress=False)
 
 # %% [markdown]
 # ## What was run

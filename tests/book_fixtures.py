@@ -16,6 +16,8 @@ from mrseg.io import write_csv, write_json
 METRICS = ("ged", "ged_dpersona", "dice_match", "dice_soft", "hm_iou", "d_sy", "d_ss", "d_yy",
            "dice_expert_0", "dice_expert_1", "dice_expert_2", "dice_expert_3")
 
+N_CASES = 12
+
 # (study, row, model, n_present, base GED): lower GED is better; Dice follows 1 - GED/2
 ROWS = [
     ("main", "probunet", "probunet-mean", 4, 0.30),
@@ -33,8 +35,9 @@ ROWS = [
 
 
 def write_example_results(root: Path, plan: str = "thesis", profile: str = "smoke", folds: int = 2,
-                          failed: bool = True) -> Path:
-    """Write cases/per_fold/summary/alignment/runs/context into ``root/plan/profile``; return it."""
+                          failed: bool = True, statistics: bool = True) -> Path:
+    """Write cases/per_fold/summary/alignment/runs/context into ``root/plan/profile`` and, with
+    ``statistics``, paired.csv and scorecard.json as aggregation does; return the folder."""
     out = Path(root) / plan / profile
     rng = np.random.default_rng(0)
     per_fold, cases, runs, align = [], [], [], []
@@ -48,11 +51,17 @@ def write_example_results(root: Path, plan: str = "thesis", profile: str = "smok
             for k in range(4):
                 values[f"dice_expert_{k}"] = 1 - ged / 2 - 0.001 * k
             per_fold.append({"run_id": run_id, "study": study, "row": row, "model": model, "variant": "",
-                             "n_present": n_present, "fold": fold, "epochs": 2, "M": 8, "n_cases": 3, **values})
-            for c in range(3):
+                             "n_present": n_present, "fold": fold, "epochs": 2, "M": 8, "n_cases": N_CASES, **values})
+            for c in range(N_CASES):  # case c of a fold is the same image for every row: paired
+                case_rng = np.random.default_rng(1000 * fold + c)
+                shift = case_rng.normal(0, 0.01)   # shared by every row: cancels in paired differences
+                own = rng.normal(0, 0.002)         # this run's own per-case noise
+                per_case = {k: (v + shift + own if k in ("ged", "ged_dpersona", "d_sy") else
+                                v - (shift + own) / 2 if k.startswith("dice") else v) for k, v in values.items()}
+                per_case["dice_match_m4"] = per_case["dice_match"] - 0.01
                 cases.append({"run_id": run_id, "study": study, "row": row, "dataset": "synthetic", "model": model,
-                              "n_present": n_present, "fold": fold, "profile": profile, "epochs": 2,
-                              "case_id": f"syn{c:05d}", "M": 8, **values})
+                              "n_present": n_present, "fold": fold, "seed": 1337, "profile": profile, "epochs": 2,
+                              "case_id": f"f{fold}c{c:03d}", "patient_id": f"f{fold}p{c // 2:03d}", "M": 8, **per_case})
             runs.append({"run_id": run_id, "kind": "train", "study": study, "row": row, "status": "complete",
                          "seconds": 10.0 * (2 if model.startswith("per-rater") else 1), "error": ""})
             if study == "sparsity":
@@ -62,7 +71,7 @@ def write_example_results(root: Path, plan: str = "thesis", profile: str = "smok
                               "decoder_mean": 0.3, "decoder_sd": 0.1,
                               "latent_share_positive": np.nan if np.isnan(latent) else 0.6,
                               "latent_share_negative": np.nan if np.isnan(latent) else 0.4,
-                              "study": "sparsity"})
+                              "n_cases": N_CASES, "study": "sparsity"})
     if failed:
         runs.append({"run_id": "synthetic/shared+s2+mitb2/np4/fold0/seed1337/smoke-e2", "kind": "train",
                      "study": "ablation", "row": "2_mit_b2_backbone", "status": "failed", "seconds": 1.0,
@@ -84,4 +93,10 @@ def write_example_results(root: Path, plan: str = "thesis", profile: str = "smok
     write_json(out / "context.json", {"plan": plan, "profile": profile, "datasets": ["synthetic"],
                                       "semi_synthetic": False, "epochs": {"full": 2, "sparse": 3}, "M": 8,
                                       "ged_conventions": {"ged": 0.0, "ged_dpersona": 1.0}})
+    if statistics:  # what aggregation adds: the paired comparisons and the scorecard
+        from mrseg.aggregate import paired_table
+        from mrseg.report.claims import write_scorecard
+
+        write_csv(out / "paired.csv", paired_table(pd.read_csv(out / "cases.csv")))
+        write_scorecard(out, plan, profile)
     return out

@@ -92,3 +92,17 @@ def test_page_helpers_accept_paths_and_sequences(tmp_path):
                                  [np.nan] * 4, [np.nan] * 4))
     write_npz(tmp_path / "latent.npz", coords=np.zeros((6, 2)) + np.arange(6)[:, None], labels=np.array([0, 1, 2, 3, -1, -1]))
     _png(plots.latent_scatter({"shared": tmp_path / "latent.npz", "per-rater": tmp_path / "latent.npz"}))
+
+
+def test_figures_4_3_and_4_5_draw_our_error_bars():
+    from matplotlib.container import ErrorbarContainer
+
+    fig = plots.sparsity_curves([1, 2, 3, 4], {"shared": [0.22, 0.2, 0.18, 0.14]}, {"shared": [0.3, 0.25, 0.2, 0.15]},
+                                {"shared": [0.02, 0.02, 0.01, 0.01]})
+    bars = [c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer) and c.has_yerr]
+    assert any(len(c.lines[2]) and len(c.lines[2][0].get_segments()) == 4 for c in bars)
+    fig = plots.gap_and_alignment([1, 2, 3, 4], [21, 18, 11, 0.5], [0.98, 0.46, 0.29, 0.17],
+                                  [25, 15, 8, 1], [0.9, 0.5, 0.3, 0.2], [3, 3, 2, 2], [0.01, 0.05, 0.05, 0.1])
+    with_err = [c for ax in fig.axes for c in ax.containers
+                if isinstance(c, ErrorbarContainer) and c.has_yerr and c.lines[2] and len(c.lines[2][0].get_segments())]
+    assert len(with_err) == 2   # our gap (95% CI) and our alignment (SD over folds); the thesis has none

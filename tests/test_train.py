@@ -35,6 +35,8 @@ def test_every_model_trains_and_evaluates(name):
     table = pd.read_csv(run / "eval_cases.csv")
     assert list(table.columns) == case_columns(4)
     assert len(table) == summary["n_cases"] == 8 and (table["M"] == 4).all()
+    assert np.allclose(table["dice_match_m4"], table["dice_match"])   # M = 4: the same matching
+    assert manifest["n_test"] == 8 and manifest["n_train"] > 0
     metrics = table[case_columns(4)[13:]].to_numpy(dtype=float)
     assert np.isfinite(metrics).all()
     assert summary["ged"] == pytest.approx(table["ged"].mean())

@@ -2,7 +2,7 @@
 
 No model is involved: only the rater masks and the nine LIDC ratings per rater.
 
-For each unit (a nodule at its largest-union slice, or every patch like the thesis's n = 1,603)
+For each unit (a nodule at its largest-union slice, or every patch like the thesis)
 with complete records (all raters present, all nine ratings finite for every rater):
 
 - rating disagreement: the SD across raters of each rating (population SD, ``ddof=0``; Pearson r
@@ -36,7 +36,7 @@ VARIANCE_DEFINITIONS: dict[str, str] = {
 
 UNITS: dict[str, str] = {
     "nodule": "one patch per nodule: the slice where the union of the rater masks is largest",
-    "patch": "every patch with complete records (the thesis's unit, n = 1,603 of 1,609 patches)",
+    "patch": "every patch with complete records (the thesis's unit)",
 }
 
 _CHUNK = 256
@@ -242,6 +242,16 @@ def _thesis_values() -> dict[str, Any] | None:
     return data.get("table_4_9_attributes")
 
 
+def _thesis_patch_count() -> int | None:
+    """The thesis's number of patches with complete attribute records (``dataset_facts``)."""
+    try:
+        from mrseg.report import load_thesis_reported, thesis_value
+
+        return int(thesis_value(load_thesis_reported(), "dataset_facts.lidc_complete_attributes"))
+    except (ImportError, KeyError, FileNotFoundError, TypeError, ValueError):
+        return None
+
+
 def thesis_comparison(correlations: pd.DataFrame, thesis: dict[str, Any] | None = None) -> pd.DataFrame:
     """Ours beside the thesis's Table 4.9 for every (unit, definition), statistic ``sd``, all folds.
 
@@ -362,7 +372,9 @@ def per_fold_margin_table(correlations: pd.DataFrame, thesis: dict[str, Any] | N
         rows.append({"source": "ours", "unit / definition": f"{unit} / {definition}",
                      **{f"fold {i}": r for i, r in enumerate(rs)}})
     if thesis and thesis.get("per_fold_margin"):
-        rows.append({"source": "thesis", "unit / definition": "patches (n = 1,603), definition not stated",
+        n = _thesis_patch_count()
+        rows.append({"source": "thesis", "unit / definition": f"patches (n = {n:,}), definition not stated" if n
+                     else "patches, definition not stated",
                      **{f"fold {i}": float(r) for i, r in enumerate(thesis["per_fold_margin"])}})
     return pd.DataFrame(rows)
 

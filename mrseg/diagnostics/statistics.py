@@ -166,3 +166,166 @@ def fold_comparison_table(per_fold: pd.DataFrame, metric: str, a: str, b: str, b
     wide = wide.rename(columns={a: "a", b: "b"}).dropna(subset=["a", "b"])
     wide["a_wins"] = wide["a"] < wide["b"] if lower_is_better else wide["a"] > wide["b"]
     return wide[[by, "fold", "a", "b", "a_wins"]].reset_index(drop=True)
+
+
+# ---- paired comparisons of two models on the same test cases ------------------------------------
+N_BOOT = 2000
+CI_LEVEL = 0.95
+
+
+def cluster_bootstrap_mean_ci(values: Sequence[float], groups: Sequence[Any] | None = None,
+                              n_boot: int = N_BOOT, level: float = CI_LEVEL,
+                              seed: int = 0) -> tuple[float, float]:
+    """Percentile CI of the mean of ``values`` [n] by a bootstrap that resamples whole ``groups``.
+
+    ``groups`` [n] (e.g. patient ids): the cases of one group are drawn together, so cases that
+    are not independent (slices of one patient) do not narrow the interval. ``None`` resamples
+    single values. The resampled mean is ``sum of drawn groups' sums / their case count``.
+    Fewer than 2 groups gives ``(nan, nan)``.
+    """
+    return cluster_bootstrap_cis(values, groups, (level,), n_boot=n_boot, seed=seed)[0]
+
+
+def cluster_bootstrap_cis(values: Sequence[float], groups: Sequence[Any] | None = None,
+                          levels: Sequence[float] = (CI_LEVEL,), n_boot: int = N_BOOT,
+                          seed: int = 0) -> list[tuple[float, float]]:
+    """:func:`cluster_bootstrap_mean_ci` at several ``levels`` from one set of resamples."""
+    v = np.asarray(values, dtype=float)
+    g = np.arange(v.size) if groups is None else np.asarray(groups)
+    keep = np.isfinite(v)
+    v, g = v[keep], g[keep]
+    _, codes = np.unique(g.astype(str), return_inverse=True)
+    k = int(codes.max()) + 1 if codes.size else 0
+    if k < 2:
+        return [(float("nan"), float("nan"))] * len(levels)
+    sums = np.bincount(codes, weights=v, minlength=k)
+    counts = np.bincount(codes, minlength=k).astype(float)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, k, size=(n_boot, k))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    out = []
+    for level in levels:
+        alpha = (1.0 - level) / 2
+        low, high = np.quantile(means, [alpha, 1 - alpha])
+        out.append((float(low), float(high)))
+    return out
+
+
+def paired_difference(diff: Sequence[float], groups: Sequence[Any] | None = None,
+                      n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
+    """Statistics of per-case paired differences ``diff = a - b`` [n] on the same test cases.
+
+    Returns ``{"n", "n_groups", "mean_diff", "ci_low", "ci_high", "p"}``: the mean difference, its
+    95% CI by :func:`cluster_bootstrap_mean_ci` over ``groups`` (patients) and the two-sided
+    Wilcoxon signed-rank p (scipy; NaN when every difference is 0 or n < 2).
+    """
+    d = np.asarray(diff, dtype=float)
+    g = np.arange(d.size) if groups is None else np.asarray(groups)
+    keep = np.isfinite(d)
+    d, g = d[keep], g[keep]
+    n = int(d.size)
+    out: dict[str, Any] = {"n": n, "n_groups": int(np.unique(g.astype(str)).size),
+                           "mean_diff": float(d.mean()) if n else float("nan")}
+    out["ci_low"], out["ci_high"] = cluster_bootstrap_mean_ci(d, g, n_boot=n_boot, seed=seed)
+    out["p"] = float(stats.wilcoxon(d).pvalue) if n >= 2 and np.any(d != 0) else float("nan")
+    return out
+
+
+def tost_paired(diff: Sequence[float], margin: float, groups: Sequence[Any] | None = None,
+                n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
+    """Equivalence of a paired mean difference within ``+-margin`` (two one-sided tests).
+
+    The TOST p is the larger of the two one-sided paired t-test p values (H0: mean <= -margin,
+    H0: mean >= +margin). Its interval form is used for the verdict: equivalence at 5% holds when
+    the 90% CI (patient bootstrap, as :func:`cluster_bootstrap_mean_ci`) lies inside
+    ``(-margin, margin)``. Returns ``{"p_tost", "ci90_low", "ci90_high", "equivalent", "margin"}``.
+    """
+    d = np.asarray(diff, dtype=float)
+    g = np.arange(d.size) if groups is None else np.asarray(groups)
+    keep = np.isfinite(d)
+    d, g = d[keep], g[keep]
+    if d.size < 2 or not margin > 0:
+        return {"p_tost": float("nan"), "ci90_low": float("nan"), "ci90_high": float("nan"),
+                "equivalent": False, "margin": float(margin)}
+    lower = stats.ttest_1samp(d, -margin, alternative="greater").pvalue
+    upper = stats.ttest_1samp(d, margin, alternative="less").pvalue
+    low, high = cluster_bootstrap_mean_ci(d, g, n_boot=n_boot, level=0.90, seed=seed)
+    equivalent = bool(np.isfinite(low) and -margin < low and high < margin)
+    return {"p_tost": float(max(lower, upper)), "ci90_low": low, "ci90_high": high,
+            "equivalent": equivalent, "margin": float(margin)}
+
+
+def direction_verdict(ci_low: float, ci_high: float, expect: str) -> str:
+    """``reproduced`` / ``contradicted`` / ``inconclusive`` for a claimed sign of ``a - b``.
+
+    ``expect`` is ``"<"`` (a below b) or ``">"``. Reproduced only when the CI excludes 0 on the
+    claimed side, contradicted only when it excludes 0 on the other side; a CI that contains 0
+    (or is missing) is inconclusive.
+    """
+    if expect not in ("<", ">"):
+        raise ValueError(f"expect must be '<' or '>', got {expect!r}")
+    if not (np.isfinite(ci_low) and np.isfinite(ci_high)):
+        return "inconclusive"
+    if ci_high < 0:
+        return "reproduced" if expect == "<" else "contradicted"
+    if ci_low > 0:
+        return "reproduced" if expect == ">" else "contradicted"
+    return "inconclusive"
+
+
+def mean_t_ci(values: Sequence[float], level: float = CI_LEVEL) -> tuple[float, float, float, float]:
+    """``(mean, ci_low, ci_high, p)`` of a few paired values (e.g. per-fold differences) by the
+    one-sample t distribution; p is the two-sided t-test of mean 0. Fewer than 2 values give NaNs."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return (float(v.mean()) if v.size else float("nan")), float("nan"), float("nan"), float("nan")
+    mean, se = float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size))
+    if se == 0:
+        return mean, mean, mean, (0.0 if mean != 0 else float("nan"))
+    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1)) * se
+    return mean, mean - half, mean + half, float(stats.ttest_1samp(v, 0.0).pvalue)
+
+
+def proportion_ci(successes: int, n: int, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Wilson score interval of a proportion (scipy's ``binomtest(...).proportion_ci``)."""
+    if n < 1:
+        return float("nan"), float("nan")
+    ci = stats.binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def fisher_r_ci(r: float, n: int, k: int = 0, level: float = CI_LEVEL) -> tuple[float, float]:
+    """CI of a (partial, ``k`` covariates) Pearson r by Fisher's z with SE 1/sqrt(n - 3 - k)."""
+    if not np.isfinite(r) or n - 3 - k < 1:
+        return float("nan"), float("nan")
+    z, se = np.arctanh(np.clip(r, -0.999999, 0.999999)), 1.0 / np.sqrt(n - 3 - k)
+    q = float(stats.norm.ppf(0.5 + level / 2))
+    return float(np.tanh(z - q * se)), float(np.tanh(z + q * se))
+
+
+def variance_ratio_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """F test of var(a) / var(b) (sample variances) with a two-sided p and a 95% CI of the ratio."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size < 2 or b.size < 2 or np.var(b, ddof=1) == 0:
+        return {"ratio": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "p": float("nan")}
+    ratio = float(np.var(a, ddof=1) / np.var(b, ddof=1))
+    d1, d2 = a.size - 1, b.size - 1
+    cdf = stats.f.cdf(ratio, d1, d2)
+    lo, hi = stats.f.ppf(0.975, d1, d2), stats.f.ppf(0.025, d1, d2)
+    return {"ratio": ratio, "ci_low": float(ratio / lo), "ci_high": float(ratio / hi), "p": float(min(1.0, 2 * min(cdf, 1 - cdf)))}
+
+
+def exact_spearman(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
+    """Spearman rho with an exact one-sided (rho > 0) permutation p over all orderings (n <= 8)."""
+    from itertools import permutations
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    n = x.size
+    if n < 3 or n > 8:
+        raise ValueError(f"exact_spearman needs 3 <= n <= 8 values, got {n}")
+    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    rho = float(np.corrcoef(rx, ry)[0, 1])
+    null = np.array([np.corrcoef(rx, ry[list(p)])[0, 1] for p in permutations(range(n))])
+    return {"rho": rho, "p_greater": float((null >= rho - 1e-12).mean()), "p_less": float((null <= rho + 1e-12).mean()), "n": n}

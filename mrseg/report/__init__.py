@@ -13,7 +13,8 @@ Every results page of the book is a page notebook (``notebooks/pages/<name>.py``
   samples M and the GED conventions; :func:`status_note` lists failed runs.
 - :func:`side_by_side` builds thesis-vs-ours tables; :func:`mean_sd` formats "mean ± sd".
 - :func:`scorecard` evaluates every claim of ``book/data/claims.yaml`` against our tables
-  (the rule kinds are documented in that file and in :data:`RULES`).
+  (the rule kinds are documented in that file and in :data:`RULES`); aggregation runs it once and
+  writes ``scorecard.json``, which the scorecard page reads with :func:`read_scorecard`.
 
 GED conventions: ``ged`` uses d(empty, empty) = 0 (the field's convention); ``ged_dpersona`` uses
 d(empty, empty) = 1 (D-Persona's code, hence the thesis). Thesis GED is compared with
@@ -30,14 +31,18 @@ The functions live in one module per job and are all importable from here:
 
 from __future__ import annotations
 
-from mrseg.report.banner import context_banner, describe_context, failed_runs_html, status_note
+from mrseg.report.banner import context_banner, describe_context, failed_runs_html, scale_frame, status_note
 from mrseg.report.claims import (
     CLAIMS_YAML,
     RULES,
     VERDICTS,
     Evidence,
     gradient_isolation_check,
+    write_scorecard,
+    evaluate_claims,
+    findings_markdown,
     load_claims,
+    read_scorecard,
     scorecard,
     scorecard_html,
     verdict_counts,
@@ -57,6 +62,7 @@ from mrseg.report.page_tables import (
     performance_table,
     relative_changes,
     run_dirs,
+    runs_index_html,
     sample_files,
     sign_test_table,
     slowest_runs,
@@ -77,11 +83,12 @@ __all__ = [
     # our results
     "TABLES", "Results", "results_folder", "load_results",
     # page banner and status
-    "describe_context", "context_banner", "status_note", "failed_runs_html",
+    "describe_context", "context_banner", "status_note", "failed_runs_html", "scale_frame",
     # side-by-side tables
     "METRIC_LABELS", "THESIS_TO_OURS", "side_by_side", "per_fold_table", "relative_improvement",
     # scorecard
     "CLAIMS_YAML", "VERDICTS", "RULES", "Evidence", "load_claims", "gradient_isolation_check", "scorecard",
+    "evaluate_claims", "read_scorecard", "write_scorecard", "findings_markdown",
     "scorecard_html", "verdict_counts",
     # page notebooks
     "open_page", "show_table", "show_markdown",
@@ -89,5 +96,5 @@ __all__ = [
     "relative_changes", "per_expert_table", "sparsity_table", "alignment_table", "alignment_per_fold", "run_dirs",
     "performance_table", "slowest_runs", "api_listing", "sparsity_series", "gap_alignment_series",
     "sign_test_table", "sample_files", "latent_files", "latent_companions_table", "hyperparameter_table",
-    "thesis_training_time", "convention_shift_note", "package_modules",
+    "thesis_training_time", "convention_shift_note", "package_modules", "runs_index_html",
 ]

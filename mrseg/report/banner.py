@@ -77,6 +77,35 @@ def objective_text(res: Results) -> str:
     if any("thesiseq" in v.split("+") for v in variants):
         return base + "; rows marked `thesis-eq` reconstruct every rater slot each step (eqs. 3.2 / 3.5)"
     return base
+SCALE_COLUMNS = ("study", "training cases per fold", "steps per run", "image size", "epochs",
+                 "test cases per fold", "seeds", "folds")
+
+
+def scale_frame(res: Results) -> "pd.DataFrame":
+    """The scale of the runs behind the tables (``context.json``'s ``scale``, written at
+    aggregation): one row per study and epoch count; empty when not recorded."""
+    import pandas as pd
+
+    rows = res.context.get("scale") or []
+    return pd.DataFrame(rows, columns=[c for c in SCALE_COLUMNS if not rows or c in rows[0]])
+
+
+def _scale_markdown(res: Results) -> str:
+    frame = scale_frame(res)
+    if frame.empty:
+        return ""
+    head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns)
+    body = "\n".join("| " + " | ".join(str(v) if str(v) else "—" for v in rec) + " |" for rec in frame.itertuples(index=False))
+    return f"\n\n**Scale of our runs** (from the run manifests and test tables):\n\n{head}\n{body}\n"
+
+
+def _thesis_epochs() -> str:
+    """"full/sparse" epochs of the thesis (Appendix V of thesis_reported.yaml)."""
+    from mrseg.report.thesis import load_thesis_reported, thesis_value
+
+    thesis = load_thesis_reported()
+    return (f"{thesis_value(thesis, 'appendix_V_hyperparameters.epochs_full')}/"
+            f"{thesis_value(thesis, 'appendix_V_hyperparameters.epochs_sparse')}")
 
 
 def context_banner(res: Results) -> str:
@@ -103,8 +132,9 @@ def context_banner(res: Results) -> str:
         "- **GED convention:** reported both ways: d(∅,∅)=1 (D-Persona's code, hence the thesis; "
         "compared with the thesis) and d(∅,∅)=0 (the field's convention). GED depends on M.",
         "- **Thesis numbers** come from `book/data/thesis_reported.yaml` (LIDC-IDRI, ResNet-34, "
-        "100/300 epochs, 4-fold CV); ours are means ± SD over folds, computed from the run tables.",
+        f"{_thesis_epochs()} epochs, 4-fold CV); ours are means ± SD over folds, computed from the run tables.",
         *fingerprint_lines(res.context.get("fingerprints")),
+        _scale_markdown(res),
         ":::",
     ])
 

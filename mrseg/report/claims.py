@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,13 +13,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from mrseg.diagnostics.statistics import (adjust_pvalues, direction_verdict, exact_spearman, fisher_r_ci, mean_t_ci,
+                                         proportion_ci, sign_test, variance_ratio_test)
 from mrseg.report.formatting import _is_number, fmt, mean_sd
 from mrseg.report.results import Results
-from mrseg.report.tables import relative_improvement
 from mrseg.report.thesis import BOOK_DATA, thesis_value
 
 CLAIMS_YAML = BOOK_DATA / "claims.yaml"
-VERDICTS = ("reproduced", "not reproduced", "not testable here", "no results yet")
+VERDICTS = ("reproduced", "contradicted", "inconclusive", "not testable at this scale", "not testable", "no results")
+SCORECARD_JSON = "scorecard.json"
 
 
 def load_claims(path: str | Path | None = None) -> list[dict[str, Any]]:
@@ -39,354 +42,585 @@ def load_claims(path: str | Path | None = None) -> list[dict[str, Any]]:
 
 @dataclass
 class Evidence:
-    """What a rule found: verdict, our value as text, and a reason."""
+    """What a rule found: verdict, our value as text, a reason, and the statistics behind it.
+
+    ``effect`` is our estimate in the rule's unit (a mean paired difference ``a - b`` unless the
+    rule says otherwise), ``ci_low``/``ci_high`` its 95% CI, ``p`` the test's p value, ``n`` the
+    number of paired units; ``rows`` the (study, row, n_present) compared, for the convergence check;
+    ``decides`` the table row that decides the verdict (``paired.csv: ...``).
+    """
 
     verdict: str
     ours: str
     reason: str = ""
+    effect: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    p: float = math.nan
+    n: int = 0
+    rows: list = field(default_factory=list)
+    decides: str = ""
 
 
-def _ref(res: Results, spec: dict[str, Any]) -> tuple[float, float, int]:
-    return res.metric(spec["study"], spec["row"], spec.get("metric", "ged_dpersona"), spec.get("n_present"))
+ALPHA = 0.05
+NO_RESULTS = "no results"
+NOT_TESTABLE = "not testable"
+NOT_AT_SCALE = "not testable at this scale"
 
 
 def _missing(*values: float) -> bool:
     return any(not np.isfinite(v) for v in values)
 
 
-def _pair(res: Results, rule: dict[str, Any]) -> tuple[float, float, float, float]:
-    """Mean and SD over folds of the rule's ``a`` and ``b`` rows: ``(a, a_sd, b, b_sd)``."""
-    a, a_sd, _ = _ref(res, rule["a"])
-    b, b_sd, _ = _ref(res, rule["b"])
-    return a, a_sd, b, b_sd
+def _paired(res: Results, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
+    """The paired.csv record of ``a - b`` (same study and n_present), flipped when stored as ``b - a``."""
+    table = res.paired
+    if table is None or table.empty or a["study"] != b["study"]:
+        return None
+    metric = a.get("metric", "ged_dpersona")
+    n_present = int(a.get("n_present", 4))
+    base = table[(table["study"].astype(str) == a["study"]) & (table["metric"] == metric)
+                 & (pd.to_numeric(table["n_present"], errors="coerce") == n_present)]
+    for x, y, sign in ((a["row"], b["row"], 1.0), (b["row"], a["row"], -1.0)):
+        hit = base[(base["a"].astype(str) == x) & (base["b"].astype(str) == y)]
+        if len(hit):
+            rec = hit.iloc[0].to_dict()
+            if sign < 0:
+                rec["mean_diff"] = -rec["mean_diff"]
+                rec["ci_low"], rec["ci_high"] = -rec["ci_high"], -rec["ci_low"]
+                rec["ci90_low"], rec["ci90_high"] = -rec["ci90_high"], -rec["ci90_low"]
+                rec["mean_a"], rec["mean_b"] = rec["mean_b"], rec["mean_a"]
+                rec["folds_a_lower"], rec["folds_a_higher"] = rec["folds_a_higher"], rec["folds_a_lower"]
+                rec["fold_diffs"] = " ".join(f"{f}:{-float(v)}" for f, v in
+                                             (t.split(":") for t in str(rec.get("fold_diffs") or "").split()))
+                rec["fold_ci"] = " ".join(f"{f}:{-float(h)}:{-float(lo)}" for f, lo, h in
+                                          (t.split(":") for t in str(rec.get("fold_ci") or "").split()))
+            rec["decides"] = f"paired.csv: {a['study']}, np={n_present}, {a['row']} - {b['row']}, {metric}"
+            return rec
+    return None
 
 
-def _cmp(a: float, b: float, expect: str) -> bool:
-    return a < b if expect == "<" else a > b
+def _rows_of(*specs: dict[str, Any]) -> list[tuple[str, str, int]]:
+    return [(s["study"], s["row"], int(s.get("n_present", 4))) for s in specs]
+
+
+def _describe(rec: dict[str, Any]) -> str:
+    return (f"{fmt(rec['mean_a'])} vs {fmt(rec['mean_b'])}; diff {rec['mean_diff']:+.4f} "
+            f"[{rec['ci_low']:+.4f}, {rec['ci_high']:+.4f}], folds lower {int(rec['folds_a_lower'])}/{int(rec['n_folds'])}")
 
 
 def _rule_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """``a`` vs ``b`` (each {study, row, metric, n_present}); ``expect`` '<' or '>' on the means."""
-    a, a_sd, b, b_sd = _pair(res, rule)
-    if _missing(a, b):
-        return Evidence("no results yet", "—", "one of the compared rows has no results")
-    ok = _cmp(a, b, rule["expect"])
-    return Evidence("reproduced" if ok else "not reproduced",
-                    f"{mean_sd(a, a_sd)} vs {mean_sd(b, b_sd)}", f"expected a {rule['expect']} b")
+    """``a`` vs ``b`` (each {study, row, metric, n_present}) on the same test cases: the claimed
+    direction ``expect`` ('<' or '>') of ``a - b`` holds when the 95% patient-bootstrap CI of the
+    mean paired difference excludes 0 on that side (reproduced), the other side (contradicted)."""
+    rec = _paired(res, rule["a"], rule["b"])
+    rows = _rows_of(rule["a"], rule["b"])
+    if rec is None:
+        return Evidence(NO_RESULTS, "—", "one of the compared rows has no paired results", rows=rows)
+    verdict = direction_verdict(rec["ci_low"], rec["ci_high"], rule["expect"])
+    return Evidence(verdict, _describe(rec), f"expected a {rule['expect']} b", rec["mean_diff"], rec["ci_low"],
+                    rec["ci_high"], rec["p"], int(rec["n"]), rows, rec["decides"])
+
+
+def _margin(rule: dict[str, Any], rec: dict[str, Any]) -> float:
+    if "margin" in rule:
+        return float(rule["margin"])
+    return float(rule.get("margin_rel", 0.05)) * abs(float(rec["mean_b"]))
+
+
+def _rule_equivalent(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """"No change" / a tie: TOST with margin ``margin`` (absolute) or ``margin_rel`` (fraction of
+    b's mean, default 5%). Reproduced when the 90% CI of the mean paired difference lies inside
+    (-margin, +margin) (TOST at 5%); contradicted when the 95% CI excludes 0 and equivalence fails;
+    otherwise inconclusive."""
+    rec = _paired(res, rule["a"], rule["b"])
+    rows = _rows_of(rule["a"], rule["b"])
+    if rec is None:
+        return Evidence(NO_RESULTS, "—", "one of the compared rows has no paired results", rows=rows)
+    margin = _margin(rule, rec)
+    se = float(rec["sd_diff"]) / math.sqrt(max(1, int(rec["n"])))
+    from scipy import stats as st
+
+    dof = max(1, int(rec["n"]) - 1)
+    p_tost = (max(st.t.sf((rec["mean_diff"] + margin) / se, dof), st.t.cdf((rec["mean_diff"] - margin) / se, dof))
+              if se > 0 else math.nan)
+    equivalent = -margin < rec["ci90_low"] and rec["ci90_high"] < margin
+    if equivalent:
+        verdict = "reproduced"
+    elif rec["ci_low"] > 0 or rec["ci_high"] < 0:
+        verdict = "contradicted"
+    else:
+        verdict = "inconclusive"
+    return Evidence(verdict, _describe(rec) + f"; margin ±{margin:.4f}, 90% CI [{rec['ci90_low']:+.4f}, {rec['ci90_high']:+.4f}]",
+                    f"TOST, margin ±{margin:.4f}", rec["mean_diff"], rec["ci_low"], rec["ci_high"], float(p_tost),
+                    int(rec["n"]), rows, rec["decides"])
+
+
+def _combine(verdicts: list[str]) -> str:
+    if NO_RESULTS in verdicts:
+        return NO_RESULTS
+    if "contradicted" in verdicts:
+        return "contradicted"
+    return "reproduced" if all(v == "reproduced" for v in verdicts) else "inconclusive"
 
 
 def _rule_all_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """Every comparison in ``pairs`` (list of {a, b, expect}) holds."""
-    texts, oks = [], []
-    for pair in rule["pairs"]:
-        ev = _rule_compare(res, pair, thesis)
-        if ev.verdict == "no results yet":
-            return ev
-        oks.append(ev.verdict == "reproduced")
-        texts.append(f"{pair.get('label', '')}{ev.ours}")
-    return Evidence("reproduced" if all(oks) else "not reproduced", "; ".join(texts),
-                    f"{sum(oks)}/{len(oks)} comparisons hold")
-
-
-def _rule_within_noise(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """|mean(a) - mean(b)| <= the larger of the two fold SDs (a tie within noise)."""
-    a, a_sd, b, b_sd = _pair(res, rule)
-    if _missing(a, b):
-        return Evidence("no results yet", "—", "one of the compared rows has no results")
-    noise = np.nanmax([a_sd, b_sd]) if not _missing(a_sd) or not _missing(b_sd) else math.nan
-    if not np.isfinite(noise):
-        return Evidence("not testable here", f"{fmt(a)} vs {fmt(b)}", "no fold SD (a single fold)")
-    gap = abs(a - b)
-    return Evidence("reproduced" if gap <= noise else "not reproduced",
-                    f"gap {fmt(gap)} vs SD {fmt(noise)}", "tie if the gap is within the larger fold SD")
+    """Every comparison in ``pairs`` (each as ``compare``): reproduced when all are, contradicted
+    when any is; the effect, CI and p shown are the first pair's, p the largest of the pairs'."""
+    evs = [_rule_compare(res, pair, thesis) for pair in rule["pairs"]]
+    verdict = _combine([e.verdict for e in evs])
+    first = evs[0]
+    ps = [e.p for e in evs if np.isfinite(e.p)]
+    return Evidence(verdict, "; ".join(f"{pair.get('label', '')}{e.ours}" for pair, e in zip(rule["pairs"], evs)),
+                    f"{sum(e.verdict == 'reproduced' for e in evs)}/{len(evs)} comparisons reproduced",
+                    first.effect, first.ci_low, first.ci_high, max(ps) if ps else math.nan, first.n,
+                    [r for e in evs for r in e.rows], "; ".join(e.decides for e in evs if e.decides))
 
 
 def _rule_sd_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """SD over folds of ``a`` vs ``b`` (``expect`` '<' or '>')."""
-    _, a_sd, _, b_sd = _pair(res, rule)
-    if _missing(a_sd, b_sd):
-        return Evidence("no results yet", "—", "SD over folds needs at least two folds")
-    ok = _cmp(a_sd, b_sd, rule["expect"])
-    return Evidence("reproduced" if ok else "not reproduced", f"SD {fmt(a_sd)} vs {fmt(b_sd)}")
+    """Spread over folds of ``a`` vs ``b``: F test of the variance ratio of the per-fold means;
+    reproduced when the ratio's 95% CI excludes 1 on the side of ``expect``."""
+    a = res.fold_values(rule["a"]["study"], rule["a"]["row"], rule["a"]["metric"], rule["a"].get("n_present"))
+    b = res.fold_values(rule["b"]["study"], rule["b"]["row"], rule["b"]["metric"], rule["b"].get("n_present"))
+    rows = _rows_of(rule["a"], rule["b"])
+    if len(a) < 2 or len(b) < 2:
+        return Evidence(NO_RESULTS, "—", "an SD over folds needs at least two folds", rows=rows)
+    test = variance_ratio_test(a.to_numpy(), b.to_numpy())
+    log = (math.log(test["ci_low"]), math.log(test["ci_high"])) if test["ci_low"] > 0 else (math.nan, math.nan)
+    verdict = direction_verdict(*log, rule["expect"])
+    return Evidence(verdict, f"SD {a.std(ddof=0):.4f} vs {b.std(ddof=0):.4f}; variance ratio {test['ratio']:.2f} "
+                    f"[{test['ci_low']:.2f}, {test['ci_high']:.2f}]", "F test of the variance ratio over folds",
+                    test["ratio"], test["ci_low"], test["ci_high"], test["p"], int(min(len(a), len(b))), rows,
+                    f"per_fold.csv: {rule['a']['study']}, {rule['a']['row']} and {rule['b']['row']}")
+
+
+def _better(res: Results, study: str, row: str, base: str, n_present: int = 4) -> dict[str, str]:
+    """Verdicts of ``row`` better than ``base`` on GED (d=1, lower) and Dice_match (higher)."""
+    out = {}
+    for metric, expect in (("ged_dpersona", "<"), ("dice_match", ">")):
+        ev = _rule_compare(res, {"expect": expect, "a": {"study": study, "row": row, "metric": metric, "n_present": n_present},
+                                 "b": {"study": study, "row": base, "metric": metric, "n_present": n_present}}, {})
+        out[metric] = ev.verdict
+    return out
 
 
 def _rule_only_row_improves(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """Among ``rows`` of ``study``, ``winner`` is the only one better than ``baseline`` on both metrics."""
+    """Among ``rows`` of ``study``, ``winner`` is the only one better than ``baseline`` on both GED
+    and Dice_match, each by a paired CI excluding 0. Contradicted when the winner is significantly
+    worse on either metric or another row is significantly better on both."""
     study, base = rule["study"], rule["baseline"]
-    g0, _, _ = res.metric(study, base, "ged_dpersona")
-    d0, _, _ = res.metric(study, base, "dice_match")
-    if _missing(g0, d0):
-        return Evidence("no results yet", "—", "baseline row has no results")
-    better, missing = [], []
-    for row in rule["rows"]:
-        g, _, _ = res.metric(study, row, "ged_dpersona")
-        d, _, _ = res.metric(study, row, "dice_match")
-        if _missing(g, d):
-            missing.append(row)
-        elif g < g0 and d > d0:
-            better.append(row)
+    found = {row: _better(res, study, row, base) for row in rule["rows"]}
+    rows = [(study, r, 4) for r in [base, *rule["rows"]]]
+    missing = [r for r, v in found.items() if NO_RESULTS in v.values()]
     if missing:
-        return Evidence("no results yet", "—", "rows without results: " + ", ".join(missing))
-    ok = better == [rule["winner"]]
-    return Evidence("reproduced" if ok else "not reproduced",
-                    "rows better on both: " + (", ".join(better) if better else "none"))
+        return Evidence(NO_RESULTS, "—", "rows without results: " + ", ".join(missing), rows=rows)
+    both = [r for r, v in found.items() if set(v.values()) == {"reproduced"}]
+    win = _rule_compare(res, {"expect": "<", "a": {"study": study, "row": rule["winner"], "metric": "ged_dpersona"},
+                              "b": {"study": study, "row": base, "metric": "ged_dpersona"}}, thesis)
+    if both == [rule["winner"]]:
+        verdict = "reproduced"
+    elif "contradicted" in found[rule["winner"]].values() or any(r != rule["winner"] for r in both):
+        verdict = "contradicted"
+    else:
+        verdict = "inconclusive"
+    return Evidence(verdict, "rows better on both (CI): " + (", ".join(both) if both else "none"),
+                    "winner's GED difference shown", win.effect, win.ci_low, win.ci_high, win.p, win.n, rows, win.decides)
 
 
 def _rule_extreme(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """``target`` has the max/min mean of ``metric`` among ``rows`` of ``study``."""
-    values = {row: res.metric(rule["study"], row, rule["metric"], rule.get("n_present"))[0] for row in rule["rows"]}
-    missing = [k for k, v in values.items() if not np.isfinite(v)]
-    if missing:
-        return Evidence("no results yet", "—", "rows without results: " + ", ".join(missing))
-    pick = max(values, key=values.get) if rule["which"] == "max" else min(values, key=values.get)
-    tied = [k for k, v in values.items() if v == values[pick]]
-    if len(tied) > 1:
-        return Evidence("not reproduced", f"{rule['which']} shared by {', '.join(tied)} ({fmt(values[pick])})", "a tie")
-    return Evidence("reproduced" if pick == rule["target"] else "not reproduced",
-                    f"{rule['which']}: {pick} ({fmt(values[pick])})")
+    """``target`` has the max/min of ``metric`` among ``rows``: reproduced when its paired
+    difference to every other row excludes 0 on that side; contradicted when some row is
+    significantly beyond it. The effect shown is the closest contender's difference."""
+    expect = ">" if rule["which"] == "max" else "<"
+    evs = {}
+    for row in rule["rows"]:
+        if row == rule["target"]:
+            continue
+        evs[row] = _rule_compare(res, {"expect": expect, "a": {"study": rule["study"], "row": rule["target"], "metric": rule["metric"],
+                                                               "n_present": rule.get("n_present", 4)},
+                                       "b": {"study": rule["study"], "row": row, "metric": rule["metric"],
+                                             "n_present": rule.get("n_present", 4)}}, thesis)
+    rows = [(rule["study"], r, int(rule.get("n_present", 4))) for r in rule["rows"]]
+    if any(e.verdict == NO_RESULTS for e in evs.values()):
+        return Evidence(NO_RESULTS, "—", "some rows have no results", rows=rows)
+    closest = min(evs, key=lambda r: abs(evs[r].effect))
+    e = evs[closest]
+    return Evidence(_combine([x.verdict for x in evs.values()]), f"closest: {closest}, {e.ours}",
+                    f"{sum(x.verdict == 'reproduced' for x in evs.values())}/{len(evs)} rows significantly {'below' if expect == '>' else 'above'}",
+                    e.effect, e.ci_low, e.ci_high, max(x.p for x in evs.values()), e.n, rows, e.decides)
+
+
+def rater_slots_sorted(res: Results) -> bool:
+    """True when every dataset of the results states an area-sorted ``rater_order`` (meta.json)."""
+    order = res.context.get("rater_order") or {}
+    datasets = res.context.get("datasets") or list(order)
+    return bool(datasets) and all(str(order.get(d, "")).lower().startswith("area") for d in datasets)
 
 
 def _rule_per_expert(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """Per-expert Dice_match of ``a`` exceeds ``b`` for every expert (``mode: all``), or the
-    largest gain is at ``expert`` (``mode: argmax``)."""
-    gains = []
+    """Per-slot Dice_match gains of ``a`` over ``b`` (paired). ``mode: all``: every slot's CI
+    above 0; ``mode: argmax``: slot ``expert``'s gain CI lies above every other slot's gain CI.
+    Not testable unless the dataset's rater slots have a stated order (``rater_order``
+    area-sorted in meta.json): on unsorted slots "expert k" is an arbitrary reader."""
+    rows = _rows_of({**rule["a"], "n_present": 4}, {**rule["b"], "n_present": 4})
+    if not rater_slots_sorted(res):
+        return Evidence(NOT_TESTABLE, "—", "rater slots are not ordered (no area-sorted rater_order in the dataset's meta.json)",
+                        rows=rows)
+    evs = []
     k = 0
     while True:
-        col = f"dice_expert_{k}"
-        a, _, _ = res.metric(rule["a"]["study"], rule["a"]["row"], col)
-        b, _, _ = res.metric(rule["b"]["study"], rule["b"]["row"], col)
-        if _missing(a, b):
+        spec = {"metric": f"dice_expert_{k}", "n_present": 4}
+        e = _rule_compare(res, {"expect": ">", "a": {**rule["a"], **spec}, "b": {**rule["b"], **spec}}, thesis)
+        if e.verdict == NO_RESULTS:
             break
-        gains.append(a - b)
+        evs.append(e)
         k += 1
-    if not gains:
-        return Evidence("no results yet", "—", "no per-expert columns")
-    text = ", ".join(f"{g:+.4f}" for g in gains)
+    if not evs:
+        return Evidence(NO_RESULTS, "—", "no per-expert columns", rows=rows)
+    text = ", ".join(f"{e.effect:+.4f} [{e.ci_low:+.4f}, {e.ci_high:+.4f}]" for e in evs)
     if rule.get("mode", "all") == "all":
-        return Evidence("reproduced" if all(g > 0 for g in gains) else "not reproduced", f"gains {text}")
-    best = [k for k, g in enumerate(gains) if g == max(gains)]
-    ok = best == [int(rule["expert"])]
-    return Evidence("reproduced" if ok else "not reproduced", f"gains {text}", "" if len(best) == 1 else "a tie")
+        worst = min(evs, key=lambda e: e.ci_low)
+        return Evidence(_combine([e.verdict for e in evs]), f"gains {text}", "every slot's gain CI above 0",
+                        worst.effect, worst.ci_low, worst.ci_high, max(e.p for e in evs), worst.n, rows, worst.decides)
+    j = int(rule["expert"])
+    target, others = evs[j], [e for i, e in enumerate(evs) if i != j]
+    if all(target.ci_low > o.ci_high for o in others):
+        verdict = "reproduced"
+    elif any(o.ci_low > target.ci_high for o in others):
+        verdict = "contradicted"
+    else:
+        verdict = "inconclusive"
+    return Evidence(verdict, f"gains {text}", f"slot {j}'s gain CI above every other slot's", target.effect,
+                    target.ci_low, target.ci_high, target.p, target.n, rows, target.decides)
 
 
-def _sparsity_gaps(res: Results, rule: dict[str, Any]) -> dict[int, float]:
-    gaps = {}
-    for n in rule["n_present"]:
-        base, _, _ = res.metric(rule["study"], rule["baseline"], rule["metric"], n)
-        ours, _, _ = res.metric(rule["study"], rule["ours"], rule["metric"], n)
-        if not _missing(base, ours):
-            gaps[n] = relative_improvement(base, ours) if rule.get("lower_is_better", True) else ours - base
-    return gaps
+def _level_evidence(res: Results, rule: dict[str, Any], n: int) -> Evidence:
+    expect = "<" if rule.get("lower_is_better", True) else ">"
+    spec = {"study": rule["study"], "metric": rule["metric"], "n_present": n}
+    return _rule_compare(res, {"expect": expect, "a": {**spec, "row": rule["ours"]}, "b": {**spec, "row": rule["baseline"]}}, {})
 
 
 def _rule_gap_trend(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """The per-rater advantage (percent for lower-is-better, difference otherwise) over np levels
-    is positive at every level and grows as np falls (``n_present`` listed high to low)."""
-    gaps = _sparsity_gaps(res, rule)
-    if len(gaps) < len(rule["n_present"]):
-        return Evidence("no results yet", "—", "some sparsity levels have no results")
-    seq = [gaps[n] for n in rule["n_present"]]
-    unit = "%" if rule.get("lower_is_better", True) else ""
-    text = ", ".join(f"np{n}: {gaps[n]:+.2f}{unit}" if unit else f"np{n}: {gaps[n]:+.4f}" for n in rule["n_present"])
-    ok = all(g > 0 for g in seq) and all(x < y for x, y in zip(seq, seq[1:]))
-    return Evidence("reproduced" if ok else "not reproduced", text, "positive and growing as np falls")
+    """The per-rater advantage at every np level of ``n_present`` (listed high to low) has a CI
+    excluding 0 in its favour, and it grows: the sparsest level's CI lies wholly beyond the densest
+    level's (non-overlapping CIs, a conservative test of growth)."""
+    evs = {n: _level_evidence(res, rule, n) for n in rule["n_present"]}
+    rows = [r for e in evs.values() for r in e.rows]
+    if any(e.verdict == NO_RESULTS for e in evs.values()):
+        return Evidence(NO_RESULTS, "—", "some sparsity levels have no results", rows=rows)
+    levels = rule["n_present"]
+    first, last = evs[levels[0]], evs[levels[-1]]
+    lower = rule.get("lower_is_better", True)
+    grows = last.ci_high < first.ci_low if lower else last.ci_low > first.ci_high
+    shrinks = last.ci_low > first.ci_high if lower else last.ci_high < first.ci_low
+    each = _combine([e.verdict for e in evs.values()])
+    verdict = ("reproduced" if each == "reproduced" and grows else
+               "contradicted" if each == "contradicted" or shrinks else "inconclusive")
+    text = "; ".join(f"np{n}: {e.effect:+.4f} [{e.ci_low:+.4f}, {e.ci_high:+.4f}]" for n, e in evs.items())
+    return Evidence(verdict, text, "growth: " + ("yes" if grows else "not shown"), last.effect, last.ci_low,
+                    last.ci_high, last.p, last.n, rows, last.decides)
 
 
 def _rule_fold_wins(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """Count per-fold comparisons where ``ours`` beats ``baseline`` over ``n_present`` levels;
-    reproduced when the count is at least ``min_share`` of the comparisons (default all)."""
+    """Per-fold comparisons (fold x np level) of ``ours`` vs ``baseline``: a one-sided exact sign
+    test. Reproduced when ``ours`` wins a majority unlikely by chance (p < 0.05), contradicted when
+    the baseline does; with few comparisons (4 folds: p >= 1/16) a majority cannot be shown."""
     wins = total = 0
+    rows = []
     for n in rule["n_present"]:
         base = res.fold_values(rule["study"], rule["baseline"], rule["metric"], n)
         ours = res.fold_values(rule["study"], rule["ours"], rule["metric"], n)
-        common = base.index.intersection(ours.index)
-        for f in common:
+        rows += [(rule["study"], rule["baseline"], n), (rule["study"], rule["ours"], n)]
+        for f in base.index.intersection(ours.index):
+            if ours[f] == base[f]:
+                continue
             total += 1
-            better = ours[f] < base[f] if rule.get("lower_is_better", True) else ours[f] > base[f]
-            wins += int(better)
+            wins += int(ours[f] < base[f] if rule.get("lower_is_better", True) else ours[f] > base[f])
     if total == 0:
-        return Evidence("no results yet", "—", "no per-fold results")
-    from scipy.stats import binomtest
-
-    p = binomtest(wins, total, 0.5, alternative="greater").pvalue
-    ok = wins >= math.ceil(rule.get("min_share", 1.0) * total)
-    return Evidence("reproduced" if ok else "not reproduced", f"{wins}/{total} folds, sign test p = {p:.3g}")
+        return Evidence(NO_RESULTS, "—", "no per-fold results", rows=rows)
+    test = sign_test(wins, total)
+    p_other = sign_test(wins, total, alternative="less")["p_one_sided"]
+    verdict = "reproduced" if test["p_one_sided"] < ALPHA else "contradicted" if p_other < ALPHA else "inconclusive"
+    low, high = proportion_ci(wins, total)
+    return Evidence(verdict, f"{wins}/{total} folds, sign test p = {test['p_one_sided']:.3g}",
+                    f"smallest p possible with {total} comparisons: {0.5 ** total:.3g}", wins / total, low, high,
+                    test["p_one_sided"], total, rows, f"per_fold.csv: {rule['study']}, {rule['ours']} vs {rule['baseline']}")
 
 
 def _rule_fold_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """In fold ``fold``, ``a`` vs ``b`` (plan rows, same study/metric/np) with ``expect``."""
-    a = res.fold_values(rule["study"], rule["a"], rule["metric"], rule.get("n_present"))
-    b = res.fold_values(rule["study"], rule["b"], rule["metric"], rule.get("n_present"))
-    f = rule["fold"]
-    if f not in a.index or f not in b.index:
-        return Evidence("no results yet", "—", f"fold {f} has no results")
-    ok = _cmp(a[f], b[f], rule["expect"])
-    return Evidence("reproduced" if ok else "not reproduced", f"fold {f}: {fmt(a[f])} vs {fmt(b[f])}")
+    """In fold ``fold``, ``a`` vs ``b`` (same study/metric/np): the per-fold patient-bootstrap CI
+    of the paired difference (``fold_ci`` of paired.csv) decides, as ``compare``."""
+    spec = {"study": rule["study"], "metric": rule["metric"], "n_present": rule.get("n_present", 4)}
+    rec = _paired(res, {**spec, "row": rule["a"]}, {**spec, "row": rule["b"]})
+    rows = _rows_of({**spec, "row": rule["a"]}, {**spec, "row": rule["b"]})
+    folds = {int(f): (float(lo), float(hi)) for f, lo, hi in
+             (t.split(":") for t in str((rec or {}).get("fold_ci") or "").split())}
+    diffs = {int(f): float(v) for f, v in (t.split(":") for t in str((rec or {}).get("fold_diffs") or "").split())}
+    f = int(rule["fold"])
+    if rec is None or f not in folds:
+        return Evidence(NO_RESULTS, "—", f"fold {f} has no paired results", rows=rows)
+    low, high = folds[f]
+    return Evidence(direction_verdict(low, high, rule["expect"]), f"fold {f}: diff {diffs[f]:+.4f} [{low:+.4f}, {high:+.4f}]",
+                    f"expected a {rule['expect']} b in fold {f}", diffs[f], low, high, math.nan, 0, rows, rec["decides"])
 
 
 def _rule_degradation(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """Relative rise of ``metric`` from np=``full`` to np=``sparse``: ``baseline`` rises more than ``ours``."""
-    rises = {}
-    for who in ("baseline", "ours"):
-        full, _, _ = res.metric(rule["study"], rule[who], rule["metric"], rule["full"])
-        sparse, _, _ = res.metric(rule["study"], rule[who], rule["metric"], rule["sparse"])
-        if _missing(full, sparse) or full == 0:
-            return Evidence("no results yet", "—", "missing sparsity levels")
-        rises[who] = 100.0 * (sparse - full) / full
-    ok = rises["baseline"] > rises["ours"]
-    return Evidence("reproduced" if ok else "not reproduced",
-                    f"rise {rises['baseline']:+.1f}% (baseline) vs {rises['ours']:+.1f}% (per-rater)")
+    """``baseline`` degrades more than ``ours`` from np=``full`` to np=``sparse``, i.e. the gap
+    ``ours - baseline`` is more favourable at ``sparse`` than at ``full``: reproduced when the two
+    gaps' 95% CIs do not overlap in that direction (conservative), contradicted when they do not
+    overlap the other way."""
+    sparse = _level_evidence(res, rule, rule["sparse"])
+    full = _level_evidence(res, rule, rule["full"])
+    rows = sparse.rows + full.rows
+    if NO_RESULTS in (sparse.verdict, full.verdict):
+        return Evidence(NO_RESULTS, "—", "missing sparsity levels", rows=rows)
+    verdict = ("reproduced" if sparse.ci_high < full.ci_low else "contradicted" if sparse.ci_low > full.ci_high
+               else "inconclusive")
+    return Evidence(verdict, f"gap np{rule['full']}: {full.effect:+.4f} [{full.ci_low:+.4f}, {full.ci_high:+.4f}]; "
+                    f"np{rule['sparse']}: {sparse.effect:+.4f} [{sparse.ci_low:+.4f}, {sparse.ci_high:+.4f}]",
+                    "gap CIs must not overlap", sparse.effect - full.effect, math.nan, math.nan, sparse.p, sparse.n,
+                    rows, sparse.decides)
 
 
-def _alignment_by_np(res: Results, row: str, column: str) -> dict[int, float]:
-    sel = res.alignment_rows(row=row)
-    if sel.empty or column not in sel or "n_present" not in sel:
-        return {}
-    return {int(n): float(g[column].mean()) for n, g in sel.groupby("n_present") if g[column].notna().any()}
+def _alignment_folds(res: Results, row: str, column: str, n: int) -> pd.Series:
+    sel = res.alignment_rows(row=row, n_present=n)
+    if sel.empty or column not in sel:
+        return pd.Series(dtype=float)
+    return sel.groupby("fold")[column].mean().dropna()
+
+
+def _step(res: Results, row: str, column: str, hi: int, lo: int, log: bool = False) -> tuple[float, float, float, float, int]:
+    """Per-fold paired change of an alignment column from np=hi to np=lo: (mean, low, high, p, n)."""
+    a, b = _alignment_folds(res, row, column, lo), _alignment_folds(res, row, column, hi)
+    common = a.index.intersection(b.index)
+    if len(common) == 0:
+        return math.nan, math.nan, math.nan, math.nan, 0
+    d = (np.log(b[common] / a[common]) if log else a[common] - b[common]).to_numpy(dtype=float)
+    return (*mean_t_ci(d), int(len(common)))
 
 
 def _rule_alignment(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
     """Alignment of the shared model (alignment.csv, ``row``), ``check`` one of:
-    ``rises`` (mean latent alignment strictly increases as np falls over ``n_present``),
-    ``positive_all_folds`` (every fold's mean > 0 at ``n_present[0]``),
-    ``sd_shrinks`` (within-fold SD at the last np < at the first), ``mixed_signs`` (shares of
-    positive and negative cases both > 0 at the first np), ``fold_sd_smallest`` (the SD over
-    folds is smallest at the last np), ``undefined_for`` (``row`` has no latent alignment: NaN)."""
+    ``rises``: every step between consecutive np levels of ``n_present`` raises the per-fold mean
+    latent cosine, by a fold-paired t CI above 0; ``sd_shrinks``: the within-fold SD shrinks by at
+    least ``min_ratio`` (default 2) from the first to the last np, the fold-paired CI of the log
+    ratio above log(min_ratio); ``positive_all_folds``: every fold's mean has a case-level 95% CI
+    above 0; ``proportions``: a positive majority (share-positive CI above 0.5) and a substantial
+    conflicting minority (share-negative CI above ``min_minority``, default 0.2), pooled over
+    folds; ``fold_sd_smallest``: the across-fold variance at the last np is below every other
+    level's (F test); ``undefined_for``: ``row`` has no latent alignment."""
     check, row = rule["check"], rule["row"]
     levels = rule.get("n_present", [4, 3, 2, 1])
     col = rule.get("column", "latent_mean")
+    rows = [("sparsity", row, n) for n in levels]
+    decides = f"alignment.csv: sparsity, {row}, np {levels}"
     if check == "undefined_for":
         sel = res.alignment_rows(row=row)
         if sel.empty or col not in sel:
-            return Evidence("no results yet", "—", "no alignment rows for this model")
+            return Evidence(NO_RESULTS, "—", "no alignment rows for this model")
         undefined = sel[col].isna().all()
-        return Evidence("reproduced" if undefined else "not reproduced",
-                        "undefined (no shared z)" if undefined else "defined")
-    if check in ("rises", "sd_shrinks", "fold_sd_smallest"):
-        column = {"rises": col, "sd_shrinks": rule.get("sd_column", "latent_sd")}.get(check, col)
-        if check == "fold_sd_smallest":
-            sel = res.alignment_rows(row=row)
-            if sel.empty or col not in sel:
-                return Evidence("no results yet", "—", "no alignment results")
-            sds = {int(n): float(g[col].std(ddof=1)) for n, g in sel.groupby("n_present") if g[col].notna().sum() > 1}
-            if any(n not in sds for n in levels):
-                return Evidence("no results yet", "—", "needs two or more folds per np")
-            ok = min(sds, key=sds.get) == levels[-1]
-            return Evidence("reproduced" if ok else "not reproduced",
-                            ", ".join(f"np{n}: {sds[n]:.3f}" for n in levels))
-        values = _alignment_by_np(res, row, column)
-        if any(n not in values for n in levels):
-            return Evidence("no results yet", "—", "some np levels have no alignment results")
-        seq = [values[n] for n in levels]
-        text = ", ".join(f"np{n}: {values[n]:.3f}" for n in levels)
-        if check == "rises":
-            ok = all(x < y for x, y in zip(seq, seq[1:]))
-        else:
-            ok = seq[-1] < seq[0]
-            text += f" (ratio {seq[0] / seq[-1]:.1f}x)" if seq[-1] > 0 else ""
-        return Evidence("reproduced" if ok else "not reproduced", text)
+        return Evidence("reproduced" if undefined else "contradicted", "undefined (no shared z)" if undefined else "defined")
+    if check == "rises":
+        steps = [(hi, lo, *_step(res, row, col, hi, lo)) for hi, lo in zip(levels, levels[1:])]
+        if any(s[-1] < 2 for s in steps):
+            return Evidence(NO_RESULTS, "—", "needs two or more folds at every np level", rows=rows)
+        verdicts = [direction_verdict(s[3], s[4], ">") for s in steps]
+        text = "; ".join(f"np{hi}->np{lo}: {m:+.3f} [{a:+.3f}, {b:+.3f}]" for hi, lo, m, a, b, _, _ in steps)
+        last = steps[-1] if len(steps) == 1 else min(steps, key=lambda s: s[3])
+        return Evidence(_combine(verdicts), text, "fold-paired t CI per step", last[2], last[3], last[4],
+                        max(s[5] for s in steps), last[6], rows, decides)
+    if check == "sd_shrinks":
+        min_ratio = float(rule.get("min_ratio", 2.0))
+        m, low, high, p, n = _step(res, row, rule.get("sd_column", "latent_sd"), levels[0], levels[-1], log=True)
+        if n < 2:
+            return Evidence(NO_RESULTS, "—", "needs two or more folds at both np levels", rows=rows)
+        shift = math.log(min_ratio)
+        verdict = direction_verdict(low - shift, high - shift, ">")
+        return Evidence(verdict, f"shrink {math.exp(m):.2f}x [{math.exp(low):.2f}, {math.exp(high):.2f}]",
+                        f"at least {min_ratio:g}x", math.exp(m), math.exp(low), math.exp(high), p, n, rows, decides)
+    if check == "fold_sd_smallest":
+        last = _alignment_folds(res, row, col, levels[-1])
+        others = {n: _alignment_folds(res, row, col, n) for n in levels[:-1]}
+        if len(last) < 2 or any(len(v) < 2 for v in others.values()):
+            return Evidence(NO_RESULTS, "—", "needs two or more folds per np", rows=rows)
+        tests = {n: variance_ratio_test(last.to_numpy(), v.to_numpy()) for n, v in others.items()}
+        verdicts = [direction_verdict(math.log(t["ci_low"]), math.log(t["ci_high"]), "<") if t["ci_low"] > 0 else "inconclusive"
+                    for t in tests.values()]
+        worst = max(tests.values(), key=lambda t: t["ratio"])
+        return Evidence(_combine(verdicts), ", ".join(f"np{n}: SD {v.std(ddof=1):.3f}" for n, v in {**others, levels[-1]: last}.items()),
+                        "F test of the variance ratio against every other level", worst["ratio"], worst["ci_low"],
+                        worst["ci_high"], max(t["p"] for t in tests.values()), len(last), rows, decides)
     sel = res.alignment_rows(row=row, n_present=levels[0])
-    if sel.empty:
-        return Evidence("no results yet", "—", "no alignment results")
+    if sel.empty or col not in sel:
+        return Evidence(NO_RESULTS, "—", "no alignment results", rows=rows)
     if check == "positive_all_folds":
-        ok = bool((sel[col] > 0).all())
-        return Evidence("reproduced" if ok else "not reproduced",
-                        "per fold: " + ", ".join(f"{v:.3f}" for v in sel[col]))
-    if check == "mixed_signs":
+        sd_col = col.replace("_mean", "_sd")
+        n_cases = pd.to_numeric(sel.get("n_cases", pd.Series([np.nan] * len(sel))), errors="coerce").to_numpy()
+        se = sel[sd_col].to_numpy(dtype=float) / np.sqrt(n_cases)
+        lows, highs = sel[col].to_numpy(dtype=float) - 1.96 * se, sel[col].to_numpy(dtype=float) + 1.96 * se
+        if not np.isfinite(lows).all():
+            return Evidence(NO_RESULTS, "—", "no case counts or SDs in alignment.csv", rows=rows)
+        verdict = "reproduced" if (lows > 0).all() else "contradicted" if (highs < 0).any() else "inconclusive"
+        return Evidence(verdict, "per fold: " + ", ".join(f"{m:.3f} [{a:.3f}, {b:.3f}]" for m, a, b in zip(sel[col], lows, highs)),
+                        "every fold's case-level CI above 0", float(sel[col].mean()), float(lows.min()), float(highs.min()),
+                        math.nan, int(np.nansum(n_cases)), rows, decides)
+    if check == "proportions":
         prefix = col.rsplit("_", 1)[0]
-        pos = float(sel.get(f"{prefix}_share_positive", pd.Series([math.nan])).mean())
-        neg = float(sel.get(f"{prefix}_share_negative", pd.Series([math.nan])).mean())
-        if _missing(pos, neg):
-            return Evidence("no results yet", "—", "no case shares recorded")
-        ok = pos > 0 and neg > 0
-        return Evidence("reproduced" if ok else "not reproduced", f"positive {pos:.0%}, negative {neg:.0%}")
+        need = [f"{prefix}_share_positive", f"{prefix}_share_negative", "n_cases"]
+        if any(c not in sel for c in need):
+            return Evidence(NO_RESULTS, "—", "no case shares recorded", rows=rows)
+        n = pd.to_numeric(sel["n_cases"], errors="coerce")
+        pos = int(round(float((sel[need[0]] * n).sum())))
+        neg = int(round(float((sel[need[1]] * n).sum())))
+        total = int(n.sum())
+        minority = float(rule.get("min_minority", 0.2))
+        pos_ci, neg_ci = proportion_ci(pos, total), proportion_ci(neg, total)
+        if pos_ci[0] > 0.5 and neg_ci[0] > minority:
+            verdict = "reproduced"
+        elif pos_ci[1] < 0.5 or neg_ci[1] < minority:
+            verdict = "contradicted"
+        else:
+            verdict = "inconclusive"
+        return Evidence(verdict, f"positive {pos / total:.0%} [{pos_ci[0]:.0%}, {pos_ci[1]:.0%}], negative {neg / total:.0%} "
+                        f"[{neg_ci[0]:.0%}, {neg_ci[1]:.0%}] of {total} cases",
+                        f"positive majority and a negative share above {minority:.0%}", neg / total, neg_ci[0], neg_ci[1],
+                        math.nan, total, rows, decides)
     raise ValueError(f"unknown alignment check {check!r}")
 
 
 def _rule_co_move(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """The GED gap (percent) and the shared model's alignment rise together as np falls
-    (Spearman correlation over np levels >= ``min_rho``, default 0.8: with four levels anything
-    weaker is not "rising together")."""
-    gaps = _sparsity_gaps(res, rule)
-    align = _alignment_by_np(res, rule["alignment_row"], rule.get("column", "latent_mean"))
-    levels = [n for n in rule["n_present"] if n in gaps and n in align]
+    """The GED gap (per-rater minus shared, paired) and the shared model's mean latent alignment
+    move together over np levels: exact one-sided permutation test of Spearman's rho (the gap
+    falls, i.e. the advantage grows, as alignment rises: rho(alignment, -gap) > 0, p < 0.05)."""
+    gaps = {n: _level_evidence(res, rule, n) for n in rule["n_present"]}
+    align = {n: _alignment_folds(res, rule["alignment_row"], rule.get("column", "latent_mean"), n) for n in rule["n_present"]}
+    levels = [n for n in rule["n_present"] if gaps[n].verdict != NO_RESULTS and len(align[n])]
+    rows = [r for e in gaps.values() for r in e.rows]
     if len(levels) < 3:
-        return Evidence("no results yet", "—", "needs three or more np levels with both numbers")
-    from scipy.stats import spearmanr
+        return Evidence(NO_RESULTS, "—", "needs three or more np levels with both numbers", rows=rows)
+    test = exact_spearman([float(align[n].mean()) for n in levels], [-gaps[n].effect for n in levels])
+    verdict = "reproduced" if test["p_greater"] < ALPHA else "contradicted" if test["p_less"] < ALPHA else "inconclusive"
+    return Evidence(verdict, f"Spearman rho = {test['rho']:.2f} over np {levels}",
+                    f"exact permutation p; smallest possible with {len(levels)} levels: {1 / math.factorial(len(levels)):.3g}",
+                    test["rho"], math.nan, math.nan, test["p_greater"], len(levels), rows,
+                    "paired.csv (gaps) and alignment.csv (shared_s1)")
 
-    rho = float(spearmanr([gaps[n] for n in levels], [align[n] for n in levels]).statistic)
-    min_rho = float(rule.get("min_rho", 0.8))
-    return Evidence("reproduced" if rho >= min_rho else "not reproduced", f"Spearman rho = {rho:.2f} over np {levels}",
-                    f"reproduced if rho >= {min_rho:g}")
 
-
-def _attributes_table(res: Results, unit: str = "patch", definition: str = "patch") -> pd.DataFrame | None:
-    """Overall Pearson r per attribute from ``attributes.json`` (the output of
-    ``mrseg.diagnostics.attributes.attribute_study_summary``) or ``attributes.csv`` beside the
-    tables; the thesis's unit (every patch) and whole-patch variance unless told otherwise."""
+def _attribute_family(res: Results, unit: str, definition: str) -> pd.DataFrame | None:
+    """Size-controlled partial r per attribute (``partial_size`` of attributes.json) with n,
+    Holm-adjusted p over the attributes and a Fisher-z 95% CI."""
     data = res.extra.get("attributes")
-    if isinstance(data, dict) and isinstance(data.get("sd"), dict) and data["sd"]:
-        by_unit = data["sd"].get(unit) or next(iter(data["sd"].values()))
-        table = by_unit.get(definition) or next(iter(by_unit.values()))
-        return pd.DataFrame([{"attribute": k, **v} for k, v in table.items()])
-    path = res.folder / "attributes.csv"
-    return pd.read_csv(path) if path.exists() else None
+    if not isinstance(data, dict) or not isinstance(data.get("partial_size"), dict):
+        return None
+    table = ((data["partial_size"].get(unit) or {}).get(definition)) or {}
+    if not table:
+        return None
+    frame = pd.DataFrame([{"attribute": k, **v} for k, v in table.items()])
+    frame["r"] = pd.to_numeric(frame["r"], errors="coerce")
+    frame["p_holm"] = adjust_pvalues(pd.to_numeric(frame["p"], errors="coerce").to_numpy(), "holm")
+    cis = [fisher_r_ci(r, int(n or 0), k=1) for r, n in zip(frame["r"], frame["n"])]
+    frame["ci_low"], frame["ci_high"] = [c[0] for c in cis], [c[1] for c in cis]
+    return frame.set_index("attribute")
 
 
 def _rule_attribute(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """Attribute study (attributes.csv or attributes.json beside the tables): ``check`` one of
-    ``sign`` (r of ``attribute`` has sign ``sign``), ``strongest`` (``attribute`` has the largest r)."""
-    table = _attributes_table(res)
-    if table is None or "attribute" not in table or "r" not in table:
-        return Evidence("no results yet", "—", "the attribute study has not written its table")
-    r = dict(zip(table["attribute"].astype(str), pd.to_numeric(table["r"], errors="coerce")))
+    """Attribute study on the real annotations (attributes.json): one patch per nodule (``unit``,
+    default ``nodule``), variance definition ``definition`` (default ``patch``: the whole-patch
+    pixel variance p(1-p)), partial r controlling nodule size, Holm-adjusted over the attributes.
+    ``check: sign``: reproduced when r has sign ``sign`` with Holm p < 0.05, contradicted when the
+    opposite sign is significant; ``check: strongest``: ``attribute`` has the largest r and its CI
+    lies above every other attribute's r."""
+    unit, definition = rule.get("unit", "nodule"), rule.get("definition", "patch")
+    table = _attribute_family(res, unit, definition)
+    decides = f"attributes.json: partial_size / {unit} / {definition}"
+    if table is None:
+        return Evidence(NO_RESULTS, "—", "the attribute study has not written its table")
     att = rule["attribute"]
-    if att not in r or not np.isfinite(r[att]):
-        return Evidence("no results yet", "—", f"no r for {att}")
+    if att not in table.index or not np.isfinite(table.loc[att, "r"]):
+        return Evidence(NO_RESULTS, "—", f"no r for {att}")
+    rec = table.loc[att]
+    where = f"unit {unit}, variance '{definition}', partial r (size-controlled), Holm over {len(table)} attributes"
     if rule["check"] == "sign":
-        p = dict(zip(table["attribute"].astype(str), pd.to_numeric(table.get("p", pd.Series(dtype=float)), errors="coerce")))
-        p_att = p.get(att, math.nan)
-        ok = np.sign(r[att]) == np.sign(rule["sign"]) and np.isfinite(p_att) and p_att < rule.get("alpha", 0.05)
-        return Evidence("reproduced" if ok else "not reproduced", f"r = {r[att]:+.3f}, p = {p_att:.2g}",
-                        f"sign {'+' if rule['sign'] > 0 else '-'} and p < {rule.get('alpha', 0.05)}")
-    best = max(r, key=lambda k: r[k] if np.isfinite(r[k]) else -np.inf)
-    return Evidence("reproduced" if best == att else "not reproduced", f"largest r: {best} ({r[best]:+.3f})")
+        significant = rec["p_holm"] < ALPHA
+        same = np.sign(rec["r"]) == np.sign(rule["sign"])
+        verdict = "reproduced" if significant and same else "contradicted" if significant else "inconclusive"
+        return Evidence(verdict, f"r = {rec['r']:+.3f} [{rec['ci_low']:+.3f}, {rec['ci_high']:+.3f}], Holm p = {rec['p_holm']:.2g}",
+                        where, float(rec["r"]), float(rec["ci_low"]), float(rec["ci_high"]), float(rec["p_holm"]),
+                        int(rec["n"] or 0), [], decides)
+    others = table.drop(index=att)["r"].dropna()
+    best = table["r"].idxmax()
+    if best == att and rec["ci_low"] > others.max() and rec["p_holm"] < ALPHA:
+        verdict = "reproduced"
+    elif best != att and table.loc[best, "r"] > rec["ci_high"]:
+        verdict = "contradicted"
+    else:
+        verdict = "inconclusive"
+    return Evidence(verdict, f"largest r: {best} ({table.loc[best, 'r']:+.3f}); {att}: {rec['r']:+.3f} "
+                    f"[{rec['ci_low']:+.3f}, {rec['ci_high']:+.3f}]", where, float(rec["r"]), float(rec["ci_low"]),
+                    float(rec["ci_high"]), float(rec["p_holm"]), int(rec["n"] or 0), [], decides)
 
 
 def _rule_attribute_folds(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """Per-fold correlation of ``attribute`` (margin) has sign ``sign`` and p < ``alpha`` in every
-    fold (``per_fold_margin`` / ``per_fold_margin_p`` of attributes.json; the thesis's unit, every
-    patch, and whole-patch variance)."""
+    """Per-fold correlation of ``attribute`` (margin) has sign ``sign`` with Holm-adjusted p <
+    ``alpha`` (over the folds) in every fold; contradicted when the opposite sign is significant in
+    any fold (``per_fold_margin`` of attributes.json, ``unit`` default nodule, variance ``definition``)."""
     data = res.extra.get("attributes")
     if not isinstance(data, dict) or not data.get("per_fold_margin_p"):
-        return Evidence("no results yet", "—", "the attribute study has not written per-fold r and p")
-    unit, definition = rule.get("unit", "patch"), rule.get("definition", "patch")
-    rs = [float(v) for v in data["per_fold_margin"][unit][definition]]
-    ps = [float(v) for v in data["per_fold_margin_p"][unit][definition]]
-    alpha = rule.get("alpha", 0.05)
-    ok = bool(rs) and all(np.sign(r) == np.sign(rule.get("sign", 1)) and p < alpha for r, p in zip(rs, ps))
-    shown = ", ".join(f"{r:+.3f} (p={p:.1g})" for r, p in zip(rs, ps))
-    return Evidence("reproduced" if ok else "not reproduced", shown, f"every fold: sign and p < {alpha}")
+        return Evidence(NO_RESULTS, "—", "the attribute study has not written per-fold r and p")
+    unit, definition = rule.get("unit", "nodule"), rule.get("definition", "patch")
+    try:
+        rs = [float(v) for v in data["per_fold_margin"][unit][definition]]
+        ps = adjust_pvalues([float(v) for v in data["per_fold_margin_p"][unit][definition]], "holm")
+    except (KeyError, TypeError):
+        return Evidence(NO_RESULTS, "—", f"no per-fold results for unit {unit}, variance {definition}")
+    alpha, sign = rule.get("alpha", ALPHA), np.sign(rule.get("sign", 1))
+    ok = bool(rs) and all(np.sign(r) == sign and p < alpha for r, p in zip(rs, ps))
+    bad = any(np.sign(r) == -sign and p < alpha for r, p in zip(rs, ps))
+    shown = ", ".join(f"{r:+.3f} (Holm p={p:.1g})" for r, p in zip(rs, ps))
+    return Evidence("reproduced" if ok else "contradicted" if bad else "inconclusive", shown,
+                    f"every fold: sign and Holm p < {alpha} (unit {unit}, variance '{definition}')",
+                    float(np.mean(rs)) if rs else math.nan, float(min(rs)) if rs else math.nan,
+                    float(max(rs)) if rs else math.nan, float(np.nanmax(ps)) if rs else math.nan, len(rs), [],
+                    f"attributes.json: per_fold_margin / {unit} / {definition}")
 
 
 def _rule_time_ratio(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """Training seconds (runs.csv) of row ``a`` over row ``b`` in ``study`` reach ``min_ratio``
-    (default 1: ``a`` costs more)."""
+    """Training seconds (runs.csv) of row ``a`` over row ``b`` of ``study`` (at np=4), per fold:
+    reproduced when the 95% CI of the per-fold ratio (t over log ratios) lies at or above
+    ``min_ratio``, contradicted when it lies below, otherwise inconclusive."""
     runs = res.runs
     if runs is None or "seconds" not in runs or "row" not in runs:
-        return Evidence("no results yet", "—", "runs.csv has no timings")
+        return Evidence(NO_RESULTS, "—", "runs.csv has no timings")
     done = runs[(runs["status"].astype(str) == "complete") & (runs["study"].astype(str) == rule["study"])]
     if "kind" in done:
         done = done[done["kind"].astype(str).isin(["train", "training"])]
-    a = pd.to_numeric(done[done["row"].astype(str) == rule["a"]]["seconds"], errors="coerce").sum()
-    b = pd.to_numeric(done[done["row"].astype(str) == rule["b"]]["seconds"], errors="coerce").sum()
-    if not (a > 0 and b > 0):
-        return Evidence("no results yet", "—", "no timings for both rows")
+    if "n_present" in done:
+        done = done[pd.to_numeric(done["n_present"], errors="coerce").fillna(4) == int(rule.get("n_present", 4))]
+    key = "fold" if "fold" in done else None
+
+    def seconds(row: str) -> pd.Series:
+        sel = done[done["row"].astype(str) == row]
+        values = pd.to_numeric(sel["seconds"], errors="coerce")
+        return values.groupby(sel[key]).sum() if key else pd.Series([values.sum()])
+
+    a, b = seconds(rule["a"]), seconds(rule["b"])
+    common = [f for f in a.index.intersection(b.index) if a[f] > 0 and b[f] > 0]
+    if not common:
+        return Evidence(NO_RESULTS, "—", "no timings for both rows")
+    logs = np.log(a[common].to_numpy(float) / b[common].to_numpy(float))
+    m, low, high, p = mean_t_ci(logs)
     min_ratio = float(rule.get("min_ratio", 1.0))
-    return Evidence("reproduced" if a / b >= min_ratio else "not reproduced",
-                    f"ratio {a / b:.2f}x ({a:.0f} s vs {b:.0f} s)", f"reproduced if >= {min_ratio:g}x")
+    verdict = (direction_verdict(low - math.log(min_ratio), high - math.log(min_ratio), ">")
+               if np.isfinite(low) else "inconclusive")
+    return Evidence(verdict, f"ratio {math.exp(m):.2f}x" + (f" [{math.exp(low):.2f}, {math.exp(high):.2f}]" if np.isfinite(low) else "")
+                    + f" over {len(common)} fold(s) ({a[common].sum():.0f} s vs {b[common].sum():.0f} s)",
+                    f"at least {min_ratio:g}x", math.exp(m), math.exp(low) if np.isfinite(low) else math.nan,
+                    math.exp(high) if np.isfinite(high) else math.nan, p, len(common),
+                    [(rule["study"], rule["a"], 4), (rule["study"], rule["b"], 4)],
+                    f"runs.csv: {rule['study']}, {rule['a']} and {rule['b']}")
 
 
+@lru_cache(maxsize=4)
 def gradient_isolation_check(n_raters: int = 4, seed: int = 0) -> dict[str, float]:
     """Gradients of each rater's Stage 1 terms with respect to every per-rater encoder, for a
     freshly initialised smoke-size ``per-rater`` model on a random batch (the property does not
@@ -423,21 +657,21 @@ def _rule_gradient_isolation(res: Results, rule: dict[str, Any], thesis: dict[st
     """Computed live by :func:`gradient_isolation_check` (no run needed)."""
     check = gradient_isolation_check()
     ok = check["cross"] == 0.0 and check["own"] > 0
-    return Evidence("reproduced" if ok else "not reproduced",
+    return Evidence("reproduced" if ok else "contradicted",
                     f"max |dL_i/dθ_j| (i≠j) = {check['cross']:g}; own-encoder gradient > 0: {check['own'] > 0}",
                     "computed when the page is built, on a fresh smoke-size model")
 
 
 def _rule_not_testable(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
     """Cannot be tested with what this project has (the ``reason`` says why)."""
-    return Evidence("not testable here", "—", rule.get("reason", ""))
+    return Evidence(NOT_TESTABLE, "—", rule.get("reason", ""))
 
 
 RULES: dict[str, Callable[[Results, dict[str, Any], dict[str, Any]], Evidence]] = {
     "attribute_folds": _rule_attribute_folds,
     "compare": _rule_compare,
     "all_compare": _rule_all_compare,
-    "within_noise": _rule_within_noise,
+    "equivalent": _rule_equivalent,
     "sd_compare": _rule_sd_compare,
     "only_row_improves": _rule_only_row_improves,
     "extreme": _rule_extreme,
@@ -468,18 +702,61 @@ def _thesis_text(thesis: dict[str, Any], refs: Any) -> str:
             parts.append(", ".join(f"{v:g}" if _is_number(v) else str(v) for v in value))
         elif _is_number(value):
             parts.append(f"{value:g}")
-        elif value is None:
-            raise KeyError(f"claims.yaml refers to {ref!r}, which is not in the thesis yaml")
         else:
             parts.append(str(value))
     return "; ".join(parts)
 
 
-def scorecard(res: Results, thesis: dict[str, Any], claims: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per claim: id, source, claim, thesis value, ours, verdict, reason, evidence page.
+def _convergence(res: Results, rows: list[tuple[str, str, int]]) -> list[str]:
+    """Runs among ``rows`` (study, row, n_present) flagged not converged in per_fold.csv."""
+    pf = res.per_fold
+    if pf is None or pf.empty or "converged" not in pf or not rows:
+        return []
+    bad = []
+    for study, row, n in rows:
+        sel = res._select(pf, study, row, n)
+        flags = sel["converged"].astype(str).str.lower()
+        if (flags == "false").any():
+            bad.append(f"{row} (np={n})")
+    return sorted(set(bad))
 
-    A rule whose data are absent gives "no results yet" (the plan has not produced them) unless
-    the claim is marked ``testable: false`` (then "not testable here").
+
+def _posterior(res: Results, rows: list[tuple[str, str, int]]) -> str:
+    """KL and active units of the compared rows where per_fold.csv has them (empty otherwise)."""
+    pf = res.per_fold
+    if pf is None or pf.empty or not rows:
+        return ""
+    cols = [c for c in pf.columns if c.startswith("kl") or c.startswith("active_units")]
+    parts = []
+    for study, row, n in dict.fromkeys(rows):
+        sel = res._select(pf, study, row, n)
+        vals = [f"{c} {pd.to_numeric(sel[c], errors='coerce').mean():.3g}" for c in cols
+                if pd.to_numeric(sel[c], errors="coerce").notna().any()]
+        if vals:
+            parts.append(f"{row} (np={n}): " + ", ".join(vals))
+    return "; ".join(parts)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _rule_words(kind: str) -> str:
+    doc = (RULES[kind].__doc__ or "").strip()
+    return " ".join(doc.split())
+
+
+def evaluate_claims(res: Results, thesis: dict[str, Any], claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every claim's verdict and statistics as records (the content of ``scorecard.json``).
+
+    Holm's adjustment runs over the comparative claims of one ``family`` (a claim's ``family``,
+    else its evidence page): a direction that the CI supports but whose Holm-adjusted p is 0.05 or
+    more becomes ``inconclusive``. A comparison whose runs have not converged (``converged`` false
+    in per_fold.csv) is ``not testable at this scale``; its effect is still shown.
     """
     records = []
     for claim in claims:
@@ -489,39 +766,187 @@ def scorecard(res: Results, thesis: dict[str, Any], claims: list[dict[str, Any]]
         except KeyError as err:
             raise ValueError(f"claim {claim['id']}: rule is missing field {err}") from err
         records.append({
-            "id": claim["id"],
-            "source": claim["source"],
-            "claim": claim["text"],
-            "thesis": _thesis_text(thesis, claim.get("thesis")),
-            "ours": ev.ours,
-            "verdict": ev.verdict,
-            "how tested": claim.get("test", ""),
-            "reason": ev.reason,
-            "evidence": claim.get("evidence", ""),
+            "id": claim["id"], "source": claim["source"], "claim": claim["text"],
+            "verdict": ev.verdict, "effect": _clean(ev.effect), "ci_low": _clean(ev.ci_low), "ci_high": _clean(ev.ci_high),
+            "p": _clean(ev.p), "p_holm": None, "n": int(ev.n), "thesis_effect": _thesis_text(thesis, claim.get("thesis")),
+            "ours": ev.ours, "reason": ev.reason, "rule": claim.get("test", "") + " Rule: " + _rule_words(rule["kind"]),
+            "rule_kind": rule["kind"], "decides": ev.decides, "evidence": claim.get("evidence", ""),
+            "family": claim.get("family") or claim.get("evidence", ""),
+            "posterior": _posterior(res, ev.rows) if claim.get("posterior") else "",
+            "not_converged": _convergence(res, ev.rows),
         })
-    return pd.DataFrame.from_records(records)
+    families: dict[str, list[int]] = {}
+    for i, rec in enumerate(records):
+        if rec["p"] is not None and rec["verdict"] in ("reproduced", "contradicted", "inconclusive"):
+            families.setdefault(rec["family"], []).append(i)
+    for members in families.values():
+        adjusted = adjust_pvalues([records[i]["p"] for i in members], "holm")
+        for i, p in zip(members, adjusted):
+            rec = records[i]
+            rec["p_holm"] = _clean(p)
+            if rec["verdict"] in ("reproduced", "contradicted") and not p < ALPHA and rec["rule_kind"] != "equivalent":
+                rec["reason"] = (rec["reason"] + "; " if rec["reason"] else "") + f"Holm-adjusted p = {p:.3g} >= {ALPHA}"
+                rec["verdict"] = "inconclusive"
+    for rec in records:
+        if rec["not_converged"] and rec["verdict"] not in (NO_RESULTS, NOT_TESTABLE):
+            rec["reason"] = (rec["reason"] + "; " if rec["reason"] else "") + "not converged: " + ", ".join(rec["not_converged"])
+            rec["verdict"] = NOT_AT_SCALE
+    return records
+
+
+def scorecard(res: Results, thesis: dict[str, Any], claims: list[dict[str, Any]]) -> pd.DataFrame:
+    """:func:`evaluate_claims` as a table (one row per claim)."""
+    return pd.DataFrame.from_records(evaluate_claims(res, thesis, claims))
+
+
+def write_scorecard(folder: str | Path, plan: str, profile: str) -> Path:
+    """Evaluate every claim on the aggregated tables in ``folder`` and write ``scorecard.json``
+    (``{"claims": [...], "counts": {...}, "context": {...}}``), atomically; returns its path."""
+    from mrseg.io import write_json
+    from mrseg.report.results import load_results
+    from mrseg.report.thesis import load_thesis_reported
+
+    folder = Path(folder)
+    res = load_results(folder, plan, profile)
+    records = evaluate_claims(res, load_thesis_reported(), load_claims())
+    counts = {v: sum(r["verdict"] == v for r in records) for v in VERDICTS}
+    path = folder / SCORECARD_JSON
+    write_json(path, {"claims": records, "counts": counts, "plan": plan, "profile": profile,
+                      "ci": "95% CI of the mean paired difference, bootstrap over patients (2,000 resamples)"})
+    return path
+
+
+def read_scorecard(res: Results) -> pd.DataFrame:
+    """``scorecard.json`` of a results folder as a table; empty (with the columns) when absent."""
+    data = res.extra.get("scorecard")
+    if not isinstance(data, dict) or not isinstance(data.get("claims"), list):
+        return pd.DataFrame(columns=["id", "verdict", "effect", "ci_low", "ci_high", "p", "n", "thesis_effect", "rule",
+                                     "evidence"])
+    return pd.DataFrame.from_records(data["claims"])
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return fmt(value, digits) if value is not None else "—"
+
+
+def fmt_p(value: Any) -> str:
+    """A p value: three decimals, "< 0.001" below that, an em dash when missing."""
+    if value is None or not _is_number(value) or not np.isfinite(float(value)):
+        return "—"
+    return "< 0.001" if float(value) < 0.001 else f"{float(value):.3f}"
 
 
 def scorecard_html(card: pd.DataFrame) -> str:
-    """The scorecard as HTML with the evidence column as links to the book's pages."""
-    frame = card.copy()
+    """The scorecard as HTML: thesis effect, ours with 95% CI, n, p (Holm), verdict with its
+    reason, the rule in words, the table row that decides it and a link to the evidence page."""
     rows = []
-    for _, rec in frame.iterrows():
-        link = rec["evidence"]
+    for _, rec in card.iterrows():
+        link = rec.get("evidence") or ""
         ev = f'<a href="{html.escape(link)}.html">{html.escape(link.split("/")[-1])}</a>' if link else "—"
-        cls = "verdict-" + rec["verdict"].replace(" ", "-")
-        cells = [html.escape(str(rec[c])) for c in ("id", "source", "claim", "thesis", "ours")]
-        cells.append(f'<span class="{cls}">{html.escape(rec["verdict"])}</span>')
-        cells.append(html.escape(f'{rec["how tested"]}' + (f' ({rec["reason"]})' if rec["reason"] else "")))
-        cells.append(ev)
+        cls = "verdict-" + str(rec["verdict"]).replace(" ", "-")
+        ci = (f"[{_num(rec['ci_low'])}, {_num(rec['ci_high'])}]" if rec.get("ci_low") is not None
+              and pd.notna(rec.get("ci_low")) else "")
+        p = fmt_p(rec.get("p")) + (f" (Holm {fmt_p(rec.get('p_holm'))})" if pd.notna(rec.get("p_holm")) else "")
+        verdict = f'<span class="{cls}">{html.escape(str(rec["verdict"]))}</span>'
+        if rec.get("reason"):
+            verdict += f"<br><small>{html.escape(str(rec['reason']))}</small>"
+        if rec.get("posterior"):
+            verdict += f"<br><small>posterior: {html.escape(str(rec['posterior']))}</small>"
+        cells = [html.escape(str(rec["id"])), html.escape(str(rec["source"])), html.escape(str(rec["claim"])),
+                 html.escape(str(rec["thesis_effect"])),
+                 html.escape(f"{_num(rec.get('effect'))} {ci}") + f"<br><small>{html.escape(str(rec['ours']))}</small>",
+                 html.escape(str(rec.get("n", ""))), html.escape(p), verdict,
+                 f"<small>{html.escape(str(rec['rule']))}</small>",
+                 html.escape(str(rec.get("decides") or "")) + "<br>" + ev]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in
-                   ("id", "source", "claim", "thesis", "ours", "verdict", "how tested", "evidence"))
+    head = "".join(f"<th>{h}</th>" for h in ("id", "source", "claim", "thesis", "ours (effect, 95% CI)", "n", "p",
+                                              "verdict", "rule", "decided by"))
     return (f'<table class="table mrseg-table mrseg-scorecard"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
+def findings_markdown(res: Results, page: str) -> str:
+    """Generated sentences saying what this evidence page's tables show for each claim it holds
+    (from ``scorecard.json``): verdict, our effect with its 95% CI, n and p, and the table row that
+    decides it; findings that contradict the thesis come first and say so."""
+    card = read_scorecard(res)
+    if card.empty or "evidence" not in card:
+        return "No scorecard yet: the statements of this page's claims appear once the runs are aggregated."
+    card = card[card["evidence"].astype(str) == page]
+    if card.empty:
+        return "No scored claim rests on this page."
+    order = {"contradicted": 0, "reproduced": 1, "inconclusive": 2}
+    card = card.assign(_o=card["verdict"].map(order).fillna(3)).sort_values("_o", kind="stable")
+    lines = []
+    for _, rec in card.iterrows():
+        text = f"- **{rec['id']}** ({rec['claim']}): **{rec['verdict']}**"
+        if rec["verdict"] == "contradicted":
+            text += ", our runs point the other way from the thesis"
+        if rec.get("effect") is not None and pd.notna(rec.get("effect")):
+            text += f"; ours {_num(rec['effect'])}"
+            if rec.get("ci_low") is not None and pd.notna(rec.get("ci_low")):
+                text += f" (95% CI {_num(rec['ci_low'])} to {_num(rec['ci_high'])})"
+            text += f", n = {int(rec['n'])}" if rec.get("n") else ""
+            text += f", p {'' if fmt_p(rec['p']).startswith('<') else '= '}{fmt_p(rec['p'])}" if rec.get("p") is not None and pd.notna(rec.get("p")) else ""
+        if rec.get("thesis_effect") and rec["thesis_effect"] != "—":
+            text += f"; thesis {rec['thesis_effect']}"
+        if rec.get("reason"):
+            text += f" ({rec['reason']})"
+        if rec.get("decides"):
+            text += f". Decided by `{rec['decides']}`"
+        lines.append(text + ".")
+    return "\n".join(lines)
+
+
+HEADLINE_CLAIMS = ("A1", "A2", "A9", "A10", "A6")
+
+
+def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -> str:
+    """The site's opening (included by the intro): scope (plan, profile, data, claims scored),
+    the scale of our runs and the headline verdicts with effect and 95% CI, all read from the
+    aggregated results and ``scorecard.json``."""
+    from mrseg.report.banner import _scale_markdown, describe_context
+
+    card = read_scorecard(res)
+    ctx = describe_context(res)
+    datasets = ctx["dataset"] if isinstance(ctx["dataset"], list) else [ctx["dataset"]]
+    lines = [f"**Scope of this build:** plan `{res.plan}`, profile `{res.profile}`, data "
+             + ", ".join(f"`{d}`" for d in datasets if d) + "."]
+    if card.empty:
+        lines.append("No results have been aggregated yet: run `python -m mrseg run` to fill this section.")
+        return "\n\n".join(lines)
+    counts = verdict_counts(card)
+    lines.append(f"**{len(card)} claims scored:** " + ", ".join(f"{int(n)} {v}" for v, n in counts.itertuples(index=False) if n)
+                 + ". Details on the [scorecard](generated/pages/scorecard).")
+    scale = _scale_markdown(res).strip()
+    if scale:
+        lines.append(scale)
+    rows = []
+    for cid in claims:
+        sel = card[card["id"] == cid]
+        if sel.empty:
+            continue
+        rec = sel.iloc[0]
+        effect = _num(rec.get("effect"))
+        if rec.get("ci_low") is not None and pd.notna(rec.get("ci_low")):
+            effect += f" [{_num(rec['ci_low'])}, {_num(rec['ci_high'])}]"
+        cells = [cid, rec["claim"], rec["thesis_effect"], effect, rec["verdict"]]
+        rows.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    if rows:
+        lines.append("**Headline claims** (ours: effect and 95% CI):\n\n| id | claim | thesis | ours | verdict |\n"
+                     "|---|---|---|---|---|\n" + "\n".join(rows))
+    return "\n\n".join(lines)
+
+
+def write_headline(res: Results, path: str | Path) -> Path:
+    """Write :func:`headline_markdown` to ``path`` (atomically)."""
+    from mrseg.io import write_text
+
+    write_text(path, headline_markdown(res) + "\n")
+    return Path(path)
+
+
 def verdict_counts(card: pd.DataFrame) -> pd.DataFrame:
     """How many claims got each verdict."""
-    counts = card["verdict"].value_counts()
+    counts = card["verdict"].value_counts() if "verdict" in card else pd.Series(dtype=int)
     return pd.DataFrame({"verdict": list(VERDICTS), "claims": [int(counts.get(v, 0)) for v in VERDICTS]})

@@ -45,7 +45,7 @@ def per_expert_table(res: Results, thesis: dict[str, Any], study: str = "per_exp
     rows = list(rows)
     records, values = [], {}
     for key, label in rows:
-        t = thesis_value(thesis, f"table_4_3_per_expert_dice_match.{key}")
+        t = thesis_value(thesis, f"table_4_3_per_expert_dice_match.{key}", optional=True)
         ours = [res.metric(study, key, f"dice_expert_{k}")[0] for k in range(4)]
         values[key] = (t if isinstance(t, list) else [math.nan] * 4, ours)
         for source, vals in (("thesis", values[key][0]), ("ours", ours)):
@@ -317,36 +317,52 @@ def _plain(text: str) -> str:
 
 
 def sparsity_series(res: Results, thesis: dict[str, Any], metric: str = "ged", study: str = "sparsity",
-                    levels: Iterable[int] = (4, 3, 2, 1)) -> tuple[list[int], dict[str, list[float]], dict[str, list[float]]]:
-    """``(levels, thesis series, our series)`` of a metric vs np for :func:`mrseg.plots.sparsity_curves`."""
+                    levels: Iterable[int] = (4, 3, 2, 1)) -> tuple[list[int], dict[str, list[float]], dict[str, list[float]],
+                                                                   dict[str, list[float]]]:
+    """``(levels, thesis series, our series, our SDs over folds)`` of a metric vs np for
+    :func:`mrseg.plots.sparsity_curves` (Fig 4.3 with error bars)."""
     levels = list(levels)
     table = "table_4_6_sparsity_ged" if metric == "ged" else "table_4_7_sparsity_dice_match"
     col = THESIS_TO_OURS.get(metric, metric)
     t_series = {label: [thesis_mean_sd(thesis_value(thesis, f"{table}.np{n}.{key}"))[0] for n in levels]
                 for key, label in (("shared_s1", "shared"), ("per_rater_s1", "per-rater"))}
-    o_series = {label: [res.metric(study, key, col, n)[0] for n in levels]
-                for key, label in (("shared_s1", "shared"), ("per_rater_s1", "per-rater"),
-                                   ("shared_masked_s1", "shared-masked"))}
-    return levels, t_series, o_series
+    ours = (("shared_s1", "shared"), ("per_rater_s1", "per-rater"), ("shared_masked_s1", "shared-masked"))
+    o_series = {label: [res.metric(study, key, col, n)[0] for n in levels] for key, label in ours}
+    o_sd = {label: [res.metric(study, key, col, n)[1] for n in levels] for key, label in ours}
+    return levels, t_series, o_series, o_sd
 
 
 def gap_alignment_series(res: Results, thesis: dict[str, Any], study: str = "sparsity",
-                         levels: Iterable[int] = (4, 3, 2, 1)) -> tuple[list[int], list[float], list[float], list[float], list[float]]:
+                         levels: Iterable[int] = (4, 3, 2, 1)) -> tuple[list[int], list[float], list[float], list[float],
+                                                                        list[float], list[float], list[float]]:
     """Arguments for :func:`mrseg.plots.gap_and_alignment`: ``(levels, gap_thesis, align_thesis,
-    gap_ours, align_ours)``, GED gain (%) of per-rater over shared and the shared alignment per np."""
+    gap_ours, align_ours, gap_ours_err, align_ours_sd)``: GED gain (%) of per-rater over shared and
+    the shared alignment per np; our error bars are the half-width of the gap's 95% paired CI
+    (paired.csv, as a percent of the shared mean) and the alignment's SD over folds."""
     levels = list(levels)
-    gap_t, gap_o, al_t, al_o = [], [], [], []
+    gap_t, gap_o, al_t, al_o, gap_err, al_sd = [], [], [], [], [], []
+    paired = res.paired if res.paired is not None else pd.DataFrame()
     for n in levels:
         tb = thesis_mean_sd(thesis_value(thesis, f"table_4_6_sparsity_ged.np{n}.shared_s1"))[0]
         tp = thesis_mean_sd(thesis_value(thesis, f"table_4_6_sparsity_ged.np{n}.per_rater_s1"))[0]
         gap_t.append(relative_improvement(tb, tp))
-        gap_o.append(relative_improvement(res.metric(study, "shared_s1", "ged_dpersona", n)[0],
-                                          res.metric(study, "per_rater_s1", "ged_dpersona", n)[0]))
+        base = res.metric(study, "shared_s1", "ged_dpersona", n)[0]
+        gap_o.append(relative_improvement(base, res.metric(study, "per_rater_s1", "ged_dpersona", n)[0]))
+        err = math.nan
+        if not paired.empty and {"study", "a", "b", "metric", "n_present"} <= set(paired.columns):
+            hit = paired[(paired["study"] == study) & (paired["metric"] == "ged_dpersona")
+                         & (pd.to_numeric(paired["n_present"], errors="coerce") == n)
+                         & paired["a"].isin(["shared_s1", "per_rater_s1"]) & paired["b"].isin(["shared_s1", "per_rater_s1"])]
+            if len(hit) and base:
+                err = 100.0 * float(hit["ci_high"].iloc[0] - hit["ci_low"].iloc[0]) / 2 / abs(base)
+        gap_err.append(err)
         value = thesis_value(thesis, f"table_4_8_gradient_alignment.np{n}.shared_mean")
         al_t.append(float(value) if _is_number(value) else math.nan)
         sel = res.alignment_rows(row="shared_s1", n_present=n, study=study)
         al_o.append(float(sel["latent_mean"].mean()) if not sel.empty and "latent_mean" in sel else math.nan)
-    return levels, gap_t, al_t, gap_o, al_o
+        al_sd.append(float(sel["latent_mean"].std(ddof=0)) if not sel.empty and "latent_mean" in sel
+                     and sel["latent_mean"].notna().sum() > 1 else math.nan)
+    return levels, gap_t, al_t, gap_o, al_o, gap_err, al_sd
 
 
 def sign_test_table(res: Results, study: str = "sparsity", levels: Iterable[int] = (3, 2, 1),
@@ -413,7 +429,7 @@ def hyperparameter_table(thesis: dict[str, Any], profile: str, plan: str = "thes
     """Appendix V: the thesis's hyperparameters beside the RunConfig preset of ``profile``."""
     from mrseg.config import RunConfig
 
-    t = thesis_value(thesis, "appendix_V_hyperparameters") or {}
+    t = thesis_value(thesis, "appendix_V_hyperparameters")
     cfg = RunConfig.from_profile(profile)
     epochs: dict[str, Any] = {}
     try:
@@ -443,8 +459,8 @@ def hyperparameter_table(thesis: dict[str, Any], profile: str, plan: str = "thes
 
 def thesis_training_time(thesis: dict[str, Any]) -> pd.DataFrame:
     """The thesis's reported training hours for four folds (Appendix V), one row per model."""
-    hours = thesis_value(thesis, "appendix_V_hyperparameters.training_time_4_folds_hours") or {}
-    hardware = thesis_value(thesis, "appendix_V_hyperparameters.hardware") or "—"
+    hours = thesis_value(thesis, "appendix_V_hyperparameters.training_time_4_folds_hours")
+    hardware = thesis_value(thesis, "appendix_V_hyperparameters.hardware")
     return pd.DataFrame([{"model": k, "hours (thesis)": f"{v:g}", "hardware": hardware} for k, v in hours.items()])
 
 
@@ -482,3 +498,39 @@ def package_modules(package: str = "mrseg") -> list[str]:
                 parts = parts[:-1]
             names.add(".".join(parts))
     return sorted(names)
+
+
+def runs_index_html(res: Results, study: str | None = None) -> str | None:
+    """The runs behind every table row, grouped by study, row and np: one line per (study, row,
+    np) with a link to each fold's run notebook (runs.csv's memberships; a run that feeds several
+    studies appears under each). ``study`` restricts it to one study. Links are relative to a page
+    in ``generated/pages/``. None when runs.csv is absent."""
+    import html as _html
+
+    runs = res.runs
+    if runs is None or runs.empty or "memberships" not in runs:
+        return None
+    runs = runs[runs["kind"].astype(str).isin(["train", "alignment", "latent"])] if "kind" in runs else runs
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for _, rec in runs.iterrows():
+        notebook = str(rec.get("notebook") or "")
+        name = Path(notebook).with_suffix(".html").name if notebook else ""
+        fold = rec.get("fold")
+        label = f"{rec.get('kind', 'train')} fold {int(fold)}" if pd.notna(fold) else str(rec.get("kind", "run"))
+        status = str(rec.get("status", ""))
+        link = (f'<a href="../runs/{_html.escape(name)}">{_html.escape(label)}</a>' if name else _html.escape(label))
+        if status != "complete":
+            link += f" ({_html.escape(status)})"
+        for member in str(rec["memberships"] or "").split(";"):
+            if ":" not in member:
+                continue
+            st, rest = member.split(":", 1)
+            row, _, np_ = rest.partition("@")
+            if study is None or st == study:
+                groups.setdefault((st, row, np_), []).append(link)
+    if not groups:
+        return None
+    body = "".join(f"<tr><td>{_html.escape(st)}</td><td>{_html.escape(row)}</td><td>{_html.escape(np_)}</td>"
+                   f"<td>{', '.join(links)}</td></tr>" for (st, row, np_), links in groups.items())
+    return ('<table class="table mrseg-table"><thead><tr><th>study</th><th>row</th><th>np</th><th>runs</th></tr>'
+            f"</thead><tbody>{body}</tbody></table>")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-TABLES = ("cases", "per_fold", "summary", "alignment", "alignment_summary", "latent", "runs")
+TABLES = ("cases", "per_fold", "summary", "paired", "alignment", "alignment_summary", "latent", "runs")
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Results:
     cases: pd.DataFrame | None = None
     per_fold: pd.DataFrame | None = None
     summary: pd.DataFrame | None = None
+    paired: pd.DataFrame | None = None
     alignment: pd.DataFrame | None = None
     alignment_summary: pd.DataFrame | None = None
     latent: pd.DataFrame | None = None

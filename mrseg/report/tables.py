@@ -33,21 +33,27 @@ def side_by_side(
     metrics: Iterable[str],
     n_present: int | None = None,
     extra_ours: Iterable[str] = ("ged",),
+    thesis_ref: str = "{table}.{row}.{metric}",
 ) -> pd.DataFrame:
     """Thesis vs ours for ``rows`` = ``[(plan row key, label), ...]``.
 
     For each thesis metric ``m`` (``ged``, ``dice_match``, ``dice_soft``) the table has
     "m (thesis)" and "m (ours)" columns (ours for GED uses d(∅,∅)=1, like the thesis), then
     our ``extra_ours`` metrics (default: GED with d(∅,∅)=0) and the number of folds.
-    Thesis cells come from ``thesis[thesis_table][row][m]``; missing values show as "—".
+    Thesis cells come from ``thesis_ref`` (default ``{table}.{row}.{metric}``; Appendix I is
+    ``appendix_I_full_annotation_per_fold.{metric}.{row}``, per-fold lists shown as mean ± SD).
+    The thesis table must exist (a bad name raises ``KeyError``); a row or metric the thesis does
+    not report shows as "—".
     """
     metrics = list(metrics)
+    thesis_value(thesis, thesis_table)  # strict: the table itself must exist
     records = []
     for key, label in rows:
         rec: dict[str, Any] = {"Method": label}
         n_folds = 0
         for m in metrics:
-            t_mean, t_sd = thesis_mean_sd(thesis_value(thesis, f"{thesis_table}.{key}.{m}"))
+            ref = thesis_ref.format(table=thesis_table, row=key, metric=m)
+            t_mean, t_sd = thesis_mean_sd(thesis_value(thesis, ref, optional=True))
             ours = THESIS_TO_OURS.get(m, m)
             o_mean, o_sd, n = res.metric(study, key, ours, n_present)
             n_folds = max(n_folds, n)
@@ -77,7 +83,8 @@ def per_fold_table(
     records = []
     for key, label in rows:
         if thesis is not None and thesis_ref:
-            values = thesis_value(thesis, thesis_ref.format(row=key))
+            thesis_value(thesis, thesis_ref.split(".{")[0])  # strict: the table itself must exist
+            values = thesis_value(thesis, thesis_ref.format(row=key), optional=True)
             if isinstance(values, list):
                 rec = {"Model": label, "source": "thesis"}
                 rec.update({f"fold {i}": fmt(v) for i, v in enumerate(values)})

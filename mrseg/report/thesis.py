@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from statistics import pstdev
 from typing import Any
 
 import yaml
@@ -29,23 +30,36 @@ def load_thesis_reported(path: str | Path | None = None) -> dict[str, Any]:
     return data
 
 
-def thesis_value(thesis: dict[str, Any], ref: str) -> Any:
-    """Look up a dotted path such as ``table_4_2_main.per_rater_s1.ged`` (None if absent)."""
+def thesis_value(thesis: dict[str, Any], ref: str, optional: bool = False) -> Any:
+    """Look up a dotted path such as ``table_4_2_main.per_rater_s1.ged``.
+
+    Strict: a path that does not resolve raises ``KeyError`` naming the path and the first part
+    that is missing, so a typo in a page or claim fails the build instead of showing "—".
+    ``optional=True`` returns None instead (for rows that a thesis table legitimately lacks).
+    """
     node: Any = thesis
+    walked: list[str] = []
     for part in ref.split("."):
         if isinstance(node, dict) and part in node:
             node = node[part]
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
-        else:
+        elif optional:
             return None
+        else:
+            where = ".".join(walked) or "the top level"
+            raise KeyError(f"thesis_reported.yaml has no {ref!r}: no {part!r} under {where}")
+        walked.append(part)
     return node
 
 
 def thesis_mean_sd(value: Any) -> tuple[float, float]:
-    """``[mean, sd]`` or a scalar as ``(mean, sd)`` with NaN where not given."""
+    """``[mean, sd]`` or a scalar as ``(mean, sd)`` with NaN where not given; a list of more than
+    two numbers (per-fold values, as in Appendix I) gives their mean and population SD (ddof=0)."""
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_number(v) for v in value):
         return float(value[0]), float(value[1])
+    if isinstance(value, (list, tuple)) and len(value) > 2 and all(_is_number(v) for v in value):
+        return float(sum(value) / len(value)), float(pstdev(value))
     if _is_number(value):
         return float(value), math.nan
     return math.nan, math.nan

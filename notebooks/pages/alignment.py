@@ -77,3 +77,25 @@ report.show_table(report.alignment_per_fold(res, thesis))
 
 # %% tags=["hide-input"]
 fig = plots.gap_and_alignment(*report.gap_alignment_series(res, thesis))
+
+
+# %% [markdown]
+# ## What our runs show for the thesis's claims
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "alignment"))
+
+
+# %% [markdown]
+# ## Runs behind this page's rows
+#
+# Each table row above is the mean over these runs; each link opens the executed notebook of one run.
+
+# %% tags=["hide-input"]
+from IPython.display import HTML
+
+HTML(report.runs_index_html(res, "sparsity") or "<p>No runs recorded yet.</p>")
+

@@ -19,7 +19,7 @@
 # decisions across the four masks", so three definitions are reported: `patch` (per-pixel variance
 # p(1-p) averaged over the whole 128x128 patch), `union` (the same averaged only inside the union
 # of the masks) and `iou` (1 - mean pairwise IoU). Two units: `nodule` (one patch per nodule, the
-# slice with the largest rater union) and `patch` (every patch, the thesis's unit, n = 1,603 there).
+# slice with the largest rater union) and `patch` (every patch with complete records, the thesis's unit).
 # Whole-patch variance grows with nodule size, so the partial correlation controlling for size
 # (log mean rater area) is shown too. Definitions in `mrseg.diagnostics.attributes`.
 

@@ -37,7 +37,7 @@ report.show_table(report.side_by_side(res, thesis, "main", "table_4_2_main", ROW
 # %% [markdown]
 # ## Relative change of per-rater over D-Persona
 #
-# The thesis reports a 4.2% GED reduction and a 2.28% relative Dice_match gain.
+# The thesis's relative changes (from its Table 4.2 numbers) beside ours.
 
 # %% tags=["hide-input"]
 report.show_table(report.relative_changes(res, thesis, "main", "table_4_2_main", "dpersona_s1s2", "per_rater_s1",
@@ -51,5 +51,29 @@ report.show_table(report.relative_changes(res, thesis, "main", "table_4_2_main",
 
 # %% tags=["hide-input"]
 report.show_table(report.side_by_side(res, thesis, "main", "appendix_I_full_annotation_per_fold",
-                                      [("shared_s1", "Shared (S1)"), ("dpersona_s1s2", "D-Persona (S1+S2)")],
-                                      ["ged", "dice_match"]))
+                                      [("per_rater_s1", "Per-rater (S1)"), ("shared_s1", "Shared (S1)"),
+                                       ("dpersona_s1s2", "D-Persona (S1+S2)")],
+                                      ["ged", "dice_match"], thesis_ref="{table}.{metric}.{row}"),
+                  "thesis: mean ± SD of its four per-fold values (Appendix I; it has no Stage 1+2 row there)")
+
+
+# %% [markdown]
+# ## What our runs show for the thesis's claims
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "main_comparison"))
+
+
+# %% [markdown]
+# ## Runs behind this page's rows
+#
+# Each table row above is the mean over these runs; each link opens the executed notebook of one run.
+
+# %% tags=["hide-input"]
+from IPython.display import HTML
+
+HTML(report.runs_index_html(res, "main") or "<p>No runs recorded yet.</p>")
+

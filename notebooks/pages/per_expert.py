@@ -36,3 +36,25 @@ res, thesis = report.open_page(results_dir, plan, profile, study="per_expert")
 
 # %% tags=["hide-input"]
 report.show_table(report.per_expert_table(res, thesis, study="per_expert"), "Dice_match per rater slot, mean over folds")
+
+
+# %% [markdown]
+# ## What our runs show for the thesis's claims
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "per_expert"))
+
+
+# %% [markdown]
+# ## Runs behind this page's rows
+#
+# Each table row above is the mean over these runs; each link opens the executed notebook of one run.
+
+# %% tags=["hide-input"]
+from IPython.display import HTML
+
+HTML(report.runs_index_html(res, "per_expert") or "<p>No runs recorded yet.</p>")
+

@@ -14,7 +14,7 @@
 # What the code costs, each number with the command that reproduces it. Numbers come only from
 # measurement files written beside the results tables (`bench_metrics.json`, `bench_step.json`,
 # `bench_gpu.json`, `bench_dataset.json`) and from the runner's own timings; anything not measured
-# says so. The thesis reports about 47 h (per-rater) vs 10.5 h (shared) for four folds on Apple MPS.
+# says so. The thesis's own training hours (Appendix V) are in the last table.
 
 # %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()
@@ -43,3 +43,13 @@ report.show_table(report.thesis_training_time(thesis), "hours for four folds, as
 
 # %% tags=["hide-input"]
 report.show_table(report.slowest_runs(res), "runs.csv, seconds per item")
+
+
+# %% [markdown]
+# ## What our runs show for the thesis's claims
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "performance"))

@@ -47,3 +47,13 @@ report.show_table(report.side_by_side(res, thesis, "main", "table_4_2_main",
 # %% tags=["hide-input"]
 files = report.sample_files(res, "sparsity", [("shared_s1", "Shared, np=1"), ("per_rater_s1", "Per-rater, np=1")], n_present=1)
 fig = plots.sample_grid(files) if files else report.show_markdown("*No samples yet for np = 1.*")
+
+
+# %% [markdown]
+# ## What our runs show for the thesis's claims
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "qualitative"))

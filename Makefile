@@ -6,12 +6,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test book plan book-build bench clean-book system-deps
+.PHONY: venv test book plan book-build bench system-deps
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -28,6 +29,7 @@ book/_vendor/mathjax/tex-chtml.js:
 	cp -r .cache/npm/node_modules/mathjax/es5/. book/_vendor/mathjax/
 
 test: venv system-deps book/_vendor/mathjax/tex-chtml.js
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 plan: venv

@@ -38,7 +38,6 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
-
 from scipy.stats import wilcoxon
 
 from mrseg.diagnostics.statistics import cluster_bootstrap_cis, cluster_bootstrap_mean_ci
@@ -459,9 +458,9 @@ def write_runs_table(items: list, records: dict[str, dict[str, Any]], path: str 
 def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, profile: str,
                    out_dir: str | os.PathLike, extra_context: dict[str, Any] | None = None) -> dict[str, Path]:
     """Read every complete run of the plan and write the tables listed in the module docstring."""
+    from mrseg.fingerprint import source_hash
     from mrseg.manifest import code_version, now_iso, read_manifest
     from mrseg.plan import absent_studies, read_plan, study_epochs
-    from mrseg.fingerprint import source_hash
     from mrseg.runner import item_complete as _complete, train_stale
 
     keep_stale = bool((extra_context or {}).get("keep_stale"))

@@ -50,8 +50,11 @@ def has_stage2(model: str) -> bool:
 # Settings that change how fast a run goes, never its numbers: left out of the run's identity, and
 # a checkpoint made under other values still resumes. Every other field is part of the identity,
 # including fields added later (see :meth:`RunConfig.identity`).
-EXECUTION_FIELDS: tuple[str, ...] = ("threads", "num_workers", "device", "eval_batch_size", "per_rater_impl",
-                                     "channels_last", "max_bad_steps")
+EXECUTION_FIELDS: tuple[str, ...] = ("threads", "device", "eval_batch_size", "per_rater_impl", "channels_last",
+                                     "max_bad_steps")
+# Fields that earlier versions wrote and that no longer exist: dropped when a stored config is read
+# (all were execution fields, so no run id changes).
+RETIRED_FIELDS: tuple[str, ...] = ("num_workers",)
 # Fields a Stage 1 model never reads: two Stage 1 configs differing only here are the same run.
 STAGE2_ONLY_FIELDS: tuple[str, ...] = ("stage2_epochs", "stage2_bank_train", "stage2_bank_test", "stage2_head_widths",
                                         "ortho_weight")
@@ -118,7 +121,6 @@ class RunConfig:
     device: str = "cpu"            # "auto", "cpu", "cuda", "mps"
     amp: bool = False              # bf16 autocast on CUDA (ignored elsewhere)
     threads: int = 1               # torch intra-op threads on CPU
-    num_workers: int = 0           # kept for compatibility: tensors are held in memory / on the device
     channels_last: bool = True     # channels_last memory format for the convolutions
     per_rater_impl: str = "auto"   # "loop" over N encoders, "batched" (vmap, every rater present), "auto"
     eval_batch_size: int = 32      # cases per batch at evaluation time
@@ -146,7 +148,7 @@ class RunConfig:
                      "val_samples", "convs_per_block", "base_channels", "feature_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("stage2_epochs", "max_train_cases", "max_eval_cases", "max_val_cases", "num_workers",
+        for name in ("stage2_epochs", "max_train_cases", "max_eval_cases", "max_val_cases",
                      "kl_weight", "free_bits", "beta_bound", "l2_weight", "ortho_weight", "diversity_weight", "latent_repulsion"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -253,6 +255,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k not in RETIRED_FIELDS}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown config fields: {', '.join(unknown)}")

@@ -26,7 +26,6 @@ not a person; titles say "rater slot".
 from __future__ import annotations
 
 import math
-
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -287,12 +286,12 @@ def qualitative_comparison(runs: Mapping[str, ArraysOrPath], max_cases: int = 2,
         raise ValueError("qualitative_comparison: no runs given")
     first = runs[labels[0]]
     ids = [str(c) for c in first["case_ids"]]
-    others = {l: [str(x) for x in runs[l]["case_ids"]] for l in labels}
-    common = [c for c in ids if all(c in others[l] for l in labels)][:max_cases]
+    others = {lab: [str(x) for x in runs[lab]["case_ids"]] for lab in labels}
+    common = [c for c in ids if all(c in others[lab] for lab in labels)][:max_cases]
     if not common:
         raise ValueError("qualitative_comparison: the runs share no test case")
     n = first["raters"].shape[1]
-    m = min([max_samples] + [runs[l]["probs"].shape[1] for l in labels])
+    m = min([max_samples] + [runs[lab]["probs"].shape[1] for lab in labels])
     cols = 1 + max(n, m)
     nrows = len(common) * (1 + len(labels))
     fig, axes = plt.subplots(nrows, cols, figsize=(1.6 * cols, 1.7 * nrows), squeeze=False, constrained_layout=True)
@@ -388,7 +387,8 @@ def tsne_from_run(run_dir: str | Path, title: str | None = None) -> Figure:
 # --- architecture (Fig 3.1) ------------------------------------------------------------------
 
 
-def _box(ax: Any, xy: tuple[float, float], text: str, color: str, w: float = 0.2, h: float = 0.075) -> tuple[float, float, float, float]:
+def _box(ax: Any, xy: tuple[float, float], text: str, color: str, w: float = 0.2,
+         h: float = 0.075) -> tuple[float, float, float, float]:
     x, y = xy
     ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.01", fc=color, ec="k", lw=0.8))
     ax.text(x, y, text, ha="center", va="center", fontsize=7.5)
@@ -397,7 +397,7 @@ def _box(ax: Any, xy: tuple[float, float], text: str, color: str, w: float = 0.2
 
 def _arrow(ax: Any, a: tuple[float, float, float, float], b: tuple[float, float, float, float],
            color: str = "k", ls: str = "-") -> None:
-    (xa, ya, wa, ha), (xb, yb, wb, hb) = a, b
+    (xa, ya, _, ha), (xb, yb, _, hb) = a, b
     ax.add_patch(FancyArrowPatch((xa, ya - ha / 2), (xb, yb + hb / 2), arrowstyle="-|>", mutation_scale=9,
                                  color=color, lw=1.0, ls=ls))
 

@@ -48,7 +48,7 @@ run_report.run_facts(path)
 # takes the last epoch).
 
 # %%
-run_report.history_figure(path);
+run_report.history_figure(path)
 
 # %% [markdown]
 # ## Test-fold metrics
@@ -74,4 +74,4 @@ run_report.collapse_table(path)
 # prior samples.
 
 # %%
-plots.qualitative_from_run(path);
+plots.qualitative_from_run(path)

@@ -46,7 +46,8 @@ def write_example_results(root: Path, plan: str = "thesis", profile: str = "smok
             run_id = f"synthetic/{model}/np{n_present}/fold{fold}/seed1337/smoke-e2"
             ged = base + 0.01 * fold
             values = {"ged": ged - 0.02, "ged_dpersona": ged, "dice_match": 1 - ged / 2,
-                      "dice_soft": 0.8 + 0.001 * fold, "hm_iou": 0.7, "d_sy": ged, "d_ss": 0.1 if model != "probunet-mean" else 0.01,
+                      "dice_soft": 0.8 + 0.001 * fold, "hm_iou": 0.7, "d_sy": ged,
+                      "d_ss": 0.1 if model != "probunet-mean" else 0.01,
                       "d_yy": 0.1}
             for k in range(4):
                 values[f"dice_expert_{k}"] = 1 - ged / 2 - 0.001 * k
@@ -67,7 +68,8 @@ def write_example_results(root: Path, plan: str = "thesis", profile: str = "smok
             if study == "sparsity":
                 latent = np.nan if model == "per-rater" else (0.2 + 0.05 * fold if n_present == 4 else 0.9 + 0.01 * fold)
                 align.append({"run_id": run_id, "row": row, "n_present": n_present, "fold": fold,
-                              "latent_mean": latent, "latent_sd": np.nan if np.isnan(latent) else (0.4 if n_present == 4 else 0.03),
+                              "latent_mean": latent,
+                              "latent_sd": np.nan if np.isnan(latent) else (0.4 if n_present == 4 else 0.03),
                               "decoder_mean": 0.3, "decoder_sd": 0.1,
                               "latent_share_positive": np.nan if np.isnan(latent) else 0.6,
                               "latent_share_negative": np.nan if np.isnan(latent) else 0.4,

@@ -7,8 +7,15 @@ import math
 import pandas as pd
 import pytest
 
-from mrseg.aggregate import (alignment_row, alignment_summary_table, cases_table, metric_columns,
-                             per_fold_table, read_eval_cases, summary_table)
+from mrseg.aggregate import (
+    alignment_row,
+    alignment_summary_table,
+    cases_table,
+    metric_columns,
+    per_fold_table,
+    read_eval_cases,
+    summary_table,
+)
 
 
 def _eval(run_id, model, fold, geds, n_present=4):

@@ -3,8 +3,6 @@ common and a disagreement residual, and the floor of the zero-filled ("as traine
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from runner_toys import write_toy_plan
 
 from mrseg import runner
 from mrseg.paths import REPO_ROOT
-from runner_toys import write_toy_plan
 
 pytest.importorskip("distributed")
 

@@ -210,7 +210,8 @@ def test_correlation_table_matches_scipy_and_residual_partial():
         table[f"sd_{a}"] = rng.normal(size=n) + 0.5 * table["var_patch"]
         table[f"mean_{a}"] = rng.normal(size=n)
     corr = attributes.correlation_table({"patch": table})
-    row = corr[(corr.definition == "patch") & (corr.statistic == "sd") & (corr.fold == "all") & (corr.attribute == "margin")].iloc[0]
+    margin_sd = (corr.definition == "patch") & (corr.statistic == "sd") & (corr.attribute == "margin")
+    row = corr[margin_sd & (corr.fold == "all")].iloc[0]
     ref = stats.pearsonr(table["sd_margin"], table["var_patch"])
     assert row.r == pytest.approx(ref.statistic, abs=1e-12) and row.p == pytest.approx(ref.pvalue, rel=1e-9)
     assert row.n == n
@@ -218,7 +219,7 @@ def test_correlation_table_matches_scipy_and_residual_partial():
     rx = x - np.polyval(np.polyfit(c, x, 1), c)
     ry = y - np.polyval(np.polyfit(c, y, 1), c)
     assert row.partial_r == pytest.approx(np.corrcoef(rx, ry)[0, 1], abs=1e-10)
-    fold2 = corr[(corr.definition == "patch") & (corr.statistic == "sd") & (corr.fold == "2") & (corr.attribute == "margin")].iloc[0]
+    fold2 = corr[margin_sd & (corr.fold == "2")].iloc[0]
     sel = table["fold"] == 2
     assert fold2.r == pytest.approx(stats.pearsonr(x[sel], y[sel]).statistic, abs=1e-12)
     assert attributes.per_fold_r(corr, "patch", "patch")[2] == pytest.approx(fold2.r)

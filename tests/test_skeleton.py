@@ -254,6 +254,12 @@ def test_run_config_validation_names_the_field():
         RunConfig.from_profile("huge")
 
 
+def test_a_stored_config_with_a_retired_field_still_loads_under_the_same_run_id():
+    cfg = RunConfig.from_profile("smoke", model="shared")
+    stored = {**cfg.to_dict(), "num_workers": 4}  # written by an earlier version
+    assert RunConfig.from_dict(stored).run_id == cfg.run_id
+
+
 # ------------------------------------------------------------------------------- manifest
 def test_manifest_updates_merge_atomically(tmp_path):
     run = tmp_path / "run"

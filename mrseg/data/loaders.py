@@ -168,7 +168,8 @@ def _lidc_pickle_samples(path: Path, image_range: float, sort_by_area: bool, nam
                     raise ValueError(f"{where}: 'attributes' must be [{len(masks)}, 9], got {attributes.shape}")
             uid = str(entry.get("series_uid", key))
             samples.append(_sample(image / image_range, masks_arr, np.ones(len(masks), bool), case_id=str(key),
-                                   patient_id=patient_from_key(str(key), uid), nodule_id=uid, slice_index=index, attributes=attributes,
+                                   patient_id=patient_from_key(str(key), uid), nodule_id=uid, slice_index=index,
+                                   attributes=attributes,
                                    sort_by_area=sort_by_area, source=where))
     if samples and any(("attributes" in s) != ("attributes" in samples[0]) for s in samples):
         for s in samples:

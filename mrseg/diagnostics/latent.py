@@ -34,7 +34,8 @@ from torch import nn
 from mrseg.io import write_json, write_npz
 
 
-def latent_means(model: nn.Module, image: torch.Tensor, masks: torch.Tensor, present: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+def latent_means(model: nn.Module, image: torch.Tensor, masks: torch.Tensor,
+                 present: torch.Tensor | None = None) -> dict[str, np.ndarray]:
     """``{"posterior": [B,N,D] (NaN for absent raters), "prior": [B,D], "joint": [B,D] (shared) or
     all-NaN (per-rater)}`` as float64 numpy arrays. See the module docstring for the definitions."""
     masks = masks.float()

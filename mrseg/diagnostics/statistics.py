@@ -314,7 +314,8 @@ def variance_ratio_test(a: Sequence[float], b: Sequence[float]) -> dict[str, flo
     d1, d2 = a.size - 1, b.size - 1
     cdf = stats.f.cdf(ratio, d1, d2)
     lo, hi = stats.f.ppf(0.975, d1, d2), stats.f.ppf(0.025, d1, d2)
-    return {"ratio": ratio, "ci_low": float(ratio / lo), "ci_high": float(ratio / hi), "p": float(min(1.0, 2 * min(cdf, 1 - cdf)))}
+    return {"ratio": ratio, "ci_low": float(ratio / lo), "ci_high": float(ratio / hi),
+            "p": float(min(1.0, 2 * min(cdf, 1 - cdf)))}
 
 
 def exact_spearman(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:

@@ -25,11 +25,16 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
+from mrseg.config import has_stage2, is_per_rater, posterior_kind
 from mrseg.models.backbones import build_backbone
 from mrseg.models.fcomb import FComb
-from mrseg.config import has_stage2, is_per_rater, posterior_kind
-from mrseg.models.gaussian import (AxisAlignedConvGaussian, MiTGaussian, PerRaterPosteriors, encoder_parameter_count,
-                                   matched_width_filters)
+from mrseg.models.gaussian import (
+    AxisAlignedConvGaussian,
+    MiTGaussian,
+    PerRaterPosteriors,
+    encoder_parameter_count,
+    matched_width_filters,
+)
 from mrseg.models.stage2 import Stage2Heads
 
 

@@ -37,15 +37,15 @@ from mrseg.report.claims import (
     RULES,
     VERDICTS,
     Evidence,
-    gradient_isolation_check,
-    write_scorecard,
     evaluate_claims,
     findings_markdown,
+    gradient_isolation_check,
     load_claims,
     read_scorecard,
     scorecard,
     scorecard_html,
     verdict_counts,
+    write_scorecard,
 )
 from mrseg.report.formatting import fmt, mean_sd, to_html
 from mrseg.report.page_tables import (

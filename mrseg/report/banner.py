@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mrseg.report.formatting import to_html
 from mrseg.report.results import Results
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _dataset_note(name: str, semi_synthetic: Any) -> str:

@@ -13,8 +13,16 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mrseg.diagnostics.statistics import (adjust_pvalues, direction_verdict, exact_spearman, fisher_r_ci, mean_t_ci,
-                                         proportion_ci, sign_test, variance_ratio_test)
+from mrseg.diagnostics.statistics import (
+    adjust_pvalues,
+    direction_verdict,
+    exact_spearman,
+    fisher_r_ci,
+    mean_t_ci,
+    proportion_ci,
+    sign_test,
+    variance_ratio_test,
+)
 from mrseg.report.formatting import _is_number, fmt, mean_sd
 from mrseg.report.results import Results
 from mrseg.report.thesis import BOOK_DATA, thesis_value
@@ -236,7 +244,8 @@ def _rule_extreme(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) ->
     for row in rule["rows"]:
         if row == rule["target"]:
             continue
-        evs[row] = _rule_compare(res, {"expect": expect, "a": {"study": rule["study"], "row": rule["target"], "metric": rule["metric"],
+        evs[row] = _rule_compare(res, {"expect": expect,
+                                            "a": {"study": rule["study"], "row": rule["target"], "metric": rule["metric"],
                                                                "n_present": rule.get("n_present", 4)},
                                        "b": {"study": rule["study"], "row": row, "metric": rule["metric"],
                                              "n_present": rule.get("n_present", 4)}}, thesis)
@@ -246,7 +255,8 @@ def _rule_extreme(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) ->
     closest = min(evs, key=lambda r: abs(evs[r].effect))
     e = evs[closest]
     return Evidence(_combine([x.verdict for x in evs.values()]), f"closest: {closest}, {e.ours}",
-                    f"{sum(x.verdict == 'reproduced' for x in evs.values())}/{len(evs)} rows significantly {'below' if expect == '>' else 'above'}",
+                    f"{sum(x.verdict == 'reproduced' for x in evs.values())}/{len(evs)} rows significantly "
+                    f"{'below' if expect == '>' else 'above'}",
                     e.effect, e.ci_low, e.ci_high, max(x.p for x in evs.values()), e.n, rows, e.decides)
 
 
@@ -447,7 +457,8 @@ def _rule_alignment(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
         verdicts = [direction_verdict(math.log(t["ci_low"]), math.log(t["ci_high"]), "<") if t["ci_low"] > 0 else "inconclusive"
                     for t in tests.values()]
         worst = max(tests.values(), key=lambda t: t["ratio"])
-        return Evidence(_combine(verdicts), ", ".join(f"np{n}: SD {v.std(ddof=1):.3f}" for n, v in {**others, levels[-1]: last}.items()),
+        sds = ", ".join(f"np{n}: SD {v.std(ddof=1):.3f}" for n, v in {**others, levels[-1]: last}.items())
+        return Evidence(_combine(verdicts), sds,
                         "F test of the variance ratio against every other level", worst["ratio"], worst["ci_low"],
                         worst["ci_high"], max(t["p"] for t in tests.values()), len(last), rows, decides)
     sel = res.alignment_rows(row=row, n_present=levels[0])
@@ -461,7 +472,8 @@ def _rule_alignment(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
         if not np.isfinite(lows).all():
             return Evidence(NO_RESULTS, "—", "no case counts or SDs in alignment.csv", rows=rows)
         verdict = "reproduced" if (lows > 0).all() else "contradicted" if (highs < 0).any() else "inconclusive"
-        return Evidence(verdict, "per fold: " + ", ".join(f"{m:.3f} [{a:.3f}, {b:.3f}]" for m, a, b in zip(sel[col], lows, highs)),
+        per_fold = ", ".join(f"{m:.3f} [{a:.3f}, {b:.3f}]" for m, a, b in zip(sel[col], lows, highs))
+        return Evidence(verdict, "per fold: " + per_fold,
                         "every fold's case-level CI above 0", float(sel[col].mean()), float(lows.min()), float(highs.min()),
                         math.nan, int(np.nansum(n_cases)), rows, decides)
     if check == "proportions":
@@ -544,7 +556,8 @@ def _rule_attribute(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
         significant = rec["p_holm"] < ALPHA
         same = np.sign(rec["r"]) == np.sign(rule["sign"])
         verdict = "reproduced" if significant and same else "contradicted" if significant else "inconclusive"
-        return Evidence(verdict, f"r = {rec['r']:+.3f} [{rec['ci_low']:+.3f}, {rec['ci_high']:+.3f}], Holm p = {rec['p_holm']:.2g}",
+        return Evidence(verdict,
+                        f"r = {rec['r']:+.3f} [{rec['ci_low']:+.3f}, {rec['ci_high']:+.3f}], Holm p = {rec['p_holm']:.2g}",
                         where, float(rec["r"]), float(rec["ci_low"]), float(rec["ci_high"]), float(rec["p_holm"]),
                         int(rec["n"] or 0), [], decides)
     others = table.drop(index=att)["r"].dropna()
@@ -612,7 +625,8 @@ def _rule_time_ratio(res: Results, rule: dict[str, Any], thesis: dict[str, Any])
     min_ratio = float(rule.get("min_ratio", 1.0))
     verdict = (direction_verdict(low - math.log(min_ratio), high - math.log(min_ratio), ">")
                if np.isfinite(low) else "inconclusive")
-    return Evidence(verdict, f"ratio {math.exp(m):.2f}x" + (f" [{math.exp(low):.2f}, {math.exp(high):.2f}]" if np.isfinite(low) else "")
+    ci = f" [{math.exp(low):.2f}, {math.exp(high):.2f}]" if np.isfinite(low) else ""
+    return Evidence(verdict, f"ratio {math.exp(m):.2f}x" + ci
                     + f" over {len(common)} fold(s) ({a[common].sum():.0f} s vs {b[common].sum():.0f} s)",
                     f"at least {min_ratio:g}x", math.exp(m), math.exp(low) if np.isfinite(low) else math.nan,
                     math.exp(high) if np.isfinite(high) else math.nan, p, len(common),
@@ -887,7 +901,8 @@ def findings_markdown(res: Results, page: str) -> str:
             if rec.get("ci_low") is not None and pd.notna(rec.get("ci_low")):
                 text += f" (95% CI {_num(rec['ci_low'])} to {_num(rec['ci_high'])})"
             text += f", n = {int(rec['n'])}" if rec.get("n") else ""
-            text += f", p {'' if fmt_p(rec['p']).startswith('<') else '= '}{fmt_p(rec['p'])}" if rec.get("p") is not None and pd.notna(rec.get("p")) else ""
+            if rec.get("p") is not None and pd.notna(rec.get("p")):
+                text += f", p {'' if fmt_p(rec['p']).startswith('<') else '= '}{fmt_p(rec['p'])}"
         if rec.get("thesis_effect") and rec["thesis_effect"] != "—":
             text += f"; thesis {rec['thesis_effect']}"
         if rec.get("reason"):

@@ -194,7 +194,8 @@ def performance_table(res: Results) -> pd.DataFrame:
                         "machine": machine, "source": source})
 
     metric_cmd = "python -m mrseg bench metrics --json"
-    add("metrics: vectorised speedup over a per-pair loop", get("bench_metrics", "speedup"), "x", metric_cmd, "bench_metrics.json")
+    add("metrics: vectorised speedup over a per-pair loop", get("bench_metrics", "speedup"), "x", metric_cmd,
+        "bench_metrics.json")
     add("metrics: seconds for all cases", get("bench_metrics", "seconds"), "s", metric_cmd, "bench_metrics.json")
     add("metrics: max abs difference vs the loop", get("bench_metrics", "max_abs_diff"), "", metric_cmd, "bench_metrics.json")
     step_cmd = "python -m mrseg bench step --profile paper --json"

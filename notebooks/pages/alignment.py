@@ -64,7 +64,8 @@ report.show_table(floor_table(4), "Least possible and orthogonal-gradient values
 # ## Alignment at the prior mean, every model, and its gradient split
 
 # %% tags=["hide-input"]
-report.show_table(prior_split_table(res.alignment_rows()), "Latent cosine at mu_p(x) and the common / disagreement split (means over folds)")
+report.show_table(prior_split_table(res.alignment_rows()),
+                  "Latent cosine at mu_p(x) and the common / disagreement split (means over folds)")
 
 # %% [markdown]
 # ## Appendix III: alignment per fold (shared model)

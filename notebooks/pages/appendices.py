@@ -31,7 +31,8 @@ STAGE1 = [("per_rater_s1", "Per-rater (S1)"), ("shared_s1", "Shared (S1)")]
 
 # %% tags=["hide-input"]
 for metric, ours in (("ged", "ged_dpersona"), ("dice_match", "dice_match")):
-    report.show_table(report.per_fold_table(res, "main", STAGE1, ours, None, thesis, f"appendix_I_full_annotation_per_fold.{metric}.{{row}}"),
+    key = f"appendix_I_full_annotation_per_fold.{metric}.{{row}}"
+    report.show_table(report.per_fold_table(res, "main", STAGE1, ours, None, thesis, key),
                       f"Table I.1: {metric}")
 
 # %% [markdown]
@@ -43,7 +44,8 @@ for metric, ours in (("ged", "ged_dpersona"), ("dice_match", "dice_match")):
 # %% tags=["hide-input"]
 for n in (3, 2, 1):
     for metric, ours in (("ged", "ged_dpersona"), ("dice_match", "dice_match")):
-        report.show_table(report.per_fold_table(res, "sparsity", STAGE1, ours, n, thesis, f"appendix_II_sparse_per_fold.{metric}.np{n}.{{row}}"),
+        key = f"appendix_II_sparse_per_fold.{metric}.np{n}.{{row}}"
+        report.show_table(report.per_fold_table(res, "sparsity", STAGE1, ours, n, thesis, key),
                           f"Table II: {metric}, np={n}")
 
 # %% [markdown]

@@ -30,7 +30,8 @@ res, thesis = report.open_page(results_dir, plan, profile, study="main")
 # ## Table 4.2: thesis and ours
 
 # %% tags=["hide-input"]
-ROWS = [("probunet", "ProbUNet (mean mask)"), ("dpersona_s1s2", "D-Persona (S1+S2)"), ("per_rater_s1", "Per-rater (S1, proposed)")]
+ROWS = [("probunet", "ProbUNet (mean mask)"), ("dpersona_s1s2", "D-Persona (S1+S2)"),
+        ("per_rater_s1", "Per-rater (S1, proposed)")]
 report.show_table(report.side_by_side(res, thesis, "main", "table_4_2_main", ROWS, ["ged", "dice_match", "dice_soft"]),
                   "Table 4.2: mean ± SD over folds")
 

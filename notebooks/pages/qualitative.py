@@ -30,7 +30,8 @@ res, thesis = report.open_page(results_dir, plan, profile, study="main")
 # ## Figure 4.1: full annotation
 
 # %% tags=["hide-input"]
-files = report.sample_files(res, "main", [("probunet", "ProbUNet"), ("dpersona_s1s2", "D-Persona"), ("per_rater_s1", "Per-rater")])
+MAIN = [("probunet", "ProbUNet"), ("dpersona_s1s2", "D-Persona"), ("per_rater_s1", "Per-rater")]
+files = report.sample_files(res, "main", MAIN)
 fig = plots.sample_grid(files) if files else report.show_markdown("*No samples yet for the main study.*")
 
 # %% [markdown]
@@ -38,7 +39,8 @@ fig = plots.sample_grid(files) if files else report.show_markdown("*No samples y
 
 # %% tags=["hide-input"]
 report.show_table(report.side_by_side(res, thesis, "main", "table_4_2_main",
-                                      [("probunet", "ProbUNet"), ("dpersona_s1s2", "D-Persona (S1+S2)"), ("per_rater_s1", "Per-rater (S1)")],
+                                      [("probunet", "ProbUNet"), ("dpersona_s1s2", "D-Persona (S1+S2)"),
+                                       ("per_rater_s1", "Per-rater (S1)")],
                                       [], extra_ours=("d_ss", "ged_dpersona")), "d_SS: higher = more diverse samples")
 
 # %% [markdown]

@@ -17,35 +17,97 @@ from typing import Any, Literal
 Profile = Literal["smoke", "demo", "paper"]
 PROFILES: tuple[str, ...] = ("smoke", "demo", "paper")
 
-MODELS: tuple[str, ...] = ("probunet-mean", "shared", "shared+s2", "per-rater", "per-rater+s2", "shared-masked",
-                           "per-rater-tied", "shared-wide")
-# Models whose Stage 1 objective depends on ``objective`` (per-rater models follow eq. 3.5 under both;
-# probunet-mean reconstructs the mean mask under both), so only these carry it in their run id.
-OBJECTIVE_MODELS: tuple[str, ...] = ("shared", "shared+s2", "shared-masked", "shared-wide")
+@dataclass(frozen=True)
+class ModelVariant:
+    """What one model name means, declared once (see :data:`MODEL_VARIANTS`).
+
+    ``posterior``: how the posterior reads the raters: ``"mean"`` (one encoder on the mean mask),
+    ``"shared"`` (one encoder on all N masks), ``"shared-wide"`` (the same, widened to the per-rater
+    encoders' parameter count), ``"per-rater"`` (N separate encoders, eq. 3.4) or ``"per-rater-tied"``
+    (one encoder applied to each rater's mask separately).
+    ``loss``: the Stage 1 loss family of :func:`mrseg.losses.stage1_losses`: ``"mean-mask"`` (the mean
+    mask is the target, no L_bound), ``"shared"`` (absent raters zero-filled), ``"shared-masked"``
+    (absent raters' terms dropped) or ``"per-rater"`` (the per-rater ELBO, eq. 3.5).
+    ``stage2``: D-Persona's Stage 2 heads on top of the Stage 1 model ``stage1``.
+    ``objective_dependent``: the Stage 1 objective depends on ``RunConfig.objective`` (per-rater models
+    follow eq. 3.5 under both; probunet-mean reconstructs the mean mask under both), so only these
+    carry it in their run id.
+    """
+
+    name: str
+    posterior: str
+    loss: str
+    description: str
+    stage2: bool = False
+    stage1: str | None = None
+
+    @property
+    def is_per_rater(self) -> bool:
+        """One posterior sample per present rater (the ELBO of eq. 3.5)."""
+        return self.posterior.startswith("per-rater")
+
+    @property
+    def objective_dependent(self) -> bool:
+        return self.loss in ("shared", "shared-masked")
+
+    @property
+    def rater_draw(self) -> str | None:
+        """Under ``objective: dpersona-code``, the rater a Stage 1 image reconstructs is drawn once per
+        batch (``"batch"``: D-Persona's code) or per image from its present raters (``"image"``);
+        ``None`` when the loss does not draw one."""
+        return {"shared": "batch", "shared-masked": "image"}.get(self.loss)
+
+
+def _with_stage2(stage1: ModelVariant, description: str) -> ModelVariant:
+    return ModelVariant(stage1.name + "+s2", stage1.posterior, stage1.loss, description, stage2=True,
+                        stage1=stage1.name)
+
+
+_PROBUNET = ModelVariant("probunet-mean", "mean", "mean-mask", "ProbUNet trained on the pixel-wise mean mask")
+_SHARED = ModelVariant("shared", "shared", "shared",
+                       "D-Persona Stage 1: one posterior on x + all N masks (absent raters zero-filled, trained to empty)")
+_PER_RATER = ModelVariant("per-rater", "per-rater", "per-rater",
+                          "N independent posterior encoders q_i(z|x, y_i) (the thesis's proposal)")
+# Every model, in the order the tests and listings show them. A new variant is one entry here plus,
+# for a new loss family, its branch of mrseg.losses.stage1_losses.
+MODEL_VARIANTS: dict[str, ModelVariant] = {v.name: v for v in (
+    _PROBUNET,
+    _SHARED,
+    _with_stage2(_SHARED, "D-Persona Stage 1 + Stage 2 projection heads (frozen Stage 1)"),
+    _PER_RATER,
+    _with_stage2(_PER_RATER, "per-rater Stage 1 + Stage 2 projection heads (ablation row 7)"),
+    ModelVariant("shared-masked", "shared", "shared-masked",
+                 "shared posterior with absent raters' reconstruction terms dropped"),
+    ModelVariant("per-rater-tied", "per-rater-tied", "per-rater",
+                 "one posterior encoder q(z|x, y_i) applied to each present rater, per-rater ELBO (eq. 3.5)"),
+    ModelVariant("shared-wide", "shared-wide", "shared",
+                 "shared posterior widened to the N per-rater encoders' parameter count"),
+)}
+MODELS: tuple[str, ...] = tuple(MODEL_VARIANTS)
+OBJECTIVE_MODELS: tuple[str, ...] = tuple(name for name, v in MODEL_VARIANTS.items() if v.objective_dependent)
+
+
+def model_variant(model: str) -> ModelVariant:
+    """The declaration of ``model``; ``ValueError`` naming the choices for an unknown name."""
+    try:
+        return MODEL_VARIANTS[model]
+    except KeyError:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}") from None
 
 
 def posterior_kind(model: str) -> str:
-    """How ``model``'s posterior reads the raters: ``"mean"`` (one encoder on the mean mask),
-    ``"shared"`` (one encoder on all N masks), ``"shared-wide"`` (the same, widened to the
-    per-rater encoders' parameter count), ``"per-rater"`` (N separate encoders, eq. 3.4) or
-    ``"per-rater-tied"`` (one encoder applied to each rater's mask separately)."""
-    if model == "probunet-mean":
-        return "mean"
-    if model == "per-rater-tied":
-        return "per-rater-tied"
-    if model.startswith("per-rater"):
-        return "per-rater"
-    return "shared-wide" if model == "shared-wide" else "shared"
+    """:attr:`ModelVariant.posterior` of ``model``."""
+    return model_variant(model).posterior
 
 
 def is_per_rater(model: str) -> bool:
     """True when ``model`` draws one posterior sample per present rater (the ELBO of eq. 3.5)."""
-    return posterior_kind(model).startswith("per-rater")
+    return model_variant(model).is_per_rater
 
 
 def has_stage2(model: str) -> bool:
     """True when ``model`` adds D-Persona's Stage 2 heads to a Stage 1 model."""
-    return model.endswith("+s2")
+    return model_variant(model).stage2
 
 # Settings that change how fast a run goes, never its numbers: left out of the run's identity, and
 # a checkpoint made under other values still resumes. Every other field is part of the identity,
@@ -174,11 +236,16 @@ class RunConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.posterior_encoder == "mit-b2" and self.model not in ("shared", "shared+s2", "shared-masked"):
+        if self.posterior_encoder == "mit-b2" and self.posterior_kind != "shared":
             raise ValueError("posterior_encoder 'mit-b2' is the shared posterior's reading: use a shared model")
         if self.prior_bank_k < 0:
             raise ValueError(f"prior_bank_k must be >= 0, got {self.prior_bank_k}")
         return self
+
+    @property
+    def model_variant(self) -> ModelVariant:
+        """The :class:`ModelVariant` declaration of this run's model."""
+        return model_variant(self.model)
 
     @property
     def posterior_kind(self) -> str:
@@ -194,6 +261,16 @@ class RunConfig:
     def has_stage2(self) -> bool:
         """:func:`has_stage2` of this run's model."""
         return has_stage2(self.model)
+
+    @property
+    def is_stage2(self) -> bool:
+        """Same as :attr:`has_stage2`: this run trains Stage 2 heads on a Stage 1 run."""
+        return self.has_stage2
+
+    @property
+    def stage1_model(self) -> str:
+        """The Stage 1 model this run's model builds on (itself for a Stage 1 model)."""
+        return self.model_variant.stage1 or self.model
 
     @property
     def variant(self) -> str:

@@ -254,7 +254,7 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
     """
     from mrseg.data.torch_data import draw_rater_index
 
-    name = model.model_name
+    family = model.variant.loss
     gdl = _criterion(config) == "gdl"
     one_rater = _objective(config) == "dpersona-code"
     feats = model.features(x)
@@ -327,13 +327,13 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
         logits = model.fcomb.decode_pairs(a, q.rsample())
         probs = torch.sigmoid(logits)
         filled = masks * present[:, :, None, None].to(masks.dtype)
-        if name == "probunet-mean":
+        if family == "mean-mask":
             mean_mask = filled.sum(1) / count.clamp(min=1)[:, None, None].to(masks.dtype)
             recon = dpersona_gdl(probs[:, None], mean_mask[:, None]).expand(x.shape[0]) if gdl else \
                 soft_dice_loss(probs, mean_mask)
         elif one_rater:
             if rater_index is None:
-                rater_index = draw_rater_index(present, per_image=(name == "shared-masked"))
+                rater_index = draw_rater_index(present, per_image=(family == "shared-masked"))
             target = filled.gather(1, rater_index[:, None, None, None].expand(-1, 1, *filled.shape[2:]))[:, 0]
             if gdl:
                 recon = dpersona_gdl(probs[:, None], target[:, None]).expand(x.shape[0])
@@ -341,7 +341,7 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
                 recon = soft_dice_loss(probs, target)
         elif gdl:
             n = masks.shape[1]
-            if name == "shared-masked":   # (1/n_p) sum_{i in P}: rater i pooled over its present images
+            if family == "shared-masked":   # (1/n_p) sum_{i in P}: rater i pooled over its present images
                 terms = [gdl_masked(probs, filled[:, i], present[:, i]) for i in range(n)]
                 sizes = present.sum(0).to(probs.dtype)
                 recon = ((torch.stack(terms) * sizes).sum() / sizes.sum().clamp(min=1)).expand(x.shape[0])
@@ -350,7 +350,7 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
                                     ).mean().expand(x.shape[0])
         else:
             dice = soft_dice_loss(probs[:, None], filled)                            # [B, N]
-            if name == "shared-masked":
+            if family == "shared-masked":
                 recon = (dice * present).sum(1) / count.clamp(min=1)
             else:
                 recon = dice.mean(1)
@@ -364,7 +364,7 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
         out["kl_free_bits"] = kl_loss
     total = recon.mean() + config.kl_weight * kl_loss
     bound = torch.zeros((), device=x.device)
-    if name != "probunet-mean" and (config.beta_bound > 0 or config.dual_diversity):
+    if family != "mean-mask" and (config.beta_bound > 0 or config.dual_diversity):
         zk = p.rsample((config.bound_samples,)).transpose(0, 1)                      # [B, K, D]
         prior_logits = model.fcomb.decode_many(a, zk)
         bound = bound_loss_gdl(prior_logits, masks, present) if gdl else \

@@ -213,7 +213,7 @@ def stage1_of(config: RunConfig) -> RunConfig | None:
     if train is not None and hasattr(train, "stage1_config"):
         return train.stage1_config(config)
     # Until mrseg.train provides it, Stage 1 is the same config with the Stage 2 suffix dropped.
-    return RunConfig.from_dict({**config.to_dict(), "model": config.model[: -len("+s2")]})
+    return RunConfig.from_dict({**config.to_dict(), "model": config.stage1_model})
 
 
 def _run_title(config: RunConfig) -> str:

@@ -59,7 +59,7 @@ def stage1_config(config: RunConfig) -> RunConfig | None:
     """
     if not config.has_stage2:
         return None
-    return dataclasses.replace(config, model=config.model[: -len("+s2")], orthogonality=False, prior_bank_k=0,
+    return dataclasses.replace(config, model=config.stage1_model, orthogonality=False, prior_bank_k=0,
                                ortho_weight=RunConfig.ortho_weight, stage2_epochs=0).validate()
 
 
@@ -237,8 +237,9 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
                               step_generator(config.seed, config.fold, epoch, step, device), static)
             present = draws["present"]
             extra = {}
-            if stage == 1 and model.model_name in ("shared", "shared-masked", "shared-wide"):
-                extra["rater_index"] = draws["rater_image" if model.model_name == "shared-masked" else "rater_batch"]
+            draw = config.model_variant.rater_draw
+            if stage == 1 and draw is not None:   # Stage 1 of a +s2 model is a separate run
+                extra["rater_index"] = draws["rater_image" if draw == "image" else "rater_batch"]
             with autocast(config, device):
                 terms = loss_fn(model, x, masks, present, config, **extra)
             loss = terms["loss"]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mrseg import io
-from mrseg.config import MODELS, PROFILE_PRESETS, RunConfig
+from mrseg.config import MODEL_VARIANTS, MODELS, OBJECTIVE_MODELS, PROFILE_PRESETS, RunConfig, model_variant
 from mrseg.data import registry
 from mrseg.data.cache import read_dataset, write_dataset
 from mrseg.data.contract import DataContractError, sort_masks_by_area, validate_sample
@@ -274,3 +274,24 @@ def test_manifest_updates_merge_atomically(tmp_path):
         update_manifest(run, status="done")
     assert is_complete(run)
     assert code_version().startswith("0.")
+
+
+def test_model_variant_registry_declares_each_model_once_and_consistently():
+    assert MODELS == tuple(MODEL_VARIANTS) and len(set(MODELS)) == len(MODELS)
+    for name, variant in MODEL_VARIANTS.items():
+        config = RunConfig.from_profile("smoke", model=name)
+        assert variant.name == name and config.model_variant is variant
+        assert config.is_stage2 == variant.stage2 == (variant.stage1 is not None)
+        assert config.is_per_rater == variant.is_per_rater == (variant.loss == "per-rater")
+        if variant.stage2:   # a +s2 model is its Stage 1 model plus the heads
+            base = MODEL_VARIANTS[variant.stage1]
+            assert not base.stage2 and (base.posterior, base.loss) == (variant.posterior, variant.loss)
+            assert config.stage1_model == base.name
+        else:
+            assert config.stage1_model == name
+    # the models whose run id carries ``objective`` (run ids of the others must not change)
+    assert set(OBJECTIVE_MODELS) == {"shared", "shared+s2", "shared-masked", "shared-wide"}
+    assert {n: v.rater_draw for n, v in MODEL_VARIANTS.items() if v.rater_draw} == {
+        "shared": "batch", "shared+s2": "batch", "shared-wide": "batch", "shared-masked": "image"}
+    with pytest.raises(ValueError, match="model must be one of"):
+        model_variant("unet")

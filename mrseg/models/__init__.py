@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from mrseg.config import MODEL_VARIANTS
 from mrseg.models.probunet import ProbUNetFamily
 
-REGISTRY: dict[str, str] = {
-    "probunet-mean": "ProbUNet trained on the pixel-wise mean mask",
-    "shared": "D-Persona Stage 1: one posterior on x + all N masks (absent raters zero-filled, trained to empty)",
-    "shared+s2": "D-Persona Stage 1 + Stage 2 projection heads (frozen Stage 1)",
-    "per-rater": "N independent posterior encoders q_i(z|x, y_i) (the thesis's proposal)",
-    "per-rater+s2": "per-rater Stage 1 + Stage 2 projection heads (ablation row 7)",
-    "shared-masked": "shared posterior with absent raters' reconstruction terms dropped",
-    "per-rater-tied": "one posterior encoder q(z|x, y_i) applied to each present rater, per-rater ELBO (eq. 3.5)",
-    "shared-wide": "shared posterior widened to the N per-rater encoders' parameter count",
-}
+# Model name -> one-line description, from the declarations in mrseg.config.MODEL_VARIANTS.
+REGISTRY: dict[str, str] = {name: v.description for name, v in MODEL_VARIANTS.items()}
 
 
 def build_model(config: Any, n_raters: int = 4, in_channels: int = 1) -> ProbUNetFamily:

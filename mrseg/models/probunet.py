@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
-from mrseg.config import has_stage2, is_per_rater, posterior_kind
+from mrseg.config import model_variant
 from mrseg.models.backbones import build_backbone
 from mrseg.models.fcomb import FComb
 from mrseg.models.gaussian import (
@@ -45,8 +45,9 @@ class ProbUNetFamily(nn.Module):
         self.n_raters = n_raters
         self.in_channels = in_channels
         self.latent_dim = config.latent_dim
-        self.posterior_kind = posterior_kind(config.model)
-        self.is_per_rater = is_per_rater(config.model)
+        self.variant = model_variant(config.model)
+        self.posterior_kind = self.variant.posterior
+        self.is_per_rater = self.variant.is_per_rater
         self.stage2_bank_test = config.stage2_bank_test
         filters, convs = tuple(config.encoder_filters), config.convs_per_block
         fch = config.feature_channels
@@ -56,7 +57,7 @@ class ProbUNetFamily(nn.Module):
             self.posteriors = PerRaterPosteriors(n_raters, in_channels, filters, convs, config.latent_dim,
                                                  tied=self.posterior_kind == "per-rater-tied")
         else:
-            extra = 1 if config.model == "probunet-mean" else n_raters
+            extra = 1 if self.posterior_kind == "mean" else n_raters
             if self.posterior_kind == "shared-wide":   # as many parameters as the N per-rater encoders
                 target = n_raters * encoder_parameter_count(in_channels + 1, filters, convs, config.latent_dim)
                 filters = matched_width_filters(in_channels + extra, filters, convs, config.latent_dim, target)
@@ -68,7 +69,7 @@ class ProbUNetFamily(nn.Module):
         if config.logit_bias_init:   # start from a low foreground probability (lesions are small)
             nn.init.constant_(self.fcomb.out.bias, config.logit_bias_init)
         self.stage2 = (Stage2Heads(fch, config.latent_dim, n_raters, tuple(config.stage2_head_widths))
-                       if has_stage2(config.model) else None)
+                       if self.variant.stage2 else None)
         # k-means centroids of prior means (prior-bank ablation); empty = continuous prior samples
         self.register_buffer("prior_bank", torch.zeros(0, config.latent_dim))
 
@@ -88,7 +89,7 @@ class ProbUNetFamily(nn.Module):
     def posterior_input(self, x: torch.Tensor, masks: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """Input of the single posterior: (x, zero-filled masks) or (x, mean of present masks)."""
         filled = masks * present[:, :, None, None].to(masks.dtype)
-        if self.model_name == "probunet-mean":
+        if self.posterior_kind == "mean":
             count = present.sum(1).clamp(min=1).to(masks.dtype)
             return torch.cat([x, (filled.sum(1) / count[:, None, None])[:, None]], dim=1)
         return torch.cat([x, filled], dim=1)

@@ -23,28 +23,40 @@ from mrseg.diagnostics.statistics import (
     sign_test,
     variance_ratio_test,
 )
+from mrseg.report.claim_rules import Verdict, parse_rule
 from mrseg.report.formatting import _is_number, fmt, mean_sd
 from mrseg.report.results import Results
 from mrseg.report.thesis import BOOK_DATA, thesis_value
 
 CLAIMS_YAML = BOOK_DATA / "claims.yaml"
-VERDICTS = ("reproduced", "contradicted", "inconclusive", "not testable at this scale", "not testable", "no results")
+VERDICTS: tuple[str, ...] = tuple(v.value for v in Verdict)
 SCORECARD_JSON = "scorecard.json"
 
 
 def load_claims(path: str | Path | None = None) -> list[dict[str, Any]]:
-    """The scorecard's claims (``book/data/claims.yaml``), each with id, text, rule."""
+    """The scorecard's claims (``book/data/claims.yaml``), each with id, text, rule.
+
+    Every rule is checked against its kind's schema (:mod:`mrseg.report.claim_rules`); a bad rule
+    raises ``ValueError`` naming the file, the claim id and the field."""
     path = Path(path) if path is not None else CLAIMS_YAML
     data = yaml.safe_load(Path(path).read_text())
     claims = data.get("claims") if isinstance(data, dict) else None
     if not isinstance(claims, list):
         raise ValueError(f"{path}: expected a top-level 'claims' list")
+    seen: set[str] = set()
     for claim in claims:
+        if not isinstance(claim, dict):
+            raise ValueError(f"{path}: each claim must be a mapping, got {claim!r}")
         for key in ("id", "source", "text", "rule"):
             if key not in claim:
                 raise ValueError(f"{path}: claim {claim.get('id', '?')} lacks '{key}'")
-        if claim["rule"].get("kind") not in RULES:
-            raise ValueError(f"{path}: claim {claim['id']} has unknown rule kind {claim['rule'].get('kind')!r}")
+        if claim["id"] in seen:
+            raise ValueError(f"{path}: claim id {claim['id']} appears twice")
+        seen.add(claim["id"])
+        try:
+            parse_rule(claim["rule"])
+        except ValueError as err:
+            raise ValueError(f"{path}: claim {claim['id']}: {err}") from None
     return claims
 
 
@@ -71,9 +83,9 @@ class Evidence:
 
 
 ALPHA = 0.05
-NO_RESULTS = "no results"
-NOT_TESTABLE = "not testable"
-NOT_AT_SCALE = "not testable at this scale"
+NO_RESULTS = Verdict.NO_RESULTS.value
+NOT_TESTABLE = Verdict.NOT_TESTABLE.value
+NOT_AT_SCALE = Verdict.NOT_AT_SCALE.value
 
 
 def _missing(*values: float) -> bool:
@@ -781,7 +793,8 @@ def evaluate_claims(res: Results, thesis: dict[str, Any], claims: list[dict[str,
             raise ValueError(f"claim {claim['id']}: rule is missing field {err}") from err
         records.append({
             "id": claim["id"], "source": claim["source"], "claim": claim["text"],
-            "verdict": ev.verdict, "effect": _clean(ev.effect), "ci_low": _clean(ev.ci_low), "ci_high": _clean(ev.ci_high),
+            "verdict": Verdict(ev.verdict).value,
+            "effect": _clean(ev.effect), "ci_low": _clean(ev.ci_low), "ci_high": _clean(ev.ci_high),
             "p": _clean(ev.p), "p_holm": None, "n": int(ev.n), "thesis_effect": _thesis_text(thesis, claim.get("thesis")),
             "ours": ev.ours, "reason": ev.reason, "rule": claim.get("test", "") + " Rule: " + _rule_words(rule["kind"]),
             "rule_kind": rule["kind"], "decides": ev.decides, "evidence": claim.get("evidence", ""),

@@ -1,0 +1,64 @@
+"""Typed claims: every rule of claims.yaml fits its kind's schema, and a bad rule fails
+``load_claims`` with the claim's id and the field at fault."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from mrseg.report import claims as claims_mod
+from mrseg.report.claim_rules import RULE_SCHEMAS, CoMove, Compare, Verdict, parse_rule
+
+
+def test_every_rule_kind_has_a_schema_and_a_scoring_function():
+    assert set(RULE_SCHEMAS) == set(claims_mod.RULES)
+    assert claims_mod.VERDICTS == tuple(v.value for v in Verdict)
+    assert claims_mod.NO_RESULTS == Verdict.NO_RESULTS == "no results"
+
+
+def test_the_shipped_claims_load_and_parse_into_their_schemas():
+    loaded = claims_mod.load_claims()
+    assert loaded
+    for claim in loaded:
+        assert isinstance(parse_rule(claim["rule"]), RULE_SCHEMAS[claim["rule"]["kind"]])
+
+
+def test_parse_rule_builds_nested_selectors_and_fills_defaults():
+    rule = parse_rule({"kind": "compare", "expect": "<", "a": {"study": "main", "row": "x", "metric": "ged"},
+                       "b": {"study": "main", "row": "y", "n_present": 2}})
+    assert isinstance(rule, Compare) and rule.a.row == "x" and rule.b.n_present == 2 and rule.b.metric is None
+    co = parse_rule({"kind": "co_move", "study": "s", "baseline": "b", "ours": "o", "metric": "m", "alignment_row": "b"})
+    assert isinstance(co, CoMove) and co.n_present == [4, 3, 2, 1] and co.lower_is_better is True
+
+
+GOOD = {"kind": "compare", "expect": "<", "a": {"study": "main", "row": "x"}, "b": {"study": "main", "row": "y"}}
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({**GOOD, "kind": "comparison"}, "unknown rule kind 'comparison'"),
+    ({k: v for k, v in GOOD.items() if k != "b"}, "rule compare lacks field 'b'"),
+    ({**GOOD, "expect": "<="}, "rule compare.expect must be one of '<', '>', got '<='"),
+    ({**GOOD, "expected": ">"}, "unknown field(s) expected"),
+    ({**GOOD, "a": {"study": "main"}}, "rule compare.a lacks field 'row'"),
+    ({**GOOD, "a": {"study": "main", "row": "x", "n_present": "four"}}, "rule compare.a.n_present must be an integer"),
+    ({"kind": "all_compare", "pairs": [{"label": "x", "expect": "<", "a": GOOD["a"]}]}, "all_compare.pairs[0] lacks field 'b'"),
+    ({"kind": "gap_trend", "study": "s", "baseline": "b", "ours": "o", "metric": "m", "n_present": 3},
+     "rule gap_trend.n_present must be a list of integers"),
+    ({"kind": "alignment", "check": "falls", "row": "shared_s1"}, "rule alignment.check must be one of"),
+    ({"kind": "time_ratio", "study": "main", "a": "x", "b": "y", "min_ratio": True}, "min_ratio must be a number"),
+])
+def test_a_bad_rule_fails_load_claims_naming_the_claim_and_field(tmp_path, rule, message):
+    path = tmp_path / "claims.yaml"
+    good = {"id": "A1", "source": "abstract", "text": "t", "rule": GOOD}
+    path.write_text(yaml.safe_dump({"claims": [good, {"id": "C9.9", "source": "s", "text": "t", "rule": rule}]}))
+    with pytest.raises(ValueError, match="claim C9.9: ") as err:
+        claims_mod.load_claims(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_duplicate_claim_ids_are_refused(tmp_path):
+    path = tmp_path / "claims.yaml"
+    claim = {"id": "A1", "source": "abstract", "text": "t", "rule": GOOD}
+    path.write_text(yaml.safe_dump({"claims": [claim, claim]}))
+    with pytest.raises(ValueError, match="claim id A1 appears twice"):
+        claims_mod.load_claims(path)

@@ -219,12 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks that print numbers")
     p.add_argument("what", choices=["metrics", "step"])
-    p.add_argument("--cases", type=int, default=1609)
-    p.add_argument("--samples", type=int, default=100)
-    p.add_argument("--reference-cases", type=int, default=20,
+    p.add_argument("--cases", type=_count(1), default=1609)
+    p.add_argument("--samples", type=_count(1), default=100)
+    p.add_argument("--reference-cases", type=_count(1), default=20,
                    help="cases timed with the per-pair reference loop (extrapolated to --cases)")
     p.add_argument("--profile", default="paper")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=_count(1), default=3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench)

@@ -21,3 +21,18 @@ def _isolated_paths(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(_isolated_paths):
+    """One smoke-trained ``shared`` and ``per-rater`` run (1 epoch, 16 cases): ``{model: run_dir}``."""
+    from mrseg.config import RunConfig
+    from mrseg.paths import runs_dir
+    from mrseg.train import run_training_and_evaluation
+
+    out = {}
+    for model in ("shared", "per-rater"):
+        config = RunConfig.from_profile("smoke", model=model, epochs=1, max_train_cases=16, max_eval_cases=8)
+        run_training_and_evaluation(config, progress=False)
+        out[model] = runs_dir() / config.run_id
+    return out

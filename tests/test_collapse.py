@@ -131,20 +131,6 @@ def test_run_scalars_reach_summary_columns(tmp_path):
     assert summary.loc[0, "ds_over_dyy_mean"] == pytest.approx(0.75)
 
 
-@pytest.fixture(scope="module")
-def smoke_runs():
-    from mrseg.config import RunConfig
-    from mrseg.paths import runs_dir
-    from mrseg.train import run_training_and_evaluation
-
-    out = {}
-    for model in ("shared", "per-rater"):
-        config = RunConfig.from_profile("smoke", model=model, epochs=1, max_train_cases=16, max_eval_cases=8)
-        run_training_and_evaluation(config, progress=False)
-        out[model] = runs_dir() / config.run_id
-    return out
-
-
 def test_smoke_trained_models_report_collapse(smoke_runs):
     from mrseg import run_report
     from mrseg.diagnostics.alignment import load_run_model

@@ -297,20 +297,6 @@ def test_pearson_drops_nan_and_adjust():
 # --- real smoke-trained models -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def smoke_runs():
-    from mrseg.config import RunConfig
-    from mrseg.paths import runs_dir
-    from mrseg.train import run_training_and_evaluation
-
-    out = {}
-    for model in ("shared", "per-rater"):
-        config = RunConfig.from_profile("smoke", model=model, epochs=1, max_train_cases=16, max_eval_cases=8)
-        run_training_and_evaluation(config, progress=False)
-        out[model] = runs_dir() / config.run_id
-    return out
-
-
 def test_alignment_on_trained_models(smoke_runs):
     cases, summary = alignment.run_alignment(smoke_runs["shared"], n_cases=6, progress=False)
     assert summary["defined"] is True and summary["n_cases"] == 6

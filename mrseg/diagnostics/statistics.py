@@ -24,7 +24,7 @@ def sign_test(wins: int, n: int, alternative: str = "greater") -> dict[str, Any]
 
     Under the null each comparison is a fair coin. Returns ``{"wins", "n", "p_one_sided",
     "p_two_sided"}``; ``p_one_sided`` is P(X >= wins) for ``alternative="greater"``
-    (12 of 12 gives 2**-12) and P(X <= wins) for ``"less"``.
+    (n wins of n gives 2**-n) and P(X <= wins) for ``"less"``.
     """
     if not 0 <= wins <= n or n < 1:
         raise ValueError(f"sign_test needs 0 <= wins <= n and n >= 1, got wins={wins}, n={n}")

@@ -7,8 +7,10 @@ map, so the first layer splits exactly::
     W [f(x); tile(z)] + b  =  (W_f f(x) + b)  +  tile(W_z z)
 
 The feature part ``A = W_f f(x) + b`` is computed once per image; each latent sample only adds a
-per-sample bias ``W_z z``. The layers are kept as ``nn.Linear`` over a channels-last tensor
-``[..., H, W, hidden]`` so that decoding S samples is one batched matrix product per layer.
+per-sample bias ``W_z z``. The parameters are ``nn.Linear`` modules (the checkpoint layout); the
+hidden layers run as 1x1 convolutions on the channels-last view of ``[..., H, W, hidden]``, which
+oneDNN computes several times faster on CPU than the equivalent ``[P, hidden] x [hidden, hidden]``
+matrix product (``benchmarks/fcomb_head.py``).
 ``forward_naive`` runs the textbook concat + conv form with the same weights (benchmark and tests).
 """
 
@@ -33,10 +35,14 @@ class FComb(nn.Module):
         return self.feat_in(features.permute(0, 2, 3, 1))
 
     def _head(self, h: torch.Tensor) -> torch.Tensor:
-        h = F.relu(h, inplace=True)        # h is always a fresh tensor here
+        """``h [..., H, W, hidden]`` (a fresh tensor) -> logits ``[..., H, W]``."""
+        lead = h.shape[:-3]
+        x = h.reshape(-1, *h.shape[-3:]).permute(0, 3, 1, 2)   # NCHW view, channels-last memory
+        x = F.relu(x, inplace=True)
         for layer in self.layers:
-            h = F.relu(layer(h), inplace=True)
-        return self.out(h).squeeze(-1)
+            x = F.relu(F.conv2d(x, layer.weight[:, :, None, None], layer.bias), inplace=True)
+        x = F.conv2d(x, self.out.weight[:, :, None, None], self.out.bias)
+        return x.reshape(*lead, *x.shape[-2:])
 
     def decode_pairs(self, a: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``a [P, H, W, hidden]``, ``z [P, D]`` -> logits ``[P, H, W]`` (row p decodes z[p] on a[p])."""

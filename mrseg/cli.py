@@ -2,7 +2,7 @@
 
 Commands:
   data list | data build NAME | data info NAME [--json]
-  bench metrics [--json] | bench step [--profile paper] [--json]
+  bench metrics [--json] | bench step [--profile paper] [--repeats N] [--no-naive] [--json]
   attributes [--json]
   train --profile P --model M --fold F [--n-present K] [--set key=value ...]
   run --plan thesis --profile demo [--jobs 2] [--executor local|dask] [--scheduler ADDR] [--keep-stale]
@@ -83,7 +83,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:
         from mrseg.bench_step import step_benchmark
 
-        result = step_benchmark(profile=args.profile, repeats=args.repeats, device=args.device)
+        result = step_benchmark(profile=args.profile, repeats=args.repeats, device=args.device, naive=not args.no_naive)
     _print(result, args.json)
     return 0
 
@@ -226,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="paper")
     p.add_argument("--repeats", type=_count(1), default=3)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--no-naive", action="store_true",
+                   help="bench step: skip the naive reference implementations (faster; no naive ratio)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench)
 

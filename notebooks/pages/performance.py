@@ -33,6 +33,16 @@ res, thesis = report.open_page(results_dir, plan, profile)
 report.show_table(report.performance_table(res))
 
 # %% [markdown]
+# ## Training throughput of this plan's runs
+#
+# Steps per second of each model's optimisation steps (forward, backward, Adam; validation
+# excluded), the median over this plan's runs, read from each run's `history.csv`. One training
+# process per core (`threads` torch threads each); the step count is the runs' total.
+
+# %% tags=["hide-input"]
+report.show_table(report.throughput_summary(res), "throughput.csv, median over runs")
+
+# %% [markdown]
 # ## Thesis training time (Appendix V)
 
 # %% tags=["hide-input"]

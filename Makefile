@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test book plan book-build bench system-deps
+.PHONY: venv test book plan book-build bench system-deps gpu-wheels
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,3 +47,10 @@ book: plan
 bench: venv
 	$(PY) -m mrseg bench metrics --json
 	$(PY) -m mrseg bench step --profile paper --json
+
+# Wheels for benchmarks/gpu_reference.sh on a GPU machine without network: every requirement but
+# torch (the GPU machine's own CUDA build is used) and the book/test tools.
+gpu-wheels: venv
+	mkdir -p .cache wheels
+	grep -v -E '^(torch|jupyter-book|myst-nb|beautifulsoup4|pytest|ruff)\b' requirements.txt > .cache/requirements-gpu.txt
+	$(PY) -m pip download --quiet --dest wheels --only-binary=:all: -r .cache/requirements-gpu.txt

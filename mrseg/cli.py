@@ -10,6 +10,7 @@ Commands:
   plan status --plan thesis --profile demo [--json]
   record --plan thesis --profile demo [--skip NAME ...]
   model summary --profile P --model M [--json]
+  reference export | reference show --plan thesis --profile reference [--dest DIR] [--json]
   scorecard --plan thesis --profile demo [--results DIR] [--json]
 
 Every error is one line on stderr naming the input and the problem, with a non-zero exit code.
@@ -204,6 +205,21 @@ def _cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reference(args: argparse.Namespace) -> int:
+    from mrseg.reference import export_reference, load_reference
+
+    if args.action == "export":
+        _print(export_reference(args.plan, args.profile, dest=args.dest, progress=not args.json), args.json)
+        return 0
+    ref = load_reference(args.plan, args.profile, root=args.dest)
+    runs = ref.runs
+    _print({"folder": str(ref.folder), "runs": int(len(runs)), "stale": ref.n_stale,
+            "models": sorted(runs["model"].astype(str).unique()) if len(runs) else [],
+            "folds": sorted(int(f) for f in runs["fold"].unique()) if len(runs) else [],
+            "seeds": sorted(int(s) for s in runs["seed"].unique()) if len(runs) else []}, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m mrseg", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -291,6 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_model)
+
+    p = sub.add_parser("reference", help="export completed runs (no weights) into reference/, or show an export")
+    p.add_argument("action", choices=["export", "show"])
+    p.add_argument("--plan", default="thesis")
+    p.add_argument("--profile", default="reference")
+    p.add_argument("--dest", default=None, help="root folder of the exports (default: reference/ or $MRSEG_REFERENCE)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_reference)
     return parser
 
 

@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Profile = Literal["smoke", "demo", "paper"]
-PROFILES: tuple[str, ...] = ("smoke", "demo", "paper")
+Profile = Literal["smoke", "demo", "reference", "paper"]
+PROFILES: tuple[str, ...] = ("smoke", "demo", "reference", "paper")
 
 @dataclass(frozen=True)
 class ModelVariant:
@@ -392,6 +392,17 @@ PROFILE_PRESETS: dict[str, dict[str, Any]] = {
         convs_per_block=1, image_size=64, epochs=10, stage2_epochs=5, batch_size=12, lr=3e-3, logit_bias_init=-3.0,
         max_train_cases=0, max_eval_cases=0, max_val_cases=0, eval_samples=16, val_samples=4,
         bound_samples=4, stage2_bank_train=100, stage2_bank_test=200, stage2_head_widths=(8, 8),
+    ),
+    # between demo and paper: the reference results committed in reference/ (python -m mrseg
+    # reference export). Meant for a GPU (benchmarks/gpu_reference.sh) or a CPU over several
+    # invocations (every run resumes): a U-Net twice the demo's width with two convolutions per
+    # block at 96x96, whole folds, 20 epochs (cosine), the thesis's K = 10 bound samples and
+    # Stage 2 heads (32, 16, D), every test case.
+    "reference": dict(
+        backbone="unet-small", base_channels=16, feature_channels=16, encoder_filters=(16, 32, 64, 128),
+        convs_per_block=2, image_size=96, epochs=20, stage2_epochs=10, batch_size=12, lr=3e-3, logit_bias_init=-3.0,
+        max_train_cases=0, max_eval_cases=0, max_val_cases=0, eval_samples=16, val_samples=8,
+        bound_samples=10, stage2_bank_train=100, stage2_bank_test=500, stage2_head_widths=(32, 16),
     ),
     # the thesis's hyperparameters; meant for a GPU
     "paper": dict(

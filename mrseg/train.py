@@ -291,6 +291,19 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
     return {"best_epoch": best_epoch + 1, "skipped_steps": skipped, "history": history}
 
 
+def machine_description(device: str = "cpu") -> dict[str, Any]:
+    """Where a run ran, for its manifest: hostname, CPU count, platform, torch version and, when
+    the run asks for a GPU and one is present, its name."""
+    import os
+    import platform
+
+    info: dict[str, Any] = {"hostname": platform.node(), "cpus": os.cpu_count(), "machine": platform.machine(),
+                            "python": platform.python_version(), "torch": torch.__version__}
+    if device in ("cuda", "auto") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
 # ---- Stage 2 plumbing --------------------------------------------------------------------
 def _ensure_stage1(s1: RunConfig, progress: bool) -> Path:
     """The finished Stage 1 run directory; trains it when absent or stale, waits (on its lock)
@@ -348,7 +361,7 @@ def _train_and_evaluate(config: RunConfig, run_dir: Path, progress: bool, epoch_
     starts = int(read_manifest(run_dir).get("train_starts") or 0) + 1
     update_manifest(run_dir, run_id=config.run_id, config=config.to_dict(), status="running", started=now_iso(),
                     error=None, epochs=config.epochs, eval_samples=config.eval_samples, selection=config.select_on,
-                    train_starts=starts, **run_fingerprint(config))
+                    train_starts=starts, host=machine_description(config.device), **run_fingerprint(config))
     try:
         device = resolve_device(config.device)
         if device.type == "cpu":

@@ -1,0 +1,176 @@
+"""Committed reference results: completed runs exported without weights, and read back for the book.
+
+The idea of showyourwork!'s cached expensive step: a longer profile (``reference``) is trained
+where there is time for it (a GPU machine, or a CPU over several invocations: every run resumes),
+and ``python -m mrseg reference export`` copies what the book needs of each completed run into
+the repository, which is committed::
+
+    reference/<plan>/<profile>/index.json            the export: runs, their fingerprints and hosts
+    reference/<plan>/<profile>/<run_id>/manifest.json      config, code_fingerprint, host, timings
+    reference/<plan>/<profile>/<run_id>/eval_summary.json  run-level metrics and collapse diagnostics
+    reference/<plan>/<profile>/<run_id>/history.csv        per-epoch losses and validation scores
+    reference/<plan>/<profile>/<run_id>/eval_cases.csv.gz  per-case metrics (gzip)
+
+No checkpoint is exported. :func:`load_reference` reads an export back into the same tables the
+aggregation writes (cases, per-fold, summary, paired), each run marked stale when its recorded
+``code_fingerprint`` differs from the one today's code gives its config.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mrseg.io import read_json, write_json
+from mrseg.paths import REPO_ROOT
+
+REFERENCE_ROOT = REPO_ROOT / "reference"
+EXPORTED_FILES = ("manifest.json", "eval_summary.json", "history.csv")
+CASES_FILE = "eval_cases.csv.gz"
+
+
+def reference_root() -> Path:
+    """``$MRSEG_REFERENCE`` if set, else ``reference/`` at the repository root."""
+    return Path(os.environ.get("MRSEG_REFERENCE") or REFERENCE_ROOT)
+
+
+def reference_folder(plan: str, profile: str, root: str | os.PathLike | None = None) -> Path:
+    return Path(root or reference_root()) / Path(str(plan)).stem / profile
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _gzip_atomic(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(dst.name + ".tmp")
+    with open(src, "rb") as fin, open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fout:
+        shutil.copyfileobj(fin, fout)
+    os.replace(tmp, dst)
+
+
+def export_reference(plan: str = "thesis", profile: str = "reference", dest: str | os.PathLike | None = None,
+                     progress: bool = False) -> dict[str, Any]:
+    """Copy every completed training run of ``plan``/``profile`` (manifest, summary, history,
+    gzipped per-case table; no weights) into ``reference_folder(plan, profile, dest)`` and write its
+    ``index.json``. Runs already exported are replaced; runs not complete are listed as skipped.
+
+    Returns ``{"folder", "exported", "skipped", "bytes"}``.
+    """
+    from tqdm.auto import tqdm
+
+    from mrseg.fingerprint import stale_reason
+    from mrseg.manifest import is_complete, now_iso, read_manifest
+    from mrseg.plan import load_plan
+
+    folder = reference_folder(plan, profile, dest)
+    trains = [i for i in load_plan(plan, profile, include_pages=False) if i.kind == "train"]
+    exported, skipped = [], []
+    for item in tqdm(trains, desc="export", disable=not progress):
+        if not is_complete(item.run_dir):
+            skipped.append({"run_id": item.run_id, "reason": "not complete"})
+            continue
+        manifest = read_manifest(item.run_dir)
+        target = folder / item.run_id
+        target.mkdir(parents=True, exist_ok=True)
+        for name in EXPORTED_FILES:
+            if (item.run_dir / name).exists():
+                _copy_atomic(item.run_dir / name, target / name)
+        if (item.run_dir / "eval_cases.csv").exists():
+            _gzip_atomic(item.run_dir / "eval_cases.csv", target / CASES_FILE)
+        exported.append({"run_id": item.run_id, "model": item.config["model"], "fold": item.config["fold"],
+                         "seed": item.config["seed"], "n_present": item.config["n_present"],
+                         "memberships": item.memberships, "code_fingerprint": manifest.get("code_fingerprint"),
+                         "stale_at_export": stale_reason(manifest, item.config), "host": manifest.get("host"),
+                         "seconds": manifest.get("seconds"), "finished": manifest.get("finished")})
+    index = {"plan": Path(str(plan)).stem, "profile": profile, "exported": now_iso(), "runs": exported,
+             "not_exported": skipped}
+    write_json(folder / "index.json", index)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return {"folder": str(folder), "exported": len(exported), "skipped": len(skipped), "bytes": size}
+
+
+@dataclass
+class ReferenceResults:
+    """An export read back: the aggregation's tables plus one row per run (``runs``: run id, model,
+    fold, seed, np, host, seconds, ``stale``: why today's code would not reproduce it, "" if it would)."""
+
+    folder: Path
+    index: dict[str, Any] = field(default_factory=dict)
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cases: pd.DataFrame = field(default_factory=pd.DataFrame)
+    per_fold: pd.DataFrame = field(default_factory=pd.DataFrame)
+    summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    paired: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def available(self) -> bool:
+        return not self.summary.empty
+
+    @property
+    def n_stale(self) -> int:
+        return int((self.runs["stale"].astype(str) != "").sum()) if "stale" in self.runs else 0
+
+
+def load_reference(plan: str = "thesis", profile: str = "reference",
+                   root: str | os.PathLike | None = None) -> ReferenceResults:
+    """Read ``reference_folder(plan, profile, root)``; an empty :class:`ReferenceResults` when
+    nothing was exported. A run folder whose files cannot be read raises ``ValueError`` naming it."""
+    from mrseg.aggregate import (
+        _read_history,
+        add_run_scalars,
+        cases_table,
+        convergence,
+        paired_table,
+        per_fold_table,
+        summary_table,
+    )
+    from mrseg.fingerprint import stale_reason
+
+    folder = reference_folder(plan, profile, root)
+    out = ReferenceResults(folder=folder)
+    if not (folder / "index.json").exists():
+        return out
+    out.index = read_json(folder / "index.json")
+    rows, tables, run_dirs = [], [], {}
+    for run in out.index.get("runs") or []:
+        run_dir = folder / run["run_id"]
+        try:
+            manifest = read_json(run_dir / "manifest.json")
+            cases = pd.read_csv(run_dir / CASES_FILE)
+        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise ValueError(f"{run_dir}: cannot read this exported run ({err})") from err
+        config = manifest.get("config") or {}
+        try:
+            stale = stale_reason(manifest, config) if config else "no config recorded"
+        except (TypeError, ValueError) as err:   # a config field today's code no longer knows
+            stale = f"config no longer valid ({err})"
+        host = manifest.get("host") or {}
+        rows.append({"run_id": run["run_id"], "model": run.get("model"), "fold": run.get("fold"),
+                     "seed": run.get("seed"), "n_present": run.get("n_present"),
+                     "host": host.get("gpu") or f"{host.get('cpus', '?')} CPUs" if host else "",
+                     "train_seconds": (manifest.get("seconds") or {}).get("train"), "stale": stale})
+        tables.append((cases.assign(run_id=run["run_id"]), run.get("memberships") or []))
+        run_dirs[run["run_id"]] = run_dir
+    out.runs = pd.DataFrame(rows)
+    out.cases = cases_table(tables)
+    if not out.cases.empty:
+        out.per_fold = add_run_scalars(per_fold_table(out.cases), run_dirs)
+        conv = {r: convergence(_read_history(d)) for r, d in run_dirs.items()}
+        out.per_fold["val_improvement_last_fifth"] = out.per_fold["run_id"].map(lambda r: conv[r][0])
+        out.per_fold["converged"] = out.per_fold["run_id"].map(lambda r: conv[r][1])
+        out.summary = summary_table(out.per_fold)
+        out.paired = paired_table(out.cases)
+    return out
+
+
+__all__ = ["CASES_FILE", "ReferenceResults", "export_reference", "load_reference", "reference_folder",
+           "reference_root"]

@@ -1,0 +1,125 @@
+"""Tables of the committed reference results (:mod:`mrseg.reference`) beside this build's own."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from mrseg.reference import ReferenceResults
+from mrseg.report.results import Results
+
+# (study, row, n_present): the central claims' rows, in the order the page shows them
+CENTRAL_ROWS: tuple[tuple[str, str, int], ...] = (
+    ("main", "probunet", 4), ("main", "shared_s1", 4), ("main", "dpersona_s1s2", 4), ("main", "per_rater_s1", 4),
+    ("sparsity", "shared_s1", 1), ("sparsity", "shared_masked_s1", 1), ("sparsity", "per_rater_s1", 1),
+    ("sparsity_thesis_eq", "shared_s1", 1),
+)
+# (study, n_present, a, b): paired comparisons of the central claims (a - b; GED: lower is better)
+CENTRAL_PAIRS: tuple[tuple[str, int, str, str], ...] = (
+    ("main", 4, "per_rater_s1", "shared_s1"), ("main", 4, "per_rater_s1", "dpersona_s1s2"),
+    ("main", 4, "dpersona_s1s2", "shared_s1"), ("sparsity", 1, "per_rater_s1", "shared_s1"),
+    ("sparsity", 1, "shared_masked_s1", "shared_s1"),
+)
+
+
+def reference_status(ref: ReferenceResults) -> str:
+    """One paragraph: what is committed, when and where it ran, and how much of it is stale."""
+    if not ref.available:
+        return (f"No reference results are committed for this plan and profile (looked in `{ref.folder.name}` under "
+                "`reference/`). They are produced by `bash benchmarks/gpu_reference.sh` on a GPU machine, or by "
+                "`python -m mrseg run --plan thesis --profile reference` on any machine (every run resumes), "
+                "then `python -m mrseg reference export`.")
+    runs = ref.runs
+    hosts = ", ".join(sorted({str(h) for h in runs["host"] if str(h)})) or "not recorded"
+    text = (f"{len(runs)} runs exported {ref.index.get('exported', '')[:10]} (profile `{ref.index.get('profile')}`; "
+            f"models {', '.join(sorted(runs['model'].astype(str).unique()))}; folds "
+            f"{', '.join(str(int(f)) for f in sorted(runs['fold'].unique()))}; seeds "
+            f"{', '.join(str(int(s)) for s in sorted(runs['seed'].unique()))}; ran on {hosts}).")
+    if ref.n_stale:
+        text += (f" **{ref.n_stale} of them are stale**: today's code or config would not give the same numbers "
+                 "(the reason per run is in the last table); read them as results of the code that made them.")
+    else:
+        text += " None is stale: today's code gives every one of them the same fingerprint."
+    return text
+
+
+def _cell(summary: pd.DataFrame, study: str, row: str, n_present: int, metric: str) -> str:
+    if summary is None or summary.empty or f"{metric}_mean" not in summary:
+        return "—"
+    sel = summary[(summary["study"].astype(str) == study) & (summary["row"].astype(str) == row)
+                  & (pd.to_numeric(summary["n_present"], errors="coerce") == n_present)]
+    if sel.empty:
+        return "—"
+    rec = sel.iloc[0]
+    mean, sd = rec[f"{metric}_mean"], rec.get(f"{metric}_sd", math.nan)
+    if pd.isna(mean):
+        return "—"
+    n = int(rec["n_folds"]) if "n_folds" in rec and pd.notna(rec["n_folds"]) else 0
+    spread = f" ± {sd:.3f}" if n > 1 and pd.notna(sd) else ""
+    return f"{mean:.3f}{spread}"
+
+
+def reference_beside_ours(res: Results, ref: ReferenceResults, metrics: tuple[str, ...] = ("ged", "dice_match"),
+                          rows: tuple[tuple[str, str, int], ...] = CENTRAL_ROWS) -> pd.DataFrame:
+    """One row per central (study, row, np): each metric as mean ± SD over runs, this build's profile
+    beside the reference; ``converged`` is the share of converged runs. Rows neither has are left out."""
+    ours_label, ref_label = res.profile, f"reference ({ref.index.get('profile', 'reference')})"
+    records = []
+    for study, row, n_present in rows:
+        rec: dict[str, Any] = {"study": study, "row": row, "np": n_present}
+        for metric in metrics:
+            rec[f"{metric}: {ours_label}"] = _cell(res.summary, study, row, n_present, metric)
+            rec[f"{metric}: {ref_label}"] = _cell(ref.summary, study, row, n_present, metric)
+        for label, summary in ((ours_label, res.summary), (ref_label, ref.summary)):
+            rec[f"converged: {label}"] = _cell(summary, study, row, n_present, "converged")
+        if any(v != "—" for k, v in rec.items() if ":" in k):
+            records.append(rec)
+    return pd.DataFrame(records)
+
+
+def reference_paired(ref: ReferenceResults, metrics: tuple[str, ...] = ("ged", "dice_match"),
+                     pairs: tuple[tuple[str, int, str, str], ...] = CENTRAL_PAIRS) -> pd.DataFrame:
+    """The reference's paired comparisons of the central claims: mean difference a - b over the
+    same cases with its 95% patient-bootstrap CI, Wilcoxon p, n cases, folds where a is lower, and
+    "inconclusive" when the CI contains zero."""
+    paired = ref.paired
+    if paired is None or paired.empty:
+        return pd.DataFrame()
+    records = []
+    def find(study: str, n_present: int, a: str, b: str, metric: str) -> pd.DataFrame:
+        return paired[(paired["study"].astype(str) == study) & (paired["a"].astype(str) == a)
+                      & (paired["b"].astype(str) == b) & (paired["metric"].astype(str) == metric)
+                      & (pd.to_numeric(paired["n_present"], errors="coerce") == n_present)]
+
+    for study, n_present, a, b in pairs:
+        for metric in metrics:
+            sel, sign = find(study, n_present, a, b, metric), 1.0
+            if sel.empty:   # stored the other way round: b - a
+                sel, sign = find(study, n_present, b, a, metric), -1.0
+            if sel.empty:
+                continue
+            rec = sel.iloc[0]
+            diff = sign * float(rec["mean_diff"])
+            lo, hi = sorted((sign * float(rec["ci_low"]), sign * float(rec["ci_high"])))
+            lower = rec.get("folds_a_lower" if sign > 0 else "folds_a_higher", "—")
+            reading = "inconclusive (CI contains 0)" if lo <= 0 <= hi else (f"{a} lower" if hi < 0 else f"{a} higher")
+            records.append({"study": study, "np": n_present, "a - b": f"{a} - {b}", "metric": metric,
+                            "mean diff": f"{diff:+.4f}", "95% CI": f"[{lo:+.4f}, {hi:+.4f}]",
+                            "p (Wilcoxon)": f"{float(rec['p']):.3g}" if pd.notna(rec.get("p")) else "—",
+                            "n cases": int(rec["n"]), "folds a lower": f"{lower}", "reading": reading})
+    return pd.DataFrame(records)
+
+
+def reference_runs(ref: ReferenceResults) -> pd.DataFrame:
+    """The exported runs: id, model, fold, seed, np, host, training seconds and staleness."""
+    if ref.runs is None or ref.runs.empty:
+        return pd.DataFrame()
+    out = ref.runs.copy()
+    out["stale"] = out["stale"].astype(str).replace("", "no")
+    return out
+
+
+__all__ = ["CENTRAL_PAIRS", "CENTRAL_ROWS", "reference_beside_ours", "reference_paired", "reference_runs",
+           "reference_status"]

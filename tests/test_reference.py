@@ -1,0 +1,106 @@
+"""Reference results: export completed runs without weights, read them back, mark stale ones."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+
+import pandas as pd
+
+from mrseg.cli import main
+from mrseg.io import read_json, write_json
+from mrseg.reference import CASES_FILE, export_reference, load_reference
+from mrseg.report import reference_tables
+from mrseg.report.results import Results
+
+MINI_PLAN = """
+name: mini
+studies:
+  main:
+    rows:
+      shared_s1: {model: shared}
+      per_rater_s1: {model: per-rater}
+profiles:
+  smoke:
+    epochs: {full: 1}
+    folds: [0]
+    config: {max_train_cases: 16, max_eval_cases: 8}
+"""
+
+
+def _plan(tmp_path):
+    path = tmp_path / "mini.yaml"
+    path.write_text(MINI_PLAN)
+    return str(path)
+
+
+def test_export_round_trip_without_weights(smoke_runs, tmp_path):
+    plan, dest = _plan(tmp_path), tmp_path / "reference"
+    result = export_reference(plan, "smoke", dest=dest)
+    assert result["exported"] == 2 and result["skipped"] == 0
+    folder = dest / "mini" / "smoke"
+    assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.npz"))   # no weights, no samples
+    index = read_json(folder / "index.json")
+    assert {r["model"] for r in index["runs"]} == {"shared", "per-rater"}
+    for run in index["runs"]:
+        source = smoke_runs[run["model"]]
+        assert run["code_fingerprint"] == read_json(source / "manifest.json")["code_fingerprint"]
+        assert run["stale_at_export"] == ""
+        with gzip.open(folder / run["run_id"] / CASES_FILE, "rt") as fh:
+            assert fh.read() == (source / "eval_cases.csv").read_text()
+
+    ref = load_reference(plan, "smoke", root=dest)
+    assert ref.available and ref.n_stale == 0 and len(ref.runs) == 2
+    assert ref.runs["host"].astype(str).str.len().min() > 0          # the machine is recorded
+    for model, row in (("shared", "shared_s1"), ("per-rater", "per_rater_s1")):
+        original = pd.read_csv(smoke_runs[model] / "eval_cases.csv")
+        got = ref.summary[(ref.summary["row"] == row)]["ged_mean"].iloc[0]
+        assert abs(got - original["ged"].mean()) < 1e-12
+    pairs = ref.paired[(ref.paired["metric"] == "ged")]
+    assert len(pairs) == 1 and int(pairs["n"].iloc[0]) == 8           # the same 8 test cases, paired
+
+    # the book's tables read the export beside this build's (empty) results
+    ours = Results(folder=tmp_path, plan="mini", profile="smoke")
+    beside = reference_tables.reference_beside_ours(ours, ref)
+    assert set(beside["row"]) == {"shared_s1", "per_rater_s1"}
+    assert "2 runs exported" in reference_tables.reference_status(ref)
+    assert not reference_tables.reference_paired(ref).empty
+
+    # a run made by other code is stale, with the reason
+    run_id = index["runs"][0]["run_id"]
+    manifest = read_json(folder / run_id / "manifest.json")
+    write_json(folder / run_id / "manifest.json", {**manifest, "code_fingerprint": "0" * 40, "source_hash": "other"})
+    ref = load_reference(plan, "smoke", root=dest)
+    assert ref.n_stale == 1
+    assert ref.runs.set_index("run_id").loc[run_id, "stale"] == "changed: code"
+    assert "1 of them are stale" in reference_tables.reference_status(ref)
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["reference", "show", "--plan", plan, "--profile", "smoke", "--dest", str(dest), "--json"]) == 0
+    shown = json.loads(out.getvalue())
+    assert shown["runs"] == 2 and shown["stale"] == 1 and shown["models"] == ["per-rater", "shared"]
+
+
+def test_missing_export_is_reported_not_raised(tmp_path):
+    ref = load_reference("thesis", "reference", root=tmp_path / "nothing")
+    assert not ref.available
+    assert "No reference results are committed" in reference_tables.reference_status(ref)
+    assert reference_tables.reference_paired(ref).empty
+
+
+def test_reference_paired_reads_either_orientation(tmp_path):
+    from mrseg.reference import ReferenceResults
+
+    row = {"study": "main", "n_present": 4, "a": "shared_s1", "b": "per_rater_s1", "metric": "ged", "n": 10,
+           "mean_diff": 0.03, "ci_low": 0.01, "ci_high": 0.05, "p": 0.004, "folds_a_lower": 0, "folds_a_higher": 4}
+    ref = ReferenceResults(folder=tmp_path, paired=pd.DataFrame([row]))
+    table = reference_tables.reference_paired(ref, metrics=("ged",))
+    first = table.iloc[0]   # asked as per_rater_s1 - shared_s1: the stored shared - per-rater, negated
+    assert first["a - b"] == "per_rater_s1 - shared_s1" and first["mean diff"] == "-0.0300"
+    assert first["95% CI"] == "[-0.0500, -0.0100]" and first["folds a lower"] == "4"
+    assert first["reading"] == "per_rater_s1 lower"
+    ref = ReferenceResults(folder=tmp_path, paired=pd.DataFrame([{**row, "ci_low": -0.01}]))
+    assert reference_tables.reference_paired(ref, metrics=("ged",)).iloc[0]["reading"].startswith("inconclusive")

@@ -466,8 +466,11 @@ def controlled_advantage(comparison: pd.DataFrame, a: str = "per-rater", b: str 
                          metric_label: str = "GED to the true distribution") -> Figure:
     """Mean paired difference ``a - b`` with its 95% CI (from
     :func:`mrseg.diagnostics.recovery.controlled_comparison`) against the rater count N (left,
-    one line per np/N) and against np/N (right, one line per N)."""
+    one line per np/N) and against np/N (right, one line per N); per-step missingness only (the
+    static-missingness rows are in the page's table)."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    if comparison is not None and "missing" in comparison:
+        comparison = comparison[comparison["missing"] == "per-step"]
     if comparison is None or comparison.empty:
         for ax in axes:
             _empty_note(ax)

@@ -134,7 +134,13 @@ def test_controlled_comparison_paired_ci_and_verdicts():
             rows += [{"dataset": f"synthetic-raters{n}", "model": model, "n_present": n_p, "fold": 0, "seed": 1337,
                       "case_id": f"c{k}", "ged_true": v, "study": "controlled"} for k, v in enumerate(values)]
     rows.append({**rows[0], "dataset": "synthetic"})   # not a controlled dataset: ignored
-    table = recovery.controlled_comparison(pd.DataFrame(rows))
+    # static missingness (variant tag "static") is compared on its own, never mixed with per-step
+    static = [{**r, "variant": "static", "ged_true": r["ged_true"] + (0.2 if r["model"] == "per-rater" else 0.0)}
+              for r in rows if r["dataset"] == "synthetic-raters2"]
+    table = recovery.controlled_comparison(pd.DataFrame(rows + static))
+    assert list(table["missing"]) == ["per-step", "static", "per-step", "per-step"]
+    assert table.loc[1, "verdict"] == "shared better" and table.loc[1, "n_cases"] == 40
+    table = table[table["missing"] == "per-step"].reset_index(drop=True)
     assert list(table["N"]) == [2, 4, 8] and list(table["n_cases"]) == [40, 40, 40]
     assert list(table["verdict"]) == ["per-rater better", "inconclusive", "shared better"]
     assert table.loc[0, "np_over_N"] == pytest.approx(0.5)

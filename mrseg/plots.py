@@ -260,8 +260,10 @@ def qualitative_panels(image: np.ndarray, raters: np.ndarray, probs: np.ndarray,
     [k,N,H,W], ``probs`` [k,M,H,W] (a run's ``samples.npz``)."""
     k = min(max_cases, image.shape[0])
     n, m = raters.shape[1], min(max_samples, probs.shape[1])
-    fig, axes = plt.subplots(k, 1 + n + m, figsize=(1.6 * (1 + n + m), 1.7 * k), squeeze=False,
-                             constrained_layout=True)
+    # fixed margins, not constrained_layout: the layout solver over k x (1 + N + M) axes took most
+    # of a run notebook's rendering time
+    fig, axes = plt.subplots(k, 1 + n + m, figsize=(1.6 * (1 + n + m), 1.7 * k), squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9 if title else 0.95, wspace=0.05, hspace=0.3)
     for r in range(k):
         img = image[r, 0]
         cid = str(case_ids[r]) if case_ids is not None else str(r)

@@ -70,8 +70,8 @@ run_report.collapse_table(path)
 
 # %% [markdown]
 # ## Samples
-# The test cases with the highest inter-rater disagreement: image, rater masks and the first
-# prior samples.
+# The three test cases with the highest inter-rater disagreement: image, rater masks and the
+# first prior samples.
 
 # %%
-plots.qualitative_from_run(path)
+plots.qualitative_from_run(path, max_cases=3)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mrseg.bench_metrics import metrics_benchmark  # noqa: E402
+from mrseg.bench.metrics import metrics_benchmark  # noqa: E402
 
 
 def main() -> None:

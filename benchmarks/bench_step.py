@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mrseg.bench_step import step_benchmark  # noqa: E402
+from mrseg.bench.step import step_benchmark  # noqa: E402
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 Trains ``shared`` and ``per-rater`` for ``--epochs`` epochs at the paper profile on one CUDA GPU
 (on the procedural ``synthetic`` dataset at 128x128, so nothing needs to be downloaded or
-extracted first), then times single training steps with ``mrseg.bench_step.step_benchmark``.
+extracted first), then times single training steps with ``mrseg.bench.step.step_benchmark``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, os.getcwd())
     import pandas as pd
 
-    from mrseg.bench_step import step_benchmark
+    from mrseg.bench.step import step_benchmark
     from mrseg.config import RunConfig
     from mrseg.train import run_training_and_evaluation
 

@@ -78,11 +78,11 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "metrics":
-        from mrseg.bench_metrics import metrics_benchmark
+        from mrseg.bench.metrics import metrics_benchmark
 
         result = metrics_benchmark(cases=args.cases, samples=args.samples, reference_cases=args.reference_cases)
     else:
-        from mrseg.bench_step import step_benchmark
+        from mrseg.bench.step import step_benchmark
 
         result = step_benchmark(profile=args.profile, repeats=args.repeats, device=args.device, naive=not args.no_naive)
     _print(result, args.json)
@@ -111,7 +111,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from mrseg.runner import run_plan
+    from mrseg.pipeline.runner import run_plan
 
     return run_plan(
         plan=args.plan,
@@ -127,8 +127,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_scorecard(args: argparse.Namespace) -> int:
-    from mrseg.aggregate import rescore
     from mrseg.paths import results_dir
+    from mrseg.pipeline.aggregate import rescore
     from mrseg.report.results import results_folder
 
     folder = results_folder(args.results or results_dir(), args.plan, args.profile)
@@ -143,10 +143,10 @@ def _cmd_scorecard(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from mrseg.plan import load_plan
+    from mrseg.pipeline.plan import load_plan
 
     if args.action == "status":
-        from mrseg.runner import plan_status
+        from mrseg.pipeline.runner import plan_status
 
         status = plan_status(args.plan, args.profile)
         if args.json:
@@ -169,7 +169,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    from mrseg.record import record
+    from mrseg.pipeline.record import record
 
     for name, path in record(args.plan, args.profile, tuple(args.skip), args.metric_cases, args.dataset).items():
         print(f"{name}: {path}")
@@ -206,7 +206,7 @@ def _cmd_model(args: argparse.Namespace) -> int:
 
 
 def _cmd_reference(args: argparse.Namespace) -> int:
-    from mrseg.reference import export_reference, load_reference
+    from mrseg.pipeline.reference import export_reference, load_reference
 
     if args.action == "export":
         _print(export_reference(args.plan, args.profile, dest=args.dest, progress=not args.json), args.json)
@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_plan)
 
-    from mrseg.record import MEASUREMENTS
+    from mrseg.pipeline.record import MEASUREMENTS
 
     p = sub.add_parser("record", help="benchmarks and measurements for the book, written beside the results")
     p.add_argument("--plan", default="thesis")

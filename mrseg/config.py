@@ -25,7 +25,7 @@ class ModelVariant:
     ``"shared"`` (one encoder on all N masks), ``"shared-wide"`` (the same, widened to the per-rater
     encoders' parameter count), ``"per-rater"`` (N separate encoders, eq. 3.4) or ``"per-rater-tied"``
     (one encoder applied to each rater's mask separately).
-    ``loss``: the Stage 1 loss family of :func:`mrseg.losses.stage1_losses`: ``"mean-mask"`` (the mean
+    ``loss``: the Stage 1 loss family, a key of :data:`mrseg.losses.STAGE1_FAMILIES`: ``"mean-mask"`` (the mean
     mask is the target, no L_bound), ``"shared"`` (absent raters zero-filled), ``"shared-masked"``
     (absent raters' terms dropped) or ``"per-rater"`` (the per-rater ELBO, eq. 3.5).
     ``stage2``: D-Persona's Stage 2 heads on top of the Stage 1 model ``stage1``.
@@ -69,7 +69,7 @@ _SHARED = ModelVariant("shared", "shared", "shared",
 _PER_RATER = ModelVariant("per-rater", "per-rater", "per-rater",
                           "N independent posterior encoders q_i(z|x, y_i) (the thesis's proposal)")
 # Every model, in the order the tests and listings show them. A new variant is one entry here plus,
-# for a new loss family, its branch of mrseg.losses.stage1_losses.
+# for a new loss family, its function in mrseg.losses.STAGE1_FAMILIES.
 MODEL_VARIANTS: dict[str, ModelVariant] = {v.name: v for v in (
     _PROBUNET,
     _SHARED,
@@ -259,13 +259,8 @@ class RunConfig:
 
     @property
     def has_stage2(self) -> bool:
-        """:func:`has_stage2` of this run's model."""
+        """This run trains D-Persona's Stage 2 heads on a finished Stage 1 run (:func:`has_stage2`)."""
         return has_stage2(self.model)
-
-    @property
-    def is_stage2(self) -> bool:
-        """Same as :attr:`has_stage2`: this run trains Stage 2 heads on a Stage 1 run."""
-        return self.has_stage2
 
     @property
     def stage1_model(self) -> str:

@@ -26,7 +26,11 @@ import pandas as pd
 import torch
 
 from mrseg.data.torch_data import SplitTensors
+from mrseg.device import autocast, to_input
+from mrseg.diagnostics.collapse import collapse_summary
+from mrseg.diagnostics.recovery import controlled_metrics
 from mrseg.io import write_csv, write_json, write_npz
+from mrseg.metrics import dice_match_batch, evaluate_cases
 
 CASES = "eval_cases.csv"
 SUMMARY = "eval_summary.json"
@@ -49,14 +53,13 @@ def predict(model: Any, split: SplitTensors, M: int, config: Any, device: torch.
     """Yield ``(slice, probs [b, M, H, W] float32 numpy)`` over the split, seeded."""
     from tqdm import tqdm
 
-    from mrseg.train import _to_input, autocast
 
     model.eval()
     gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     starts = range(0, len(split), config.eval_batch_size)
     for start in tqdm(starts, desc="evaluate", disable=not progress, leave=False):
         sl = slice(start, min(start + config.eval_batch_size, len(split)))
-        x = _to_input(split.image[sl].to(device), config)
+        x = to_input(split.image[sl].to(device), config)
         with autocast(config, device):
             probs = model.sample(x, M, generator=gen)
         yield sl, probs.float().cpu().numpy()
@@ -65,10 +68,6 @@ def predict(model: Any, split: SplitTensors, M: int, config: Any, device: torch.
 def evaluate_run(model: Any, config: Any, split: SplitTensors, run_dir: str | Path, *, dataset_name: str,
                  semi_synthetic: bool, device: torch.device | str = "cpu", progress: bool = False) -> dict[str, Any]:
     """Evaluate ``model`` on ``split`` with ``config.eval_samples`` samples; write and return the summary."""
-    from mrseg.diagnostics.collapse import collapse_summary
-    from mrseg.diagnostics.recovery import controlled_metrics
-    from mrseg.metrics import dice_match_batch, evaluate_cases
-    from mrseg.train import _to_input
 
     if len(split) == 0:
         raise ValueError(f"{config.run_id}: the test split of fold {config.fold} is empty")
@@ -103,7 +102,7 @@ def evaluate_run(model: Any, config: Any, split: SplitTensors, run_dir: str | Pa
     summary.update(M=int(config.eval_samples), n_cases=len(table), semi_synthetic=bool(semi_synthetic),
                    run_id=config.run_id)
     summary.update(collapse_summary(model, split.image, split.masks, split.present, table, config.eval_batch_size,
-                                    lambda x: _to_input(x, config), device))
+                                    lambda x: to_input(x, config), device))
     write_json(run_dir / SUMMARY, summary)
     probs4 = np.concatenate(first)
     top = np.argsort(-table["d_yy"].to_numpy(), kind="stable")[:N_QUALITATIVE]

@@ -61,13 +61,16 @@ channels (each pooled over the images where rater k is present); with ``soft-dic
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Normal, kl_divergence
+
+from mrseg.data.torch_data import draw_rater_index
 
 
 def soft_dice_loss(probs: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -242,121 +245,200 @@ def _use_batched(config: Any, x: torch.Tensor, present: torch.Tensor) -> bool:
     return wanted and bool(present.all())
 
 
+@dataclass
+class Stage1Batch:
+    """What every Stage 1 loss family reads: the batch, the model's shared parts and the objective.
+
+    ``a``: FComb's feature part ``[B, H, W, hidden]``; ``p``: the prior ``N(mu, sigma)`` ``[B, D]``;
+    ``count``: raters present per image ``[B]``; ``gdl``: D-Persona's criterion (else per-image soft
+    Dice); ``one_rater``: ``objective: dpersona-code`` (one drawn rater per image).
+    """
+
+    model: Any
+    x: torch.Tensor
+    masks: torch.Tensor
+    present: torch.Tensor
+    config: Any
+    a: torch.Tensor
+    p: Normal
+    count: torch.Tensor
+    gdl: bool
+    one_rater: bool
+    rater_index: torch.Tensor | None
+
+
+@dataclass
+class Stage1Terms:
+    """A family's reconstruction and KL: ``recon`` and ``kl`` ``[B]``, ``kl_dims`` ``[B, D]``, the
+    posterior modules whose weights the L2 term covers, and extra named terms (``rater_terms``,
+    ``repulsion``)."""
+
+    recon: torch.Tensor
+    kl: torch.Tensor
+    kl_dims: torch.Tensor
+    posterior_modules: list[nn.Module]
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _per_rater_batched(b: Stage1Batch) -> Stage1Terms:
+    """Per-rater ELBO (eq. 3.5) with every rater present: the N encoders as one batched call."""
+    model, x, masks, config = b.model, b.x, b.masks, b.config
+    q = Normal(*model.posteriors.encode_batched(x, masks))                             # [B, N, D]
+    probs = torch.sigmoid(model.fcomb.decode_many(b.a, q.rsample()))
+    kl_full = kl_divergence(q, Normal(b.p.loc[:, None], b.p.scale[:, None]))           # [B, N, D]
+    kl_pairs = kl_full.sum(-1)                                                         # [B, N]
+    extras: dict[str, torch.Tensor] = {}
+    if b.gdl:   # every rater present: rater i's GDL pooled over the batch, equal weights
+        per_rater = torch.stack([dpersona_gdl(probs[:, i: i + 1], masks[:, i: i + 1]) for i in range(masks.shape[1])])
+        recon = per_rater.mean().expand(x.shape[0])
+        extras["rater_terms"] = per_rater[None, :] / x.shape[0] + config.kl_weight * kl_pairs
+    else:
+        dice = soft_dice_loss(probs, masks)                                            # [B, N]
+        recon = dice.mean(1)
+        extras["rater_terms"] = dice + config.kl_weight * kl_pairs
+    if config.latent_repulsion:
+        extras["repulsion"] = latent_repulsion_loss(q.loc, b.present)
+    return Stage1Terms(recon, kl_pairs.mean(1), kl_full.mean(1), [model.posteriors], extras)
+
+
+def _per_rater_present(b: Stage1Batch) -> Stage1Terms:
+    """Per-rater ELBO (eq. 3.5) over the present (image, rater) pairs: one posterior sample each."""
+    model, x, masks, present, config, p = b.model, b.x, b.masks, b.present, b.config, b.p
+    encoded = model.posteriors.encode_present(x, masks, present)
+    idx = torch.cat([e[1] for e in encoded])
+    z_parts, kl_parts, targets = [], [], []
+    for i, ii, q in encoded:
+        z_parts.append(q.rsample())
+        kl_parts.append(kl_divergence(q, Normal(p.loc[ii], p.scale[ii])))             # [n_i, D]
+        targets.append(masks[ii, i])
+    z = torch.cat(z_parts)
+    a_pairs = b.a if idx.numel() == b.a.shape[0] and len(encoded) == 1 else b.a.index_select(0, idx)
+    probs = torch.sigmoid(model.fcomb.decode_pairs(a_pairs, z))
+    kl_dims = _per_image_mean(torch.cat(kl_parts), idx, b.count)                        # [B, D]
+    kl_pairs = torch.cat(kl_parts).sum(-1)
+    kl = _per_image_mean(kl_pairs, idx, b.count)
+    raters = torch.cat([torch.full_like(ii, i) for i, ii, _ in encoded])
+    if b.gdl:
+        # rater i's GDL pooled over its present images; weighted by their number n_i, so the
+        # total is sum_i n_i GDL_i / sum_i n_i (every image counts once per present rater)
+        bounds = torch.cumsum(torch.tensor([0] + [len(ii) for _, ii, _ in encoded]), 0).tolist()
+        target = torch.cat(targets)
+        per_rater = torch.stack([dpersona_gdl(probs[s:e, None], target[s:e, None])
+                                 for s, e in zip(bounds[:-1], bounds[1:])])
+        sizes = torch.tensor([e - s for s, e in zip(bounds[:-1], bounds[1:])], dtype=probs.dtype, device=x.device)
+        recon = ((per_rater * sizes).sum() / sizes.sum()).expand(x.shape[0])
+        # each pair carries its rater's GDL / n_i, so a rater's pairs sum to its GDL
+        pair_recon = torch.repeat_interleave(per_rater / sizes, sizes.long())
+    else:
+        pair_recon = soft_dice_loss(probs, torch.cat(targets))
+        recon = _per_image_mean(pair_recon, idx, b.count)
+    # rater i's ELBO terms per image, [B, N] (0 where absent): for isolation checks and diagnostics
+    extras = {"rater_terms": torch.zeros(present.shape, dtype=probs.dtype, device=x.device).index_put(
+        (idx, raters), pair_recon + config.kl_weight * kl_pairs)}
+    if config.latent_repulsion:
+        mu = torch.full((x.shape[0], model.n_raters, model.latent_dim), float("nan"), device=x.device)
+        for i, ii, q in encoded:
+            mu[ii, i] = q.loc
+        extras["repulsion"] = latent_repulsion_loss(mu, present)
+    return Stage1Terms(recon, kl, kl_dims, [model.posteriors], extras)
+
+
+def per_rater_terms(b: Stage1Batch) -> Stage1Terms:
+    """Loss family ``per-rater``: N posteriors (separate or tied encoders), eq. 3.5."""
+    return _per_rater_batched(b) if _use_batched(b.config, b.x, b.present) else _per_rater_present(b)
+
+
+def _one_posterior(b: Stage1Batch) -> tuple[Normal, torch.Tensor, torch.Tensor]:
+    """The single posterior ``q`` on (x, masks), one decode of its sample (probabilities ``[B, H, W]``)
+    and the masks with absent raters zero-filled ``[B, N, H, W]``."""
+    q = b.model.posterior_net(b.model.posterior_input(b.x, b.masks, b.present))
+    probs = torch.sigmoid(b.model.fcomb.decode_pairs(b.a, q.rsample()))
+    return q, probs, b.masks * b.present[:, :, None, None].to(b.masks.dtype)
+
+
+def _single_posterior_terms(b: Stage1Batch, q: Normal, recon: torch.Tensor) -> Stage1Terms:
+    kl_dims = kl_divergence(q, b.p)                                                    # [B, D]
+    return Stage1Terms(recon, kl_dims.sum(-1), kl_dims, [b.model.posterior_net])
+
+
+def _drawn_rater_recon(b: Stage1Batch, probs: torch.Tensor, filled: torch.Tensor, per_image: bool) -> torch.Tensor:
+    """``dpersona-code``: each image reconstructs one drawn rater's mask (absent: zero-filled)."""
+    rater_index = b.rater_index if b.rater_index is not None else draw_rater_index(b.present, per_image=per_image)
+    target = filled.gather(1, rater_index[:, None, None, None].expand(-1, 1, *filled.shape[2:]))[:, 0]
+    if b.gdl:
+        return dpersona_gdl(probs[:, None], target[:, None]).expand(b.x.shape[0])
+    return soft_dice_loss(probs, target)
+
+
+def mean_mask_terms(b: Stage1Batch) -> Stage1Terms:
+    """Loss family ``mean-mask`` (ProbUNet): the pixel-wise mean of the present raters is the target."""
+    q, probs, filled = _one_posterior(b)
+    mean_mask = filled.sum(1) / b.count.clamp(min=1)[:, None, None].to(b.masks.dtype)
+    recon = (dpersona_gdl(probs[:, None], mean_mask[:, None]).expand(b.x.shape[0]) if b.gdl
+             else soft_dice_loss(probs, mean_mask))
+    return _single_posterior_terms(b, q, recon)
+
+
+def shared_terms(b: Stage1Batch) -> Stage1Terms:
+    """Loss family ``shared`` (D-Persona Stage 1): one posterior on all N masks; absent raters are
+    zero-filled masks the model is trained to reproduce (the thesis's ``drop_raters`` baseline)."""
+    q, probs, filled = _one_posterior(b)
+    if b.one_rater:
+        recon = _drawn_rater_recon(b, probs, filled, per_image=False)
+    elif b.gdl:   # (1/N) sum_{i=1..N}, absent slots zero-filled
+        recon = torch.stack([dpersona_gdl(probs[:, None], filled[:, i: i + 1]) for i in range(b.masks.shape[1])]
+                            ).mean().expand(b.x.shape[0])
+    else:
+        recon = soft_dice_loss(probs[:, None], filled).mean(1)                         # [B, N] -> [B]
+    return _single_posterior_terms(b, q, recon)
+
+
+def shared_masked_terms(b: Stage1Batch) -> Stage1Terms:
+    """Loss family ``shared-masked``: one posterior; absent raters' reconstruction terms dropped."""
+    q, probs, filled = _one_posterior(b)
+    present = b.present
+    if b.one_rater:
+        recon = _drawn_rater_recon(b, probs, filled, per_image=True)
+    elif b.gdl:   # (1/n_p) sum_{i in P}: rater i pooled over its present images
+        terms = [gdl_masked(probs, filled[:, i], present[:, i]) for i in range(b.masks.shape[1])]
+        sizes = present.sum(0).to(probs.dtype)
+        recon = ((torch.stack(terms) * sizes).sum() / sizes.sum().clamp(min=1)).expand(b.x.shape[0])
+    else:
+        dice = soft_dice_loss(probs[:, None], filled)                                  # [B, N]
+        recon = (dice * present).sum(1) / b.count.clamp(min=1)
+    return _single_posterior_terms(b, q, recon)
+
+
+# Stage 1 loss families (``ModelVariant.loss`` in mrseg.config): one function each.
+STAGE1_FAMILIES: dict[str, Callable[[Stage1Batch], Stage1Terms]] = {
+    "mean-mask": mean_mask_terms,
+    "shared": shared_terms,
+    "shared-masked": shared_masked_terms,
+    "per-rater": per_rater_terms,
+}
+
+
 def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: torch.Tensor, config: Any,
                   rater_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Stage 1 objective of ``model`` on one batch; ``present`` are the raters drawn this step.
 
+    The reconstruction and KL come from the model's loss family (:data:`STAGE1_FAMILIES`); the
+    KL reduction (free bits), L_bound, the diversity and repulsion terms and L2 are common.
     ``rater_index`` ``[B]`` (long) is the rater each image reconstructs under ``objective:
     dpersona-code`` (``shared``: one index for the whole batch; ``shared-masked``: a present rater
     per image); :func:`mrseg.data.torch_data.draw_step` gives it from the step's generator. When
     ``None`` it is drawn here from the global torch RNG.
     Returns scalars ``loss`` (to minimise), ``recon``, ``kl``, ``bound``, ``l2`` and any extras.
     """
-    from mrseg.data.torch_data import draw_rater_index
-
     family = model.variant.loss
     gdl = _criterion(config) == "gdl"
-    one_rater = _objective(config) == "dpersona-code"
-    feats = model.features(x)
-    a = model.fcomb.feature_part(feats)
+    a = model.fcomb.feature_part(model.features(x))
     p = model.prior(x)
-    count = present.sum(1)
-    out: dict[str, torch.Tensor] = {}
-    if model.is_per_rater and _use_batched(config, x, present):
-        q = Normal(*model.posteriors.encode_batched(x, masks))                         # [B, N, D]
-        logits = model.fcomb.decode_many(a, q.rsample())
-        probs = torch.sigmoid(logits)
-        kl_full = kl_divergence(q, Normal(p.loc[:, None], p.scale[:, None]))           # [B, N, D]
-        kl_pairs = kl_full.sum(-1)                                                     # [B, N]
-        kl = kl_pairs.mean(1)
-        kl_dims = kl_full.mean(1)
-        if gdl:   # every rater present: rater i's GDL pooled over the batch, equal weights
-            per_rater = torch.stack([dpersona_gdl(probs[:, i: i + 1], masks[:, i: i + 1])
-                                     for i in range(masks.shape[1])])
-            recon = per_rater.mean().expand(x.shape[0])
-            out["rater_terms"] = per_rater[None, :] / x.shape[0] + config.kl_weight * kl_pairs
-        else:
-            dice = soft_dice_loss(probs, masks)                                        # [B, N]
-            recon = dice.mean(1)
-            out["rater_terms"] = dice + config.kl_weight * kl_pairs
-        if config.latent_repulsion:
-            out["repulsion"] = latent_repulsion_loss(q.loc, present)
-        posterior_modules = [model.posteriors]
-    elif model.is_per_rater:
-        encoded = model.posteriors.encode_present(x, masks, present)
-        idx = torch.cat([e[1] for e in encoded])
-        z_parts, kl_parts, targets = [], [], []
-        for i, ii, q in encoded:
-            z_parts.append(q.rsample())
-            kl_parts.append(kl_divergence(q, Normal(p.loc[ii], p.scale[ii])))         # [n_i, D]
-            targets.append(masks[ii, i])
-        z = torch.cat(z_parts)
-        a_pairs = a if idx.numel() == a.shape[0] and len(encoded) == 1 else a.index_select(0, idx)
-        logits = model.fcomb.decode_pairs(a_pairs, z)
-        probs = torch.sigmoid(logits)
-        kl_dims = _per_image_mean(torch.cat(kl_parts), idx, count)                      # [B, D]
-        kl_pairs = torch.cat(kl_parts).sum(-1)
-        kl = _per_image_mean(kl_pairs, idx, count)
-        raters = torch.cat([torch.full_like(ii, i) for i, ii, _ in encoded])
-        if gdl:
-            # rater i's GDL pooled over its present images; weighted by their number n_i, so the
-            # total is sum_i n_i GDL_i / sum_i n_i (every image counts once per present rater)
-            bounds = torch.cumsum(torch.tensor([0] + [len(ii) for _, ii, _ in encoded]), 0).tolist()
-            target = torch.cat(targets)
-            per_rater = torch.stack([dpersona_gdl(probs[s:e, None], target[s:e, None])
-                                     for s, e in zip(bounds[:-1], bounds[1:])])
-            sizes = torch.tensor([e - s for s, e in zip(bounds[:-1], bounds[1:])], dtype=probs.dtype,
-                                 device=x.device)
-            recon = ((per_rater * sizes).sum() / sizes.sum()).expand(x.shape[0])
-            # each pair carries its rater's GDL / n_i, so a rater's pairs sum to its GDL
-            pair_recon = torch.repeat_interleave(per_rater / sizes, sizes.long())
-        else:
-            pair_recon = soft_dice_loss(probs, torch.cat(targets))
-            recon = _per_image_mean(pair_recon, idx, count)
-        # rater i's ELBO terms per image, [B, N] (0 where absent): for isolation checks and diagnostics
-        out["rater_terms"] = torch.zeros(present.shape, dtype=probs.dtype, device=x.device).index_put(
-            (idx, raters), pair_recon + config.kl_weight * kl_pairs)
-        if config.latent_repulsion:
-            mu = torch.full((x.shape[0], model.n_raters, model.latent_dim), float("nan"), device=x.device)
-            for i, ii, q in encoded:
-                mu[ii, i] = q.loc
-            out["repulsion"] = latent_repulsion_loss(mu, present)
-        posterior_modules = [model.posteriors]
-    else:
-        q = model.posterior_net(model.posterior_input(x, masks, present))
-        logits = model.fcomb.decode_pairs(a, q.rsample())
-        probs = torch.sigmoid(logits)
-        filled = masks * present[:, :, None, None].to(masks.dtype)
-        if family == "mean-mask":
-            mean_mask = filled.sum(1) / count.clamp(min=1)[:, None, None].to(masks.dtype)
-            recon = dpersona_gdl(probs[:, None], mean_mask[:, None]).expand(x.shape[0]) if gdl else \
-                soft_dice_loss(probs, mean_mask)
-        elif one_rater:
-            if rater_index is None:
-                rater_index = draw_rater_index(present, per_image=(family == "shared-masked"))
-            target = filled.gather(1, rater_index[:, None, None, None].expand(-1, 1, *filled.shape[2:]))[:, 0]
-            if gdl:
-                recon = dpersona_gdl(probs[:, None], target[:, None]).expand(x.shape[0])
-            else:
-                recon = soft_dice_loss(probs, target)
-        elif gdl:
-            n = masks.shape[1]
-            if family == "shared-masked":   # (1/n_p) sum_{i in P}: rater i pooled over its present images
-                terms = [gdl_masked(probs, filled[:, i], present[:, i]) for i in range(n)]
-                sizes = present.sum(0).to(probs.dtype)
-                recon = ((torch.stack(terms) * sizes).sum() / sizes.sum().clamp(min=1)).expand(x.shape[0])
-            else:                          # (1/N) sum_{i=1..N}, absent slots zero-filled
-                recon = torch.stack([dpersona_gdl(probs[:, None], filled[:, i: i + 1]) for i in range(n)]
-                                    ).mean().expand(x.shape[0])
-        else:
-            dice = soft_dice_loss(probs[:, None], filled)                            # [B, N]
-            if family == "shared-masked":
-                recon = (dice * present).sum(1) / count.clamp(min=1)
-            else:
-                recon = dice.mean(1)
-        kl_dims = kl_divergence(q, p)                                                  # [B, D]
-        kl = kl_dims.sum(-1)
-        posterior_modules = [model.posterior_net]
+    batch = Stage1Batch(model, x, masks, present, config, a, p, present.sum(1), gdl,
+                        _objective(config) == "dpersona-code", rater_index)
+    terms = STAGE1_FAMILIES[family](batch)
+    out: dict[str, torch.Tensor] = dict(terms.extras)
+    recon, kl, kl_dims = terms.recon, terms.kl, terms.kl_dims
     free_bits = getattr(config, "free_bits", 0.0)
     kl_loss = free_bits_kl(kl_dims, free_bits) if free_bits else kl.mean()
     out["kl_dims"] = kl_dims.mean(0)
@@ -375,7 +457,8 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
             total = total + config.diversity_weight * out["diversity"]
     if "repulsion" in out:
         total = total + config.latent_repulsion * out["repulsion"]
-    l2 = l2_penalty(regularised_parameters(model, posterior_modules)) if config.l2_weight else bound.new_zeros(())
+    l2 = (l2_penalty(regularised_parameters(model, terms.posterior_modules)) if config.l2_weight
+          else bound.new_zeros(()))
     total = total + config.l2_weight * l2
     out.update(loss=total, recon=recon.mean(), kl=kl.mean(), bound=bound, l2=l2)
     return out

@@ -35,6 +35,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from mrseg.io import atomic_path
+
 MODEL_LABELS: dict[str, str] = {
     "shared_s1": "shared posterior (Stage 1)",
     "per_rater_s1": "per-rater posteriors (Stage 1)",
@@ -454,7 +456,6 @@ def architecture_diagram(n_raters: int = 4) -> Figure:
 
 def save_png(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Write ``fig`` as PNG atomically and close it."""
-    from mrseg.io import atomic_path
 
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:

@@ -9,7 +9,8 @@ import pandas as pd
 
 from mrseg.config import RunConfig
 from mrseg.evaluate import CASES, META_COLUMNS
-from mrseg.manifest import read_manifest
+from mrseg.io import read_json
+from mrseg.pipeline.manifest import read_manifest
 from mrseg.train import HISTORY
 
 
@@ -78,7 +79,6 @@ def collapse_table(run_dir: str | Path) -> pd.DataFrame:
     import math
 
     from mrseg.evaluate import SUMMARY
-    from mrseg.io import read_json
 
     summary = read_json(Path(run_dir) / SUMMARY)
     defs = summary.get("collapse_definitions") or {}

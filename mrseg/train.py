@@ -11,7 +11,7 @@ counted; ``max_bad_steps`` consecutive ones stop the run with :class:`TrainingDi
 Checkpoints hold tensors and plain containers only and are read with ``weights_only=True``; one
 made by other code, config or data, or one that cannot be read, is not resumed (training starts
 again, with a warning for an unreadable one). One process at a time trains a run directory
-(:class:`mrseg.lock.RunLock`).
+(:class:`mrseg.pipeline.lock.RunLock`).
 Stage 2 models (``*+s2``) train their heads on top of the finished Stage 1 run of the same fold
 (:func:`stage1_config`), which is trained first if it does not exist.
 """
@@ -32,13 +32,18 @@ import pandas as pd
 import torch
 
 from mrseg.config import EXECUTION_FIELDS, RunConfig
+from mrseg.data.registry import load_dataset
 from mrseg.data.torch_data import SplitTensors, disagreement, draw_step, load_splits, static_present, step_generator
-from mrseg.fingerprint import run_fingerprint, stale_reason
+from mrseg.device import autocast, prepare_model, resolve_device, to_input
+from mrseg.evaluate import SUMMARY, evaluate_run
 from mrseg.io import atomic_path, read_json, write_csv
-from mrseg.lock import RunLock
-from mrseg.manifest import is_complete, now_iso, read_manifest, update_manifest
+from mrseg.losses import fit_prior_bank
+from mrseg.metrics import ged_batch
 from mrseg.models import build_model
 from mrseg.paths import runs_dir
+from mrseg.pipeline.fingerprint import run_fingerprint, stale_reason
+from mrseg.pipeline.lock import RunLock
+from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest, update_manifest
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -63,32 +68,9 @@ def stage1_config(config: RunConfig) -> RunConfig | None:
                                ortho_weight=RunConfig.ortho_weight, stage2_epochs=0).validate()
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> cuda, then mps, then cpu; an unavailable explicit device is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError("device 'mps' requested but MPS is not available")
-    return torch.device(name)
-
-
-def autocast(config: RunConfig, device: torch.device):
-    """bf16 autocast on CUDA when ``config.amp``; a no-op elsewhere (CPU results unchanged)."""
-    if config.amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def make_loaders(config: RunConfig, dataset: Any = None, progress: bool = False) -> dict[str, SplitTensors]:
     """Train / val / test tensors of ``config``'s dataset and fold (see :mod:`mrseg.data.torch_data`)."""
     if dataset is None:
-        from mrseg.data.registry import load_dataset
 
         dataset = load_dataset(config.dataset, progress=progress, **config.dataset_options)
     return load_splits(dataset, config)
@@ -126,27 +108,15 @@ def _save(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _prepare(model: torch.nn.Module, config: RunConfig, device: torch.device) -> torch.nn.Module:
-    model = model.to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model
-
-
-def _to_input(x: torch.Tensor, config: RunConfig) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if config.channels_last else x
-
-
 # ---- validation --------------------------------------------------------------------------
 def validation_ged(model: Any, split: SplitTensors, config: RunConfig, device: torch.device) -> float:
     """Mean GED (d(empty, empty) = 0) with ``val_samples`` prior samples per case (seeded)."""
-    from mrseg.metrics import ged_batch
 
     model.eval()
     gen = torch.Generator(device=device).manual_seed(config.seed)
     values = []
     for start in range(0, len(split), config.eval_batch_size):
-        x = _to_input(split.image[start: start + config.eval_batch_size].to(device), config)
+        x = to_input(split.image[start: start + config.eval_batch_size].to(device), config)
         with autocast(config, device):
             probs = model.sample(x, config.val_samples, generator=gen)
         sl = slice(start, start + config.eval_batch_size)
@@ -163,7 +133,7 @@ def validation_expert_dice(model: Any, split: SplitTensors, config: RunConfig, d
     total, count = 0.0, 0
     for start in range(0, len(split), config.eval_batch_size):
         sl = slice(start, start + config.eval_batch_size)
-        x = _to_input(split.image[sl].to(device), config)
+        x = to_input(split.image[sl].to(device), config)
         with autocast(config, device):
             probs = model.sample(x, n, generator=gen)            # sample k = head k (k < N)
         pred = (probs.float() > 0.5).flatten(2).float()
@@ -230,7 +200,7 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
         bar = tqdm(batches, desc=f"stage {stage} epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
         for step, s in enumerate(bar):
             idx = perm[s: s + config.batch_size].to(device)
-            x = _to_input(train.image.index_select(0, idx), config)
+            x = to_input(train.image.index_select(0, idx), config)
             masks = train.masks.index_select(0, idx)
             # rater draws from their own generator: identical for every model of this fold and seed
             draws = draw_step(available.index_select(0, idx), config.n_present,
@@ -314,11 +284,10 @@ def _ensure_stage1(s1: RunConfig, progress: bool) -> Path:
 
 
 def _fit_prior_bank(model: Any, train: SplitTensors, config: RunConfig, device: torch.device) -> None:
-    from mrseg.losses import fit_prior_bank
 
     model.eval()
     with torch.no_grad():
-        means = [model.prior(_to_input(train.image[s: s + config.eval_batch_size].to(device), config)).loc.cpu()
+        means = [model.prior(to_input(train.image[s: s + config.eval_batch_size].to(device), config)).loc.cpu()
                  for s in range(0, len(train), config.eval_batch_size)]
     centroids = fit_prior_bank(torch.cat(means).numpy(), config.prior_bank_k, config.seed)
     model.prior_bank = torch.as_tensor(centroids, device=device)
@@ -330,9 +299,9 @@ def run_training_and_evaluation(config: RunConfig, run_dir: str | Path | None = 
     """Train and evaluate one run; returns the evaluation summary (``eval_summary.json``).
 
     A run whose manifest says ``complete`` under the same code fingerprint
-    (:mod:`mrseg.fingerprint`) is skipped (its summary is returned); a stale one is retrained from
+    (:mod:`mrseg.pipeline.fingerprint`) is skipped (its summary is returned); a stale one is retrained from
     scratch; any other state resumes from the last checkpoint. One process at a time trains a run
-    (:class:`mrseg.lock.RunLock`): another one waits for it and then returns its summary.
+    (:class:`mrseg.pipeline.lock.RunLock`): another one waits for it and then returns its summary.
     """
     config = config.validate()
     run_dir = Path(run_dir) if run_dir is not None else runs_dir() / config.run_id
@@ -349,13 +318,11 @@ def _up_to_date(run_dir: Path, config: RunConfig) -> bool:
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:
-    from mrseg.evaluate import SUMMARY
 
     return read_json(run_dir / SUMMARY)
 
 
 def _train_and_evaluate(config: RunConfig, run_dir: Path, progress: bool, epoch_hook: EpochHook | None) -> dict[str, Any]:
-    from mrseg.evaluate import evaluate_run
 
     run_dir.mkdir(parents=True, exist_ok=True)
     starts = int(read_manifest(run_dir).get("train_starts") or 0) + 1
@@ -368,7 +335,6 @@ def _train_and_evaluate(config: RunConfig, run_dir: Path, progress: bool, epoch_
             torch.set_num_threads(config.threads)
         if config.has_stage2:
             s1_dir = _ensure_stage1(stage1_config(config), progress)
-        from mrseg.data.registry import load_dataset
 
         ds = load_dataset(config.dataset, progress=progress, **config.dataset_options)
         if config.n_present > ds.n_raters:
@@ -378,7 +344,7 @@ def _train_and_evaluate(config: RunConfig, run_dir: Path, progress: bool, epoch_
         update_manifest(run_dir, n_train=len(splits["train"]), n_val=len(splits["val"]), n_test=len(splits["test"]))
         torch.manual_seed(config.seed)
         model = build_model(config, n_raters=ds.n_raters, in_channels=int(ds.images.shape[1]))
-        model = _prepare(model, config, device)
+        model = prepare_model(model, config, device)
         t0 = time.perf_counter()
         if config.has_stage2:
             state = torch.load(s1_dir / BEST, map_location=device, weights_only=True)

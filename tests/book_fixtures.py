@@ -96,7 +96,7 @@ def write_example_results(root: Path, plan: str = "thesis", profile: str = "smok
                                       "semi_synthetic": False, "epochs": {"full": 2, "sparse": 3}, "M": 8,
                                       "ged_conventions": {"ged": 0.0, "ged_dpersona": 1.0}})
     if statistics:  # what aggregation adds: the paired comparisons and the scorecard
-        from mrseg.aggregate import paired_table
+        from mrseg.pipeline.aggregate import paired_table
         from mrseg.report.claims import write_scorecard
 
         write_csv(out / "paired.csv", paired_table(pd.read_csv(out / "cases.csv")))

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from mrseg.aggregate import (
+from mrseg.pipeline.aggregate import (
     alignment_row,
     alignment_summary_table,
     cases_table,

@@ -151,7 +151,7 @@ def test_as_trained_index_at_np1_is_half_of_one_plus_c():
 
 
 def test_alignment_row_carries_prior_columns():
-    from mrseg.aggregate import alignment_row
+    from mrseg.pipeline.aggregate import alignment_row
 
     cases = pd.DataFrame({"latent_cosine": [0.2, 0.4], "decoder_cosine": [0.1, 0.3], "prior_cosine": [0.5, -0.1],
                           "prior_common_norm": [1.0, 3.0], "prior_disagreement_norm": [0.5, 0.5],

@@ -171,7 +171,7 @@ def test_directional_verdicts_need_a_ci_that_excludes_zero(example):
             assert (rec["ci_high"] < 0) == (rec["effect"] < 0), rec["id"]
             checked += 1
     assert checked >= 4
-    from mrseg.aggregate import paired_table
+    from mrseg.pipeline.aggregate import paired_table
     from mrseg.report.claims import _rule_compare
 
     rng = np.random.default_rng(1)

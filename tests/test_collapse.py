@@ -113,8 +113,8 @@ def test_diversity_ratio_is_ratio_of_means():
 
 
 def test_run_scalars_reach_summary_columns(tmp_path):
-    from mrseg.aggregate import add_run_scalars, summary_table
     from mrseg.io import write_json
+    from mrseg.pipeline.aggregate import add_run_scalars, summary_table
 
     rows = []
     for fold, (kl, au) in enumerate([(0.5, 2), (1.5, 4)]):

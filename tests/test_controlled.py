@@ -102,7 +102,7 @@ def test_smoke_run_on_controlled_raters():
 def test_controlled_study_in_the_plan(tmp_path):
     from pathlib import Path
 
-    from mrseg.plan import load_plan, read_plan
+    from mrseg.pipeline.plan import load_plan, read_plan
 
     spec_path = Path(read_plan("thesis")["_path"])
     text = spec_path.read_text()

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from runner_toys import write_toy_plan
 
-from mrseg import runner
 from mrseg.paths import REPO_ROOT
+from mrseg.pipeline import runner
 
 pytest.importorskip("distributed")
 

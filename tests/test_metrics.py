@@ -227,7 +227,7 @@ def test_threshold_is_strict_and_bad_shapes_raise():
 
 
 def test_metric_benchmark_small_run_agrees_with_reference():
-    from mrseg.bench_metrics import make_cases, metrics_benchmark
+    from mrseg.bench.metrics import make_cases, metrics_benchmark
 
     result = metrics_benchmark(cases=6, samples=8, reference_cases=3, block=4, progress=False)
     assert {"cases", "samples", "seconds", "reference_seconds", "speedup", "max_abs_diff"} <= set(result)

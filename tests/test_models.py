@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mrseg.bench_step import naive_stage1_losses, separate_encoders
+from mrseg.bench.step import naive_stage1_losses, separate_encoders
 from mrseg.config import MODELS, RunConfig
 from mrseg.data.torch_data import draw_present, resize_masks
 from mrseg.losses import soft_dice_loss, stage1_losses
@@ -167,7 +167,7 @@ def test_soft_dice_loss_hand_values():
 
 
 def test_step_benchmark_smoke():
-    from mrseg.bench_step import step_benchmark
+    from mrseg.bench.step import step_benchmark
 
     result = step_benchmark("smoke", repeats=1, device="cpu")
     for key in ("shared_s", "per_rater_s", "ratio", "naive_per_rater_s", "naive_shared_s", "batched_per_rater_s"):

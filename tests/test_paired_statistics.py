@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrseg.aggregate import convergence, paired_table
 from mrseg.diagnostics.statistics import (
     cluster_bootstrap_mean_ci,
     direction_verdict,
@@ -21,6 +20,7 @@ from mrseg.diagnostics.statistics import (
     tost_paired,
     variance_ratio_test,
 )
+from mrseg.pipeline.aggregate import convergence, paired_table
 
 sys.path.insert(0, str(Path(__file__).parent))
 from book_fixtures import write_example_results  # noqa: E402
@@ -105,7 +105,7 @@ def test_scorecard_can_be_recomputed_from_a_results_folder(tmp_path, capsys):
 def test_scale_table_reads_manifests_and_test_cases():
     from types import SimpleNamespace
 
-    from mrseg.aggregate import scale_table
+    from mrseg.pipeline.aggregate import scale_table
 
     items = [(SimpleNamespace(config={"epochs": 10, "batch_size": 12, "image_size": 64, "seed": 1337, "fold": f},
                               memberships=[{"study": "main", "row": "x", "n_present": 4}]), None) for f in (0, 1)]
@@ -119,8 +119,8 @@ def test_scale_table_reads_manifests_and_test_cases():
 def test_executed_notebooks_lose_paths_and_progress_bars_and_fold_code(tmp_path):
     import nbformat
 
-    from mrseg.notebook_hygiene import scrub_notebook
     from mrseg.paths import REPO_ROOT, runs_dir
+    from mrseg.pipeline.notebook_hygiene import scrub_notebook
 
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell(f'run_dir = "{runs_dir() / "ds/per-rater/np4/fold0"}"\n'

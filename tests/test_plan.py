@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from mrseg.config import PROFILE_PRESETS, RunConfig
-from mrseg.plan import absent_studies, load_plan, read_plan, select, stage1_of, study_epochs
+from mrseg.pipeline.plan import absent_studies, load_plan, read_plan, select, stage1_of, study_epochs
 
 
 def _by_key(items):

@@ -11,7 +11,7 @@ import pandas as pd
 
 from mrseg.cli import main
 from mrseg.io import read_json, write_json
-from mrseg.reference import CASES_FILE, export_reference, load_reference
+from mrseg.pipeline.reference import CASES_FILE, export_reference, load_reference
 from mrseg.report import reference_tables
 from mrseg.report.results import Results
 
@@ -92,7 +92,7 @@ def test_missing_export_is_reported_not_raised(tmp_path):
 
 
 def test_reference_paired_reads_either_orientation(tmp_path):
-    from mrseg.reference import ReferenceResults
+    from mrseg.pipeline.reference import ReferenceResults
 
     row = {"study": "main", "n_present": 4, "a": "shared_s1", "b": "per_rater_s1", "metric": "ged", "n": 10,
            "mean_diff": 0.03, "ci_low": 0.01, "ci_high": 0.05, "p": 0.004, "folds_a_lower": 0, "folds_a_higher": 4}

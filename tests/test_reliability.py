@@ -21,13 +21,13 @@ import pytest
 import torch
 from runner_toys import write_toy_plan
 
-from mrseg import fingerprint, runner
 from mrseg.cli import main
 from mrseg.config import EXECUTION_FIELDS, STAGE2_ONLY_FIELDS, RunConfig
 from mrseg.data.registry import _BUILDERS, BuiltDataset, load_dataset, register_dataset
-from mrseg.lock import LOCK, RunLock, held_by_other, read_lock
-from mrseg.manifest import read_manifest, update_manifest
 from mrseg.paths import REPO_ROOT
+from mrseg.pipeline import fingerprint, runner
+from mrseg.pipeline.lock import LOCK, RunLock, held_by_other, read_lock
+from mrseg.pipeline.manifest import read_manifest, update_manifest
 
 
 # --------------------------------------------------------------------------- config identity
@@ -136,7 +136,7 @@ def test_lock_excludes_a_second_owner_and_takes_over_stale_locks(tmp_path):
     assert info["pid"] == os.getpid() and info["heartbeat"] >= info["started"]
     time.sleep(0.2)
     assert read_lock(tmp_path)["heartbeat"] > info["heartbeat"]  # the heartbeat moves
-    child = subprocess.run([sys.executable, "-c", "import sys; from mrseg.lock import RunLock, held_by_other; "
+    child = subprocess.run([sys.executable, "-c", "import sys; from mrseg.pipeline.lock import RunLock, held_by_other; "
                             f"sys.exit(10 * held_by_other({str(tmp_path)!r}) + RunLock({str(tmp_path)!r}).acquire())"],
                            cwd=REPO_ROOT)
     assert child.returncode == 10  # another process sees a live owner and does not get the lock
@@ -423,9 +423,9 @@ def test_record_is_a_subcommand(capsys):
     assert main(["record", "--plan", "thesis", "--profile", "smoke", "--skip", "metrics", "--skip", "step",
                  "--skip", "dataset", "--skip", "attributes"]) == 0
     assert capsys.readouterr().out == ""
-    import mrseg.record
+    import mrseg.pipeline.record
 
-    assert not hasattr(mrseg.record, "main")
+    assert not hasattr(mrseg.pipeline.record, "main")
     assert "-m mrseg record --plan" in (REPO_ROOT / "Makefile").read_text()
 
 

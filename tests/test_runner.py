@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from runner_toys import write_toy_plan
 
-from mrseg import runner
 from mrseg.config import PROFILE_PRESETS, RunConfig
-from mrseg.executors import available_cores
-from mrseg.manifest import read_manifest, update_manifest
-from mrseg.plan import load_plan
+from mrseg.pipeline import runner
+from mrseg.pipeline.executors import available_cores
+from mrseg.pipeline.manifest import read_manifest, update_manifest
+from mrseg.pipeline.plan import load_plan
 
 
 def _rid(model: str, fold: int = 0, **fields) -> str:

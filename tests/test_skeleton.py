@@ -15,7 +15,7 @@ from mrseg.data.cache import read_dataset, write_dataset
 from mrseg.data.contract import DataContractError, sort_masks_by_area, validate_sample
 from mrseg.data.folds import assign_folds, split_indices
 from mrseg.data.registry import BuiltDataset, cache_key, load_dataset, register_dataset
-from mrseg.manifest import code_version, is_complete, read_manifest, update_manifest
+from mrseg.pipeline.manifest import code_version, is_complete, read_manifest, update_manifest
 
 
 def _sample(i: int, patient: str, n: int = 3, size: int = 8) -> dict:
@@ -281,7 +281,7 @@ def test_model_variant_registry_declares_each_model_once_and_consistently():
     for name, variant in MODEL_VARIANTS.items():
         config = RunConfig.from_profile("smoke", model=name)
         assert variant.name == name and config.model_variant is variant
-        assert config.is_stage2 == variant.stage2 == (variant.stage1 is not None)
+        assert config.has_stage2 == variant.stage2 == (variant.stage1 is not None)
         assert config.is_per_rater == variant.is_per_rater == (variant.loss == "per-rater")
         if variant.stage2:   # a +s2 model is its Stage 1 model plus the heads
             base = MODEL_VARIANTS[variant.stage1]

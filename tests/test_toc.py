@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from mrseg.paths import REPO_ROOT
-from mrseg.plan import load_plan
+from mrseg.pipeline.plan import load_plan
 
 BOOK = REPO_ROOT / "book"
 

@@ -14,9 +14,9 @@ from mrseg import losses
 from mrseg.config import MODELS, RunConfig
 from mrseg.evaluate import case_columns
 from mrseg.io import read_npz
-from mrseg.manifest import read_manifest
 from mrseg.models import build_model
 from mrseg.paths import REPO_ROOT, runs_dir
+from mrseg.pipeline.manifest import read_manifest
 from mrseg.train import TrainingDiverged, load_trained_model, run_training_and_evaluation, stage1_config
 
 

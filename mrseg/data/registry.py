@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from mrseg.data.cache import CachedDataset, is_complete, read_dataset, write_dataset
-from mrseg.fingerprint import data_source_signature
 from mrseg.paths import dataset_dir
+from mrseg.pipeline.fingerprint import data_source_signature
 
 CACHE_OPTIONS = ("n_folds",)   # options of the cache itself, not passed to the builder
 

@@ -67,7 +67,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from mrseg.config import RunConfig, posterior_kind
+from mrseg.data.registry import load_dataset
+from mrseg.data.torch_data import resize_images, resize_masks
 from mrseg.io import write_csv, write_json
+from mrseg.losses import soft_dice_loss
+from mrseg.paths import runs_dir
+from mrseg.train import load_trained_model
 
 LATENT_DEFINITION = ("mean pairwise cosine of g_i = d log p(y_i | z, x)/dz at the shared posterior mean z "
                      "given all raters; Bernoulli log-likelihood of each rater's mask")
@@ -88,7 +94,6 @@ ISOLATION: dict[str, str] = {"mean": "none", "shared": "none", "shared-wide": "n
 
 def gradient_isolation(model: str) -> str:
     """Gradient-isolation status of the posterior of registry name ``model`` (see the module docstring)."""
-    from mrseg.config import posterior_kind
 
     return ISOLATION[posterior_kind(model)]
 
@@ -102,7 +107,6 @@ def log_likelihood(logits: torch.Tensor, mask: torch.Tensor, likelihood: str = "
     if likelihood == "bernoulli":
         return -F.binary_cross_entropy_with_logits(logits, mask, reduction="none").flatten(1).sum(1)
     if likelihood == "soft_dice":
-        from mrseg.losses import soft_dice_loss
 
         return -soft_dice_loss(torch.sigmoid(logits), mask)
     raise ValueError(f"likelihood must be 'bernoulli' or 'soft_dice', got {likelihood!r}")
@@ -396,7 +400,6 @@ def measure_alignment(model: nn.Module, image: torch.Tensor, masks: torch.Tensor
 
 def load_run_model(run_dir: str | Path) -> tuple[nn.Module, Any]:
     """``(model in eval mode, RunConfig)`` of a trained run (``mrseg.train.load_trained_model``)."""
-    from mrseg.train import load_trained_model
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -411,8 +414,6 @@ def test_tensors(config: Any, n_cases: int | None = None, seed: int = 1337) -> d
     ``present`` bool [B,N], ``case_ids`` list, ``indices`` (dataset rows). The whole test fold
     (not capped by ``max_eval_cases``), ``n_cases`` of it chosen by :func:`select_cases`, resized
     to S = ``config.image_size`` exactly as training does (``mrseg.data.torch_data``)."""
-    from mrseg.data.registry import load_dataset
-    from mrseg.data.torch_data import resize_images, resize_masks
 
     ds = load_dataset(config.dataset, progress=False, **dict(config.dataset_options))
     _, _, test_idx = ds.split(config.fold, config.val_fraction, config.seed)
@@ -466,8 +467,6 @@ def resolve_run_dir(config_json: str, run_dir: str) -> Path:
     ``runs_dir() / RunConfig.from_dict(json.loads(config_json)).run_id``."""
     import json
 
-    from mrseg.config import RunConfig
-    from mrseg.paths import runs_dir
 
     if run_dir:
         return Path(run_dir)

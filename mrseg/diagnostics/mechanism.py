@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mrseg.diagnostics.statistics import paired_wilcoxon
+
 STUDY = "mechanism"
 # (label, a, b): the explanation a pair separates, and the two rows compared
 PAIRS: tuple[tuple[str, str, str], ...] = (
@@ -43,7 +45,6 @@ def mechanism_comparisons(cases: pd.DataFrame, metric: str = "ged", lower_is_bet
     ``ci_high``, ``p_wilcoxon``, ``verdict``. Empty when no pair has both rows."""
     from scipy import stats as sps
 
-    from mrseg.diagnostics.statistics import paired_wilcoxon
 
     columns = ["explanation", "a", "b", "np", "n_cases", "n_patients", "mean_a", "mean_b", "difference",
                "ci_low", "ci_high", "p_wilcoxon", "verdict"]

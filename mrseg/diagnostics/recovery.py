@@ -21,6 +21,8 @@ import pandas as pd
 import torch
 
 from mrseg.data.controlled import n_raters_of, styles_for, true_draws
+from mrseg.data.torch_data import resize_masks
+from mrseg.diagnostics.statistics import paired_wilcoxon
 from mrseg.metrics import ged
 
 RECOVERY_DICE = 0.8
@@ -74,7 +76,6 @@ def controlled_metrics(dataset: str, dataset_options: dict[str, Any], rows: np.n
     n = n_raters_of(dataset)
     if n is None:
         return None
-    from mrseg.data.torch_data import resize_masks
 
     size = int(dataset_options.get("image_size", 32))
     seed = int(dataset_options.get("seed", 1337))
@@ -108,7 +109,6 @@ def controlled_comparison(cases: pd.DataFrame, metric: str = "ged_true", a: str 
     """
     from scipy import stats as sps
 
-    from mrseg.diagnostics.statistics import paired_wilcoxon
 
     if metric not in cases:
         raise ValueError(f"controlled_comparison: no column {metric!r} in the cases table")

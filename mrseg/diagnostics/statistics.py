@@ -211,6 +211,13 @@ def cluster_bootstrap_cis(values: Sequence[float], groups: Sequence[Any] | None 
     return out
 
 
+def wilcoxon_p(diff: Sequence[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p of paired differences (scipy); NaN when n < 2 or every
+    difference is 0."""
+    d = np.asarray(diff, dtype=float)
+    return float(stats.wilcoxon(d).pvalue) if d.size >= 2 and np.any(d != 0) else float("nan")
+
+
 def paired_difference(diff: Sequence[float], groups: Sequence[Any] | None = None,
                       n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
     """Statistics of per-case paired differences ``diff = a - b`` [n] on the same test cases.
@@ -227,7 +234,7 @@ def paired_difference(diff: Sequence[float], groups: Sequence[Any] | None = None
     out: dict[str, Any] = {"n": n, "n_groups": int(np.unique(g.astype(str)).size),
                            "mean_diff": float(d.mean()) if n else float("nan")}
     out["ci_low"], out["ci_high"] = cluster_bootstrap_mean_ci(d, g, n_boot=n_boot, seed=seed)
-    out["p"] = float(stats.wilcoxon(d).pvalue) if n >= 2 and np.any(d != 0) else float("nan")
+    out["p"] = wilcoxon_p(d)
     return out
 
 

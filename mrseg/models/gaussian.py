@@ -8,7 +8,7 @@ between blocks, a global spatial mean and a 1x1 convolution to ``2 * latent_dim`
 
 ``PerRaterPosteriors`` holds N independent encoders; encoder i sees ``(x, y_i)`` only and runs only
 on the images where rater i is present (a plain loop: on a 2-core CPU it measured faster than one
-grouped convolution with ``groups=N``; see ``mrseg.bench_step``). With ``tied=True`` it holds ONE
+grouped convolution with ``groups=N``; see ``mrseg.bench.step``). With ``tied=True`` it holds ONE
 encoder applied to each present rater's ``(x, y_i)`` separately (``per-rater-tied``): the samples
 are still per rater, the parameters are shared.
 

@@ -26,6 +26,7 @@ from torch import nn
 from torch.distributions import Normal
 
 from mrseg.config import model_variant
+from mrseg.losses import soft_dice_loss
 from mrseg.models.backbones import build_backbone
 from mrseg.models.fcomb import FComb
 from mrseg.models.gaussian import (
@@ -125,7 +126,6 @@ class ProbUNetFamily(nn.Module):
     def rater_recon_loglik(self, features: torch.Tensor, z: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Per-rater reconstruction log-likelihood terms ``[B, N]`` (negative soft Dice loss),
         differentiable w.r.t. ``z`` and the decoder parameters (gradient-alignment diagnostics)."""
-        from mrseg.losses import soft_dice_loss
 
         return -soft_dice_loss(torch.sigmoid(self.rater_recon_logits(features, z)), masks)
 

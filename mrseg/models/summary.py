@@ -10,6 +10,8 @@ from typing import Any
 
 from torch import nn
 
+from mrseg.models import build_model
+
 PARTS = ("backbone", "prior", "posterior", "fcomb", "stage2", "total")
 
 
@@ -19,7 +21,6 @@ def _count(module: nn.Module | None) -> int:
 
 def parameter_summary(config: Any, n_raters: int = 4, in_channels: int = 1) -> dict[str, int]:
     """``{"backbone", "prior", "posterior", "fcomb", "stage2", "total"}`` for ``config``'s model."""
-    from mrseg.models import build_model
 
     model = build_model(config, n_raters=n_raters, in_channels=in_channels)
     posterior = model.posteriors if model.is_per_rater else model.posterior_net

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from mrseg.report.formatting import to_html
 from mrseg.report.results import Results
+from mrseg.report.thesis import load_thesis_reported, thesis_value
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,7 +105,6 @@ def _scale_markdown(res: Results) -> str:
 
 def _thesis_epochs() -> str:
     """"full/sparse" epochs of the thesis (Appendix V of thesis_reported.yaml)."""
-    from mrseg.report.thesis import load_thesis_reported, thesis_value
 
     thesis = load_thesis_reported()
     return (f"{thesis_value(thesis, 'appendix_V_hyperparameters.epochs_full')}/"

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from mrseg.config import RunConfig
 from mrseg.diagnostics.statistics import (
     adjust_pvalues,
     direction_verdict,
@@ -23,10 +24,12 @@ from mrseg.diagnostics.statistics import (
     sign_test,
     variance_ratio_test,
 )
+from mrseg.io import write_json, write_text
+from mrseg.report.banner import _scale_markdown, describe_context
 from mrseg.report.claim_rules import Verdict, parse_rule
 from mrseg.report.formatting import _is_number, fmt, mean_sd
-from mrseg.report.results import Results
-from mrseg.report.thesis import BOOK_DATA, thesis_value
+from mrseg.report.results import Results, load_results
+from mrseg.report.thesis import BOOK_DATA, load_thesis_reported, thesis_value
 
 CLAIMS_YAML = BOOK_DATA / "claims.yaml"
 VERDICTS: tuple[str, ...] = tuple(v.value for v in Verdict)
@@ -654,7 +657,6 @@ def gradient_isolation_check(n_raters: int = 4, seed: int = 0) -> dict[str, floa
     (0 means isolated), ``own`` the smallest total |gradient| at encoder i itself (> 0)."""
     import torch
 
-    from mrseg.config import RunConfig
     from mrseg.losses import stage1_losses
     from mrseg.models import build_model
 
@@ -829,9 +831,6 @@ def scorecard(res: Results, thesis: dict[str, Any], claims: list[dict[str, Any]]
 def write_scorecard(folder: str | Path, plan: str, profile: str) -> Path:
     """Evaluate every claim on the aggregated tables in ``folder`` and write ``scorecard.json``
     (``{"claims": [...], "counts": {...}, "context": {...}}``), atomically; returns its path."""
-    from mrseg.io import write_json
-    from mrseg.report.results import load_results
-    from mrseg.report.thesis import load_thesis_reported
 
     folder = Path(folder)
     res = load_results(folder, plan, profile)
@@ -933,7 +932,6 @@ def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -
     """The site's opening (included by the intro): scope (plan, profile, data, claims scored),
     the scale of our runs and the headline verdicts with effect and 95% CI, all read from the
     aggregated results and ``scorecard.json``."""
-    from mrseg.report.banner import _scale_markdown, describe_context
 
     card = read_scorecard(res)
     ctx = describe_context(res)
@@ -968,7 +966,6 @@ def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -
 
 def write_headline(res: Results, path: str | Path) -> Path:
     """Write :func:`headline_markdown` to ``path`` (atomically)."""
-    from mrseg.io import write_text
 
     write_text(path, headline_markdown(res) + "\n")
     return Path(path)

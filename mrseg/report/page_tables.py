@@ -10,7 +10,9 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from mrseg.config import RunConfig
 from mrseg.paths import REPO_ROOT
+from mrseg.pipeline.plan import read_plan, study_epochs
 from mrseg.report.formatting import _is_number, fmt, mean_sd
 from mrseg.report.results import Results
 from mrseg.report.tables import THESIS_TO_OURS, _label, relative_improvement
@@ -404,8 +406,9 @@ def gap_alignment_series(res: Results, thesis: dict[str, Any], study: str = "spa
 
 def sign_test_table(res: Results, study: str = "sparsity", levels: Iterable[int] = (3, 2, 1),
                     metric: str = "ged_dpersona") -> pd.DataFrame:
-    """Per-fold wins of per-rater over shared (lower GED) per np, and a one-sided sign test over all."""
-    from scipy.stats import binomtest
+    """Per-fold wins of per-rater over shared (lower GED) per np, and a one-sided sign test over all
+    (:func:`mrseg.diagnostics.statistics.sign_test`)."""
+    from mrseg.diagnostics.statistics import sign_test
 
     records, wins, total = [], 0, 0
     for n in levels:
@@ -415,7 +418,7 @@ def sign_test_table(res: Results, study: str = "sparsity", levels: Iterable[int]
         w = int(sum(ours[f] < base[f] for f in common))
         wins, total = wins + w, total + len(common)
         records.append({"np": n, "folds compared": len(common), "per-rater wins": w})
-    p = binomtest(wins, total, 0.5, alternative="greater").pvalue if total else math.nan
+    p = sign_test(wins, total)["p_one_sided"] if total else math.nan
     records.append({"np": "all", "folds compared": total, "per-rater wins": wins})
     frame = pd.DataFrame(records)
     frame["sign test p (one-sided, all)"] = ["", ] * (len(frame) - 1) + [fmt(p, 4)]
@@ -464,13 +467,11 @@ def latent_companions_table(res: Results) -> pd.DataFrame:
 
 def hyperparameter_table(thesis: dict[str, Any], profile: str, plan: str = "thesis") -> pd.DataFrame:
     """Appendix V: the thesis's hyperparameters beside the RunConfig preset of ``profile``."""
-    from mrseg.config import RunConfig
 
     t = thesis_value(thesis, "appendix_V_hyperparameters")
     cfg = RunConfig.from_profile(profile)
     epochs: dict[str, Any] = {}
     try:
-        from mrseg.plan import read_plan, study_epochs
 
         per_study = study_epochs(read_plan(plan), profile)
         epochs = {"full": per_study.get("main"), "sparse": per_study.get("sparsity")}

@@ -14,6 +14,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from mrseg.config import RunConfig
 from mrseg.report.formatting import fmt
 from mrseg.report.results import Results
 
@@ -23,7 +24,6 @@ ROWS = (("shared_s1", "shared"), ("per_rater_s1", "per-rater"), ("shared_masked_
 
 def fidelity_table() -> pd.DataFrame:
     """One row per setting: thesis, D-Persona's code, ours (paper / demo profile), deviation and reason."""
-    from mrseg.config import RunConfig
     from mrseg.models.summary import parameter_summary
 
     paper = RunConfig.from_profile("paper", model="shared+s2")

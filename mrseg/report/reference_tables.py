@@ -1,4 +1,4 @@
-"""Tables of the committed reference results (:mod:`mrseg.reference`) beside this build's own."""
+"""Tables of the committed reference results (:mod:`mrseg.pipeline.reference`) beside this build's own."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from mrseg.reference import ReferenceResults
+from mrseg.pipeline.reference import ReferenceResults
 from mrseg.report.results import Results
 
 # (study, row, n_present): the central claims' rows, in the order the page shows them

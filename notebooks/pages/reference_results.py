@@ -26,7 +26,7 @@ reference_profile: str = "reference"  # the profile whose export is read from re
 
 # %% tags=["hide-input"]
 from mrseg import report
-from mrseg.reference import load_reference
+from mrseg.pipeline.reference import load_reference
 from mrseg.report import reference_tables
 
 res, thesis = report.open_page(results_dir, plan, profile)

@@ -19,10 +19,10 @@ from typing import Any
 from mrseg.config import RunConfig
 from mrseg.paths import REPO_ROOT
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent.parent   # the mrseg package
 # Relative to the package: modules and folders whose code can change a run's numbers.
-RESULT_SOURCES: tuple[str, ...] = ("models", "data", "losses.py", "train.py", "evaluate.py", "metrics.py",
-                                   "conventions.py")
+RESULT_SOURCES: tuple[str, ...] = ("models", "data", "losses.py", "train.py", "device.py", "evaluate.py",
+                                   "metrics.py", "conventions.py")
 
 
 @lru_cache(maxsize=1)

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from mrseg.config import RunConfig
-from mrseg.losses import bound_loss, kl_term, l2_penalty, regularised_parameters, soft_dice_loss
+from mrseg.device import resolve_device
+from mrseg.losses import bound_loss, kl_term, l2_penalty, regularised_parameters, soft_dice_loss, stage1_losses
 from mrseg.models import build_model
 
 
@@ -88,8 +89,6 @@ def step_benchmark(profile: str = "paper", repeats: int = 3, device: str = "cpu"
     compared across variants), then the variants are timed round-robin, ``repeats`` rounds, so a
     change in machine load affects all of them alike. ``*_cpu_s`` are CPU seconds of this process.
     """
-    from mrseg.losses import stage1_losses
-    from mrseg.train import resolve_device
 
     dev = resolve_device(device)
     if dev.type == "cpu" and threads:

@@ -29,6 +29,9 @@ import pandas as pd
 
 from mrseg.io import read_json, write_json
 from mrseg.paths import REPO_ROOT
+from mrseg.pipeline.fingerprint import stale_reason
+from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest
+from mrseg.pipeline.plan import load_plan
 
 REFERENCE_ROOT = REPO_ROOT / "reference"
 EXPORTED_FILES = ("manifest.json", "eval_summary.json", "history.csv")
@@ -67,9 +70,6 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
     """
     from tqdm.auto import tqdm
 
-    from mrseg.fingerprint import stale_reason
-    from mrseg.manifest import is_complete, now_iso, read_manifest
-    from mrseg.plan import load_plan
 
     folder = reference_folder(plan, profile, dest)
     trains = [i for i in load_plan(plan, profile, include_pages=False) if i.kind == "train"]
@@ -124,7 +124,7 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
                    root: str | os.PathLike | None = None) -> ReferenceResults:
     """Read ``reference_folder(plan, profile, root)``; an empty :class:`ReferenceResults` when
     nothing was exported. A run folder whose files cannot be read raises ``ValueError`` naming it."""
-    from mrseg.aggregate import (
+    from mrseg.pipeline.aggregate import (
         _read_history,
         add_run_scalars,
         cases_table,
@@ -133,7 +133,6 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
         per_fold_table,
         summary_table,
     )
-    from mrseg.fingerprint import stale_reason
 
     folder = reference_folder(plan, profile, root)
     out = ReferenceResults(folder=folder)

@@ -2,14 +2,14 @@
 
 ``run_plan("thesis", "demo", jobs=2)`` (``python -m mrseg run``):
 
-1. expands the plan (:func:`mrseg.plan.load_plan`) and selects items (``only`` globs plus their
+1. expands the plan (:func:`mrseg.pipeline.plan.load_plan`) and selects items (``only`` globs plus their
    dependencies);
 2. skips what is complete (training runs by manifest, diagnostics by their status file and
-   outputs), and runs the rest on the executor (:mod:`mrseg.executors`) in dependency order;
+   outputs), and runs the rest on the executor (:mod:`mrseg.pipeline.executors`) in dependency order;
    each item is one papermill execution of its jupytext template into ``book/generated/``;
 3. isolates failures: a failed item is retried ``retries`` times, then recorded (training runs
    in their manifest with the error) and its dependants are recorded as skipped; the others go on;
-4. aggregates the run tables (:mod:`mrseg.aggregate`) into ``results_dir()/<plan>/<profile>/``;
+4. aggregates the run tables (:mod:`mrseg.pipeline.aggregate`) into ``results_dir()/<plan>/<profile>/``;
 5. executes the page notebooks (``notebooks/pages/*.py``) and writes ``runs.csv`` with every
    item's status.
 
@@ -27,13 +27,15 @@ from typing import Any
 
 from tqdm import tqdm
 
-from mrseg.executors import available_cores, make_executor
-from mrseg.fingerprint import source_hash, stale_reason
-from mrseg.io import read_json, write_json
-from mrseg.lock import held_by_other
-from mrseg.manifest import is_complete, now_iso, read_manifest, update_manifest
+from mrseg.io import write_json
 from mrseg.paths import REPO_ROOT, cache_dir, results_dir, runs_dir
-from mrseg.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan, read_plan, select
+from mrseg.pipeline.aggregate import aggregate_plan, write_runs_table
+from mrseg.pipeline.executors import available_cores, make_executor
+from mrseg.pipeline.lock import held_by_other
+from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest, update_manifest
+from mrseg.pipeline.notebook_hygiene import scrub_notebook
+from mrseg.pipeline.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan, read_plan, select
+from mrseg.pipeline.status import item_complete, status_path, train_stale
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "MRSEG_THREADS")
@@ -42,89 +44,6 @@ KERNEL = "python3"
 # encryption otherwise fills the log of every run (cell outputs and errors are unaffected).
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
-
-# --------------------------------------------------------------------------- item state on disk
-
-def status_path(item: dict[str, Any] | PlanItem) -> Path | None:
-    """Status file of a diagnostics item (``<run_dir>/runner_<kind>.json``); None for others."""
-    data = item.to_dict() if isinstance(item, PlanItem) else item
-    if data["kind"] in DIAGNOSTIC_OUTPUTS:
-        return Path(data["parameters"]["run_dir"]) / f"runner_{data['kind']}.json"
-    return None
-
-
-def train_stale(item: dict[str, Any] | PlanItem) -> str:
-    """Why a training item's finished run does not match its config and today's code ("" if it does)."""
-    data = item.to_dict() if isinstance(item, PlanItem) else item
-    return stale_reason(read_manifest(data["parameters"]["run_dir"]), data["config"])
-
-
-def item_complete(item: dict[str, Any] | PlanItem, keep_stale: bool = False) -> bool:
-    """Training: manifest says complete under today's code fingerprint (any fingerprint with
-    ``keep_stale``). Diagnostics: status file says complete, outputs exist, and it was made from the
-    training run as it is now. Pages are never complete (they are re-executed after every aggregation)."""
-    data = item.to_dict() if isinstance(item, PlanItem) else item
-    if data["kind"] == "train":
-        return is_complete(data["parameters"]["run_dir"]) and (keep_stale or not train_stale(data))
-    path = status_path(data)
-    if path is None or not path.exists():
-        return False
-    run_dir = Path(data["parameters"]["run_dir"])
-    status = read_json(path)
-    made_from = read_manifest(run_dir).get("code_fingerprint")
-    return (status.get("status") == "complete"
-            and all((run_dir / name).exists() for name in DIAGNOSTIC_OUTPUTS[data["kind"]])
-            and (keep_stale or status.get("run_fingerprint", made_from) == made_from))
-
-
-def item_state(item: PlanItem) -> str:
-    """``complete``, ``stale``, ``running`` (a live process holds the run's lock), ``failed`` or
-    ``missing`` (never run, or interrupted) for a train or diagnostics item."""
-    run_dir = item.run_dir
-    if item.kind == "train":
-        status = read_manifest(run_dir).get("status")
-        if status == "complete":
-            return "stale" if train_stale(item) else "complete"
-    else:
-        path = status_path(item)
-        status = read_json(path).get("status") if path is not None and path.exists() else None
-        if status == "complete":
-            return "complete" if item_complete(item) else "stale"
-    if held_by_other(run_dir) and item.kind == "train":
-        return "running"
-    return "failed" if status == "failed" else "missing"
-
-
-def plan_status(plan: str, profile: str) -> dict[str, Any]:
-    """Counts and keys of the plan's train and diagnostics items by :func:`item_state`."""
-    states: dict[str, list[str]] = {name: [] for name in ("complete", "stale", "missing", "failed", "running")}
-    stale: dict[str, str] = {}
-    for item in load_plan(plan, profile, include_pages=False):
-        state = item_state(item)
-        states[state].append(item.key)
-        if state == "stale" and item.kind == "train":
-            stale[item.key] = train_stale(item)
-    return {**{name: len(keys) for name, keys in states.items()}, "items": states, "stale_reasons": stale,
-            "source_hash": source_hash()}
-
-
-def disk_record(item: PlanItem) -> dict[str, Any]:
-    """What the disk says about an item: status, seconds, error."""
-    if item.kind == "train":
-        manifest = read_manifest(item.run_dir)
-        seconds = manifest.get("seconds")
-        if isinstance(seconds, dict):
-            seconds = sum(float(v) for v in seconds.values() if isinstance(v, (int, float)))
-        return {"status": manifest.get("status", "pending"), "seconds": seconds, "error": manifest.get("error", "")}
-    path = status_path(item)
-    if path is not None and path.exists():
-        data = read_json(path)
-        status = "complete" if item_complete(item) else data.get("status", "pending")
-        return {"status": status, "seconds": data.get("seconds"), "error": data.get("error", "")}
-    return {"status": "pending", "seconds": None, "error": ""}
-
-
-# --------------------------------------------------------------------------- one execution
 
 def _error_text(err: BaseException) -> str:
     """A short, readable error: papermill's cell error name and value, else the exception."""
@@ -233,7 +152,6 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
         notebook.cells.insert(0, _title_cell(item))
         notebook.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
         _execute_notebook(notebook, item["output"], parameters, cwd or str(REPO_ROOT))
-        from mrseg.notebook_hygiene import scrub_notebook
 
         scrub_notebook(item["output"])  # no machine paths or progress bars in the book; code folded
     except Exception as err:  # noqa: BLE001 - any failure of one item is recorded, never raised
@@ -387,7 +305,6 @@ def run_plan(plan: str = "thesis", profile: str = "demo", jobs: int = 2, executo
     changed since they ran) are retrained unless ``keep_stale`` (then the book marks them stale).
     Returns 0 if every selected item completed, else 1.
     """
-    from mrseg.aggregate import aggregate_plan, write_runs_table
 
     started = time.time()
     spec = read_plan(plan)

@@ -18,6 +18,7 @@ from pathlib import Path
 import nbformat
 
 from mrseg.io import atomic_path
+from mrseg.paths import REPO_ROOT, cache_dir, results_dir, runs_dir
 
 HIDE_TAGS = {"hide-input", "remove-input", "remove-cell", "hide-cell"}
 _BAR = re.compile(r"\r|\d+%\|[^|]*\|")
@@ -25,7 +26,6 @@ _BAR = re.compile(r"\r|\d+%\|[^|]*\|")
 
 def _roots() -> list[tuple[str, str]]:
     """(absolute prefix, replacement) pairs, longest first."""
-    from mrseg.paths import REPO_ROOT, cache_dir, results_dir, runs_dir
 
     pairs = {str(REPO_ROOT.resolve()): ".", str(runs_dir().resolve()): "runs",
              str(results_dir().resolve()): "results", str(cache_dir().resolve()): "cache"}

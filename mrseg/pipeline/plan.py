@@ -30,7 +30,7 @@ import yaml
 from mrseg.config import PROFILE_PRESETS, STAGE2_ONLY_FIELDS, RunConfig
 from mrseg.paths import REPO_ROOT, runs_dir
 
-PLANS_DIR = Path(__file__).resolve().parent / "plans"
+PLANS_DIR = Path(__file__).resolve().parent.parent / "plans"   # mrseg/plans
 KINDS = ("train", "alignment", "latent", "page")
 # Files a diagnostics notebook must leave in the run directory to count as complete.
 DIAGNOSTIC_OUTPUTS = {"alignment": ("alignment_cases.csv", "alignment_summary.json"),

@@ -2,9 +2,9 @@
 
 ``python -m mrseg record --plan thesis --profile demo`` writes into ``results_dir()/<plan>/<profile>/``:
 
-- ``bench_metrics.json``: :func:`mrseg.bench_metrics.metrics_benchmark` (vectorised metrics vs a
+- ``bench_metrics.json``: :func:`mrseg.bench.metrics.metrics_benchmark` (vectorised metrics vs a
   per-pair loop: cases, samples, seconds, reference_seconds, speedup, max_abs_diff);
-- ``bench_step.json``: :func:`mrseg.bench_step.step_benchmark` at the paper configuration (per-rater
+- ``bench_step.json``: :func:`mrseg.bench.step.step_benchmark` at the paper configuration (per-rater
   vs shared step time; one timed round, no naive variants: the paper step takes ~15-20 s on 2 CPU cores);
 - ``bench_step_demo.json``: the same at the demo configuration (5 rounds, with the naive variants);
 - ``bench_dataset.json``: the dataset's build time (``build_seconds`` of its cached build) and size;
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mrseg.io import read_json, write_json
-from mrseg.paths import results_dir
+from mrseg.paths import REPO_ROOT, results_dir
 
 MEASUREMENTS = ("metrics", "step", "step_demo", "dataset", "attributes")
 
@@ -67,7 +67,6 @@ def measure(args: list[str], timeout: float = 3600) -> dict[str, Any]:
     import subprocess
     import sys
 
-    from mrseg.paths import REPO_ROOT
 
     proc = subprocess.run([sys.executable, "-c", _CHILD, *args, "--json"], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=timeout)

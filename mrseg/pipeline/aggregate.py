@@ -38,10 +38,16 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
-from scipy.stats import wilcoxon
 
-from mrseg.diagnostics.statistics import cluster_bootstrap_cis, cluster_bootstrap_mean_ci
+from mrseg.diagnostics.statistics import cluster_bootstrap_cis, cluster_bootstrap_mean_ci, wilcoxon_p
 from mrseg.io import read_json, write_csv, write_json
+from mrseg.paths import dataset_dir
+from mrseg.pipeline.fingerprint import source_hash
+from mrseg.pipeline.manifest import code_version, now_iso, read_manifest
+from mrseg.pipeline.plan import absent_studies, generated_dir, read_plan, study_epochs
+from mrseg.pipeline.status import disk_record
+from mrseg.report.claims import write_headline, write_scorecard
+from mrseg.report.results import load_results
 
 ID_COLUMNS = ("run_id", "dataset", "model", "variant", "n_present", "fold", "seed", "profile", "epochs",
               "case_id", "patient_id", "nodule_id", "M", "study", "row")
@@ -245,7 +251,7 @@ def paired_rows(a: pd.DataFrame, b: pd.DataFrame, metric: str, seed: int = 0) ->
     ci95, ci90 = cluster_bootstrap_cis(d, groups, (0.95, 0.90), seed=seed)
     stats_ = {"n": int(d.size), "n_groups": int(np.unique(groups.astype(str)).size), "mean_diff": float(d.mean()),
               "ci_low": ci95[0], "ci_high": ci95[1],
-              "p": float(wilcoxon(d).pvalue) if d.size >= 2 and np.any(d != 0) else math.nan}
+              "p": wilcoxon_p(d)}
     by_fold = both.groupby("fold")["diff"].mean()
     fold_ci = []
     for fold, sub in both.groupby("fold"):
@@ -362,7 +368,6 @@ def rescore(folder: str | os.PathLike, plan: str, profile: str) -> dict[str, Any
 
     ``python -m mrseg scorecard --plan P --profile Q`` calls this.
     """
-    from mrseg.report.claims import write_scorecard
 
     folder = Path(folder)
     cases_path = folder / "cases.csv"
@@ -429,7 +434,6 @@ def dataset_rater_order(configs: list[dict[str, Any]]) -> dict[str, str]:
     unsorted slots, and per-slot claims are not testable on it.
     """
     from mrseg.data.registry import cache_key
-    from mrseg.paths import dataset_dir
 
     out: dict[str, str] = {}
     for config in configs:
@@ -446,8 +450,6 @@ def dataset_rater_order(configs: list[dict[str, Any]]) -> dict[str, str]:
 
 def runs_table(items: list, records: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """Every plan item with its status: this session's record where there is one, else the disk's."""
-    from mrseg.plan import generated_dir
-    from mrseg.runner import disk_record
 
     book_root = generated_dir().parent
     rows = []
@@ -489,10 +491,7 @@ def write_runs_table(items: list, records: dict[str, dict[str, Any]], path: str 
 def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, profile: str,
                    out_dir: str | os.PathLike, extra_context: dict[str, Any] | None = None) -> dict[str, Path]:
     """Read every complete run of the plan and write the tables listed in the module docstring."""
-    from mrseg.fingerprint import source_hash
-    from mrseg.manifest import code_version, now_iso, read_manifest
-    from mrseg.plan import absent_studies, read_plan, study_epochs
-    from mrseg.runner import item_complete as _complete, train_stale
+    from mrseg.pipeline.status import item_complete as _complete, train_stale
 
     keep_stale = bool((extra_context or {}).get("keep_stale"))
 
@@ -592,12 +591,8 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     write_runs_table(items, records, paths["runs"])
     paths["context"] = out_dir / "context.json"
     write_json(paths["context"], context)
-    from mrseg.report.claims import write_scorecard
 
     paths["scorecard"] = write_scorecard(out_dir, plan=plan, profile=profile)
-    from mrseg.plan import generated_dir
-    from mrseg.report.claims import write_headline
-    from mrseg.report.results import load_results
 
     paths["headline"] = write_headline(load_results(out_dir, plan, profile), generated_dir() / "headline.md")
     return paths

@@ -1,0 +1,99 @@
+"""Where each plan item stands on disk: complete, stale, running, failed or missing.
+
+Read by the runner (what to execute), ``plan status`` and the aggregation (which runs count).
+Training items are judged by their manifest and code fingerprint, diagnostics by their status file
+(``<run_dir>/runner_<kind>.json``) and outputs; pages are never complete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mrseg.io import read_json
+from mrseg.pipeline.fingerprint import source_hash, stale_reason
+from mrseg.pipeline.lock import held_by_other
+from mrseg.pipeline.manifest import is_complete, read_manifest
+from mrseg.pipeline.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan
+
+
+def status_path(item: dict[str, Any] | PlanItem) -> Path | None:
+    """Status file of a diagnostics item (``<run_dir>/runner_<kind>.json``); None for others."""
+    data = item.to_dict() if isinstance(item, PlanItem) else item
+    if data["kind"] in DIAGNOSTIC_OUTPUTS:
+        return Path(data["parameters"]["run_dir"]) / f"runner_{data['kind']}.json"
+    return None
+
+
+def train_stale(item: dict[str, Any] | PlanItem) -> str:
+    """Why a training item's finished run does not match its config and today's code ("" if it does)."""
+    data = item.to_dict() if isinstance(item, PlanItem) else item
+    return stale_reason(read_manifest(data["parameters"]["run_dir"]), data["config"])
+
+
+def item_complete(item: dict[str, Any] | PlanItem, keep_stale: bool = False) -> bool:
+    """Training: manifest says complete under today's code fingerprint (any fingerprint with
+    ``keep_stale``). Diagnostics: status file says complete, outputs exist, and it was made from the
+    training run as it is now. Pages are never complete (they are re-executed after every aggregation)."""
+    data = item.to_dict() if isinstance(item, PlanItem) else item
+    if data["kind"] == "train":
+        return is_complete(data["parameters"]["run_dir"]) and (keep_stale or not train_stale(data))
+    path = status_path(data)
+    if path is None or not path.exists():
+        return False
+    run_dir = Path(data["parameters"]["run_dir"])
+    status = read_json(path)
+    made_from = read_manifest(run_dir).get("code_fingerprint")
+    return (status.get("status") == "complete"
+            and all((run_dir / name).exists() for name in DIAGNOSTIC_OUTPUTS[data["kind"]])
+            and (keep_stale or status.get("run_fingerprint", made_from) == made_from))
+
+
+def item_state(item: PlanItem) -> str:
+    """``complete``, ``stale``, ``running`` (a live process holds the run's lock), ``failed`` or
+    ``missing`` (never run, or interrupted) for a train or diagnostics item."""
+    run_dir = item.run_dir
+    if item.kind == "train":
+        status = read_manifest(run_dir).get("status")
+        if status == "complete":
+            return "stale" if train_stale(item) else "complete"
+    else:
+        path = status_path(item)
+        status = read_json(path).get("status") if path is not None and path.exists() else None
+        if status == "complete":
+            return "complete" if item_complete(item) else "stale"
+    if held_by_other(run_dir) and item.kind == "train":
+        return "running"
+    return "failed" if status == "failed" else "missing"
+
+
+def plan_status(plan: str, profile: str) -> dict[str, Any]:
+    """Counts and keys of the plan's train and diagnostics items by :func:`item_state`."""
+    states: dict[str, list[str]] = {name: [] for name in ("complete", "stale", "missing", "failed", "running")}
+    stale: dict[str, str] = {}
+    for item in load_plan(plan, profile, include_pages=False):
+        state = item_state(item)
+        states[state].append(item.key)
+        if state == "stale" and item.kind == "train":
+            stale[item.key] = train_stale(item)
+    return {**{name: len(keys) for name, keys in states.items()}, "items": states, "stale_reasons": stale,
+            "source_hash": source_hash()}
+
+
+def disk_record(item: PlanItem) -> dict[str, Any]:
+    """What the disk says about an item: status, seconds, error."""
+    if item.kind == "train":
+        manifest = read_manifest(item.run_dir)
+        seconds = manifest.get("seconds")
+        if isinstance(seconds, dict):
+            seconds = sum(float(v) for v in seconds.values() if isinstance(v, (int, float)))
+        return {"status": manifest.get("status", "pending"), "seconds": seconds, "error": manifest.get("error", "")}
+    path = status_path(item)
+    if path is not None and path.exists():
+        data = read_json(path)
+        status = "complete" if item_complete(item) else data.get("status", "pending")
+        return {"status": status, "seconds": data.get("seconds"), "error": data.get("error", "")}
+    return {"status": "pending", "seconds": None, "error": ""}
+
+
+# --------------------------------------------------------------------------- one execution

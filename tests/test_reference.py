@@ -104,3 +104,22 @@ def test_reference_paired_reads_either_orientation(tmp_path):
     assert first["reading"] == "per_rater_s1 lower"
     ref = ReferenceResults(folder=tmp_path, paired=pd.DataFrame([{**row, "ci_low": -0.01}]))
     assert reference_tables.reference_paired(ref, metrics=("ged",)).iloc[0]["reading"].startswith("inconclusive")
+
+
+def test_gpu_reference_script_refuses_without_a_gpu_and_rejects_unknown_options():
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from mrseg.paths import REPO_ROOT
+
+    script = REPO_ROOT / "benchmarks" / "gpu_reference.sh"
+    env = {**os.environ, "PYTHON": sys.executable}
+    bad = subprocess.run(["bash", str(script), "--frobnicate"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "unknown option --frobnicate" in bad.stderr
+    if torch.cuda.is_available():
+        return
+    proc = subprocess.run(["bash", str(script), "--budget", "10"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 3 and "CUDA" in proc.stderr

@@ -171,7 +171,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_record(args: argparse.Namespace) -> int:
     from mrseg.pipeline.record import record
 
-    for name, path in record(args.plan, args.profile, tuple(args.skip), args.metric_cases, args.dataset).items():
+    for name, path in record(args.plan, args.profile, tuple(args.skip), metric_cases=args.metric_cases,
+                             metric_samples=args.metric_samples, dataset=args.dataset).items():
         print(f"{name}: {path}")
     return 0
 
@@ -295,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", default="thesis")
     p.add_argument("--profile", default="demo")
     p.add_argument("--skip", action="append", default=[], choices=MEASUREMENTS)
-    p.add_argument("--metric-cases", type=_count(1), default=1609)
+    p.add_argument("--metric-cases", type=_count(1), default=1645, help="cases of the metric benchmark (LIDC: 1,645)")
+    p.add_argument("--metric-samples", type=_count(1), default=16, help="samples per case of the metric benchmark")
     p.add_argument("--dataset", default=None, help="dataset of the attribute study (default: the plan's)")
     p.set_defaults(func=_cmd_record)
     p = sub.add_parser("model", help="parameter counts of a model by part")

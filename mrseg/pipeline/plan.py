@@ -129,6 +129,7 @@ def profile_settings(spec: dict[str, Any], profile: str) -> dict[str, Any]:
     settings.setdefault("alignment_models", [])
     settings.setdefault("alignment_studies", [])
     settings.setdefault("diagnostic_seeds", None)   # None: every seed
+    settings.setdefault("alignment_folds", None)    # None: every fold
     settings.setdefault("latent_models", [])
     settings.setdefault("latent_fold", 0)
     preset_epochs = PROFILE_PRESETS[profile].get("epochs", RunConfig().epochs)
@@ -344,9 +345,10 @@ def load_plan(plan: str | os.PathLike, profile: str, *, config_overrides: dict[s
     trains = [item for item in items.values() if item.kind == "train"]
     for train in trains:
         model, studies = train.config["model"], {m["study"] for m in train.memberships}
-        seeds = settings["diagnostic_seeds"]
+        seeds, folds = settings["diagnostic_seeds"], settings["alignment_folds"]
         if (model in settings["alignment_models"] and studies & set(settings["alignment_studies"])
-                and (seeds is None or train.config["seed"] in seeds)):
+                and (seeds is None or train.config["seed"] in seeds)
+                and (folds is None or train.config["fold"] in folds)):
             add_diagnostic("alignment", train)
     for train in trains:
         seeds = settings["diagnostic_seeds"]

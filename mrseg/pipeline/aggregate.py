@@ -127,6 +127,16 @@ def add_run_scalars(per_fold: pd.DataFrame, run_dirs: dict[str, Path]) -> pd.Dat
     return out
 
 
+def add_run_columns(per_fold: pd.DataFrame, run_dirs: dict[str, Path]) -> pd.DataFrame:
+    """:func:`add_run_scalars` plus each run's :data:`RUN_FLAGS` from its ``history.csv``
+    (:func:`convergence`): everything per_fold.csv carries beyond the per-case means."""
+    out = add_run_scalars(per_fold, run_dirs)
+    conv = {run_id: convergence(_read_history(run_dir)) for run_id, run_dir in run_dirs.items()}
+    out["val_improvement_last_fifth"] = out["run_id"].map(lambda r: conv.get(r, (math.nan, None))[0])
+    out["converged"] = out["run_id"].map(lambda r: conv.get(r, (math.nan, None))[1])
+    return out
+
+
 def summary_table(per_fold: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
     """Mean and SD over folds (``ddof=0``) per (study, row, n_present), in first-seen order."""
     if per_fold.empty:
@@ -521,10 +531,7 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     if not per_fold.empty:
         run_dirs = {t.run_id: str(t.run_dir) for t, _ in loaded}
         per_fold["run_dir"] = per_fold["run_id"].map(run_dirs)
-        per_fold = add_run_scalars(per_fold, {t.run_id: t.run_dir for t, _ in loaded})
-        conv = {t.run_id: convergence(_read_history(t.run_dir)) for t, _ in loaded}
-        per_fold["val_improvement_last_fifth"] = per_fold["run_id"].map(lambda r: conv[r][0])
-        per_fold["converged"] = per_fold["run_id"].map(lambda r: conv[r][1])
+        per_fold = add_run_columns(per_fold, {t.run_id: t.run_dir for t, _ in loaded})
     per_fold = _order(per_fold, studies, rows)
     summary = summary_table(per_fold)
     paired = paired_table(cases)
@@ -598,6 +605,6 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     return paths
 
 
-__all__ = ["add_run_scalars", "aggregate_plan", "alignment_row", "alignment_summary_table", "cases_table",
+__all__ = ["add_run_columns", "add_run_scalars", "aggregate_plan", "alignment_row", "alignment_summary_table", "cases_table",
            "convergence", "metric_columns", "paired_rows", "paired_table", "per_fold_table", "read_eval_cases",
            "runs_table", "summary_table", "throughput_table", "write_runs_table"]

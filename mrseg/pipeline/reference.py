@@ -125,10 +125,8 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
     """Read ``reference_folder(plan, profile, root)``; an empty :class:`ReferenceResults` when
     nothing was exported. A run folder whose files cannot be read raises ``ValueError`` naming it."""
     from mrseg.pipeline.aggregate import (
-        _read_history,
-        add_run_scalars,
+        add_run_columns,
         cases_table,
-        convergence,
         paired_table,
         per_fold_table,
         summary_table,
@@ -155,17 +153,14 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
         host = manifest.get("host") or {}
         rows.append({"run_id": run["run_id"], "model": run.get("model"), "fold": run.get("fold"),
                      "seed": run.get("seed"), "n_present": run.get("n_present"),
-                     "host": host.get("gpu") or f"{host.get('cpus', '?')} CPUs" if host else "",
+                     "host": (host.get("gpu") or f"{host.get('cpus', '?')} CPUs") if host else "",
                      "train_seconds": (manifest.get("seconds") or {}).get("train"), "stale": stale})
         tables.append((cases.assign(run_id=run["run_id"]), run.get("memberships") or []))
         run_dirs[run["run_id"]] = run_dir
     out.runs = pd.DataFrame(rows)
     out.cases = cases_table(tables)
     if not out.cases.empty:
-        out.per_fold = add_run_scalars(per_fold_table(out.cases), run_dirs)
-        conv = {r: convergence(_read_history(d)) for r, d in run_dirs.items()}
-        out.per_fold["val_improvement_last_fifth"] = out.per_fold["run_id"].map(lambda r: conv[r][0])
-        out.per_fold["converged"] = out.per_fold["run_id"].map(lambda r: conv[r][1])
+        out.per_fold = add_run_columns(per_fold_table(out.cases), run_dirs)
         out.summary = summary_table(out.per_fold)
         out.paired = paired_table(out.cases)
     return out

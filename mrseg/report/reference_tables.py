@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -46,19 +47,12 @@ def reference_status(ref: ReferenceResults) -> str:
 
 
 def _cell(summary: pd.DataFrame, study: str, row: str, n_present: int, metric: str) -> str:
-    if summary is None or summary.empty or f"{metric}_mean" not in summary:
+    """``mean ± SD`` (SD only over two or more runs) of ``metric`` in ``summary``, read with
+    :meth:`mrseg.report.results.Results.metric`; "—" when absent."""
+    mean, sd, _ = Results(folder=Path(), plan="", profile="", summary=summary).metric(study, row, metric, n_present)
+    if math.isnan(mean):
         return "—"
-    sel = summary[(summary["study"].astype(str) == study) & (summary["row"].astype(str) == row)
-                  & (pd.to_numeric(summary["n_present"], errors="coerce") == n_present)]
-    if sel.empty:
-        return "—"
-    rec = sel.iloc[0]
-    mean, sd = rec[f"{metric}_mean"], rec.get(f"{metric}_sd", math.nan)
-    if pd.isna(mean):
-        return "—"
-    n = int(rec["n_folds"]) if "n_folds" in rec and pd.notna(rec["n_folds"]) else 0
-    spread = f" ± {sd:.3f}" if n > 1 and pd.notna(sd) else ""
-    return f"{mean:.3f}{spread}"
+    return f"{mean:.3f}" + ("" if math.isnan(sd) else f" ± {sd:.3f}")
 
 
 def reference_beside_ours(res: Results, ref: ReferenceResults, metrics: tuple[str, ...] = ("ged", "dice_match"),

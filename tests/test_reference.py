@@ -123,3 +123,43 @@ def test_gpu_reference_script_refuses_without_a_gpu_and_rejects_unknown_options(
         return
     proc = subprocess.run(["bash", str(script), "--budget", "10"], capture_output=True, text=True, env=env)
     assert proc.returncode == 3 and "CUDA" in proc.stderr
+
+
+def test_scorecard_scores_claims_on_the_reference_export(smoke_runs, tmp_path):
+    from mrseg.pipeline.reference import available_reference_profiles
+    from mrseg.report.claims import load_claims, reference_records
+    from mrseg.report.thesis import load_thesis_reported
+
+    plan, dest = _plan(tmp_path), tmp_path / "reference"
+    assert available_reference_profiles(plan, dest) == []
+    export_reference(plan, "smoke", dest=dest)
+    (dest / "mini" / "smoke").rename(dest / "mini" / "reference-cpu")   # as if made by the CPU reference profile
+    assert available_reference_profiles(plan, dest) == ["reference-cpu"]
+    claims = load_claims()
+    profile, records, n_runs, n_stale = reference_records(plan, load_thesis_reported(), claims, root=dest)
+    assert profile == "reference-cpu" and n_runs == 2 and n_stale == 0
+    assert [r["id"] for r in records] == [c["id"] for c in claims]
+    # a claim on main's per_rater_s1 vs shared_s1 is scored from the exported per-case table: n = 8 cases
+    both = [r for r in records if r["rule_kind"] == "compare" and r["n"] == 8]
+    assert both and all(r["verdict"] != "no results" for r in both)
+    # claims on studies the export lacks have no results there
+    assert any(r["verdict"] == "no results" for r in records)
+
+
+def test_reference_verdict_decides_only_where_this_build_did_not_converge():
+    from mrseg.report.claims import attach_reference, verdict_counts
+
+    ours = [{"id": "A", "verdict": "not testable at this scale"}, {"id": "B", "verdict": "reproduced"},
+            {"id": "C", "verdict": "not testable at this scale"}, {"id": "D", "verdict": "no results"}]
+    ref = [{"id": i, "verdict": v, "effect": -0.01, "ci_low": -0.02, "ci_high": 0.0, "p": 0.01, "p_holm": 0.02, "n": 9,
+            "reason": ""} for i, v in (("A", "contradicted"), ("B", "inconclusive"), ("C", "not testable at this scale"),
+                                       ("D", "reproduced"))]
+    attach_reference(ours, ref, "reference-cpu", stale=0)
+    decision = {r["id"]: (r["decision"], r["decided_by"]) for r in ours}
+    assert decision["A"] == ("contradicted", "reference (reference-cpu)")   # ours did not converge: the reference decides
+    assert decision["B"] == ("reproduced", "this build")                    # ours decided: it stands
+    assert decision["C"] == ("not testable at this scale", "this build")    # neither converged
+    assert decision["D"] == ("no results", "this build")                    # only an unconverged build defers
+    assert ours[0]["reference_p"] == 0.02 and ours[0]["reference_n"] == 9
+    counts = verdict_counts(pd.DataFrame(ours)).set_index("verdict")
+    assert counts.loc["contradicted", "claims (decision)"] == 1 and counts.loc["inconclusive", "claims (reference runs)"] == 1

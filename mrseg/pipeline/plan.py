@@ -145,6 +145,13 @@ def profile_settings(spec: dict[str, Any], profile: str) -> dict[str, Any]:
     return settings
 
 
+def epochs_for(settings: dict[str, Any], key: str) -> int:
+    """A study's epoch count: the profile's ``epochs[key]`` (``full``, ``sparse`` or a study's own key,
+    e.g. ``controlled``); a key the profile does not set means the full-annotation count."""
+    epochs = settings["epochs"]
+    return int(epochs[key] if key in epochs else epochs["full"])
+
+
 def _epochs(value: Any, full: Any) -> int:
     """An epoch count: an integer, or ``"<k>x"`` (k times the full-annotation count)."""
     if isinstance(value, str) and value.endswith("x"):
@@ -199,7 +206,7 @@ def absent_studies(plan: str | os.PathLike, profile: str) -> dict[str, str]:
 def study_epochs(spec: dict[str, Any], profile: str) -> dict[str, int]:
     """Epochs per study for ``profile`` (the book states them)."""
     settings = profile_settings(spec, profile)
-    return {name: int(settings["epochs"][study.get("epochs", "full")]) for name, study in spec["studies"].items()}
+    return {name: epochs_for(settings, study.get("epochs", "full")) for name, study in spec["studies"].items()}
 
 
 def stage1_of(config: RunConfig) -> RunConfig | None:
@@ -251,7 +258,7 @@ def _expand_training(spec: dict[str, Any], profile: str, settings: dict[str, Any
         n_present = local.get("n_present", study.get("n_present", [4]))
         if n_present == "sparse":
             n_present = settings["sparse_n_present"]
-        epochs = int(settings["epochs"][study.get("epochs", "full")])
+        epochs = epochs_for(settings, study.get("epochs", "full"))
         base: dict[str, Any] = dict(settings.get("config") or {})
         if study.get("dataset_options"):
             base["dataset_options"] = dict(study["dataset_options"])
@@ -269,7 +276,7 @@ def _expand_training(spec: dict[str, Any], profile: str, settings: dict[str, Any
             cells = [(np_, epochs, row_spec) for np_ in (n_present if row_levels is None else row_levels)]
             if reference:
                 ref_spec = {**row_spec, "model": (reference.get("models") or {}).get(row, row_spec.get("model"))}
-                ref_epochs = int(settings["epochs"][reference.get("epochs", "full")])
+                ref_epochs = epochs_for(settings, reference.get("epochs", "full"))
                 cells.append((int(reference.get("n_present", 4)), ref_epochs, ref_spec))
             row_seeds = (local.get("row_seeds") or {}).get(row, seeds)   # a profile may give one row fewer seeds
             for np_, n_epochs, cell_spec in cells:

@@ -34,6 +34,8 @@ from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest
 from mrseg.pipeline.plan import load_plan
 
 REFERENCE_ROOT = REPO_ROOT / "reference"
+# Reference profiles, most authoritative first: the GPU-sized profile, then the CPU-affordable one.
+REFERENCE_PROFILES: tuple[str, ...] = ("reference", "reference-cpu")
 EXPORTED_FILES = ("manifest.json", "eval_summary.json", "history.csv")
 CASES_FILE = "eval_cases.csv.gz"
 
@@ -45,6 +47,11 @@ def reference_root() -> Path:
 
 def reference_folder(plan: str, profile: str, root: str | os.PathLike | None = None) -> Path:
     return Path(root or reference_root()) / Path(str(plan)).stem / profile
+
+
+def available_reference_profiles(plan: str = "thesis", root: str | os.PathLike | None = None) -> list[str]:
+    """The profiles of :data:`REFERENCE_PROFILES` that have an export (``index.json``) for ``plan``, in that order."""
+    return [p for p in REFERENCE_PROFILES if (reference_folder(plan, p, root) / "index.json").exists()]
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
@@ -166,5 +173,5 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
     return out
 
 
-__all__ = ["CASES_FILE", "ReferenceResults", "export_reference", "load_reference", "reference_folder",
-           "reference_root"]
+__all__ = ["CASES_FILE", "REFERENCE_PROFILES", "ReferenceResults", "available_reference_profiles",
+           "export_reference", "load_reference", "reference_folder", "reference_root"]

@@ -37,11 +37,14 @@ from mrseg.report.claims import (
     RULES,
     VERDICTS,
     Evidence,
+    attach_reference,
     evaluate_claims,
     findings_markdown,
     gradient_isolation_check,
     load_claims,
     read_scorecard,
+    reference_note,
+    reference_records,
     scorecard,
     scorecard_html,
     verdict_counts,
@@ -90,7 +93,7 @@ __all__ = [
     # scorecard
     "CLAIMS_YAML", "VERDICTS", "RULES", "Evidence", "load_claims", "gradient_isolation_check", "scorecard",
     "evaluate_claims", "read_scorecard", "write_scorecard", "findings_markdown",
-    "scorecard_html", "verdict_counts",
+    "scorecard_html", "verdict_counts", "attach_reference", "reference_note", "reference_records",
     # page notebooks
     "open_page", "show_table", "show_markdown",
     # page-specific tables

@@ -25,6 +25,7 @@ from mrseg.diagnostics.statistics import (
     variance_ratio_test,
 )
 from mrseg.io import write_json, write_text
+from mrseg.pipeline.reference import available_reference_profiles, load_reference
 from mrseg.report.banner import _scale_markdown, describe_context
 from mrseg.report.claim_rules import Verdict, parse_rule
 from mrseg.report.formatting import _is_number, fmt, mean_sd
@@ -823,6 +824,45 @@ def evaluate_claims(res: Results, thesis: dict[str, Any], claims: list[dict[str,
     return records
 
 
+DECIDED = ("reproduced", "contradicted", "inconclusive")
+
+
+def attach_reference(records: list[dict[str, Any]], reference: list[dict[str, Any]], profile: str,
+                     stale: int = 0) -> None:
+    """Add the reference runs' verdict of each claim to ``records`` (in place): ``reference_verdict``,
+    ``reference_effect``, ``reference_ci_low``/``_high``, ``reference_n``, ``reference_reason``, and
+    ``decision``: the reference's verdict where this build's is "not testable at this scale" (its
+    runs did not converge) and the reference decides it (reproduced, contradicted or inconclusive);
+    otherwise this build's own verdict. ``stale``: how many reference runs today's code would not
+    reproduce (their verdicts are marked)."""
+    by_id = {r["id"]: r for r in reference}
+    for rec in records:
+        ref = by_id.get(rec["id"])
+        if ref is None:
+            continue
+        rec.update({"reference_profile": profile, "reference_verdict": ref["verdict"],
+                    "reference_effect": ref["effect"], "reference_ci_low": ref["ci_low"],
+                    "reference_ci_high": ref["ci_high"], "reference_p": ref["p_holm"] if ref["p_holm"] is not None
+                    else ref["p"], "reference_n": ref["n"], "reference_reason": ref["reason"],
+                    "reference_stale": bool(stale)})
+        decided_by_reference = rec["verdict"] == NOT_AT_SCALE and ref["verdict"] in DECIDED
+        rec["decision"] = ref["verdict"] if decided_by_reference else rec["verdict"]
+        rec["decided_by"] = f"reference ({profile})" if decided_by_reference else "this build"
+
+
+def reference_records(plan: str, thesis: dict[str, Any], claims: list[dict[str, Any]],
+                      root: str | Path | None = None) -> tuple[str, list[dict[str, Any]], int, int]:
+    """The claims scored on the first available reference export of ``plan`` (``REFERENCE_PROFILES``
+    order): ``(profile, records, runs, stale runs)``; ``("", [], 0, 0)`` when none is committed."""
+    from mrseg.report.reference_tables import reference_as_results
+
+    for profile in available_reference_profiles(plan, root):
+        ref = load_reference(plan, profile, root)
+        if ref.available:
+            return profile, evaluate_claims(reference_as_results(ref, plan), thesis, claims), len(ref.runs), ref.n_stale
+    return "", [], 0, 0
+
+
 def scorecard(res: Results, thesis: dict[str, Any], claims: list[dict[str, Any]]) -> pd.DataFrame:
     """:func:`evaluate_claims` as a table (one row per claim)."""
     return pd.DataFrame.from_records(evaluate_claims(res, thesis, claims))
@@ -834,11 +874,19 @@ def write_scorecard(folder: str | Path, plan: str, profile: str) -> Path:
 
     folder = Path(folder)
     res = load_results(folder, plan, profile)
-    records = evaluate_claims(res, load_thesis_reported(), load_claims())
+    thesis, claims = load_thesis_reported(), load_claims()
+    records = evaluate_claims(res, thesis, claims)
     counts = {v: sum(r["verdict"] == v for r in records) for v in VERDICTS}
+    payload: dict[str, Any] = {"claims": records, "counts": counts, "plan": plan, "profile": profile,
+                               "ci": "95% CI of the mean paired difference, bootstrap over patients (2,000 resamples)"}
+    ref_profile, ref_records, n_runs, n_stale = reference_records(plan, thesis, claims)
+    if ref_profile:
+        attach_reference(records, ref_records, ref_profile, n_stale)
+        payload["reference"] = {"profile": ref_profile, "runs": n_runs, "stale_runs": n_stale,
+                                "counts": {v: sum(r["verdict"] == v for r in ref_records) for v in VERDICTS},
+                                "decision_counts": {v: sum(r.get("decision") == v for r in records) for v in VERDICTS}}
     path = folder / SCORECARD_JSON
-    write_json(path, {"claims": records, "counts": counts, "plan": plan, "profile": profile,
-                      "ci": "95% CI of the mean paired difference, bootstrap over patients (2,000 resamples)"})
+    write_json(path, payload)
     return path
 
 
@@ -862,9 +910,32 @@ def fmt_p(value: Any) -> str:
     return "< 0.001" if float(value) < 0.001 else f"{float(value):.3f}"
 
 
+def _reference_cell(rec: Any) -> str:
+    """The reference runs' verdict of one claim, its effect with 95% CI and n, as HTML; "—" when not scored."""
+    verdict = rec.get("reference_verdict")
+    if not isinstance(verdict, str) or not verdict:
+        return "—"
+    text = f'<span class="verdict-{verdict.replace(" ", "-")}">{html.escape(verdict)}</span>'
+    if rec.get("reference_effect") is not None and pd.notna(rec.get("reference_effect")):
+        text += f"<br>{html.escape(_num(rec['reference_effect']))}"
+        if rec.get("reference_ci_low") is not None and pd.notna(rec.get("reference_ci_low")):
+            text += html.escape(f" [{_num(rec['reference_ci_low'])}, {_num(rec['reference_ci_high'])}]")
+        if rec.get("reference_n"):
+            text += f", n = {int(rec['reference_n'])}"
+    if rec.get("reference_reason"):
+        text += f"<br><small>{html.escape(str(rec['reference_reason']))}</small>"
+    if rec.get("reference_stale") is True:
+        text += "<br><small>from stale reference runs</small>"
+    if rec.get("decided_by", "").startswith("reference"):
+        text += "<br><small><b>decides this claim</b> (this build's runs did not converge)</small>"
+    return text
+
+
 def scorecard_html(card: pd.DataFrame) -> str:
     """The scorecard as HTML: thesis effect, ours with 95% CI, n, p (Holm), verdict with its
-    reason, the rule in words, the table row that decides it and a link to the evidence page."""
+    reason, the reference runs' verdict (when a reference export is committed), the rule in words,
+    the table row that decides it and a link to the evidence page."""
+    with_reference = "reference_verdict" in card and card["reference_verdict"].notna().any()
     rows = []
     for _, rec in card.iterrows():
         link = rec.get("evidence") or ""
@@ -881,12 +952,16 @@ def scorecard_html(card: pd.DataFrame) -> str:
         cells = [html.escape(str(rec["id"])), html.escape(str(rec["source"])), html.escape(str(rec["claim"])),
                  html.escape(str(rec["thesis_effect"])),
                  html.escape(f"{_num(rec.get('effect'))} {ci}") + f"<br><small>{html.escape(str(rec['ours']))}</small>",
-                 html.escape(str(rec.get("n", ""))), html.escape(p), verdict,
-                 f"<small>{html.escape(str(rec['rule']))}</small>",
-                 html.escape(str(rec.get("decides") or "")) + "<br>" + ev]
+                 html.escape(str(rec.get("n", ""))), html.escape(p), verdict]
+        if with_reference:
+            cells.append(_reference_cell(rec))
+        cells += [f"<small>{html.escape(str(rec['rule']))}</small>",
+                  html.escape(str(rec.get("decides") or "")) + "<br>" + ev]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("id", "source", "claim", "thesis", "ours (effect, 95% CI)", "n", "p",
-                                              "verdict", "rule", "decided by"))
+    heads = ["id", "source", "claim", "thesis", "ours (effect, 95% CI)", "n", "p", "verdict"]
+    if with_reference:
+        heads.append("reference runs (verdict, effect, 95% CI)")
+    head = "".join(f"<th>{h}</th>" for h in (*heads, "rule", "decided by"))
     return (f'<table class="table mrseg-table mrseg-scorecard"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
 
@@ -972,6 +1047,30 @@ def write_headline(res: Results, path: str | Path) -> Path:
 
 
 def verdict_counts(card: pd.DataFrame) -> pd.DataFrame:
-    """How many claims got each verdict."""
+    """How many claims got each verdict; with a committed reference export also the reference
+    runs' verdicts and the ``decision`` (the reference's where this build's runs did not converge)."""
     counts = card["verdict"].value_counts() if "verdict" in card else pd.Series(dtype=int)
-    return pd.DataFrame({"verdict": list(VERDICTS), "claims": [int(counts.get(v, 0)) for v in VERDICTS]})
+    out = pd.DataFrame({"verdict": list(VERDICTS), "claims": [int(counts.get(v, 0)) for v in VERDICTS]})
+    if "reference_verdict" in card and card["reference_verdict"].notna().any():
+        for column, label in (("reference_verdict", "claims (reference runs)"), ("decision", "claims (decision)")):
+            counts = card[column].value_counts()
+            out[label] = [int(counts.get(v, 0)) for v in VERDICTS]
+    return out
+
+
+def reference_note(res: Results) -> str:
+    """One paragraph on the reference export the scorecard also scored (profile, runs, stale runs)
+    and how the decision column is formed; empty when none was scored."""
+    data = res.extra.get("scorecard")
+    ref = data.get("reference") if isinstance(data, dict) else None
+    if not isinstance(ref, dict):
+        return ("No reference export is committed, so every verdict rests on this build's runs "
+                "(`reference/` is filled by `python -m mrseg reference export`).")
+    text = (f"Every claim is also scored on the committed reference runs (profile `{ref['profile']}`, "
+            f"{ref['runs']} runs; see [Reference results](reference_results)). Where this build's runs did not "
+            "converge (verdict \"not testable at this scale\") the reference runs' verdict is the **decision**; "
+            "elsewhere the decision is this build's own verdict.")
+    if ref.get("stale_runs"):
+        text += (f" {ref['stale_runs']} reference runs are stale (made by other code): their verdicts are those "
+                 "of the code that made them.")
+    return text

@@ -25,6 +25,13 @@ CENTRAL_PAIRS: tuple[tuple[str, int, str, str], ...] = (
 )
 
 
+def reference_as_results(ref: ReferenceResults, plan: str = "thesis") -> Results:
+    """An export as a :class:`~mrseg.report.results.Results` (cases, per-fold, summary, paired tables),
+    so that the claim rules that read those tables score the reference runs as they score ours."""
+    return Results(folder=ref.folder, plan=plan, profile=str(ref.index.get("profile", ref.folder.name)),
+                   cases=ref.cases, per_fold=ref.per_fold, summary=ref.summary, paired=ref.paired)
+
+
 def reference_status(ref: ReferenceResults) -> str:
     """One paragraph: what is committed, when and where it ran, and how much of it is stale."""
     if not ref.available:
@@ -115,5 +122,5 @@ def reference_runs(ref: ReferenceResults) -> pd.DataFrame:
     return out
 
 
-__all__ = ["CENTRAL_PAIRS", "CENTRAL_ROWS", "reference_beside_ours", "reference_paired", "reference_runs",
+__all__ = ["CENTRAL_PAIRS", "CENTRAL_ROWS", "reference_as_results", "reference_beside_ours", "reference_paired", "reference_runs",
            "reference_status"]

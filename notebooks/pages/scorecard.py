@@ -49,6 +49,7 @@ report.show_table(report.scale_frame(res))
 # ## Verdicts at a glance
 
 # %% tags=["hide-input"]
+report.show_markdown(report.reference_note(res))
 report.show_table(report.verdict_counts(card))
 
 # %% [markdown]

@@ -183,3 +183,28 @@ def test_intro_headline_is_generated_from_the_scorecard(tmp_path):
     assert "| main | 12 | 4 | 32 | 2 | 12 | 1 | 2 |" in text and "| A1 |" in text
     path = write_headline(res, tmp_path / "headline.md")
     assert path.read_text().startswith("**Scope of this build:** plan `thesis`, profile `smoke`")
+
+
+def test_headline_and_scorecard_show_the_reference_decision(tmp_path):
+    from mrseg import report
+    from mrseg.report.claims import attach_reference, headline_markdown, read_scorecard, scorecard_html
+
+    write_example_results(tmp_path)
+    res = report.load_results(tmp_path, "thesis", "smoke")
+    records = res.extra["scorecard"]["claims"]
+    assert "reference_verdict" not in records[0]          # no reference export in this results folder
+    assert "No reference export is committed" in report.reference_note(res)
+    a1 = next(r for r in records if r["id"] == "A1")
+    a1["verdict"] = "not testable at this scale"
+    reference = [{**r, "verdict": "contradicted" if r["id"] == "A1" else "no results", "effect": 0.02, "ci_low": 0.01,
+                  "ci_high": 0.03, "p": 0.001, "p_holm": 0.002, "n": 3290, "reason": ""} for r in records]
+    attach_reference(records, reference, "reference-cpu", stale=0)
+    res.extra["scorecard"]["reference"] = {"profile": "reference-cpu", "runs": 40, "stale_runs": 0}
+    text = headline_markdown(res)
+    assert "| verdict | reference runs | decision |" in text
+    assert "| not testable at this scale | contradicted: 0.0200 [0.0100, 0.0300] | contradicted |" in text
+    assert "| no results: " not in text          # no effect shown beside a reference that has no results
+    assert "**Decision**" in text and "1 contradicted" in text.split("**Decision**")[1]
+    html = scorecard_html(read_scorecard(res))
+    assert "reference runs (verdict, effect, 95% CI)" in html and "decides this claim" in html
+    assert "profile `reference-cpu`, 40 runs" in report.reference_note(res)

@@ -916,7 +916,7 @@ def _reference_cell(rec: Any) -> str:
     if not isinstance(verdict, str) or not verdict:
         return "—"
     text = f'<span class="verdict-{verdict.replace(" ", "-")}">{html.escape(verdict)}</span>'
-    if rec.get("reference_effect") is not None and pd.notna(rec.get("reference_effect")):
+    if verdict in (*DECIDED, NOT_AT_SCALE) and rec.get("reference_effect") is not None and pd.notna(rec.get("reference_effect")):
         text += f"<br>{html.escape(_num(rec['reference_effect']))}"
         if rec.get("reference_ci_low") is not None and pd.notna(rec.get("reference_ci_low")):
             text += html.escape(f" [{_num(rec['reference_ci_low'])}, {_num(rec['reference_ci_high'])}]")
@@ -1017,8 +1017,14 @@ def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -
         lines.append("No results have been aggregated yet: run `python -m mrseg run` to fill this section.")
         return "\n\n".join(lines)
     counts = verdict_counts(card)
-    lines.append(f"**{len(card)} claims scored:** " + ", ".join(f"{int(n)} {v}" for v, n in counts.itertuples(index=False) if n)
-                 + ". Details on the [scorecard](generated/pages/scorecard).")
+    with_reference = "reference_verdict" in card and card["reference_verdict"].notna().any()
+    lines.append(f"**{len(card)} claims scored:** " + ", ".join(
+        f"{int(n)} {v}" for v, n in counts[["verdict", "claims"]].itertuples(index=False) if n)
+        + ". Details on the [scorecard](generated/pages/scorecard).")
+    if with_reference:
+        lines.append("**Decision** (the committed reference runs' verdict where this build's runs did not converge): "
+                     + ", ".join(f"{int(n)} {v}" for v, n in counts[["verdict", "claims (decision)"]].itertuples(index=False)
+                                 if n) + ".")
     scale = _scale_markdown(res).strip()
     if scale:
         lines.append(scale)
@@ -1032,10 +1038,18 @@ def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -
         if rec.get("ci_low") is not None and pd.notna(rec.get("ci_low")):
             effect += f" [{_num(rec['ci_low'])}, {_num(rec['ci_high'])}]"
         cells = [cid, rec["claim"], rec["thesis_effect"], effect, rec["verdict"]]
+        if with_reference:
+            ref = rec.get("reference_verdict")
+            if (ref in (*DECIDED, NOT_AT_SCALE) and rec.get("reference_effect") is not None
+                    and pd.notna(rec.get("reference_effect"))):
+                ref += f": {_num(rec['reference_effect'])} [{_num(rec['reference_ci_low'])}, {_num(rec['reference_ci_high'])}]"
+            cells += [ref if isinstance(ref, str) else "—", rec.get("decision") or rec["verdict"]]
         rows.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     if rows:
-        lines.append("**Headline claims** (ours: effect and 95% CI):\n\n| id | claim | thesis | ours | verdict |\n"
-                     "|---|---|---|---|---|\n" + "\n".join(rows))
+        head = "| id | claim | thesis | ours | verdict |" + (" reference runs | decision |" if with_reference else "")
+        lines.append("**Headline claims** (ours: effect and 95% CI"
+                     + ("; the reference runs' verdict decides where ours did not converge" if with_reference else "")
+                     + "):\n\n" + head + "\n" + "|---" * head.count(" |") + "|\n" + "\n".join(rows))
     return "\n\n".join(lines)
 
 

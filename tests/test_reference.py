@@ -67,6 +67,9 @@ def test_export_round_trip_without_weights(smoke_runs, tmp_path):
     assert set(beside["row"]) == {"shared_s1", "per_rater_s1"}
     assert "2 runs exported" in reference_tables.reference_status(ref)
     assert not reference_tables.reference_paired(ref).empty
+    cost = reference_tables.reference_cost(ref)   # steps/s and minutes per run from the exported histories
+    assert set(cost["model"]) == {"shared", "per-rater"} and (cost["steps_per_s"] > 0).all()
+    assert (cost["runs"] == 1).all() and (cost["steps_per_run"] > 0).all()
 
     # a run made by other code is stale, with the reason
     run_id = index["runs"][0]["run_id"]

@@ -113,6 +113,34 @@ def reference_paired(ref: ReferenceResults, metrics: tuple[str, ...] = ("ged", "
     return pd.DataFrame(records)
 
 
+def reference_cost(ref: ReferenceResults) -> pd.DataFrame:
+    """What one reference run costs, per model and stage: runs, the machine, median training
+    steps/s (optimisation only, from each exported ``history.csv``), median and total training
+    minutes. Empty when nothing is exported."""
+    from mrseg.io import read_json
+    from mrseg.pipeline.aggregate import throughput_table
+
+    if ref.runs is None or ref.runs.empty:
+        return pd.DataFrame()
+    runs, hosts = [], {}
+    for run_id, host in zip(ref.runs["run_id"], ref.runs["host"]):
+        config = (read_json(ref.folder / run_id / "manifest.json") or {}).get("config") or {}
+        runs.append((run_id, config, ref.folder / run_id))
+        hosts[run_id] = str(host)
+    frame = throughput_table(runs)
+    if frame.empty:
+        return frame
+    frame["host"] = frame["run_id"].map(hosts)
+    out = (frame.groupby(["model", "stage", "n_present", "image_size", "batch_size", "threads", "host"], dropna=False)
+           .agg(runs=("run_id", "nunique"), steps_per_run=("steps", "median"), steps_per_s=("steps_per_s", "median"),
+                minutes_per_run=("train_seconds", "median"), total_hours=("train_seconds", "sum"))
+           .reset_index())
+    out["steps_per_s"] = out["steps_per_s"].round(2)
+    out["minutes_per_run"] = (out["minutes_per_run"] / 60).round(1)
+    out["total_hours"] = (out["total_hours"] / 3600).round(2)
+    return out.sort_values(["stage", "n_present", "steps_per_s"], ascending=[True, False, False]).reset_index(drop=True)
+
+
 def reference_runs(ref: ReferenceResults) -> pd.DataFrame:
     """The exported runs: id, model, fold, seed, np, host, training seconds and staleness."""
     if ref.runs is None or ref.runs.empty:
@@ -122,5 +150,6 @@ def reference_runs(ref: ReferenceResults) -> pd.DataFrame:
     return out
 
 
-__all__ = ["CENTRAL_PAIRS", "CENTRAL_ROWS", "reference_as_results", "reference_beside_ours", "reference_paired", "reference_runs",
+__all__ = ["CENTRAL_PAIRS", "CENTRAL_ROWS", "reference_as_results", "reference_beside_ours", "reference_cost",
+           "reference_paired", "reference_runs",
            "reference_status"]

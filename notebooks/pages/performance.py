@@ -43,6 +43,22 @@ report.show_table(report.performance_table(res))
 report.show_table(report.throughput_summary(res), "throughput.csv, median over runs")
 
 # %% [markdown]
+# ## The cost of a reference run
+#
+# The committed reference runs (see *Reference results*) record their training steps and seconds
+# per epoch: steps/s and minutes per run on the machine that made them (one thread per run
+# unless the threads column says otherwise; two runs at once on a 2-core CPU).
+
+# %% tags=["hide-input"]
+from mrseg.pipeline.reference import available_reference_profiles, load_reference
+from mrseg.report import reference_tables
+
+for name in available_reference_profiles(plan) or []:
+    report.show_table(reference_tables.reference_cost(load_reference(plan, name)), f"reference/{plan}/{name}")
+if not available_reference_profiles(plan):
+    report.show_markdown("No reference export is committed for this plan.")
+
+# %% [markdown]
 # ## Thesis training time (Appendix V)
 
 # %% tags=["hide-input"]

@@ -1,4 +1,4 @@
-"""Test isolation: caches, runs and results go to a per-session temporary folder, and pylidc's
+"""Test isolation: caches, runs, results and reference exports go to a per-session temporary folder, and pylidc's
 config file never lands in the user's home."""
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import pytest
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_paths(tmp_path_factory):
     root = tmp_path_factory.mktemp("mrseg")
-    saved = {k: os.environ.get(k) for k in ("MRSEG_CACHE", "MRSEG_RUNS", "MRSEG_RESULTS")}
+    saved = {k: os.environ.get(k) for k in ("MRSEG_CACHE", "MRSEG_RUNS", "MRSEG_RESULTS", "MRSEG_REFERENCE")}
     os.environ["MRSEG_CACHE"] = str(root / "cache")
     os.environ["MRSEG_RUNS"] = str(root / "runs")
     os.environ["MRSEG_RESULTS"] = str(root / "results")
+    os.environ["MRSEG_REFERENCE"] = str(root / "reference")   # the committed reference/ is read only where a test says so
     yield root
     for key, value in saved.items():
         if value is None:

@@ -128,9 +128,10 @@ class ReferenceResults:
 
 
 def load_reference(plan: str = "thesis", profile: str = "reference",
-                   root: str | os.PathLike | None = None) -> ReferenceResults:
+                   root: str | os.PathLike | None = None, paired: bool = True) -> ReferenceResults:
     """Read ``reference_folder(plan, profile, root)``; an empty :class:`ReferenceResults` when
-    nothing was exported. A run folder whose files cannot be read raises ``ValueError`` naming it."""
+    nothing was exported. A run folder whose files cannot be read raises ``ValueError`` naming it.
+    ``paired=False`` skips the paired comparisons (their bootstrap is the slow part)."""
     from mrseg.pipeline.aggregate import (
         add_run_columns,
         cases_table,
@@ -169,7 +170,7 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
     if not out.cases.empty:
         out.per_fold = add_run_columns(per_fold_table(out.cases), run_dirs)
         out.summary = summary_table(out.per_fold)
-        out.paired = paired_table(out.cases)
+        out.paired = paired_table(out.cases) if paired else pd.DataFrame()
     return out
 
 

@@ -54,7 +54,7 @@ from mrseg.pipeline.reference import available_reference_profiles, load_referenc
 from mrseg.report import reference_tables
 
 for name in available_reference_profiles(plan) or []:
-    report.show_table(reference_tables.reference_cost(load_reference(plan, name)), f"reference/{plan}/{name}")
+    report.show_table(reference_tables.reference_cost(load_reference(plan, name, paired=False)), f"reference/{plan}/{name}")
 if not available_reference_profiles(plan):
     report.show_markdown("No reference export is committed for this plan.")
 

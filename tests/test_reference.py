@@ -166,3 +166,24 @@ def test_reference_verdict_decides_only_where_this_build_did_not_converge():
     assert ours[0]["reference_p"] == 0.02 and ours[0]["reference_n"] == 9
     counts = verdict_counts(pd.DataFrame(ours)).set_index("verdict")
     assert counts.loc["contradicted", "claims (decision)"] == 1 and counts.loc["inconclusive", "claims (reference runs)"] == 1
+
+
+def test_committed_cpu_reference_holds_the_central_runs_on_four_folds():
+    """The committed export (reference/thesis/reference-cpu): shared, shared+s2 and per-rater on all
+    four folds, each with its manifest (config, code fingerprint, machine) and per-case table; no weights."""
+    from mrseg.pipeline.reference import REFERENCE_ROOT
+
+    folder = REFERENCE_ROOT / "thesis" / "reference-cpu"
+    index = read_json(folder / "index.json")
+    folds = {}
+    for run in index["runs"]:
+        folds.setdefault(run["model"], set()).add(run["fold"])
+        manifest = read_json(folder / run["run_id"] / "manifest.json")
+        assert manifest["config"]["profile"] == "reference-cpu" and manifest["code_fingerprint"]
+        assert manifest.get("host"), run["run_id"]
+        assert (folder / run["run_id"] / CASES_FILE).exists()
+    for model in ("shared", "shared+s2", "per-rater"):
+        assert folds.get(model) == {0, 1, 2, 3}, model
+    assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.npz"))
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size < 8 * 2**20   # small enough to commit

@@ -95,3 +95,17 @@ def test_alignment_as_trained_column():
     assert sparse["latent_mean"] == pytest.approx(0.3)
     full = alignment_row(pd.DataFrame({"latent_cosine": [0.2, 0.4], "decoder_cosine": [0.1, 0.1]}))
     assert full["as_trained_mean"] == pytest.approx(0.3)
+
+
+def test_summary_reports_the_share_of_converged_runs():
+    import pandas as pd
+
+    from mrseg.pipeline.aggregate import summary_table
+
+    per_fold = pd.DataFrame({"study": ["main"] * 3, "row": ["shared_s1"] * 3, "n_present": [4] * 3, "fold": [0, 1, 2],
+                             "model": ["shared"] * 3, "n_cases": [10] * 3, "ged": [0.5, 0.6, 0.7],
+                             "converged": [True, False, None], "val_improvement_last_fifth": [0.01, 0.05, None]})
+    row = summary_table(per_fold).iloc[0]
+    assert row["converged_mean"] == 0.5                     # one of the two known runs; the unknown one left out
+    assert abs(row["val_improvement_last_fifth_mean"] - 0.03) < 1e-12
+    assert "converged_sd" not in row and abs(row["ged_mean"] - 0.6) < 1e-12

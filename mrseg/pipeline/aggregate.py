@@ -138,7 +138,8 @@ def add_run_columns(per_fold: pd.DataFrame, run_dirs: dict[str, Path]) -> pd.Dat
 
 
 def summary_table(per_fold: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
-    """Mean and SD over folds (``ddof=0``) per (study, row, n_present), in first-seen order."""
+    """Mean and SD over folds (``ddof=0``) per (study, row, n_present), in first-seen order; with
+    per-run flags also ``converged_mean`` (share of runs converged) and ``val_improvement_last_fifth_mean``."""
     if per_fold.empty:
         return pd.DataFrame(columns=[*GROUP, "n_folds"])
     if metrics is None:
@@ -156,6 +157,12 @@ def summary_table(per_fold: pd.DataFrame, metrics: list[str] | None = None) -> p
             values = group[metric].astype(float).dropna()
             row[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
             row[f"{metric}_sd"] = float(values.std(ddof=SD_DDOF)) if len(values) else math.nan
+        if "converged" in group:   # share of runs whose validation score stopped improving (unknown runs left out)
+            flags = group["converged"].map(lambda v: {True: 1.0, False: 0.0, "True": 1.0, "False": 0.0}.get(v, math.nan))
+            row["converged_mean"] = float(flags.mean()) if flags.notna().any() else math.nan
+        if "val_improvement_last_fifth" in group:
+            values = pd.to_numeric(group["val_improvement_last_fifth"], errors="coerce").dropna()
+            row["val_improvement_last_fifth_mean"] = float(values.mean()) if len(values) else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -127,12 +127,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_scorecard(args: argparse.Namespace) -> int:
+    from mrseg.io import read_json
     from mrseg.paths import results_dir
     from mrseg.pipeline.aggregate import rescore
+    from mrseg.report.reference_scoring import add_reference_to_scorecard
     from mrseg.report.results import results_folder
 
     folder = results_folder(args.results or results_dir(), args.plan, args.profile)
     data = rescore(folder, args.plan, args.profile)
+    if add_reference_to_scorecard(folder, args.plan, args.profile):
+        data = read_json(folder / "scorecard.json")
     if args.json:
         _print({"counts": data["counts"], "claims": {c["id"]: c["verdict"] for c in data["claims"]}}, True)
     else:

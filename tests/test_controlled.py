@@ -116,7 +116,7 @@ def test_controlled_study_in_the_plan(tmp_path):
     levels = {}
     for item in runs:
         n = controlled.n_raters_of(item.config["dataset"])
-        assert item.run_id.startswith(f"synthetic-raters{n}/") and item.config["image_size"] == 32
+        assert item.run_id.split("/")[0].split("@")[0] == f"synthetic-raters{n}" and item.config["image_size"] == 32
         levels.setdefault((n, item.config["model"]), set()).add(item.config["n_present"])
     assert levels == {(2, "shared"): {1, 2}, (2, "per-rater"): {1, 2}, (4, "shared"): {1, 2, 4},
                       (4, "per-rater"): {1, 2, 4}, (8, "shared"): {1, 4, 8}, (8, "per-rater"): {1, 4, 8}}

@@ -130,7 +130,8 @@ def test_gpu_reference_script_refuses_without_a_gpu_and_rejects_unknown_options(
 
 def test_scorecard_scores_claims_on_the_reference_export(smoke_runs, tmp_path):
     from mrseg.pipeline.reference import available_reference_profiles
-    from mrseg.report.claims import load_claims, reference_records
+    from mrseg.report.claims import load_claims
+    from mrseg.report.reference_scoring import reference_records
     from mrseg.report.thesis import load_thesis_reported
 
     plan, dest = _plan(tmp_path), tmp_path / "reference"

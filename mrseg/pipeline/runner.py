@@ -36,6 +36,7 @@ from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest, update_
 from mrseg.pipeline.notebook_hygiene import scrub_notebook
 from mrseg.pipeline.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan, read_plan, select
 from mrseg.pipeline.status import item_complete, status_path, train_stale
+from mrseg.report.reference_scoring import add_reference_to_scorecard
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "MRSEG_THREADS")
@@ -326,6 +327,7 @@ def run_plan(plan: str = "thesis", profile: str = "demo", jobs: int = 2, executo
         context = {"executor": executor, "jobs": jobs, "device": device, "run_seconds": time.time() - started,
                    "keep_stale": keep_stale}
         aggregate_plan(items, records, plan=plan, profile=profile, out_dir=out_dir, extra_context=context)
+        add_reference_to_scorecard(out_dir, plan, profile)   # the committed reference's verdicts, if any
         if pages:
             records.update(execute_items(pages, pool, retries=0, progress=progress, desc="pages"))
     finally:

@@ -44,7 +44,6 @@ from mrseg.report.claims import (
     load_claims,
     read_scorecard,
     reference_note,
-    reference_records,
     scorecard,
     scorecard_html,
     verdict_counts,
@@ -93,7 +92,7 @@ __all__ = [
     # scorecard
     "CLAIMS_YAML", "VERDICTS", "RULES", "Evidence", "load_claims", "gradient_isolation_check", "scorecard",
     "evaluate_claims", "read_scorecard", "write_scorecard", "findings_markdown",
-    "scorecard_html", "verdict_counts", "attach_reference", "reference_note", "reference_records",
+    "scorecard_html", "verdict_counts", "attach_reference", "reference_note",
     # page notebooks
     "open_page", "show_table", "show_markdown",
     # page-specific tables

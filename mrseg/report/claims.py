@@ -25,7 +25,6 @@ from mrseg.diagnostics.statistics import (
     variance_ratio_test,
 )
 from mrseg.io import write_json, write_text
-from mrseg.pipeline.reference import available_reference_profiles, load_reference
 from mrseg.report.banner import _scale_markdown, describe_context
 from mrseg.report.claim_rules import Verdict, parse_rule
 from mrseg.report.formatting import _is_number, fmt, mean_sd
@@ -850,19 +849,6 @@ def attach_reference(records: list[dict[str, Any]], reference: list[dict[str, An
         rec["decided_by"] = f"reference ({profile})" if decided_by_reference else "this build"
 
 
-def reference_records(plan: str, thesis: dict[str, Any], claims: list[dict[str, Any]],
-                      root: str | Path | None = None) -> tuple[str, list[dict[str, Any]], int, int]:
-    """The claims scored on the first available reference export of ``plan`` (``REFERENCE_PROFILES``
-    order): ``(profile, records, runs, stale runs)``; ``("", [], 0, 0)`` when none is committed."""
-    from mrseg.report.reference_tables import reference_as_results
-
-    for profile in available_reference_profiles(plan, root):
-        ref = load_reference(plan, profile, root)
-        if ref.available:
-            return profile, evaluate_claims(reference_as_results(ref, plan), thesis, claims), len(ref.runs), ref.n_stale
-    return "", [], 0, 0
-
-
 def scorecard(res: Results, thesis: dict[str, Any], claims: list[dict[str, Any]]) -> pd.DataFrame:
     """:func:`evaluate_claims` as a table (one row per claim)."""
     return pd.DataFrame.from_records(evaluate_claims(res, thesis, claims))
@@ -879,12 +865,6 @@ def write_scorecard(folder: str | Path, plan: str, profile: str) -> Path:
     counts = {v: sum(r["verdict"] == v for r in records) for v in VERDICTS}
     payload: dict[str, Any] = {"claims": records, "counts": counts, "plan": plan, "profile": profile,
                                "ci": "95% CI of the mean paired difference, bootstrap over patients (2,000 resamples)"}
-    ref_profile, ref_records, n_runs, n_stale = reference_records(plan, thesis, claims)
-    if ref_profile:
-        attach_reference(records, ref_records, ref_profile, n_stale)
-        payload["reference"] = {"profile": ref_profile, "runs": n_runs, "stale_runs": n_stale,
-                                "counts": {v: sum(r["verdict"] == v for r in ref_records) for v in VERDICTS},
-                                "decision_counts": {v: sum(r.get("decision") == v for r in records) for v in VERDICTS}}
     path = folder / SCORECARD_JSON
     write_json(path, payload)
     return path

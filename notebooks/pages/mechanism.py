@@ -26,9 +26,9 @@
 # for shared, per-rater and per-rater-tied, since a posterior that collapses onto the prior cannot
 # make its design matter. Each comparison pairs the same test cases (fold, seed, case) of two
 # rows at one np; the 95% CI is a bootstrap over patients; "inconclusive" when it contains zero.
-# The paper profile runs the study on every fold; the demo profile leaves it out for its time
-# budget (enable it with `studies: {mechanism: {folds: [0], seeds: [1337], reference: null}}`:
-# five runs beyond the sparsity study's, about 80 s each here).
+# The demo runs the study at np = 1 on fold 0, one seed (shared and per-rater are the sparsity
+# study's runs; five more runs: per-rater-tied, shared-wide and the three free-bits rows); the
+# paper profile adds the np = 4 cells on every fold.
 
 # %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()

@@ -64,7 +64,7 @@ report.show_table(pd.DataFrame(counts).rename_axis("part").reset_index().assign(
 # ## Does the sparsity finding depend on the objective?
 #
 # The sparsity study runs under both objectives (the `thesis-eq` rows on the folds and np levels the
-# profile lists). GED with d(∅,∅)=1, mean over
+# profile lists; the demo profile lists none, the paper profile all). GED with d(∅,∅)=1, mean over
 # the folds both objectives ran; the gain is per-rater over shared. Per-rater posteriors follow
 # eq. 3.5 under both objectives, so their runs are shared by the two columns.
 

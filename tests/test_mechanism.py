@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mrseg.diagnostics.mechanism import collapse_table, mechanism_comparisons
+from mrseg.diagnostics.mechanism import collapse_table, explanation_readings, mechanism_comparisons
 
 
-def _cases(shift: float, n: int = 24) -> pd.DataFrame:
+def _cases(shift: float, n: int = 24, offsets: dict[str, float] | None = None) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     base = rng.uniform(0.2, 0.6, n)
     rows = []
-    for row, offset in (("per_rater_s1", 0.0), ("per_rater_tied_s1", shift), ("shared_s1", shift)):
+    offsets = offsets or {"per_rater_s1": 0.0, "per_rater_tied_s1": shift, "shared_s1": shift}
+    for row, offset in offsets.items():
         for i in range(n):
             rows.append({"study": "mechanism", "row": row, "n_present": 1, "fold": 0, "seed": 1337,
                          "case_id": f"c{i}", "patient_id": f"p{i // 2}", "ged": base[i] + offset + 0.01 * rng.normal()})
@@ -41,3 +42,23 @@ def test_no_mechanism_rows_give_an_empty_table():
     table = collapse_table(summary)
     assert list(table["n_present"]) == [1] and "kl_nats_mean" in table
     assert collapse_table(pd.DataFrame()).empty
+
+
+def test_each_explanation_is_read_from_its_own_pair_and_its_rival():
+    # tied = per-rater (a: no gain from separate parameters), shared 0.1 worse than both (b supported);
+    # shared-wide as bad as shared (c: inconclusive pair, but per-rater still beats it);
+    # shared-masked as good as per-rater (d: masking closes the gap)
+    offsets = {"per_rater_s1": 0.0, "per_rater_tied_s1": 0.0, "shared_s1": 0.1, "shared_wide_s1": 0.1,
+               "shared_masked_s1": 0.0}
+    readings = explanation_readings(mechanism_comparisons(_cases(0.0, offsets=offsets))).set_index("explanation")
+    assert readings.loc["(a) separate parameters", "reading"] == "inconclusive"
+    assert readings.loc["(b) per-rater ELBO", "reading"] == "supported"
+    assert readings.loc["(c) capacity", "reading"] == "not supported (per_rater_s1 still better)"
+    assert readings.loc["(d) zero-fill", "reading"] == "supported"
+    assert readings.loc["(b) per-rater ELBO", "test"] == "per_rater_tied_s1 - shared_s1"
+    assert readings.loc["(b) per-rater ELBO", "ci_high"] < 0
+    # a control that is worse than what it replaces does not support its explanation
+    offsets["shared_masked_s1"] = 0.2
+    readings = explanation_readings(mechanism_comparisons(_cases(0.0, offsets=offsets))).set_index("explanation")
+    assert readings.loc["(d) zero-fill", "reading"] == "not supported"
+    assert explanation_readings(pd.DataFrame()).empty

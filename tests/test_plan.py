@@ -87,15 +87,16 @@ def test_sparsity_epochs_equal_full_epochs(demo):
 def test_demo_plan_lists_the_mechanism_controls_and_the_controlled_sweep(demo):
     trains = _trains(demo)
     cells = Counter((m["study"], m["row"], m["n_present"]) for t in trains for m in t.memberships)
-    for row in ("shared_s1", "per_rater_s1", "per_rater_tied_s1", "shared_wide_s1", "shared_fb", "per_rater_fb",
-                "per_rater_tied_fb"):
+    for row in ("shared_s1", "per_rater_s1", "shared_masked_s1", "per_rater_tied_s1", "shared_wide_s1", "shared_fb",
+                "per_rater_fb", "per_rater_tied_fb"):
         assert cells[("mechanism", row, 1)] == 1, row
     models = {t.config["model"] for t in trains}
     assert {"per-rater-tied", "shared-wide"} <= models
     assert {t.config["free_bits"] for t in trains if any(m["row"].endswith("_fb") for m in t.memberships)} == {0.25}
     # mechanism's shared and per-rater cells are the sparsity study's runs, not new ones
-    shared_np1 = [t for t in trains if ("mechanism", "shared_s1", 1) in _memberships(t)][0]
-    assert ("sparsity", "shared_s1", 1) in _memberships(shared_np1)
+    for row in ("shared_s1", "shared_masked_s1", "per_rater_s1"):
+        run = [t for t in trains if ("mechanism", row, 1) in _memberships(t)][0]
+        assert ("sparsity", row, 1) in _memberships(run), row
     controlled = [t for t in trains if t.config["dataset"].startswith("synthetic-raters")]
     assert {t.config["dataset"] for t in controlled} == {"synthetic-raters2", "synthetic-raters4", "synthetic-raters8"}
     assert {(t.config["dataset"], t.config["n_present"]) for t in controlled} == {
@@ -211,9 +212,12 @@ def test_mechanism_study_reuses_main_and_sparsity_runs_in_the_paper_profile():
     trains = [t for t in _trains(load_plan("thesis", "paper", include_pages=False)) if t.config["fold"] == 0
               and any(m["study"] == "mechanism" for m in t.memberships)]
     cells = {(m["row"], m["n_present"]): t for t in trains for m in t.memberships if m["study"] == "mechanism"}
-    rows = ("shared_s1", "per_rater_s1", "per_rater_tied_s1", "shared_wide_s1", "shared_fb", "per_rater_fb",
-            "per_rater_tied_fb")
+    rows = ("shared_s1", "per_rater_s1", "shared_masked_s1", "per_rater_tied_s1", "shared_wide_s1", "shared_fb",
+            "per_rater_fb", "per_rater_tied_fb")
     assert set(cells) == {(row, np_) for row in rows for np_ in (1, 4)}
+    # at np 4 masking changes nothing: the masked row's reference is main's shared run
+    assert cells[("shared_masked_s1", 4)].run_id == cells[("shared_s1", 4)].run_id
+    assert cells[("shared_masked_s1", 1)].config["model"] == "shared-masked"
     for np_ in (1, 4):   # shared and per-rater: the same runs as main (np 4) and sparsity (np 1)
         for row in ("shared_s1", "per_rater_s1"):
             studies = {m["study"] for m in cells[(row, np_)].memberships}

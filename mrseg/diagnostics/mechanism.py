@@ -6,8 +6,12 @@ Rows of the ``mechanism`` study (``mrseg/plans/thesis.yaml``) and what each pair
 - (b) the per-rater ELBO decomposition: ``per_rater_tied_s1`` vs ``shared_s1`` (same encoder size);
 - (c) posterior capacity: ``shared_wide_s1`` vs ``shared_s1``, and ``per_rater_s1`` vs ``shared_wide_s1``
   (equal posterior parameter counts within 5%);
+- (d) the baseline's zero-filled absent raters: ``shared_masked_s1`` vs ``shared_s1``, and
+  ``per_rater_s1`` vs ``shared_masked_s1`` (does masking the absent raters close the gap?);
 - the thesis's comparison with and without free bits: ``per_rater_s1`` vs ``shared_s1`` and
   ``per_rater_fb`` vs ``shared_fb``.
+
+:func:`explanation_readings` turns those verdicts into one reading per explanation.
 
 :func:`mechanism_comparisons` pairs the test cases of two rows by (fold, seed, case_id) at each
 np, and gives the mean difference a - b with a 95% bootstrap CI over patients (cases of one
@@ -30,6 +34,8 @@ PAIRS: tuple[tuple[str, str, str], ...] = (
     ("(b) per-rater ELBO", "per_rater_tied_s1", "shared_s1"),
     ("(c) capacity: wide vs shared", "shared_wide_s1", "shared_s1"),
     ("(c) capacity: per-rater vs wide", "per_rater_s1", "shared_wide_s1"),
+    ("(d) zero-fill: masked vs shared", "shared_masked_s1", "shared_s1"),
+    ("(d) zero-fill: per-rater vs masked", "per_rater_s1", "shared_masked_s1"),
     ("thesis comparison", "per_rater_s1", "shared_s1"),
     ("thesis comparison, free bits", "per_rater_fb", "shared_fb"),
     ("free bits, tied vs shared", "per_rater_tied_fb", "shared_fb"),
@@ -78,6 +84,54 @@ def mechanism_comparisons(cases: pd.DataFrame, metric: str = "ged", lower_is_bet
     return pd.DataFrame(rows, columns=columns)
 
 
+# explanation: (pair that would show it, pair that would rule it out as the whole story, the claim)
+EXPLANATIONS: dict[str, tuple[tuple[str, str], tuple[str, str] | None, str]] = {
+    "(a) separate parameters": (("per_rater_s1", "per_rater_tied_s1"), None,
+                                "separate encoders beat one tied encoder trained with the same per-rater ELBO"),
+    "(b) per-rater ELBO": (("per_rater_tied_s1", "shared_s1"), None,
+                           "one tied encoder with the per-rater ELBO beats the shared posterior"),
+    "(c) capacity": (("shared_wide_s1", "shared_s1"), ("per_rater_s1", "shared_wide_s1"),
+                     "a shared posterior as large as the per-rater encoders together beats the shared one"),
+    "(d) zero-fill": (("shared_masked_s1", "shared_s1"), ("per_rater_s1", "shared_masked_s1"),
+                      "masking the absent raters out of the shared loss beats zero-filling them"),
+}
+
+
+def explanation_readings(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """One row per (explanation of :data:`EXPLANATIONS`, np) from :func:`mechanism_comparisons`.
+
+    An explanation is "supported" when its pair's CI favours the control (e.g. tied better than
+    shared for (b)); "not supported" when the CI favours the other row, or when its pair is
+    inconclusive while the per-rater model still beats the control (for (c): per-rater better than
+    shared-wide; for (d): better than shared-masked); else "inconclusive". Columns: ``explanation``,
+    ``np``, ``claim``, ``test`` (the pair as "a - b"), ``difference``, ``ci_low``, ``ci_high``,
+    ``reading``. Empty when no explanation's pair ran."""
+    columns = ["explanation", "np", "claim", "test", "difference", "ci_low", "ci_high", "reading"]
+    if comparisons is None or comparisons.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for label, (pair, rival, claim) in EXPLANATIONS.items():
+        for n_p in sorted(comparisons["np"].unique()):
+            at_np = comparisons[comparisons["np"] == n_p]
+            found = at_np[(at_np["a"] == pair[0]) & (at_np["b"] == pair[1])]
+            if found.empty:
+                continue
+            test = found.iloc[0]
+            reading = "inconclusive"
+            if test["verdict"] == f"{pair[0]} better":
+                reading = "supported"
+            elif test["verdict"] == f"{pair[1]} better":
+                reading = "not supported"
+            elif rival is not None:
+                beaten = at_np[(at_np["a"] == rival[0]) & (at_np["b"] == rival[1])]
+                if not beaten.empty and beaten.iloc[0]["verdict"] == f"{rival[0]} better":
+                    reading = f"not supported ({rival[0]} still better)"
+            rows.append({"explanation": label, "np": int(n_p), "claim": claim, "test": f"{pair[0]} - {pair[1]}",
+                         "difference": test["difference"], "ci_low": test["ci_low"], "ci_high": test["ci_high"],
+                         "reading": reading})
+    return pd.DataFrame(rows, columns=columns)
+
+
 def collapse_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The mechanism study's rows of ``summary.csv`` with GED and the collapse diagnostics
     (``kl_nats_mean``, ``active_units_mean`` and their SDs over folds, where present)."""
@@ -88,4 +142,4 @@ def collapse_table(summary: pd.DataFrame) -> pd.DataFrame:
     return summary.loc[summary["study"] == STUDY, keep].reset_index(drop=True)
 
 
-__all__ = ["PAIRS", "STUDY", "collapse_table", "mechanism_comparisons"]
+__all__ = ["EXPLANATIONS", "PAIRS", "STUDY", "collapse_table", "explanation_readings", "mechanism_comparisons"]

@@ -890,6 +890,11 @@ def fmt_p(value: Any) -> str:
     return "< 0.001" if float(value) < 0.001 else f"{float(value):.3f}"
 
 
+def _has_reference(card: pd.DataFrame) -> bool:
+    """Whether any claim of ``card`` was scored on reference runs."""
+    return "reference_verdict" in card and bool(card["reference_verdict"].notna().any())
+
+
 def _reference_cell(rec: Any) -> str:
     """The reference runs' verdict of one claim, its effect with 95% CI and n, as HTML; "—" when not scored."""
     verdict = rec.get("reference_verdict")
@@ -915,7 +920,7 @@ def scorecard_html(card: pd.DataFrame) -> str:
     """The scorecard as HTML: thesis effect, ours with 95% CI, n, p (Holm), verdict with its
     reason, the reference runs' verdict (when a reference export is committed), the rule in words,
     the table row that decides it and a link to the evidence page."""
-    with_reference = "reference_verdict" in card and card["reference_verdict"].notna().any()
+    with_reference = _has_reference(card)
     rows = []
     for _, rec in card.iterrows():
         link = rec.get("evidence") or ""
@@ -997,7 +1002,7 @@ def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -
         lines.append("No results have been aggregated yet: run `python -m mrseg run` to fill this section.")
         return "\n\n".join(lines)
     counts = verdict_counts(card)
-    with_reference = "reference_verdict" in card and card["reference_verdict"].notna().any()
+    with_reference = _has_reference(card)
     lines.append(f"**{len(card)} claims scored:** " + ", ".join(
         f"{int(n)} {v}" for v, n in counts[["verdict", "claims"]].itertuples(index=False) if n)
         + ". Details on the [scorecard](generated/pages/scorecard).")
@@ -1045,7 +1050,7 @@ def verdict_counts(card: pd.DataFrame) -> pd.DataFrame:
     runs' verdicts and the ``decision`` (the reference's where this build's runs did not converge)."""
     counts = card["verdict"].value_counts() if "verdict" in card else pd.Series(dtype=int)
     out = pd.DataFrame({"verdict": list(VERDICTS), "claims": [int(counts.get(v, 0)) for v in VERDICTS]})
-    if "reference_verdict" in card and card["reference_verdict"].notna().any():
+    if _has_reference(card):
         for column, label in (("reference_verdict", "claims (reference runs)"), ("decision", "claims (decision)")):
             counts = card[column].value_counts()
             out[label] = [int(counts.get(v, 0)) for v in VERDICTS]

@@ -114,7 +114,7 @@ def load_results(results_dir: str | Path, plan: str, profile: str) -> Results:
         path = folder / f"{name}.csv"
         if path.exists():
             try:
-                setattr(res, name, pd.read_csv(path))
+                setattr(res, name, pd.read_csv(path, low_memory=False))  # one dtype per column, read whole
             except pd.errors.EmptyDataError:  # written with no rows and no columns: nothing to show
                 setattr(res, name, pd.DataFrame())
             except (pd.errors.ParserError, UnicodeDecodeError) as err:

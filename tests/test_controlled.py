@@ -99,27 +99,22 @@ def test_smoke_run_on_controlled_raters():
     assert 0 <= summary["style_recovery"] <= 1 and summary["ged_true"] >= 0
 
 
-def test_controlled_study_in_the_plan(tmp_path):
-    from pathlib import Path
+def test_controlled_study_in_the_plan():
+    from mrseg.pipeline.plan import load_plan
 
-    from mrseg.pipeline.plan import load_plan, read_plan
-
-    spec_path = Path(read_plan("thesis")["_path"])
-    text = spec_path.read_text()
-    assert "controlled: {enabled: false}" in text
-    demo = load_plan("thesis", "demo", include_pages=False)
-    assert not any(m["study"] == "controlled" for i in demo for m in i.memberships)
-    enabled = tmp_path / "thesis.yaml"
-    enabled.write_text(text.replace("controlled: {enabled: false}", "controlled: {enabled: true}"))
-    items = load_plan(enabled, "demo", include_pages=False)
+    smoke = load_plan("thesis", "smoke", include_pages=False)
+    assert not any(m["study"] == "controlled" for i in smoke for m in i.memberships)
+    items = load_plan("thesis", "demo", include_pages=False)
     runs = [i for i in items if i.kind == "train" and any(m["study"] == "controlled" for m in i.memberships)]
     levels = {}
     for item in runs:
         n = controlled.n_raters_of(item.config["dataset"])
         assert item.run_id.split("/")[0].split("@")[0] == f"synthetic-raters{n}" and item.config["image_size"] == 32
-        levels.setdefault((n, item.config["model"]), set()).add(item.config["n_present"])
-    assert levels == {(2, "shared"): {1, 2}, (2, "per-rater"): {1, 2}, (4, "shared"): {1, 2, 4},
-                      (4, "per-rater"): {1, 2, 4}, (8, "shared"): {1, 4, 8}, (8, "per-rater"): {1, 4, 8}}
+        levels.setdefault((n, item.config["model"], item.config["missing"]), set()).add(item.config["n_present"])
+    assert levels == {(2, "shared", "per-step"): {1, 2}, (2, "per-rater", "per-step"): {1, 2},
+                      (4, "shared", "per-step"): {1, 2, 4}, (4, "per-rater", "per-step"): {1, 2, 4},
+                      (8, "shared", "per-step"): {1, 4, 8}, (8, "per-rater", "per-step"): {1, 4, 8},
+                      (4, "shared", "static"): {1, 2}, (4, "per-rater", "static"): {1, 2}}
 
 
 def test_controlled_comparison_paired_ci_and_verdicts():

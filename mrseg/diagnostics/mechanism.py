@@ -9,7 +9,7 @@ Rows of the ``mechanism`` study (``mrseg/plans/thesis.yaml``) and what each pair
 - (d) the baseline's zero-filled absent raters: ``shared_masked_s1`` vs ``shared_s1``, and
   ``per_rater_s1`` vs ``shared_masked_s1`` (does masking the absent raters close the gap?);
 - the thesis's comparison with and without free bits: ``per_rater_s1`` vs ``shared_s1`` and
-  ``per_rater_fb`` vs ``shared_fb``.
+  ``per_rater_fb`` vs ``shared_fb``; and what free bits do to each model (``*_fb`` vs its plain row).
 
 :func:`explanation_readings` turns those verdicts into one reading per explanation.
 
@@ -39,6 +39,9 @@ PAIRS: tuple[tuple[str, str, str], ...] = (
     ("thesis comparison", "per_rater_s1", "shared_s1"),
     ("thesis comparison, free bits", "per_rater_fb", "shared_fb"),
     ("free bits, tied vs shared", "per_rater_tied_fb", "shared_fb"),
+    ("free bits' own effect, shared", "shared_fb", "shared_s1"),
+    ("free bits' own effect, per-rater", "per_rater_fb", "per_rater_s1"),
+    ("free bits' own effect, tied", "per_rater_tied_fb", "per_rater_tied_s1"),
 )
 
 

@@ -70,6 +70,13 @@ report.show_table(mechanism.explanation_readings(comparisons), "Reading per expl
 report.show_table(comparisons, "Paired differences of GED, per control pair and np")
 
 # %% [markdown]
+# The same pairs on Dice_match (higher is better): does the reading depend on the metric?
+
+# %% tags=["hide-input"]
+dice = mechanism.mechanism_comparisons(cases, "dice_match", lower_is_better=False) if "dice_match" in cases else None
+report.show_table(dice, "Paired differences of Dice_match, per control pair and np")
+
+# %% [markdown]
 # ## Is the posterior used? KL(q || p) and conditional active units
 # With and without free bits; KL in nats summed over latent dimensions, active units as defined
 # on the run pages (variance of mu_q - mu_p above 0.01).

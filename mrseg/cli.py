@@ -127,7 +127,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_scorecard(args: argparse.Namespace) -> int:
-    from mrseg.io import read_json
     from mrseg.paths import results_dir
     from mrseg.pipeline.aggregate import rescore
     from mrseg.report.reference_scoring import add_reference_to_scorecard
@@ -135,8 +134,7 @@ def _cmd_scorecard(args: argparse.Namespace) -> int:
 
     folder = results_folder(args.results or results_dir(), args.plan, args.profile)
     data = rescore(folder, args.plan, args.profile)
-    if add_reference_to_scorecard(folder, args.plan, args.profile):
-        data = read_json(folder / "scorecard.json")
+    data = add_reference_to_scorecard(folder, args.plan, args.profile) or data
     if args.json:
         _print({"counts": data["counts"], "claims": {c["id"]: c["verdict"] for c in data["claims"]}}, True)
     else:

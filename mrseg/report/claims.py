@@ -849,6 +849,11 @@ def attach_reference(records: list[dict[str, Any]], reference: list[dict[str, An
         rec["decided_by"] = f"reference ({profile})" if decided_by_reference else "this build"
 
 
+def count_verdicts(records: list[dict[str, Any]], key: str = "verdict") -> dict[str, int]:
+    """How many claim records carry each verdict of :data:`VERDICTS` under ``key``."""
+    return {v: sum(r.get(key) == v for r in records) for v in VERDICTS}
+
+
 def scorecard(res: Results, thesis: dict[str, Any], claims: list[dict[str, Any]]) -> pd.DataFrame:
     """:func:`evaluate_claims` as a table (one row per claim)."""
     return pd.DataFrame.from_records(evaluate_claims(res, thesis, claims))
@@ -862,7 +867,7 @@ def write_scorecard(folder: str | Path, plan: str, profile: str) -> Path:
     res = load_results(folder, plan, profile)
     thesis, claims = load_thesis_reported(), load_claims()
     records = evaluate_claims(res, thesis, claims)
-    counts = {v: sum(r["verdict"] == v for r in records) for v in VERDICTS}
+    counts = count_verdicts(records)
     payload: dict[str, Any] = {"claims": records, "counts": counts, "plan": plan, "profile": profile,
                                "ci": "95% CI of the mean paired difference, bootstrap over patients (2,000 resamples)"}
     path = folder / SCORECARD_JSON

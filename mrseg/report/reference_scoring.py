@@ -18,8 +18,8 @@ from mrseg.pipeline.plan import generated_dir
 from mrseg.pipeline.reference import available_reference_profiles, load_reference
 from mrseg.report.claims import (
     SCORECARD_JSON,
-    VERDICTS,
     attach_reference,
+    count_verdicts,
     evaluate_claims,
     load_claims,
     write_headline,
@@ -41,26 +41,26 @@ def reference_records(plan: str, thesis: dict[str, Any], claims: list[dict[str, 
 
 
 def add_reference_to_scorecard(folder: str | Path, plan: str, profile: str, root: str | Path | None = None,
-                               headline: bool = True) -> bool:
-    """Add the reference verdicts and the decision to ``folder/scorecard.json`` (atomically) and
-    rewrite the intro's headline; False (nothing changed) when no scorecard or no export exists."""
+                               headline: bool = True) -> dict[str, Any] | None:
+    """Add the reference verdicts and the decision to ``folder/scorecard.json`` (atomically),
+    rewrite the intro's headline and return the updated scorecard; None (nothing changed) when no
+    scorecard or no export exists."""
     path = Path(folder) / SCORECARD_JSON
     if not path.exists():
-        return False
+        return None
     ref_profile, ref_records, n_runs, n_stale = reference_records(Path(str(plan)).stem, load_thesis_reported(),
                                                                   load_claims(), root)
     if not ref_profile:
-        return False
+        return None
     payload = read_json(path)
     records = payload["claims"]
     attach_reference(records, ref_records, ref_profile, n_stale)
     payload["reference"] = {"profile": ref_profile, "runs": n_runs, "stale_runs": n_stale,
-                            "counts": {v: sum(r["verdict"] == v for r in ref_records) for v in VERDICTS},
-                            "decision_counts": {v: sum(r.get("decision") == v for r in records) for v in VERDICTS}}
+                            "counts": count_verdicts(ref_records), "decision_counts": count_verdicts(records, "decision")}
     write_json(path, payload)
     if headline:
         write_headline(load_results(folder, plan, profile), generated_dir() / "headline.md")
-    return True
+    return payload
 
 
 __all__ = ["add_reference_to_scorecard", "reference_records"]

@@ -83,7 +83,9 @@ def test_paired_table_pairs_same_cases_and_same_m():
     table = paired_table(pd.concat([a, b, other_m], ignore_index=True), metrics=("ged",))
     rec = table.iloc[0]
     assert (rec["a"], rec["b"], rec["n"], rec["n_groups"], rec["M"]) == ("a", "b", 6, 3, "8")
-    assert rec["mean_diff"] == pytest.approx(-0.05) and rec["ci_high"] < 0
+    assert rec["mean_diff"] == pytest.approx(-0.05) and rec["patient_ci_high"] < 0
+    # one run pair: the test set says "below", but no run-to-run spread is measured
+    assert rec["unit"] == "run" and rec["n_runs"] == 1 and math.isnan(rec["ci_high"]) and math.isnan(rec["p"])
 
 
 def test_scorecard_can_be_recomputed_from_a_results_folder(tmp_path, capsys):

@@ -20,8 +20,11 @@ Written into ``results_dir()/<plan>/<profile>/`` by :func:`aggregate_plan`:
 - ``latent.csv``: per latent-embedding run, its run_dir and the scalars of latent_summary.json.
 - ``paired.csv``: per study and n_present, every pair of rows ``a``, ``b`` (plan order) and every
   paired metric: per-case differences ``a - b`` on the same test cases (same fold, seed, case and
-  M), their mean, SD, a 95% (and 90%) CI by a bootstrap over patients, the Wilcoxon p, and the
-  mean difference per fold and per seed (see :func:`paired_table`).
+  M); the primary 95% (and 90%) CI and p, which for separately trained models is run-level (run
+  pairs and patients, :mod:`mrseg.diagnostics.run_level`) and for Stage 2 on its own Stage 1 the
+  patient bootstrap; beside it the patient bootstrap ("test-set uncertainty only"), the t interval
+  over run-pair means, Nadeau & Bengio's corrected interval, the effect detectable at 80% power,
+  and the mean difference per fold and per seed (see :func:`paired_table`).
 - ``scorecard.json``: every claim of ``book/data/claims.yaml`` with its verdict, effect, CI, n, p
   (:func:`mrseg.report.claims.write_scorecard`), evaluated once here; the scorecard page reads it.
 - ``runs.csv``: every plan item with its status, seconds, attempts and error.
@@ -39,6 +42,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from mrseg.diagnostics.run_level import run_level_difference
 from mrseg.diagnostics.statistics import cluster_bootstrap_cis, cluster_bootstrap_mean_ci, wilcoxon_p
 from mrseg.io import read_json, write_csv, write_json
 from mrseg.paths import dataset_dir
@@ -243,11 +247,32 @@ def _groups(frame: pd.DataFrame) -> pd.Series:
     return patient.where(~missing, "case:" + frame["case_id"].astype(str))
 
 
+def comparison_unit(a: pd.DataFrame, b: pd.DataFrame) -> str:
+    """``"case"`` when one row is the other's own Stage 1 (``X+s2`` vs ``X``: Stage 2 is trained on
+    that very run, so the two share their training lineage), else ``"run"``: separately trained
+    models, whose comparison must carry the run-to-run spread."""
+    models_a = set(a["model"].astype(str)) if "model" in a else set()
+    models_b = set(b["model"].astype(str)) if "model" in b else set()
+    if len(models_a) != 1 or len(models_b) != 1:
+        return "run"
+    (ma,), (mb,) = models_a, models_b
+    return "case" if ma == f"{mb}+s2" or mb == f"{ma}+s2" else "run"
+
+
 def paired_rows(a: pd.DataFrame, b: pd.DataFrame, metric: str, seed: int = 0) -> dict[str, Any] | None:
     """Paired statistics of ``metric`` for two rows' case tables (``a - b``), or None if nothing pairs.
 
     Cases pair on (fold, seed, case_id, M) when both rows share seeds; otherwise each row is first
     averaged over its seeds per (fold, case_id, M). Only cases evaluated with the same M pair.
+    A run pair is one (fold, seed) (one fold when seeds do not pair).
+
+    The primary interval (``mean_diff``, ``ci_low``/``ci_high``, ``ci90_*``, ``p``) depends on
+    ``unit`` (:func:`comparison_unit`): for separately trained models (``run``) it is the run-level
+    interval of :func:`mrseg.diagnostics.run_level.run_level_difference` (run pairs and patients;
+    t on ``n_runs - 1`` df); for a Stage 2 run against its own Stage 1 (``case``) it is the
+    patient bootstrap. The patient bootstrap is always kept as ``patient_ci_low``/``patient_ci_high``
+    (test-set uncertainty only) with the Wilcoxon ``patient_p``; the run-level columns
+    (:data:`RUN_LEVEL_COLUMNS`) are always present.
     """
     if metric not in a or metric not in b:
         return None
@@ -266,9 +291,19 @@ def paired_rows(a: pd.DataFrame, b: pd.DataFrame, metric: str, seed: int = 0) ->
     groups = _groups(both).to_numpy()
     d = both["diff"].to_numpy()
     ci95, ci90 = cluster_bootstrap_cis(d, groups, (0.95, 0.90), seed=seed)
-    stats_ = {"n": int(d.size), "n_groups": int(np.unique(groups.astype(str)).size), "mean_diff": float(d.mean()),
-              "ci_low": ci95[0], "ci_high": ci95[1],
-              "p": wilcoxon_p(d)}
+    run_keys = [k for k in ("fold", "seed") if k in both]
+    runs = pd.Series("all", index=both.index)
+    for i, key in enumerate(run_keys):
+        text = both[key].astype(str)
+        runs = text if i == 0 else runs + "/" + text
+    run_level = run_level_difference(d, runs.to_numpy(), groups,
+                                     both["fold"].to_numpy() if "fold" in both else None, seed=seed)
+    unit = comparison_unit(a, b)
+    patient = {"mean_diff": float(d.mean()), "ci_low": ci95[0], "ci_high": ci95[1], "ci90_low": ci90[0],
+               "ci90_high": ci90[1], "p": wilcoxon_p(d)}
+    primary = patient if unit == "case" else {
+        "mean_diff": run_level["run_effect"], "ci_low": run_level["run_ci_low"], "ci_high": run_level["run_ci_high"],
+        "ci90_low": run_level["run_ci90_low"], "ci90_high": run_level["run_ci90_high"], "p": run_level["run_p"]}
     by_fold = both.groupby("fold")["diff"].mean()
     fold_ci = []
     for fold, sub in both.groupby("fold"):
@@ -276,8 +311,12 @@ def paired_rows(a: pd.DataFrame, b: pd.DataFrame, metric: str, seed: int = 0) ->
         fold_ci.append(f"{int(fold)}:{low:.6g}:{high:.6g}")
     by_seed = both.groupby("seed")["diff"].mean() if "seed" in both else pd.Series(dtype=float)
     return {
-        "metric": metric, **stats_, "sd_diff": float(both["diff"].std(ddof=1)) if len(both) > 1 else math.nan,
-        "ci90_low": ci90[0], "ci90_high": ci90[1],
+        "metric": metric, "unit": unit, "n": int(d.size), "n_groups": int(np.unique(groups.astype(str)).size),
+        **primary, "sd_diff": float(both["diff"].std(ddof=1)) if len(both) > 1 else math.nan,
+        "case_mean_diff": patient["mean_diff"], "patient_ci_low": patient["ci_low"],
+        "patient_ci_high": patient["ci_high"], "patient_ci90_low": patient["ci90_low"],
+        "patient_ci90_high": patient["ci90_high"], "patient_p": patient["p"],
+        **run_level,
         "mean_a": float(both[f"{metric}_a"].mean()), "mean_b": float(both[f"{metric}_b"].mean()),
         "M": ",".join(str(int(m)) for m in sorted(set(both["M"]))) if "M" in both else "",
         "n_folds": int(by_fold.size), "folds_a_lower": int((by_fold < 0).sum()), "folds_a_higher": int((by_fold > 0).sum()),
@@ -289,10 +328,13 @@ def paired_rows(a: pd.DataFrame, b: pd.DataFrame, metric: str, seed: int = 0) ->
 def paired_table(cases: pd.DataFrame, metrics: Iterable[str] = PAIRED_METRICS, seed: int = 0) -> pd.DataFrame:
     """Every pair of rows of one study at one n_present, every metric: :func:`paired_rows`.
 
-    One orientation per pair (``a`` first in table order); a reader flips the sign for ``b - a``.
-    Columns: study, n_present, a, b, metric, n, n_groups, mean_diff, sd_diff, ci_low, ci_high
-    (95%), ci90_low, ci90_high, p (Wilcoxon), mean_a, mean_b, M, n_folds, folds_a_lower,
-    folds_a_higher, fold_diffs, fold_ci (per-fold 95% CI), n_seeds, seed_diffs.
+    One orientation per pair (``a`` first in table order); a reader flips the sign for ``b - a``
+    (:data:`mrseg.report.results.flip_paired` knows which columns turn).
+    Columns: study, n_present, a, b, metric, unit (``run`` / ``case``), n, n_groups, the primary
+    mean_diff, ci_low, ci_high (95%), ci90_low, ci90_high, p; sd_diff; case_mean_diff and the
+    patient bootstrap (patient_ci_low/high, patient_ci90_low/high, patient_p: Wilcoxon); the
+    run-level columns of :data:`RUN_LEVEL_COLUMNS`; mean_a, mean_b, M, n_folds, folds_a_lower,
+    folds_a_higher, fold_diffs, fold_ci (per-fold 95% patient CI), n_seeds, seed_diffs.
     """
     if cases.empty or "row" not in cases:
         return pd.DataFrame()

@@ -32,6 +32,7 @@ from mrseg.paths import REPO_ROOT, cache_dir, results_dir, runs_dir
 from mrseg.pipeline.aggregate import aggregate_plan, write_runs_table
 from mrseg.pipeline.executors import available_cores, make_executor
 from mrseg.pipeline.lock import held_by_other
+from mrseg.pipeline.machine import machine_facts
 from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest, update_manifest
 from mrseg.pipeline.notebook_hygiene import scrub_notebook
 from mrseg.pipeline.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan, read_plan, select
@@ -132,7 +133,8 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
         # The kernel's training run records its status under the run's lock; this writes only the
         # config and the notebook's path, and only when no other process is training the run.
         if not held_by_other(parameters["run_dir"]):
-            update_manifest(parameters["run_dir"], run_id=item["run_id"], config=config, notebook=item["output"])
+            update_manifest(parameters["run_dir"], run_id=item["run_id"], config=config, notebook=item["output"],
+                            machine=machine_facts(threads))
     elif kind == "page":
         parameters.setdefault("results_dir", str(results_dir()))
 

@@ -70,7 +70,8 @@ class Evidence:
     ``effect`` is our estimate in the rule's unit (a mean paired difference ``a - b`` unless the
     rule says otherwise), ``ci_low``/``ci_high`` its 95% CI, ``p`` the test's p value, ``n`` the
     number of paired units; ``rows`` the (study, row, n_present) compared, for the convergence check;
-    ``decides`` the table row that decides the verdict (``paired.csv: ...``).
+    ``decides`` the table row that decides the verdict (``paired.csv: ...``); ``detail`` the deciding
+    comparison's :data:`PAIRED_DETAIL` (unit, run-level and patient intervals, detectable effect).
     """
 
     verdict: str
@@ -83,12 +84,28 @@ class Evidence:
     n: int = 0
     rows: list = field(default_factory=list)
     decides: str = ""
+    detail: dict = field(default_factory=dict)
 
 
 ALPHA = 0.05
+CI_DESCRIPTION = ("95% CI of the mean paired difference: for separately trained models run-level (a crossed "
+                  "bootstrap over run pairs and patients, Student t on n_runs - 1 df), for Stage 2 on its own "
+                  "Stage 1 a bootstrap over patients (2,000 resamples); the patient bootstrap is kept beside it as "
+                  "test-set uncertainty only")
 NO_RESULTS = Verdict.NO_RESULTS.value
 NOT_TESTABLE = Verdict.NOT_TESTABLE.value
 NOT_AT_SCALE = Verdict.NOT_AT_SCALE.value
+
+
+# paired.csv columns that change sign, and intervals whose ends swap, when a - b is read as b - a.
+FLIPPED_EFFECTS = ("mean_diff", "case_mean_diff", "run_effect")
+FLIPPED_INTERVALS = (("ci_low", "ci_high"), ("ci90_low", "ci90_high"), ("patient_ci_low", "patient_ci_high"),
+                     ("patient_ci90_low", "patient_ci90_high"), ("run_ci_low", "run_ci_high"),
+                     ("run_ci90_low", "run_ci90_high"), ("t_ci_low", "t_ci_high"), ("nb_ci_low", "nb_ci_high"))
+# What a claim record carries of its deciding paired comparison, beside the primary effect and CI.
+PAIRED_DETAIL = ("unit", "n_runs", "run_ci_low", "run_ci_high", "run_p", "run_sd", "detectable_effect",
+                 "patient_ci_low", "patient_ci_high", "patient_p", "t_ci_low", "t_ci_high", "t_p",
+                 "nb_ci_low", "nb_ci_high", "nb_p", "run_diffs")
 
 
 def _missing(*values: float) -> bool:
@@ -109,9 +126,15 @@ def _paired(res: Results, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any
         if len(hit):
             rec = hit.iloc[0].to_dict()
             if sign < 0:
-                rec["mean_diff"] = -rec["mean_diff"]
-                rec["ci_low"], rec["ci_high"] = -rec["ci_high"], -rec["ci_low"]
-                rec["ci90_low"], rec["ci90_high"] = -rec["ci90_high"], -rec["ci90_low"]
+                for name in FLIPPED_EFFECTS:
+                    if name in rec:
+                        rec[name] = -rec[name]
+                for low, high in FLIPPED_INTERVALS:
+                    if low in rec and high in rec:
+                        rec[low], rec[high] = -rec[high], -rec[low]
+                for name in ("run_diffs", "seed_diffs"):
+                    rec[name] = " ".join(f"{k}:{-float(v):+.6g}" for k, v in
+                                         (t.rsplit(":", 1) for t in str(rec.get(name) or "").split()))
                 rec["mean_a"], rec["mean_b"] = rec["mean_b"], rec["mean_a"]
                 rec["folds_a_lower"], rec["folds_a_higher"] = rec["folds_a_higher"], rec["folds_a_lower"]
                 rec["fold_diffs"] = " ".join(f"{f}:{-float(v)}" for f, v in
@@ -125,6 +148,10 @@ def _paired(res: Results, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any
 
 def _rows_of(*specs: dict[str, Any]) -> list[tuple[str, str, int]]:
     return [(s["study"], s["row"], int(s.get("n_present", 4))) for s in specs]
+
+
+def _detail(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: rec[k] for k in PAIRED_DETAIL if k in rec}
 
 
 def _describe(rec: dict[str, Any]) -> str:
@@ -142,7 +169,7 @@ def _rule_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) ->
         return Evidence(NO_RESULTS, "—", "one of the compared rows has no paired results", rows=rows)
     verdict = direction_verdict(rec["ci_low"], rec["ci_high"], rule["expect"])
     return Evidence(verdict, _describe(rec), f"expected a {rule['expect']} b", rec["mean_diff"], rec["ci_low"],
-                    rec["ci_high"], rec["p"], int(rec["n"]), rows, rec["decides"])
+                    rec["ci_high"], rec["p"], int(rec["n"]), rows, rec["decides"], _detail(rec))
 
 
 def _margin(rule: dict[str, Any], rec: dict[str, Any]) -> float:
@@ -161,12 +188,14 @@ def _rule_equivalent(res: Results, rule: dict[str, Any], thesis: dict[str, Any])
     if rec is None:
         return Evidence(NO_RESULTS, "—", "one of the compared rows has no paired results", rows=rows)
     margin = _margin(rule, rec)
-    se = float(rec["sd_diff"]) / math.sqrt(max(1, int(rec["n"])))
+    if rec.get("unit", "case") == "run":   # the run-level standard error and its degrees of freedom
+        se, dof = float(rec.get("run_se", math.nan)), int(rec.get("n_runs") or 0) - 1
+    else:
+        se, dof = float(rec["sd_diff"]) / math.sqrt(max(1, int(rec["n"]))), max(1, int(rec["n"]) - 1)
     from scipy import stats as st
 
-    dof = max(1, int(rec["n"]) - 1)
     p_tost = (max(st.t.sf((rec["mean_diff"] + margin) / se, dof), st.t.cdf((rec["mean_diff"] - margin) / se, dof))
-              if se > 0 else math.nan)
+              if se > 0 and dof >= 1 else math.nan)
     equivalent = -margin < rec["ci90_low"] and rec["ci90_high"] < margin
     if equivalent:
         verdict = "reproduced"
@@ -176,7 +205,7 @@ def _rule_equivalent(res: Results, rule: dict[str, Any], thesis: dict[str, Any])
         verdict = "inconclusive"
     return Evidence(verdict, _describe(rec) + f"; margin ±{margin:.4f}, 90% CI [{rec['ci90_low']:+.4f}, {rec['ci90_high']:+.4f}]",
                     f"TOST, margin ±{margin:.4f}", rec["mean_diff"], rec["ci_low"], rec["ci_high"], float(p_tost),
-                    int(rec["n"]), rows, rec["decides"])
+                    int(rec["n"]), rows, rec["decides"], _detail(rec))
 
 
 def _combine(verdicts: list[str]) -> str:
@@ -197,7 +226,7 @@ def _rule_all_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]
     return Evidence(verdict, "; ".join(f"{pair.get('label', '')}{e.ours}" for pair, e in zip(rule["pairs"], evs)),
                     f"{sum(e.verdict == 'reproduced' for e in evs)}/{len(evs)} comparisons reproduced",
                     first.effect, first.ci_low, first.ci_high, max(ps) if ps else math.nan, first.n,
-                    [r for e in evs for r in e.rows], "; ".join(e.decides for e in evs if e.decides))
+                    [r for e in evs for r in e.rows], "; ".join(e.decides for e in evs if e.decides), first.detail)
 
 
 def _rule_sd_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
@@ -247,7 +276,8 @@ def _rule_only_row_improves(res: Results, rule: dict[str, Any], thesis: dict[str
     else:
         verdict = "inconclusive"
     return Evidence(verdict, "rows better on both (CI): " + (", ".join(both) if both else "none"),
-                    "winner's GED difference shown", win.effect, win.ci_low, win.ci_high, win.p, win.n, rows, win.decides)
+                    "winner's GED difference shown", win.effect, win.ci_low, win.ci_high, win.p, win.n, rows, win.decides,
+                    win.detail)
 
 
 def _rule_extreme(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
@@ -272,7 +302,7 @@ def _rule_extreme(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) ->
     return Evidence(_combine([x.verdict for x in evs.values()]), f"closest: {closest}, {e.ours}",
                     f"{sum(x.verdict == 'reproduced' for x in evs.values())}/{len(evs)} rows significantly "
                     f"{'below' if expect == '>' else 'above'}",
-                    e.effect, e.ci_low, e.ci_high, max(x.p for x in evs.values()), e.n, rows, e.decides)
+                    e.effect, e.ci_low, e.ci_high, max(x.p for x in evs.values()), e.n, rows, e.decides, e.detail)
 
 
 def rater_slots_sorted(res: Results) -> bool:
@@ -306,7 +336,8 @@ def _rule_per_expert(res: Results, rule: dict[str, Any], thesis: dict[str, Any])
     if rule.get("mode", "all") == "all":
         worst = min(evs, key=lambda e: e.ci_low)
         return Evidence(_combine([e.verdict for e in evs]), f"gains {text}", "every slot's gain CI above 0",
-                        worst.effect, worst.ci_low, worst.ci_high, max(e.p for e in evs), worst.n, rows, worst.decides)
+                        worst.effect, worst.ci_low, worst.ci_high, max(e.p for e in evs), worst.n, rows, worst.decides,
+                        worst.detail)
     j = int(rule["expert"])
     target, others = evs[j], [e for i, e in enumerate(evs) if i != j]
     if all(target.ci_low > o.ci_high for o in others):
@@ -316,7 +347,7 @@ def _rule_per_expert(res: Results, rule: dict[str, Any], thesis: dict[str, Any])
     else:
         verdict = "inconclusive"
     return Evidence(verdict, f"gains {text}", f"slot {j}'s gain CI above every other slot's", target.effect,
-                    target.ci_low, target.ci_high, target.p, target.n, rows, target.decides)
+                    target.ci_low, target.ci_high, target.p, target.n, rows, target.decides, target.detail)
 
 
 def _level_evidence(res: Results, rule: dict[str, Any], n: int) -> Evidence:
@@ -343,7 +374,7 @@ def _rule_gap_trend(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
                "contradicted" if each == "contradicted" or shrinks else "inconclusive")
     text = "; ".join(f"np{n}: {e.effect:+.4f} [{e.ci_low:+.4f}, {e.ci_high:+.4f}]" for n, e in evs.items())
     return Evidence(verdict, text, "growth: " + ("yes" if grows else "not shown"), last.effect, last.ci_low,
-                    last.ci_high, last.p, last.n, rows, last.decides)
+                    last.ci_high, last.p, last.n, rows, last.decides, last.detail)
 
 
 def _rule_fold_wins(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
@@ -404,7 +435,7 @@ def _rule_degradation(res: Results, rule: dict[str, Any], thesis: dict[str, Any]
     return Evidence(verdict, f"gap np{rule['full']}: {full.effect:+.4f} [{full.ci_low:+.4f}, {full.ci_high:+.4f}]; "
                     f"np{rule['sparse']}: {sparse.effect:+.4f} [{sparse.ci_low:+.4f}, {sparse.ci_high:+.4f}]",
                     "gap CIs must not overlap", sparse.effect - full.effect, math.nan, math.nan, sparse.p, sparse.n,
-                    rows, sparse.decides)
+                    rows, sparse.decides, sparse.detail)
 
 
 def _alignment_folds(res: Results, row: str, column: str, n: int) -> pd.Series:
@@ -735,6 +766,42 @@ def _thesis_text(thesis: dict[str, Any], refs: Any) -> str:
     return "; ".join(parts)
 
 
+def thesis_difference(thesis: dict[str, Any], refs: Any) -> float:
+    """The thesis's own ``a - b`` for a claim citing exactly two numbers (each a value or a
+    ``[mean, sd]`` pair); NaN otherwise."""
+    if not isinstance(refs, list) or len(refs) != 2:
+        return math.nan
+    values = []
+    for ref in refs:
+        value = thesis_value(thesis, ref, optional=True)
+        if isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value):
+            value = value[0]
+        if not _is_number(value):
+            return math.nan
+        values.append(float(value))
+    return values[0] - values[1]
+
+
+COMPARISON_KINDS = ("compare", "equivalent")   # rules whose thesis effect is one a - b
+
+
+def power_note(detail: dict[str, Any], thesis_effect: float) -> str:
+    """``"underpowered: ..."`` when a run-level comparison cannot decide: one run pair (no
+    run-to-run spread measured), or a thesis effect smaller than the effect the runs present
+    detect with 80% power; "" otherwise."""
+    if detail.get("unit") != "run":
+        return ""
+    n_runs = int(detail.get("n_runs") or 0)
+    if n_runs < 2:
+        return f"underpowered: {n_runs} run pair{'s' if n_runs != 1 else ''} measure no run-to-run spread"
+    detectable = detail.get("detectable_effect")
+    if detectable is not None and np.isfinite(detectable) and np.isfinite(thesis_effect) \
+            and abs(thesis_effect) < detectable:
+        return (f"underpowered: {n_runs} runs detect >= {detectable:.4f}; "
+                f"the thesis's effect is {thesis_effect:+.4f}")
+    return ""
+
+
 def _convergence(res: Results, rows: list[tuple[str, str, int]]) -> list[str]:
     """Runs among ``rows`` (study, row, n_present) flagged not converged in per_fold.csv."""
     pf = res.per_fold
@@ -785,6 +852,14 @@ def evaluate_claims(res: Results, thesis: dict[str, Any], claims: list[dict[str,
     else its evidence page): a direction that the CI supports but whose Holm-adjusted p is 0.05 or
     more becomes ``inconclusive``. A comparison whose runs have not converged (``converged`` false
     in per_fold.csv) is ``not testable at this scale``; its effect is still shown.
+
+    Comparisons of separately trained models are judged on their run-level interval (run pairs
+    and patients, ``unit`` "run"); each record also carries ``run_ci_low``/``run_ci_high``,
+    ``run_p``, ``n_runs``, ``run_sd``, ``detectable_effect`` (80% power), the patient-bootstrap
+    ``patient_ci_low``/``patient_ci_high`` (test-set uncertainty only), the t and Nadeau & Bengio
+    intervals, ``thesis_diff`` (the thesis's own a - b where it cites two numbers) and
+    ``verdict_note``: "underpowered: ..." on an inconclusive verdict that the runs present could
+    not have decided (:func:`power_note`).
     """
     records = []
     for claim in claims:
@@ -803,6 +878,9 @@ def evaluate_claims(res: Results, thesis: dict[str, Any], claims: list[dict[str,
             "family": claim.get("family") or claim.get("evidence", ""),
             "posterior": _posterior(res, ev.rows) if claim.get("posterior") else "",
             "not_converged": _convergence(res, ev.rows),
+            "thesis_diff": _clean(thesis_difference(thesis, claim.get("thesis"))
+                                  if rule["kind"] in COMPARISON_KINDS else math.nan),
+            **{k: _clean(v) for k, v in ev.detail.items()},
         })
     families: dict[str, list[int]] = {}
     for i, rec in enumerate(records):
@@ -817,6 +895,10 @@ def evaluate_claims(res: Results, thesis: dict[str, Any], claims: list[dict[str,
                 rec["reason"] = (rec["reason"] + "; " if rec["reason"] else "") + f"Holm-adjusted p = {p:.3g} >= {ALPHA}"
                 rec["verdict"] = "inconclusive"
     for rec in records:
+        for name in ("n_runs", "run_ci_low", "run_ci_high", "run_p", "detectable_effect"):
+            rec.setdefault(name, None)
+        thesis_diff = rec["thesis_diff"] if rec["thesis_diff"] is not None else math.nan
+        rec["verdict_note"] = power_note(rec, thesis_diff) if rec["verdict"] == "inconclusive" else ""
         if rec["not_converged"] and rec["verdict"] not in (NO_RESULTS, NOT_TESTABLE):
             rec["reason"] = (rec["reason"] + "; " if rec["reason"] else "") + "not converged: " + ", ".join(rec["not_converged"])
             rec["verdict"] = NOT_AT_SCALE
@@ -824,6 +906,9 @@ def evaluate_claims(res: Results, thesis: dict[str, Any], claims: list[dict[str,
 
 
 DECIDED = ("reproduced", "contradicted", "inconclusive")
+# Run-level details of a claim that the reference's scoring contributes (as reference_<name>).
+REFERENCE_DETAIL = ("verdict_note", "unit", "n_runs", "run_ci_low", "run_ci_high", "run_p", "detectable_effect",
+                    "patient_ci_low", "patient_ci_high", "thesis_diff")
 
 
 def attach_reference(records: list[dict[str, Any]], reference: list[dict[str, Any]], profile: str,
@@ -839,6 +924,7 @@ def attach_reference(records: list[dict[str, Any]], reference: list[dict[str, An
         ref = by_id.get(rec["id"])
         if ref is None:
             continue
+        rec.update({f"reference_{k}": ref.get(k) for k in REFERENCE_DETAIL})
         rec.update({"reference_profile": profile, "reference_verdict": ref["verdict"],
                     "reference_effect": ref["effect"], "reference_ci_low": ref["ci_low"],
                     "reference_ci_high": ref["ci_high"], "reference_p": ref["p_holm"] if ref["p_holm"] is not None
@@ -869,7 +955,7 @@ def write_scorecard(folder: str | Path, plan: str, profile: str) -> Path:
     records = evaluate_claims(res, thesis, claims)
     counts = count_verdicts(records)
     payload: dict[str, Any] = {"claims": records, "counts": counts, "plan": plan, "profile": profile,
-                               "ci": "95% CI of the mean paired difference, bootstrap over patients (2,000 resamples)"}
+                               "ci": CI_DESCRIPTION}
     path = folder / SCORECARD_JSON
     write_json(path, payload)
     return path
@@ -900,18 +986,48 @@ def _has_reference(card: pd.DataFrame) -> bool:
     return "reference_verdict" in card and bool(card["reference_verdict"].notna().any())
 
 
+def _runs_note(rec: Any, prefix: str = "") -> str:
+    """One line under an effect: how many run pairs the interval rests on, the patient-only
+    interval, and the effect the runs detect with 80% power; "" for other rules."""
+    unit = rec.get(prefix + "unit")
+    if unit not in ("run", "case"):
+        return ""
+    parts = []
+    n_runs = rec.get(prefix + "n_runs")
+    if unit == "run":
+        parts.append(f"run-level, {int(n_runs) if _is_number(n_runs) and pd.notna(n_runs) else 0} run pairs")
+    else:
+        parts.append("Stage 2 on its own Stage 1: per case")
+    low, high = rec.get(prefix + "patient_ci_low"), rec.get(prefix + "patient_ci_high")
+    if unit == "run" and low is not None and pd.notna(low):
+        parts.append(f"test-set only [{_num(low)}, {_num(high)}]")
+    detectable = rec.get(prefix + "detectable_effect")
+    if unit == "run" and detectable is not None and pd.notna(detectable):
+        parts.append(f"detects ≥ {_num(detectable)}")
+    return "; ".join(parts)
+
+
+def verdict_text(rec: Any, prefix: str = "") -> str:
+    """A verdict with its qualifier, e.g. ``inconclusive (underpowered: 8 runs detect >= 0.0299; ...)``."""
+    verdict = str(rec.get(prefix + "verdict") or "")
+    note = rec.get(prefix + "verdict_note")
+    return f"{verdict} ({note})" if isinstance(note, str) and note else verdict
+
+
 def _reference_cell(rec: Any) -> str:
     """The reference runs' verdict of one claim, its effect with 95% CI and n, as HTML; "—" when not scored."""
     verdict = rec.get("reference_verdict")
     if not isinstance(verdict, str) or not verdict:
         return "—"
-    text = f'<span class="verdict-{verdict.replace(" ", "-")}">{html.escape(verdict)}</span>'
+    text = f'<span class="verdict-{verdict.replace(" ", "-")}">{html.escape(verdict_text(rec, "reference_"))}</span>'
     if verdict in (*DECIDED, NOT_AT_SCALE) and rec.get("reference_effect") is not None and pd.notna(rec.get("reference_effect")):
         text += f"<br>{html.escape(_num(rec['reference_effect']))}"
         if rec.get("reference_ci_low") is not None and pd.notna(rec.get("reference_ci_low")):
             text += html.escape(f" [{_num(rec['reference_ci_low'])}, {_num(rec['reference_ci_high'])}]")
         if rec.get("reference_n"):
             text += f", n = {int(rec['reference_n'])}"
+        if _runs_note(rec, "reference_"):
+            text += f"<br><small>{html.escape(_runs_note(rec, 'reference_'))}</small>"
     if rec.get("reference_reason"):
         text += f"<br><small>{html.escape(str(rec['reference_reason']))}</small>"
     if rec.get("reference_stale") is True:
@@ -934,14 +1050,15 @@ def scorecard_html(card: pd.DataFrame) -> str:
         ci = (f"[{_num(rec['ci_low'])}, {_num(rec['ci_high'])}]" if rec.get("ci_low") is not None
               and pd.notna(rec.get("ci_low")) else "")
         p = fmt_p(rec.get("p")) + (f" (Holm {fmt_p(rec.get('p_holm'))})" if pd.notna(rec.get("p_holm")) else "")
-        verdict = f'<span class="{cls}">{html.escape(str(rec["verdict"]))}</span>'
+        verdict = f'<span class="{cls}">{html.escape(verdict_text(rec))}</span>'
         if rec.get("reason"):
             verdict += f"<br><small>{html.escape(str(rec['reason']))}</small>"
         if rec.get("posterior"):
             verdict += f"<br><small>posterior: {html.escape(str(rec['posterior']))}</small>"
         cells = [html.escape(str(rec["id"])), html.escape(str(rec["source"])), html.escape(str(rec["claim"])),
                  html.escape(str(rec["thesis_effect"])),
-                 html.escape(f"{_num(rec.get('effect'))} {ci}") + f"<br><small>{html.escape(str(rec['ours']))}</small>",
+                 html.escape(f"{_num(rec.get('effect'))} {ci}") + f"<br><small>{html.escape(str(rec['ours']))}</small>"
+                 + (f"<br><small>{html.escape(_runs_note(rec))}</small>" if _runs_note(rec) else ""),
                  html.escape(str(rec.get("n", ""))), html.escape(p), verdict]
         if with_reference:
             cells.append(_reference_cell(rec))

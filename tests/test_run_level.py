@@ -1,0 +1,138 @@
+"""Run-level inference: intervals that carry the run-to-run spread, and verdicts that follow them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from mrseg.diagnostics.run_level import (
+    crossed_bootstrap_se,
+    detectable_effect,
+    fold_means_difference,
+    run_level_difference,
+)
+from mrseg.pipeline.aggregate import comparison_unit, paired_table
+from mrseg.report.claims import evaluate_claims, power_note, thesis_difference
+from mrseg.report.results import Results
+
+
+def _cases(run_effects: dict[tuple[int, int], float], n_patients: int = 60, noise: float = 0.002,
+           seed: int = 0, model_a: str = "per-rater", model_b: str = "shared") -> pd.DataFrame:
+    """Two rows' case tables: per run pair (fold, seed) the difference a - b is that run pair's
+    effect plus small per-case noise; every run pair of a fold scores the same patients."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (fold, run_seed), effect in run_effects.items():
+        for p in range(n_patients):
+            base = dict(study="main", n_present=4, fold=fold, seed=run_seed, M=16, case_id=f"f{fold}c{p}",
+                        patient_id=f"f{fold}p{p}")
+            b = 0.5 + 0.05 * rng.standard_normal()
+            a = b + effect + noise * rng.standard_normal()
+            rows.append({**base, "row": "per_rater_s1", "model": model_a, "ged_dpersona": a})
+            rows.append({**base, "row": "shared_s1", "model": model_b, "ged_dpersona": b})
+    return pd.DataFrame(rows)
+
+
+def test_t_interval_over_run_pairs_and_nadeau_bengio_by_hand():
+    diffs = np.array([-0.001, 0.029, 0.022, -0.011, 0.057, 0.026, -0.022, 0.044])
+    out = fold_means_difference(diffs)
+    mean, sd, n = diffs.mean(), diffs.std(ddof=1), diffs.size
+    q = stats.t.ppf(0.975, n - 1)
+    assert out["run_effect"] == pytest.approx(mean)
+    assert (out["t_ci_low"], out["t_ci_high"]) == pytest.approx((mean - q * sd / math.sqrt(n), mean + q * sd / math.sqrt(n)))
+    nb = sd * math.sqrt(1 / n + 1 / 3)                  # Nadeau & Bengio: 1/J + n_test/n_train
+    assert (out["nb_ci_low"], out["nb_ci_high"]) == pytest.approx((mean - q * nb, mean + q * nb))
+    assert out["nb_p"] > out["t_p"]                      # the corrected test is the conservative one
+    # the issue's hand computation: about [-0.005, +0.041] over these 8 run pairs
+    assert out["t_ci_low"] == pytest.approx(-0.0046, abs=5e-4) and out["t_ci_high"] == pytest.approx(0.0406, abs=5e-4)
+
+
+def test_detectable_effect_formula():
+    se, df = 0.01, 7
+    assert detectable_effect(se, df) == pytest.approx((stats.t.ppf(0.975, 7) + stats.t.ppf(0.8, 7)) * 0.01)
+    assert math.isnan(detectable_effect(se, 0))
+    # more runs, smaller detectable effect for the same per-run spread
+    assert detectable_effect(0.02 / math.sqrt(20), 19) < detectable_effect(0.02 / math.sqrt(4), 3)
+
+
+def test_crossed_bootstrap_se_matches_the_run_spread_when_patients_agree():
+    # 10 run pairs in 10 folds, no patient noise: the SE is the SD of run means / sqrt(R) (up to
+    # the bootstrap's (R-1)/R and its Monte Carlo error)
+    rng = np.random.default_rng(1)
+    run_means = rng.normal(0.0, 0.03, size=10)
+    sums = np.zeros((10, 50))
+    counts = np.zeros((10, 50))
+    for r in range(10):
+        sums[r, 5 * r: 5 * r + 5] = run_means[r] * 2
+        counts[r, 5 * r: 5 * r + 5] = 2
+    se = crossed_bootstrap_se(sums, counts, np.repeat(np.arange(10), 5).astype(str), n_boot=4000)
+    expected = run_means.std(ddof=0) / math.sqrt(10)
+    assert se == pytest.approx(expected, rel=0.08)
+
+
+def test_patients_agree_runs_disagree_gives_inconclusive():
+    """The constructed case the statistics must get right: the patient bootstrap is narrow and
+    excludes 0, but the run pairs disagree in sign, so the run-level interval contains 0."""
+    effects = {(0, 1): 0.04, (0, 2): -0.02, (1, 1): 0.03, (1, 2): -0.03,
+               (2, 1): 0.05, (2, 2): -0.01, (3, 1): 0.02, (3, 2): -0.02}
+    cases = _cases(effects)
+    rec = paired_table(cases, metrics=("ged_dpersona",)).iloc[0]
+    assert rec["unit"] == "run" and rec["n_runs"] == 8
+    assert rec["patient_ci_low"] > 0                    # test-set uncertainty alone: "a above b"
+    assert rec["ci_low"] < 0 < rec["ci_high"]            # run-level: contains 0
+    assert rec["run_ci_low"] == rec["ci_low"] and rec["p"] == rec["run_p"] > 0.05
+    assert rec["nb_ci_low"] <= rec["t_ci_low"] and rec["nb_ci_high"] >= rec["t_ci_high"]
+
+    res = Results(folder=None, plan="thesis", profile="test", paired=paired_table(cases, metrics=("ged_dpersona",)),
+                  per_fold=pd.DataFrame())
+    claim = {"id": "X1", "source": "test", "text": "a is above b", "evidence": "main_comparison",
+             "thesis": ["table_4_2_main.per_rater_s1.ged", "table_4_2_main.dpersona_s1s2.ged"],
+             "rule": {"kind": "compare", "expect": ">",
+                      "a": {"study": "main", "row": "per_rater_s1", "metric": "ged_dpersona"},
+                      "b": {"study": "main", "row": "shared_s1", "metric": "ged_dpersona"}}}
+    thesis = {"table_4_2_main": {"per_rater_s1": {"ged": [0.1444, 0.01]}, "dpersona_s1s2": {"ged": [0.1507, 0.01]}}}
+    (record,) = evaluate_claims(res, thesis, [claim])
+    assert record["verdict"] == "inconclusive"
+    assert record["n_runs"] == 8 and record["run_ci_low"] < 0 < record["run_ci_high"]
+    assert record["patient_ci_low"] > 0 and record["detectable_effect"] > 0
+    assert record["thesis_diff"] == pytest.approx(0.1444 - 0.1507)
+    assert record["verdict_note"].startswith("underpowered: 8 runs detect >= ")
+
+
+def test_runs_that_agree_decide():
+    effects = {(f, s): 0.03 + 0.002 * (f - s) for f in range(4) for s in (1, 2)}
+    rec = paired_table(_cases(effects), metrics=("ged_dpersona",)).iloc[0]
+    assert rec["ci_low"] > 0 and rec["p"] < 0.05
+
+
+def test_stage2_on_its_own_stage1_keeps_the_per_case_analysis():
+    effects = {(0, 1): 0.01}
+    cases = _cases(effects, model_a="shared+s2", model_b="shared")
+    assert comparison_unit(cases[cases.row == "per_rater_s1"], cases[cases.row == "shared_s1"]) == "case"
+    rec = paired_table(cases, metrics=("ged_dpersona",)).iloc[0]
+    assert rec["unit"] == "case" and rec["ci_low"] == rec["patient_ci_low"] > 0
+    assert rec["n_runs"] == 1 and math.isnan(rec["run_ci_low"])
+
+
+def test_run_level_difference_weighs_run_pairs_equally_and_names_them():
+    d = [1.0, 1.0, 1.0, 3.0]                       # run a: 3 cases of 1; run b: 1 case of 3
+    out = run_level_difference(d, ["a", "a", "a", "b"], ["p1", "p2", "p3", "q1"], ["0", "0", "0", "1"])
+    assert out["n_runs"] == 2 and out["run_effect"] == pytest.approx(2.0)
+    assert out["run_diffs"] == "a:+1 b:+3"
+    single = run_level_difference([0.1, 0.2], ["a", "a"], ["p1", "p2"])
+    assert single["n_runs"] == 1 and math.isnan(single["run_ci_low"]) and math.isnan(single["detectable_effect"])
+
+
+def test_power_note_and_thesis_difference():
+    thesis = {"t": {"a": {"ged": [0.2, 0.01]}, "b": {"ged": 0.25}}}
+    assert thesis_difference(thesis, ["t.a.ged", "t.b.ged"]) == pytest.approx(-0.05)
+    assert math.isnan(thesis_difference(thesis, ["t.a.ged"]))
+    assert power_note({"unit": "run", "n_runs": 8, "detectable_effect": 0.03}, -0.0063).startswith(
+        "underpowered: 8 runs detect >= 0.0300")
+    assert power_note({"unit": "run", "n_runs": 8, "detectable_effect": 0.03}, 0.05) == ""
+    assert power_note({"unit": "run", "n_runs": 1}, math.nan).startswith("underpowered: 1 run pair")
+    assert power_note({"unit": "case", "n_runs": 1}, math.nan) == ""

@@ -188,3 +188,32 @@ def test_committed_cpu_reference_holds_the_central_runs_on_four_folds():
     assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.npz"))
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     assert size < 8 * 2**20   # small enough to commit
+
+
+def test_export_keeps_runs_exported_earlier_that_are_not_here(smoke_runs, tmp_path):
+    """Exports add up across sessions and machines: a run exported before but not trained in this
+    checkout stays in the index; one neither here nor exported is listed as skipped."""
+    import shutil
+
+    from mrseg.pipeline.plan import load_plan
+
+    plan, dest = _plan(tmp_path), tmp_path / "reference"
+    export_reference(plan, "smoke", dest=dest)
+    folder = dest / "mini" / "smoke"
+    two_seeds = tmp_path / "two" / "mini.yaml"      # the same plan name, a second seed
+    two_seeds.parent.mkdir()
+    two_seeds.write_text(MINI_PLAN.replace("folds: [0]", "folds: [0]\n    seeds: [1337, 1338]"))
+    new = [i for i in load_plan(str(two_seeds), "smoke", include_pages=False)
+           if i.kind == "train" and i.config["seed"] == 1338]
+    assert len(new) == 2
+    index = read_json(folder / "index.json")
+    earlier = next(r for r in index["runs"] if r["model"] == new[0].config["model"])
+    shutil.copytree(folder / earlier["run_id"], folder / new[0].run_id)   # "exported by another session"
+    index["runs"].append({**earlier, "run_id": new[0].run_id, "seed": 1338})
+    write_json(folder / "index.json", index)
+
+    result = export_reference(str(two_seeds), "smoke", dest=dest)
+    assert (result["exported"], result["kept"], result["skipped"]) == (2, 1, 1)
+    runs = read_json(folder / "index.json")["runs"]
+    assert new[0].run_id in {r["run_id"] for r in runs} and len(runs) == 3
+    assert read_json(folder / "index.json")["not_exported"] == [{"run_id": new[1].run_id, "reason": "not complete"}]

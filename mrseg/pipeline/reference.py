@@ -71,19 +71,28 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
                      progress: bool = False) -> dict[str, Any]:
     """Copy every completed training run of ``plan``/``profile`` (manifest, summary, history,
     gzipped per-case table; no weights) into ``reference_folder(plan, profile, dest)`` and write its
-    ``index.json``. Runs already exported are replaced; runs not complete are listed as skipped.
+    ``index.json``. Runs already exported are replaced; a run of the plan that is not complete here
+    but was exported before (its folder and index entry exist) is kept, so exports made on several
+    machines or sessions add up; runs in neither are listed as skipped.
 
-    Returns ``{"folder", "exported", "skipped", "bytes"}``.
+    Returns ``{"folder", "exported", "kept", "skipped", "bytes"}``.
     """
     from tqdm.auto import tqdm
 
 
     folder = reference_folder(plan, profile, dest)
     trains = [i for i in load_plan(plan, profile, include_pages=False) if i.kind == "train"]
-    exported, skipped = [], []
+    earlier = {}
+    if (folder / "index.json").exists():
+        earlier = {r["run_id"]: r for r in read_json(folder / "index.json").get("runs") or []}
+    exported, kept, skipped = [], [], []
     for item in tqdm(trains, desc="export", disable=not progress):
         if not is_complete(item.run_dir):
-            skipped.append({"run_id": item.run_id, "reason": "not complete"})
+            previous = earlier.get(item.run_id)
+            if previous is not None and (folder / item.run_id / "manifest.json").exists():
+                kept.append({**previous, "memberships": item.memberships})
+            else:
+                skipped.append({"run_id": item.run_id, "reason": "not complete"})
             continue
         manifest = read_manifest(item.run_dir)
         target = folder / item.run_id
@@ -97,12 +106,16 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
                          "seed": item.config["seed"], "n_present": item.config["n_present"],
                          "memberships": item.memberships, "code_fingerprint": manifest.get("code_fingerprint"),
                          "stale_at_export": stale_reason(manifest, item.config), "host": manifest.get("host"),
+                         "machine": manifest.get("machine"),
                          "seconds": manifest.get("seconds"), "finished": manifest.get("finished")})
-    index = {"plan": Path(str(plan)).stem, "profile": profile, "exported": now_iso(), "runs": exported,
+    order = {i.run_id: k for k, i in enumerate(trains)}
+    runs = sorted(exported + kept, key=lambda r: order[r["run_id"]])
+    index = {"plan": Path(str(plan)).stem, "profile": profile, "exported": now_iso(), "runs": runs,
              "not_exported": skipped}
     write_json(folder / "index.json", index)
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    return {"folder": str(folder), "exported": len(exported), "skipped": len(skipped), "bytes": size}
+    return {"folder": str(folder), "exported": len(exported), "kept": len(kept), "skipped": len(skipped),
+            "bytes": size}
 
 
 @dataclass

@@ -211,6 +211,22 @@ def _cmd_model(args: argparse.Namespace) -> int:
 def _cmd_reference(args: argparse.Namespace) -> int:
     from mrseg.pipeline.reference import export_reference, load_reference
 
+    if args.profile is None:
+        args.profile = "reference-cpu" if args.action == "verify" else "reference"
+    if args.action == "verify":
+        from mrseg.pipeline.verify import verify_reference
+
+        out = verify_reference(args.plan, args.profile, runs=args.runs, only=args.only, root=args.dest,
+                               progress=not args.json, fresh=args.fresh)
+        if args.json:
+            _print(out, True)
+            return 0
+        for run in out["runs"]:
+            print(f"{run['run_id']} (best epoch {run['best_epoch_committed']} committed, {run['best_epoch_here']} here)")
+            for m in run["metrics"]:
+                print(f"  {m['metric']:<13} committed {m['committed']:.4f}  here {m['here']:.4f}  "
+                      f"diff {m['difference']:+.4f}  seed SD {m['seed_sd']:.4f} (n={m['n_seeds']})  {m['reading']}")
+        return 0
     if args.action == "export":
         _print(export_reference(args.plan, args.profile, dest=args.dest, progress=not args.json), args.json)
         return 0
@@ -312,10 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_model)
 
-    p = sub.add_parser("reference", help="export completed runs (no weights) into reference/, or show an export")
-    p.add_argument("action", choices=["export", "show"])
+    p = sub.add_parser("reference", help="export completed runs (no weights) into reference/, show an export, "
+                                         "or verify it by retraining some of its runs here")
+    p.add_argument("action", choices=["export", "show", "verify"])
     p.add_argument("--plan", default="thesis")
-    p.add_argument("--profile", default="reference")
+    p.add_argument("--profile", default=None, help="default: reference (export, show), reference-cpu (verify)")
+    p.add_argument("--runs", type=_count(1), default=1, help="verify: how many committed runs to retrain")
+    p.add_argument("--only", default=None, help="verify: comma-separated globs over the export's run ids")
+    p.add_argument("--fresh", action="store_true", help="verify: retrain from scratch, discarding an earlier retraining")
     p.add_argument("--dest", default=None, help="root folder of the exports (default: reference/ or $MRSEG_REFERENCE)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_reference)

@@ -217,3 +217,38 @@ def test_export_keeps_runs_exported_earlier_that_are_not_here(smoke_runs, tmp_pa
     runs = read_json(folder / "index.json")["runs"]
     assert new[0].run_id in {r["run_id"] for r in runs} and len(runs) == 3
     assert read_json(folder / "index.json")["not_exported"] == [{"run_id": new[1].run_id, "reason": "not complete"}]
+
+
+def test_verify_retrains_a_committed_run_and_compares(smoke_runs, tmp_path, capsys):
+    """reference verify: the retrained run is compared metric by metric with the committed one; on
+    the machine and code that made it, the retraining reproduces it exactly."""
+    import pytest
+
+    from mrseg.pipeline.verify import choose_runs, read_verification, seed_spread, verify_reference
+
+    plan, dest = _plan(tmp_path), tmp_path / "reference"
+    export_reference(plan, "smoke", dest=dest)
+    ref = load_reference(plan, "smoke", root=dest, paired=False)
+    assert choose_runs(ref, 1) == []                       # one seed per config: nothing to judge by
+    with pytest.raises(ValueError, match="no Stage 1 run with two or more seeds"):
+        verify_reference(plan, "smoke", runs=1, root=dest, progress=False)
+    with pytest.raises(ValueError, match="matches no run"):
+        verify_reference(plan, "smoke", only="*nosuch*", root=dest, progress=False)
+
+    out = verify_reference(plan, "smoke", runs=1, only="*/shared/*", root=dest, progress=False)
+    (run,) = out["runs"]
+    assert run["model"] == "shared" and run["stale_at_verify"] == ""
+    assert {m["metric"] for m in run["metrics"]} == {"ged", "ged_dpersona", "dice_match"}
+    for m in run["metrics"]:
+        assert m["difference"] == pytest.approx(0.0, abs=1e-9)       # same machine, same code: the same run
+        assert m["reading"] == "no seed spread to judge by" and m["n_seeds"] == 1
+    assert run["best_epoch_here"] == run["best_epoch_committed"]
+    assert "isa_flags" in out["machine"] and "torch_threads" in run["machine_here"]
+    saved = read_verification(dest / "mini" / "smoke")
+    assert saved["runs"][0]["run_id"] == run["run_id"] and saved["runs"][0]["metrics"][0]["seed_sd"] is None
+
+    # the seed-to-seed SD of one config, from the export's per-fold table
+    per_fold = pd.DataFrame({"run_id": ["a", "b", "c", "c"], "model": ["shared"] * 4, "n_present": [4] * 4,
+                             "fold": [0] * 4, "ged": [0.50, 0.54, 0.58, 0.58]})
+    sd, n = seed_spread(type(ref)(folder=ref.folder, per_fold=per_fold), "shared", 4, 0, "ged")
+    assert n == 3 and sd == pytest.approx(0.04)

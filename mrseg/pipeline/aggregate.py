@@ -27,6 +27,8 @@ Written into ``results_dir()/<plan>/<profile>/`` by :func:`aggregate_plan`:
   and the mean difference per fold and per seed (see :func:`paired_table`).
 - ``scorecard.json``: every claim of ``book/data/claims.yaml`` with its verdict, effect, CI, n, p
   (:func:`mrseg.report.claims.write_scorecard`), evaluated once here; the scorecard page reads it.
+- ``thesis_evidence.csv``: the thesis's own fold numbers judged by the same run-level rule
+  (:func:`mrseg.diagnostics.thesis_evidence.thesis_evidence_table`).
 - ``runs.csv``: every plan item with its status, seconds, attempts and error.
 - ``context.json``: plan, profile, datasets, semi_synthetic, epochs per study, M, the GED
   conventions, SD convention, absent studies, counts by status.
@@ -44,6 +46,7 @@ import pandas as pd
 
 from mrseg.diagnostics.run_level import run_level_difference
 from mrseg.diagnostics.statistics import cluster_bootstrap_cis, cluster_bootstrap_mean_ci, wilcoxon_p
+from mrseg.diagnostics.thesis_evidence import thesis_evidence_table
 from mrseg.io import read_json, write_csv, write_json
 from mrseg.paths import dataset_dir
 from mrseg.pipeline.fingerprint import source_hash
@@ -52,6 +55,7 @@ from mrseg.pipeline.plan import absent_studies, generated_dir, read_plan, study_
 from mrseg.pipeline.status import disk_record
 from mrseg.report.claims import write_headline, write_scorecard
 from mrseg.report.results import load_results
+from mrseg.report.thesis import load_thesis_reported
 
 ID_COLUMNS = ("run_id", "dataset", "model", "variant", "n_present", "fold", "seed", "profile", "epochs",
               "case_id", "patient_id", "nodule_id", "M", "study", "row")
@@ -423,7 +427,8 @@ def _order(frame: pd.DataFrame, studies: list[str], rows: list[tuple[str, str]])
 def rescore(folder: str | os.PathLike, plan: str, profile: str) -> dict[str, Any]:
     """Recompute the statistics of an aggregated results folder without re-running anything:
     the convergence flags of ``per_fold.csv`` (from each run's ``history.csv`` via its
-    ``run_dir``), ``paired.csv`` from ``cases.csv`` and ``scorecard.json``; returns the scorecard.
+    ``run_dir``), ``paired.csv`` from ``cases.csv``, ``thesis_evidence.csv`` and ``scorecard.json``;
+    returns the scorecard.
 
     ``python -m mrseg scorecard --plan P --profile Q`` calls this.
     """
@@ -448,6 +453,7 @@ def rescore(folder: str | os.PathLike, plan: str, profile: str) -> dict[str, Any
             context["rater_order"] = dataset_rater_order([{"dataset": d} for d in context.get("datasets", [])])
             write_json(context_path, context)
     write_csv(folder / "paired.csv", paired_table(cases))
+    write_csv(folder / "thesis_evidence.csv", thesis_evidence_table(load_thesis_reported()))
     return read_json(write_scorecard(folder, plan=plan, profile=profile))
 
 
@@ -638,9 +644,10 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     }
     paths = {}
     throughput = throughput_table((t.run_id, t.config, t.run_dir) for t, _ in loaded)
+    thesis_evidence = thesis_evidence_table(load_thesis_reported())
     for name, frame in (("cases", cases), ("per_fold", per_fold), ("summary", summary), ("paired", paired),
                         ("alignment", alignment), ("alignment_summary", alignment_summary), ("latent", latent),
-                        ("throughput", throughput)):
+                        ("throughput", throughput), ("thesis_evidence", thesis_evidence)):
         paths[name] = out_dir / f"{name}.csv"
         write_csv(paths[name], frame)
     paths["runs"] = out_dir / "runs.csv"

@@ -80,11 +80,23 @@ def reference_beside_ours(res: Results, ref: ReferenceResults, metrics: tuple[st
     return pd.DataFrame(records)
 
 
+def _interval(rec: Any, low: str, high: str, sign: float) -> tuple[float, float]:
+    lo, hi = sign * float(rec.get(low, math.nan)), sign * float(rec.get(high, math.nan))
+    return (min(lo, hi), max(lo, hi)) if math.isfinite(lo) and math.isfinite(hi) else (math.nan, math.nan)
+
+
+def _ci_text(bounds: tuple[float, float]) -> str:
+    return f"[{bounds[0]:+.4f}, {bounds[1]:+.4f}]" if math.isfinite(bounds[0]) else "—"
+
+
 def reference_paired(ref: ReferenceResults, metrics: tuple[str, ...] = ("ged", "dice_match"),
                      pairs: tuple[tuple[str, int, str, str], ...] = CENTRAL_PAIRS) -> pd.DataFrame:
-    """The reference's paired comparisons of the central claims: mean difference a - b over the
-    same cases with its 95% patient-bootstrap CI, Wilcoxon p, n cases, folds where a is lower, and
-    "inconclusive" when the CI contains zero."""
+    """The reference's paired comparisons of the central claims (read from the paired table, as
+    the aggregation computed them): mean difference a - b, its primary 95% CI (run-level for
+    separately trained models: run pairs and patients), the run pairs it rests on, the t interval
+    over run pairs, Nadeau & Bengio's corrected interval, the patient-bootstrap interval (test-set
+    uncertainty only), the effect detectable with 80% power, and "inconclusive" when the primary
+    CI contains zero."""
     paired = ref.paired
     if paired is None or paired.empty:
         return pd.DataFrame()
@@ -101,16 +113,65 @@ def reference_paired(ref: ReferenceResults, metrics: tuple[str, ...] = ("ged", "
                 sel, sign = find(study, n_present, b, a, metric), -1.0
             if sel.empty:
                 continue
-            rec = sel.iloc[0]
+            rec = sel.iloc[0].to_dict()
             diff = sign * float(rec["mean_diff"])
-            lo, hi = sorted((sign * float(rec["ci_low"]), sign * float(rec["ci_high"])))
-            lower = rec.get("folds_a_lower" if sign > 0 else "folds_a_higher", "—")
-            reading = "inconclusive (CI contains 0)" if lo <= 0 <= hi else (f"{a} lower" if hi < 0 else f"{a} higher")
+            lo, hi = _interval(rec, "ci_low", "ci_high", sign)
+            if not math.isfinite(lo):
+                reading = "inconclusive (one run pair: no run-to-run spread)"
+            else:
+                reading = "inconclusive (CI contains 0)" if lo <= 0 <= hi else (f"{a} lower" if hi < 0 else f"{a} higher")
+            run_level = rec.get("unit", "run") == "run"
             records.append({"study": study, "np": n_present, "a - b": f"{a} - {b}", "metric": metric,
-                            "mean diff": f"{diff:+.4f}", "95% CI": f"[{lo:+.4f}, {hi:+.4f}]",
-                            "p (Wilcoxon)": f"{float(rec['p']):.3g}" if pd.notna(rec.get("p")) else "—",
-                            "n cases": int(rec["n"]), "folds a lower": f"{lower}", "reading": reading})
+                            "mean diff": f"{diff:+.4f}",
+                            "95% CI" + (" (run-level)" if run_level else ""): _ci_text((lo, hi)),
+                            "p": f"{float(rec['p']):.3g}" if pd.notna(rec.get("p")) else "—",
+                            "run pairs": int(rec.get("n_runs") or 0),
+                            "t over run pairs": _ci_text(_interval(rec, "t_ci_low", "t_ci_high", sign)),
+                            "Nadeau-Bengio": _ci_text(_interval(rec, "nb_ci_low", "nb_ci_high", sign)),
+                            "test-set only": _ci_text(_interval(rec, "patient_ci_low", "patient_ci_high", sign)),
+                            "detectable (80% power)": (f"{float(rec['detectable_effect']):.4f}"
+                                                       if pd.notna(rec.get("detectable_effect")) else "—"),
+                            "n cases": int(rec["n"]), "reading": reading})
     return pd.DataFrame(records)
+
+
+def reference_verification(ref: ReferenceResults) -> pd.DataFrame:
+    """The export's latest ``reference verify`` (``verify.json``): per retrained run and metric the
+    committed and the retrained value, their difference, the seed-to-seed SD of that config and the
+    reading; empty when the export was never verified."""
+    from mrseg.pipeline.verify import read_verification
+
+    data = read_verification(ref.folder)
+    records = []
+    for run in data.get("runs") or []:
+        here = run.get("machine_here") or {}
+        committed = run.get("machine_committed") or {}
+        for m in run.get("metrics") or []:
+            sd = m.get("seed_sd")
+            records.append({"run": run["run_id"], "metric": m["metric"], "committed": f"{m['committed']:.4f}",
+                            "retrained here": f"{m['here']:.4f}", "difference": f"{m['difference']:+.4f}",
+                            "seed SD (n seeds)": f"{sd:.4f} ({m['n_seeds']})" if sd is not None else f"— ({m['n_seeds']})",
+                            "reading": m["reading"],
+                            "best epoch (committed / here)": f"{run.get('best_epoch_committed')} / {run.get('best_epoch_here')}",
+                            "CPU kernels (committed / here)": f"{committed.get('torch_cpu_capability', 'not recorded')} / "
+                                                              f"{here.get('torch_cpu_capability', '?')}",
+                            "stale": run.get("stale_at_verify") or "no"})
+    return pd.DataFrame(records)
+
+
+def verification_status(ref: ReferenceResults) -> str:
+    """One sentence: when the export was last verified and on what, or that it never was."""
+    from mrseg.pipeline.verify import read_verification
+
+    data = read_verification(ref.folder)
+    if not data:
+        return ("Not yet verified: `python -m mrseg reference verify --runs 1` retrains a committed run on this "
+                "machine and compares it with the committed numbers.")
+    machine = data.get("machine") or {}
+    return (f"Last verified {str(data.get('verified', ''))[:10]}: {len(data.get('runs') or [])} run(s) retrained on "
+            f"a {machine.get('cpus', '?')}-CPU machine ({machine.get('cpu_model', 'unknown CPU')}, PyTorch kernels "
+            f"{machine.get('torch_cpu_capability', '?')}), judged against the SD between seeds of the same config "
+            f"(within {data.get('within_sds', 2)} SDs reads \"within the seed spread\").")
 
 
 def reference_cost(ref: ReferenceResults) -> pd.DataFrame:
@@ -151,5 +212,5 @@ def reference_runs(ref: ReferenceResults) -> pd.DataFrame:
 
 
 __all__ = ["CENTRAL_PAIRS", "CENTRAL_ROWS", "reference_as_results", "reference_beside_ours", "reference_cost",
-           "reference_paired", "reference_runs",
+           "reference_paired", "reference_runs", "reference_verification", "verification_status",
            "reference_status"]

@@ -10,7 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-TABLES = ("cases", "per_fold", "summary", "paired", "alignment", "alignment_summary", "latent", "runs", "throughput")
+TABLES = ("cases", "per_fold", "summary", "paired", "alignment", "alignment_summary", "latent", "runs", "throughput",
+          "thesis_evidence")
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Results:
     latent: pd.DataFrame | None = None
     runs: pd.DataFrame | None = None
     throughput: pd.DataFrame | None = None
+    thesis_evidence: pd.DataFrame | None = None
     context: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 

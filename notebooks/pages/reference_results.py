@@ -39,9 +39,9 @@ for name, ref in exports.items():
 # The profiles: `reference` (a U-Net twice the demo's width with two convolutions per block at
 # 96 px, K = 10, 3 seeds; sized for a GPU) and `reference-cpu` (the demo's network, data and
 # evaluation unchanged, trained 20 epochs instead of 6 so that validation GED stops improving;
-# 2 seeds; what a 2-core CPU affords). Both are defined in `mrseg/plans/thesis.yaml`; the
-# scorecard scores every claim on the first one committed and lets it decide the claims whose
-# runs in this build did not converge.
+# the central comparisons on 4 folds × 5 seeds, ProbUNet on one seed; what a 2-core CPU
+# affords). Both are defined in `mrseg/plans/thesis.yaml`; the scorecard scores every claim on
+# the first one committed and lets it decide the claims whose runs in this build did not converge.
 #
 # ## The central rows: this build beside the reference
 #
@@ -55,8 +55,14 @@ for name, ref in exports.items():
 # %% [markdown]
 # ## Paired comparisons in the reference runs
 #
-# Differences a − b on the same test cases (folds × seeds), with 95% CIs from a patient-level
-# bootstrap; "inconclusive" whenever the interval contains zero.
+# Differences a − b on the same test cases (folds × seeds). A training run is the unit of
+# replication: two trainings of one config differ about as much as the effects judged here, so the
+# primary 95% CI is **run-level** (a crossed bootstrap over run pairs and patients, Student t on
+# run pairs − 1 degrees of freedom; see [Statistical methods](statistics)). Beside it: the
+# t interval over the run-pair means, Nadeau & Bengio's corrected interval (the conservative
+# bound for overlapping cross-validation training sets), the patient bootstrap (**test-set
+# uncertainty only**: it treats each trained model as fixed), and the smallest difference these
+# runs detect with 80% power. "Inconclusive" whenever the primary interval contains zero.
 
 # %% tags=["hide-input"]
 for name, ref in exports.items():
@@ -68,3 +74,16 @@ for name, ref in exports.items():
 # %% tags=["hide-input"]
 for name, ref in exports.items():
     report.show_table(reference_tables.reference_runs(ref), f"reference/{plan}/{name}: index.json and each run's manifest")
+# %% [markdown]
+# ## Does a committed run reproduce here?
+#
+# `python -m mrseg reference verify --runs K` retrains K committed runs on the machine at hand
+# and compares each metric with the committed value. Exact reruns across machines are not
+# expected (CPUs with other vector units round sums differently, and training amplifies that);
+# a retrained run should land within the spread between seeds of the same config.
+# %% tags=["hide-input"]
+for name, ref in exports.items():
+    report.show_markdown(f"**Profile `{name}`.** " + reference_tables.verification_status(ref))
+    table = reference_tables.reference_verification(ref)
+    if not table.empty:
+        report.show_table(table, f"reference ({name}): latest verification")

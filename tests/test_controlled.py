@@ -124,19 +124,20 @@ def test_controlled_comparison_paired_ci_and_verdicts():
     rows = []
     for n, n_p, shift in ((2, 1, -0.1), (4, 2, 0.0), (8, 8, 0.1)):
         base = rng.uniform(0.2, 0.6, size=40)
-        noise = rng.normal(0, 0.02, size=40)
-        for model, values in (("shared", base), ("per-rater", base + shift + noise)):
-            rows += [{"dataset": f"synthetic-raters{n}", "model": model, "n_present": n_p, "fold": 0, "seed": 1337,
-                      "case_id": f"c{k}", "ged_true": v, "study": "controlled"} for k, v in enumerate(values)]
+        for seed in (1337, 1338, 1339):          # three run pairs, each with its own small run effect
+            noise = rng.normal(0, 0.02, size=40) + rng.normal(0, 0.005)
+            for model, values in (("shared", base), ("per-rater", base + shift + noise)):
+                rows += [{"dataset": f"synthetic-raters{n}", "model": model, "n_present": n_p, "fold": 0, "seed": seed,
+                          "case_id": f"c{k}", "ged_true": v, "study": "controlled"} for k, v in enumerate(values)]
     rows.append({**rows[0], "dataset": "synthetic"})   # not a controlled dataset: ignored
     # static missingness (variant tag "static") is compared on its own, never mixed with per-step
     static = [{**r, "variant": "static", "ged_true": r["ged_true"] + (0.2 if r["model"] == "per-rater" else 0.0)}
               for r in rows if r["dataset"] == "synthetic-raters2"]
     table = recovery.controlled_comparison(pd.DataFrame(rows + static))
     assert list(table["missing"]) == ["per-step", "static", "per-step", "per-step"]
-    assert table.loc[1, "verdict"] == "shared better" and table.loc[1, "n_cases"] == 40
+    assert table.loc[1, "verdict"] == "shared better" and table.loc[1, "n_cases"] == 120 and table.loc[1, "n_runs"] == 3
     table = table[table["missing"] == "per-step"].reset_index(drop=True)
-    assert list(table["N"]) == [2, 4, 8] and list(table["n_cases"]) == [40, 40, 40]
+    assert list(table["N"]) == [2, 4, 8] and list(table["n_cases"]) == [120, 120, 120]
     assert list(table["verdict"]) == ["per-rater better", "inconclusive", "shared better"]
     assert table.loc[0, "np_over_N"] == pytest.approx(0.5)
     assert table.loc[0, "ci_low"] < table.loc[0, "difference"] < table.loc[0, "ci_high"] < 0
@@ -144,6 +145,9 @@ def test_controlled_comparison_paired_ci_and_verdicts():
     # higher is better for style recovery: the verdict flips with the sign convention
     flipped = pd.DataFrame(rows).rename(columns={"ged_true": "style_recovery"})
     assert recovery.controlled_comparison(flipped, "style_recovery").loc[0, "verdict"] == "shared better"
+    # one run pair: the test set alone excludes 0, the verdict waits for more runs
+    one = recovery.controlled_comparison(pd.DataFrame([r for r in rows if r["seed"] == 1337]))
+    assert one.loc[0, "patient_ci_high"] < 0 and np.isnan(one.loc[0, "ci_low"]) and one.loc[0, "verdict"] == "inconclusive"
 
 
 def test_controlled_figure_and_style_table():

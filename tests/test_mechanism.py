@@ -7,16 +7,24 @@ import pandas as pd
 
 from mrseg.diagnostics.mechanism import collapse_table, explanation_readings, mechanism_comparisons
 
+RUNS = ((0, 1337), (0, 1338), (1, 1337), (1, 1338))
 
-def _cases(shift: float, n: int = 24, offsets: dict[str, float] | None = None) -> pd.DataFrame:
+
+def _cases(shift: float, n: int = 24, offsets: dict[str, float] | None = None,
+           runs: tuple[tuple[int, int], ...] = RUNS) -> pd.DataFrame:
+    """Each row's runs (fold, seed) score the same n cases of their fold; a row's run adds a small
+    run effect (SD 0.005) to its offset."""
     rng = np.random.default_rng(0)
     base = rng.uniform(0.2, 0.6, n)
     rows = []
     offsets = offsets or {"per_rater_s1": 0.0, "per_rater_tied_s1": shift, "shared_s1": shift}
     for row, offset in offsets.items():
-        for i in range(n):
-            rows.append({"study": "mechanism", "row": row, "n_present": 1, "fold": 0, "seed": 1337,
-                         "case_id": f"c{i}", "patient_id": f"p{i // 2}", "ged": base[i] + offset + 0.01 * rng.normal()})
+        for fold, seed in runs:
+            run_effect = 0.005 * rng.normal()
+            for i in range(n):
+                rows.append({"study": "mechanism", "row": row, "n_present": 1, "fold": fold, "seed": seed,
+                             "case_id": f"f{fold}c{i}", "patient_id": f"f{fold}p{i // 2}",
+                             "ged": base[i] + offset + run_effect + 0.01 * rng.normal()})
     rows.append({"study": "main", "row": "shared_s1", "n_present": 1, "fold": 0, "seed": 1337, "case_id": "c0",
                  "patient_id": "p0", "ged": 99.0})   # another study's rows are never read
     return pd.DataFrame(rows)
@@ -25,12 +33,20 @@ def _cases(shift: float, n: int = 24, offsets: dict[str, float] | None = None) -
 def test_separate_parameters_pair_gives_a_verdict_only_when_the_ci_excludes_zero():
     out = mechanism_comparisons(_cases(0.1))
     a = out[out["explanation"] == "(a) separate parameters"].iloc[0]
-    assert a["np"] == 1 and a["n_cases"] == 24 and a["n_patients"] == 12
+    assert a["np"] == 1 and a["n_cases"] == 96 and a["n_patients"] == 48 and a["n_runs"] == 4
     assert a["ci_high"] < 0 and a["verdict"] == "per_rater_s1 better" and a["p_wilcoxon"] < 0.01
+    assert a["patient_ci_low"] <= a["patient_ci_high"] < 0
     assert abs(a["difference"] + 0.1) < 0.02
     b = out[out["explanation"] == "(b) per-rater ELBO"].iloc[0]
     assert b["ci_low"] < 0 < b["ci_high"] and b["verdict"] == "inconclusive"
     assert set(out["explanation"]) == {"(a) separate parameters", "(b) per-rater ELBO", "thesis comparison"}
+
+
+def test_one_run_pair_is_inconclusive_however_narrow_the_test_set_ci():
+    out = mechanism_comparisons(_cases(0.1, runs=((0, 1337),)))
+    a = out[out["explanation"] == "(a) separate parameters"].iloc[0]
+    assert a["n_runs"] == 1 and a["patient_ci_high"] < 0          # the test set alone says "better"
+    assert np.isnan(a["ci_low"]) and a["verdict"] == "inconclusive"
 
 
 def test_no_mechanism_rows_give_an_empty_table():

@@ -14,10 +14,12 @@ Rows of the ``mechanism`` study (``mrseg/plans/thesis.yaml``) and what each pair
 :func:`explanation_readings` turns those verdicts into one reading per explanation.
 
 :func:`mechanism_comparisons` pairs the test cases of two rows by (fold, seed, case_id) at each
-np, and gives the mean difference a - b with a 95% bootstrap CI over patients (cases of one
-patient resampled together: ``scipy.stats.bootstrap`` over per-patient mean differences, BCa,
-seeded), the Wilcoxon signed-rank p over cases (:func:`mrseg.diagnostics.statistics.paired_wilcoxon`)
-and a verdict: "<a> better" / "<b> better" when the CI excludes 0, else "inconclusive".
+np. The rows are separately trained models, so the verdict reads the run-level 95% CI
+(:func:`mrseg.diagnostics.run_level.run_level_difference`: run pairs (fold, seed) and patients):
+"<a> better" / "<b> better" when it excludes 0, else "inconclusive"; one run pair measures no
+run-to-run spread and is always inconclusive. Beside it: the bootstrap CI over patients (test-set
+uncertainty only: ``scipy.stats.bootstrap`` over per-patient mean differences, BCa, seeded) and
+the Wilcoxon signed-rank p over cases (:func:`mrseg.diagnostics.statistics.paired_wilcoxon`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mrseg.diagnostics.run_level import run_level_difference
 from mrseg.diagnostics.statistics import paired_wilcoxon
 
 STUDY = "mechanism"
@@ -50,13 +53,15 @@ def mechanism_comparisons(cases: pd.DataFrame, metric: str = "ged", lower_is_bet
     """One row per (pair of :data:`PAIRS`, np) present in ``cases`` (rows of ``cases.csv`` with
     ``study``, ``row``, ``n_present``, ``fold``, ``seed``, ``case_id``, ``patient_id`` and ``metric``;
     only the ``mechanism`` study is read). Columns: ``explanation``, ``a``, ``b``, ``np``,
-    ``n_cases``, ``n_patients``, ``mean_a``, ``mean_b``, ``difference`` (mean of a - b), ``ci_low``,
-    ``ci_high``, ``p_wilcoxon``, ``verdict``. Empty when no pair has both rows."""
+    ``n_cases``, ``n_patients``, ``n_runs``, ``mean_a``, ``mean_b``, ``difference`` (mean of the
+    run-pair means of a - b), ``ci_low``, ``ci_high`` (run-level; NaN with one run pair),
+    ``patient_ci_low``, ``patient_ci_high`` (test-set only), ``p_wilcoxon``, ``verdict``. Empty when
+    no pair has both rows."""
     from scipy import stats as sps
 
 
-    columns = ["explanation", "a", "b", "np", "n_cases", "n_patients", "mean_a", "mean_b", "difference",
-               "ci_low", "ci_high", "p_wilcoxon", "verdict"]
+    columns = ["explanation", "a", "b", "np", "n_cases", "n_patients", "n_runs", "mean_a", "mean_b", "difference",
+               "ci_low", "ci_high", "patient_ci_low", "patient_ci_high", "p_wilcoxon", "verdict"]
     if cases is None or cases.empty or "study" not in cases or metric not in cases:
         return pd.DataFrame(columns=columns)
     frame = cases[cases["study"] == STUDY]
@@ -71,18 +76,24 @@ def mechanism_comparisons(cases: pd.DataFrame, metric: str = "ged", lower_is_bet
             diff = (wide[a] - wide[b]).to_numpy(dtype=float)
             per_patient = (wide.assign(d=diff).groupby(["fold", "seed", "patient_id"])["d"].mean()
                            .to_numpy(dtype=float))
+            runs = wide["fold"].astype(str) + "/" + wide["seed"].astype(str)
+            run_level = run_level_difference(diff, runs.to_numpy(), wide["patient_id"].astype(str).to_numpy(),
+                                             wide["fold"].to_numpy(), n_boot=n_boot, seed=seed)
             row = {"explanation": label, "a": a, "b": b, "np": int(n_p), "n_cases": int(len(diff)),
-                   "n_patients": int(len(per_patient)), "mean_a": float(wide[a].mean()),
-                   "mean_b": float(wide[b].mean()), "difference": float(diff.mean()) if len(diff) else np.nan,
-                   "ci_low": np.nan, "ci_high": np.nan, "p_wilcoxon": np.nan, "verdict": "inconclusive"}
+                   "n_patients": int(len(per_patient)), "n_runs": int(run_level["n_runs"]),
+                   "mean_a": float(wide[a].mean()), "mean_b": float(wide[b].mean()),
+                   "difference": run_level["run_effect"], "ci_low": run_level["run_ci_low"],
+                   "ci_high": run_level["run_ci_high"], "patient_ci_low": np.nan, "patient_ci_high": np.nan,
+                   "p_wilcoxon": np.nan, "verdict": "inconclusive"}
             if len(per_patient) >= 3 and np.ptp(per_patient) > 0:
                 ci = sps.bootstrap((per_patient,), np.mean, confidence_level=0.95, n_resamples=n_boot,
                                    random_state=np.random.default_rng(seed)).confidence_interval
-                row.update(ci_low=float(ci.low), ci_high=float(ci.high),
+                row.update(patient_ci_low=float(ci.low), patient_ci_high=float(ci.high),
                            p_wilcoxon=paired_wilcoxon(wide[a], wide[b])["p"])
-                if ci.low > 0 or ci.high < 0:
-                    a_wins = (ci.high < 0) if lower_is_better else (ci.low > 0)
-                    row["verdict"] = f"{a if a_wins else b} better"
+            low, high = row["ci_low"], row["ci_high"]
+            if np.isfinite(low) and np.isfinite(high) and (low > 0 or high < 0):
+                a_wins = (high < 0) if lower_is_better else (low > 0)
+                row["verdict"] = f"{a if a_wins else b} better"
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)
 

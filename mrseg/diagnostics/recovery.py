@@ -22,6 +22,7 @@ import torch
 
 from mrseg.data.controlled import n_raters_of, styles_for, true_draws
 from mrseg.data.torch_data import resize_masks
+from mrseg.diagnostics.run_level import run_level_difference
 from mrseg.diagnostics.statistics import paired_wilcoxon
 from mrseg.metrics import ged
 
@@ -101,11 +102,14 @@ def controlled_comparison(cases: pd.DataFrame, metric: str = "ged_true", a: str 
 
     ``cases``: rows of ``cases.csv`` (any study; only ``synthetic-raters<N>`` datasets are used)
     with ``dataset``, ``model``, ``n_present``, ``fold``, ``seed``, ``case_id`` and ``metric``.
-    Cases are paired by (fold, seed, case_id); in these datasets a case is its own patient, so
-    the bootstrap over cases is a bootstrap over patients. One row per (N, np): ``N``, ``np``,
-    ``np_over_N``, ``n_cases``, the two means, ``difference`` (mean of a - b), its 95% bootstrap CI
-    (``scipy.stats.bootstrap``, BCa, ``n_boot`` resamples, seeded), the Wilcoxon p, and
-    ``verdict``: "<a> better" / "<b> better" when the CI excludes 0, else "inconclusive".
+    Cases are paired by (fold, seed, case_id); in these datasets a case is its own patient. The
+    two models are trained separately, so the verdict reads the run-level 95% CI
+    (:func:`mrseg.diagnostics.run_level.run_level_difference`: run pairs (fold, seed) and cases):
+    "<a> better" / "<b> better" when it excludes 0, else "inconclusive" (always, with one run pair).
+    One row per (N, np): ``N``, ``np``, ``np_over_N``, ``n_cases``, ``n_runs``, the two means,
+    ``difference`` (mean of the run-pair means of a - b), ``ci_low``/``ci_high`` (run-level),
+    ``patient_ci_low``/``patient_ci_high`` (bootstrap over cases, test-set uncertainty only:
+    ``scipy.stats.bootstrap``, BCa, ``n_boot`` resamples, seeded), the Wilcoxon p and ``verdict``.
     """
     from scipy import stats as sps
 
@@ -124,18 +128,26 @@ def controlled_comparison(cases: pd.DataFrame, metric: str = "ged_true", a: str 
             continue
         wide = wide[[a, b]].dropna()
         diff = (wide[a] - wide[b]).to_numpy(dtype=float)
+        keys = wide.index.to_frame(index=False)
+        run_level = run_level_difference(diff, (keys["fold"].astype(str) + "/" + keys["seed"].astype(str)).to_numpy(),
+                                         keys["case_id"].astype(str).to_numpy(), keys["fold"].to_numpy(),
+                                         n_boot=n_boot, seed=seed)
         row = {"N": int(n), "np": int(n_p), "np_over_N": float(n_p) / float(n),
                "missing": "static" if "static" in tag.split("+") else "per-step", "n_cases": int(len(diff)),
+               "n_runs": int(run_level["n_runs"]),
                a: float(wide[a].mean()) if len(diff) else np.nan, b: float(wide[b].mean()) if len(diff) else np.nan,
-               "difference": float(diff.mean()) if len(diff) else np.nan, "ci_low": np.nan, "ci_high": np.nan,
+               "difference": run_level["run_effect"], "ci_low": run_level["run_ci_low"],
+               "ci_high": run_level["run_ci_high"], "patient_ci_low": np.nan, "patient_ci_high": np.nan,
                "p_wilcoxon": np.nan, "verdict": "inconclusive"}
         if len(diff) >= 3 and np.ptp(diff) > 0:
             ci = sps.bootstrap((diff,), np.mean, confidence_level=0.95, n_resamples=n_boot,
                                random_state=np.random.default_rng(seed)).confidence_interval
-            row.update(ci_low=float(ci.low), ci_high=float(ci.high), p_wilcoxon=paired_wilcoxon(wide[a], wide[b])["p"])
-            if ci.low > 0 or ci.high < 0:
-                a_wins = (ci.high < 0) if lower_better else (ci.low > 0)
-                row["verdict"] = f"{a if a_wins else b} better"
+            row.update(patient_ci_low=float(ci.low), patient_ci_high=float(ci.high),
+                       p_wilcoxon=paired_wilcoxon(wide[a], wide[b])["p"])
+        low, high = row["ci_low"], row["ci_high"]
+        if np.isfinite(low) and np.isfinite(high) and (low > 0 or high < 0):
+            a_wins = (high < 0) if lower_better else (low > 0)
+            row["verdict"] = f"{a if a_wins else b} better"
         rows.append(row)
     return pd.DataFrame(rows)
 

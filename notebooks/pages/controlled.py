@@ -27,9 +27,11 @@
 #
 # The `controlled` study trains the shared and per-rater Stage 1 models at N in {2, 4, 8} raters
 # with np/N in {1/N, 1/2, 1} raters drawn per image at every step (per-step missingness), on
-# 32 x 32 images and one fold. Per-rater minus shared is compared per (N, np) with cases paired;
-# in these datasets every case is its own patient, so the 95% CI is a bootstrap over patients;
-# "inconclusive" when it contains zero. The demo runs the whole sweep (20 runs: the 16 per-step
+# 32 x 32 images and one fold. Per-rater minus shared is compared per (N, np) with cases paired.
+# The two models are trained separately, so the verdict reads the run-level 95% CI (run pairs and
+# cases; see [Statistical methods](statistics)): with one seed on one fold there is one run pair,
+# which measures no run-to-run spread, and every cell stays "inconclusive"; the bootstrap over
+# cases (every case is its own patient) is shown beside it as test-set uncertainty only. The demo runs the whole sweep (20 runs: the 16 per-step
 # cells and the static-missingness rows at N = 4) on 640 cases for 8 epochs, about half a minute
 # per run; the paper profile trains the same cells for its full epoch count. The smoke profile
 # leaves the study out.

@@ -28,7 +28,10 @@
 # and, beyond the thesis, free bits (at least 0.25 nats per latent dimension free of KL pressure)
 # for shared, per-rater and per-rater-tied, since a posterior that collapses onto the prior cannot
 # make its design matter. Each comparison pairs the same test cases (fold, seed, case) of two
-# rows at one np; the 95% CI is a bootstrap over patients; "inconclusive" when it contains zero.
+# rows at one np. The rows are separately trained, so the verdict reads the run-level 95% CI (run
+# pairs and patients; see [Statistical methods](statistics)), "inconclusive" when it contains zero
+# and always with a single run pair (one fold, one seed), which measures no run-to-run spread; the
+# bootstrap over patients is shown beside it as test-set uncertainty only.
 # The demo runs the study at np = 1 on fold 0, one seed (shared, shared-masked and per-rater are
 # the sparsity study's runs; five more runs: per-rater-tied, shared-wide and the three free-bits
 # rows), 6 epochs, so its readings are about an unconverged network on one fold; the paper profile

@@ -15,9 +15,13 @@
 # thesis's value, our effect with its 95% CI, n and p, and a verdict. The verdicts and statistics
 # are computed once when the runs are aggregated and read here from `scorecard.json`
 # (`book/data/claims.yaml` holds the claims and their rules). **reproduced**: the claimed direction
-# holds and the 95% CI of the mean paired difference (same test cases, bootstrap over patients)
-# excludes 0, with the Holm-adjusted p over the claims of one page below 0.05; **contradicted**: the
-# same the other way; **inconclusive**: the CI contains 0; ties are tested for equivalence (TOST)
+# holds and the 95% CI of the mean paired difference excludes 0, with the Holm-adjusted p over the
+# claims of one page below 0.05. For separately trained models that CI is **run-level**: it carries
+# the run-to-run spread (run pairs of fold × seed) as well as the test patients, because two
+# trainings of one config differ as much as the effects judged ([Statistical methods](statistics));
+# the patient-only interval is shown beside it as "test-set only". **contradicted**: the
+# same the other way; **inconclusive**: the CI contains 0, marked **underpowered** when the runs
+# present could not detect an effect of the thesis's size; ties are tested for equivalence (TOST)
 # within a stated margin; **not testable at this scale**: a compared run had not converged
 # (validation GED still improving by more than 2% over the last fifth of training);
 # **not testable**: this project cannot test it (data absent, quantity undefined, rater slots

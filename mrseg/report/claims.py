@@ -1087,7 +1087,7 @@ def findings_markdown(res: Results, page: str) -> str:
     card = card.assign(_o=card["verdict"].map(order).fillna(3)).sort_values("_o", kind="stable")
     lines = []
     for _, rec in card.iterrows():
-        text = f"- **{rec['id']}** ({rec['claim']}): **{rec['verdict']}**"
+        text = f"- **{rec['id']}** ({rec['claim']}): **{verdict_text(rec)}**"
         if rec["verdict"] == "contradicted":
             text += ", our runs point the other way from the thesis"
         if rec.get("effect") is not None and pd.notna(rec.get("effect")):
@@ -1095,6 +1095,8 @@ def findings_markdown(res: Results, page: str) -> str:
             if rec.get("ci_low") is not None and pd.notna(rec.get("ci_low")):
                 text += f" (95% CI {_num(rec['ci_low'])} to {_num(rec['ci_high'])})"
             text += f", n = {int(rec['n'])}" if rec.get("n") else ""
+            if _runs_note(rec):
+                text += f" [{_runs_note(rec)}]"
             if rec.get("p") is not None and pd.notna(rec.get("p")):
                 text += f", p {'' if fmt_p(rec['p']).startswith('<') else '= '}{fmt_p(rec['p'])}"
         if rec.get("thesis_effect") and rec["thesis_effect"] != "—":
@@ -1144,17 +1146,19 @@ def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -
         effect = _num(rec.get("effect"))
         if rec.get("ci_low") is not None and pd.notna(rec.get("ci_low")):
             effect += f" [{_num(rec['ci_low'])}, {_num(rec['ci_high'])}]"
-        cells = [cid, rec["claim"], rec["thesis_effect"], effect, rec["verdict"]]
+        cells = [cid, rec["claim"], rec["thesis_effect"], effect, verdict_text(rec)]
         if with_reference:
             ref = rec.get("reference_verdict")
             if (ref in (*DECIDED, NOT_AT_SCALE) and rec.get("reference_effect") is not None
                     and pd.notna(rec.get("reference_effect"))):
                 ref += f": {_num(rec['reference_effect'])} [{_num(rec['reference_ci_low'])}, {_num(rec['reference_ci_high'])}]"
+            if isinstance(ref, str) and rec.get("reference_verdict_note"):
+                ref += f" ({rec['reference_verdict_note']})"
             cells += [ref if isinstance(ref, str) else "—", rec.get("decision") or rec["verdict"]]
         rows.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     if rows:
         head = "| id | claim | thesis | ours | verdict |" + (" reference runs | decision |" if with_reference else "")
-        lines.append("**Headline claims** (ours: effect and 95% CI"
+        lines.append("**Headline claims** (ours: effect and 95% CI, run-level for separately trained models"
                      + ("; the reference runs' verdict decides where ours did not converge" if with_reference else "")
                      + "):\n\n" + head + "\n" + "|---" * head.count(" |") + "|\n" + "\n".join(rows))
     return "\n\n".join(lines)

@@ -31,10 +31,10 @@
 # The two models are trained separately, so the verdict reads the run-level 95% CI (run pairs and
 # cases; see [Statistical methods](statistics)): with one seed on one fold there is one run pair,
 # which measures no run-to-run spread, and every cell stays "inconclusive"; the bootstrap over
-# cases (every case is its own patient) is shown beside it as test-set uncertainty only. The demo runs the whole sweep (20 runs: the 16 per-step
-# cells and the static-missingness rows at N = 4) on 640 cases for 8 epochs, about half a minute
-# per run; the paper profile trains the same cells for its full epoch count. The smoke profile
-# leaves the study out.
+# cases (every case is its own patient) is shown beside it as test-set uncertainty only. The
+# demo runs the whole sweep (20 runs: the 16 per-step cells and the static-missingness rows at
+# N = 4) on 640 cases for 8 epochs, about half a minute per run; the paper profile trains the
+# same cells for its full epoch count. The smoke profile leaves the study out.
 
 # %% tags=["parameters", "hide-input"]
 results_dir: str = ""  # folder of the aggregated tables (or its root); empty means mrseg.paths.results_dir()

@@ -103,7 +103,8 @@ def test_reference_paired_reads_either_orientation(tmp_path):
     table = reference_tables.reference_paired(ref, metrics=("ged",))
     first = table.iloc[0]   # asked as per_rater_s1 - shared_s1: the stored shared - per-rater, negated
     assert first["a - b"] == "per_rater_s1 - shared_s1" and first["mean diff"] == "-0.0300"
-    assert first["95% CI"] == "[-0.0500, -0.0100]" and first["folds a lower"] == "4"
+    assert first["95% CI (run-level)"] == "[-0.0500, -0.0100]" and first["folds a lower"] == "4"
+    assert first["test-set only"] == "—" and first["run pairs"] == 0   # older tables lack those columns
     assert first["reading"] == "per_rater_s1 lower"
     ref = ReferenceResults(folder=tmp_path, paired=pd.DataFrame([{**row, "ci_low": -0.01}]))
     assert reference_tables.reference_paired(ref, metrics=("ged",)).iloc[0]["reading"].startswith("inconclusive")
@@ -252,3 +253,22 @@ def test_verify_retrains_a_committed_run_and_compares(smoke_runs, tmp_path, caps
                              "fold": [0] * 4, "ged": [0.50, 0.54, 0.58, 0.58]})
     sd, n = seed_spread(type(ref)(folder=ref.folder, per_fold=per_fold), "shared", 4, 0, "ged")
     assert n == 3 and sd == pytest.approx(0.04)
+
+
+def test_the_paired_table_is_stored_with_the_export_and_recomputed_when_stale(smoke_runs, tmp_path):
+    """The export keeps its paired comparisons (the slow bootstrap runs once, not at every book
+    build); a changed index (or changed statistics code) makes the stored table stale."""
+    from mrseg.pipeline.reference import PAIRED_FILE, PAIRED_KEY_FILE, read_stored_paired
+
+    plan, dest = _plan(tmp_path), tmp_path / "reference"
+    export_reference(plan, "smoke", dest=dest)
+    folder = dest / "mini" / "smoke"
+    assert (folder / PAIRED_FILE).exists() and (folder / PAIRED_KEY_FILE).exists()
+    stored = read_stored_paired(folder)
+    fresh = load_reference(plan, "smoke", root=dest).paired
+    assert stored is not None and len(stored) == len(fresh) and set(stored["metric"]) == set(fresh["metric"])
+    index = read_json(folder / "index.json")
+    write_json(folder / "index.json", {**index, "exported": "later"})
+    assert read_stored_paired(folder) is None                       # stale: recomputed on the next read
+    assert not load_reference(plan, "smoke", root=dest).paired.empty
+    assert read_stored_paired(folder) is not None                   # ... and cached for the read after

@@ -28,12 +28,16 @@ from typing import Any
 import pandas as pd
 
 from mrseg.io import read_json, write_json
-from mrseg.paths import REPO_ROOT
+from mrseg.paths import REPO_ROOT, cache_dir
 from mrseg.pipeline.fingerprint import stale_reason
 from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest
 from mrseg.pipeline.plan import load_plan
 
 REFERENCE_ROOT = REPO_ROOT / "reference"
+PAIRED_FILE = "paired.csv.gz"      # the export's paired comparisons, valid while paired_key() matches
+PAIRED_KEY_FILE = "paired.key"
+# Modules whose code computes the paired comparisons: a change to them invalidates a stored table.
+PAIRED_SOURCES = ("pipeline/aggregate.py", "diagnostics/run_level.py", "diagnostics/statistics.py")
 # Reference profiles, most authoritative first: the GPU-sized profile, then the CPU-affordable one.
 REFERENCE_PROFILES: tuple[str, ...] = ("reference", "reference-cpu")
 EXPORTED_FILES = ("manifest.json", "eval_summary.json", "history.csv")
@@ -52,6 +56,51 @@ def reference_folder(plan: str, profile: str, root: str | os.PathLike | None = N
 def available_reference_profiles(plan: str = "thesis", root: str | os.PathLike | None = None) -> list[str]:
     """The profiles of :data:`REFERENCE_PROFILES` that have an export (``index.json``) for ``plan``, in that order."""
     return [p for p in REFERENCE_PROFILES if (reference_folder(plan, p, root) / "index.json").exists()]
+
+
+def paired_key(folder: Path) -> str:
+    """SHA-1 of the export's ``index.json`` and of the code that computes paired comparisons."""
+    import hashlib
+
+    from mrseg.pipeline.fingerprint import PACKAGE, hash_sources
+
+    digest = hashlib.sha1((folder / "index.json").read_bytes())
+    digest.update(hash_sources(PACKAGE, PAIRED_SOURCES).encode())
+    return digest.hexdigest()
+
+
+def _paired_cache(folder: Path) -> Path:
+    """Where a checkout keeps an export's paired table when the committed one is out of date."""
+    return cache_dir() / "reference" / folder.parent.name / folder.name
+
+
+def read_stored_paired(folder: Path) -> pd.DataFrame | None:
+    """The export's stored paired table if its key matches today's (committed with the export, or
+    cached by an earlier read in this checkout); None otherwise."""
+    key = paired_key(folder)
+    for place in (folder, _paired_cache(folder)):
+        try:
+            if (place / PAIRED_KEY_FILE).read_text().strip() == key:
+                return pd.read_csv(place / PAIRED_FILE)
+        except (OSError, ValueError, EOFError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            continue
+    return None
+
+
+def store_paired(folder: Path, paired: pd.DataFrame, in_export: bool = False) -> None:
+    """Keep ``paired`` beside the export (``in_export``) or in this checkout's cache, atomically,
+    with the key it is valid for; a read-only place is skipped silently (the table is recomputed)."""
+    place = folder if in_export else _paired_cache(folder)
+    try:
+        place.mkdir(parents=True, exist_ok=True)
+        tmp = place / (PAIRED_FILE + ".tmp")
+        paired.to_csv(tmp, index=False, compression={"method": "gzip", "mtime": 0})
+        os.replace(tmp, place / PAIRED_FILE)
+        key_tmp = place / (PAIRED_KEY_FILE + ".tmp")
+        key_tmp.write_text(paired_key(folder) + "\n")
+        os.replace(key_tmp, place / PAIRED_KEY_FILE)
+    except OSError:
+        pass
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
@@ -113,6 +162,7 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
     index = {"plan": Path(str(plan)).stem, "profile": profile, "exported": now_iso(), "runs": runs,
              "not_exported": skipped}
     write_json(folder / "index.json", index)
+    store_paired(folder, load_reference(plan, profile, dest).paired, in_export=True)
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     return {"folder": str(folder), "exported": len(exported), "kept": len(kept), "skipped": len(skipped),
             "bytes": size}
@@ -144,7 +194,8 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
                    root: str | os.PathLike | None = None, paired: bool = True) -> ReferenceResults:
     """Read ``reference_folder(plan, profile, root)``; an empty :class:`ReferenceResults` when
     nothing was exported. A run folder whose files cannot be read raises ``ValueError`` naming it.
-    ``paired=False`` skips the paired comparisons (their bootstrap is the slow part)."""
+    ``paired=False`` skips the paired comparisons (their bootstrap is the slow part); otherwise the
+    table stored with the export (or cached here) is read when its key (:func:`paired_key`) matches."""
     from mrseg.pipeline.aggregate import (
         add_run_columns,
         cases_table,
@@ -183,7 +234,13 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
     if not out.cases.empty:
         out.per_fold = add_run_columns(per_fold_table(out.cases), run_dirs)
         out.summary = summary_table(out.per_fold)
-        out.paired = paired_table(out.cases) if paired else pd.DataFrame()
+        if paired:
+            out.paired = read_stored_paired(folder)
+            if out.paired is None:
+                out.paired = paired_table(out.cases)
+                store_paired(folder, out.paired)
+        else:
+            out.paired = pd.DataFrame()
     return out
 
 

@@ -907,7 +907,7 @@ def evaluate_claims(res: Results, thesis: dict[str, Any], claims: list[dict[str,
 
 DECIDED = ("reproduced", "contradicted", "inconclusive")
 # Run-level details of a claim that the reference's scoring contributes (as reference_<name>).
-REFERENCE_DETAIL = ("verdict_note", "unit", "n_runs", "run_ci_low", "run_ci_high", "run_p", "detectable_effect",
+REFERENCE_DETAIL = ("verdict_note", "unit", "n_runs", "run_ci_low", "run_ci_high", "run_p", "run_sd", "detectable_effect",
                     "patient_ci_low", "patient_ci_high", "thesis_diff")
 
 

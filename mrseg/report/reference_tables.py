@@ -131,7 +131,9 @@ def reference_paired(ref: ReferenceResults, metrics: tuple[str, ...] = ("ged", "
                             "test-set only": _ci_text(_interval(rec, "patient_ci_low", "patient_ci_high", sign)),
                             "detectable (80% power)": (f"{float(rec['detectable_effect']):.4f}"
                                                        if pd.notna(rec.get("detectable_effect")) else "—"),
-                            "n cases": int(rec["n"]), "reading": reading})
+                            "n cases": int(rec["n"]),
+                            "folds a lower": f"{rec.get('folds_a_lower' if sign > 0 else 'folds_a_higher', '—')}",
+                            "reading": reading})
     return pd.DataFrame(records)
 
 

@@ -46,7 +46,7 @@ def power_table(res: Results, claims: tuple[str, ...] = POWER_CLAIMS, prefix: st
             continue
         effect_key = "effect" if not prefix else "reference_effect"
         rows.append({"claim": rec["id"], "run pairs": int(rec.get(f"{prefix}n_runs") or 0),
-                     "run SD": _num(rec.get(f"{prefix}run_sd")) if not prefix else "—",
+                     "run SD": _num(rec.get(f"{prefix}run_sd")),
                      "detectable (80% power)": _num(rec.get(f"{prefix}detectable_effect")),
                      "thesis effect": _num(rec.get(f"{prefix}thesis_diff"), signed=True),
                      "ours": _num(rec.get(effect_key), signed=True),

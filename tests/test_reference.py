@@ -213,8 +213,13 @@ def test_export_keeps_runs_exported_earlier_that_are_not_here(smoke_runs, tmp_pa
     index["runs"].append({**earlier, "run_id": new[0].run_id, "seed": 1338})
     write_json(folder / "index.json", index)
 
+    write_json(folder / new[0].run_id / "manifest.json",
+               {**read_json(folder / new[0].run_id / "manifest.json"), "notebook": "/somewhere/else/run.ipynb"})
     result = export_reference(str(two_seeds), "smoke", dest=dest)
     assert (result["exported"], result["kept"], result["skipped"]) == (2, 1, 1)
+    # committed manifests name no machine's folders, the kept run's included
+    for manifest in folder.rglob("manifest.json"):
+        assert not str(read_json(manifest).get("notebook") or "").startswith("/"), manifest
     runs = read_json(folder / "index.json")["runs"]
     assert new[0].run_id in {r["run_id"] for r in runs} and len(runs) == 3
     assert read_json(folder / "index.json")["not_exported"] == [{"run_id": new[1].run_id, "reason": "not complete"}]

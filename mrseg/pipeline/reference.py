@@ -103,6 +103,27 @@ def store_paired(folder: Path, paired: pd.DataFrame, in_export: bool = False) ->
         pass
 
 
+def portable_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A manifest fit to commit: paths under the repository made relative to it, other absolute
+    paths cut to their file name (a committed file names no machine's folders)."""
+    out = dict(manifest)
+    for key in ("notebook", "run_dir"):
+        value = out.get(key)
+        if isinstance(value, str) and os.path.isabs(value):
+            path = Path(value)
+            try:
+                out[key] = path.relative_to(REPO_ROOT).as_posix()
+            except ValueError:
+                out[key] = path.name
+    return out
+
+
+def _write_portable_manifest(manifest: dict[str, Any], dst: Path) -> None:
+    portable = portable_manifest(manifest)
+    if portable != manifest or not dst.exists():
+        write_json(dst, portable)
+
+
 def _copy_atomic(src: Path, dst: Path) -> None:
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.copyfile(src, tmp)
@@ -140,6 +161,8 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
             previous = earlier.get(item.run_id)
             if previous is not None and (folder / item.run_id / "manifest.json").exists():
                 kept.append({**previous, "memberships": item.memberships})
+                _write_portable_manifest(read_json(folder / item.run_id / "manifest.json"),
+                                         folder / item.run_id / "manifest.json")
             else:
                 skipped.append({"run_id": item.run_id, "reason": "not complete"})
             continue
@@ -147,7 +170,9 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
         target = folder / item.run_id
         target.mkdir(parents=True, exist_ok=True)
         for name in EXPORTED_FILES:
-            if (item.run_dir / name).exists():
+            if name == "manifest.json":
+                _write_portable_manifest(manifest, target / name)
+            elif (item.run_dir / name).exists():
                 _copy_atomic(item.run_dir / name, target / name)
         if (item.run_dir / "eval_cases.csv").exists():
             _gzip_atomic(item.run_dir / "eval_cases.csv", target / CASES_FILE)

@@ -32,7 +32,9 @@
 #   because it is the only one of the four that carries both sources of variance and the
 #   shared test set; a mixed model with crossed random effects (run pair, patient) estimates the
 #   same quantity but took about a minute per comparison with statsmodels on this machine, against
-#   a few hundred per build.
+#   a few hundred per build. The R − 1 degrees of freedom treat the run pairs as the replicates;
+#   where the four folds' means differ much more than seeds within a fold, the fold is the real
+#   replicate and Nadeau & Bengio's interval below is the safer reading.
 # - **t over run pairs**: mean ± t · SD / √R of the run-pair means. It ignores that run pairs of
 #   one fold share their test patients, so it can be narrower than the primary.
 # - **Nadeau & Bengio's corrected resampled t** (2003): the variance of the run-pair means scaled by

@@ -136,3 +136,33 @@ def test_power_note_and_thesis_difference():
     assert power_note({"unit": "run", "n_runs": 8, "detectable_effect": 0.03}, 0.05) == ""
     assert power_note({"unit": "run", "n_runs": 1}, math.nan).startswith("underpowered: 1 run pair")
     assert power_note({"unit": "case", "n_runs": 1}, math.nan) == ""
+
+
+def test_degradation_is_judged_on_the_change_of_gap_per_run_pair():
+    """C4.16's rule: the gap ours - baseline at np 1 minus the gap at np 4, per run pair, t over
+    run pairs; hand-made paired records (np 4 gaps ~0, np 1 gaps ~-0.05 on every run pair)."""
+    def record(n_present: int, diffs: dict[str, float]) -> dict:
+        mean = float(np.mean(list(diffs.values())))
+        return {"study": "sparsity", "n_present": n_present, "a": "shared_s1", "b": "per_rater_s1",
+                "metric": "ged_dpersona", "unit": "run", "n": 100, "mean_diff": -mean, "ci_low": -mean - 0.01,
+                "ci_high": -mean + 0.01, "p": 0.01, "mean_a": 0.5, "mean_b": 0.5 + mean, "n_folds": 4,
+                "folds_a_lower": 0, "folds_a_higher": 4, "fold_diffs": "", "fold_ci": "",
+                "run_diffs": " ".join(f"{k}:{-v:+.6g}" for k, v in diffs.items()), "seed_diffs": ""}
+
+    runs = ["0/1", "1/1", "2/1", "3/1"]
+    full = record(4, dict(zip(runs, [0.001, -0.002, 0.0, 0.001])))
+    sparse = record(1, dict(zip(runs, [-0.05, -0.045, -0.055, -0.048])))
+    res = Results(folder=None, plan="thesis", profile="test", paired=pd.DataFrame([full, sparse]),
+                  per_fold=pd.DataFrame())
+    rule = {"kind": "degradation", "study": "sparsity", "baseline": "shared_s1", "ours": "per_rater_s1",
+            "metric": "ged_dpersona", "full": 4, "sparse": 1}
+    from mrseg.report.claims import _rule_degradation
+
+    ev = _rule_degradation(res, rule, {})
+    expected = np.mean([-0.05 - 0.001, -0.045 + 0.002, -0.055 - 0.0, -0.048 - 0.001])
+    assert ev.verdict == "reproduced" and ev.effect == pytest.approx(expected) and ev.ci_high < 0
+    assert ev.n == 4 and ev.detail["n_runs"] == 4 and ev.p < 0.05
+    # the same mean change with run pairs that disagree: inconclusive
+    sparse = record(1, dict(zip(runs, [-0.15, 0.05, -0.10, 0.0])))
+    res.paired = pd.DataFrame([full, sparse])
+    assert _rule_degradation(res, rule, {}).verdict == "inconclusive"

@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from mrseg.config import RunConfig
+from mrseg.diagnostics.run_level import fold_means_difference
 from mrseg.diagnostics.statistics import (
     adjust_pvalues,
     direction_verdict,
@@ -420,16 +421,34 @@ def _rule_fold_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any
                     f"expected a {rule['expect']} b in fold {f}", diffs[f], low, high, math.nan, 0, rows, rec["decides"])
 
 
+def _run_diffs(detail: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in (t.rsplit(":", 1) for t in str(detail.get("run_diffs") or "").split())}
+
+
 def _rule_degradation(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
     """``baseline`` degrades more than ``ours`` from np=``full`` to np=``sparse``, i.e. the gap
-    ``ours - baseline`` is more favourable at ``sparse`` than at ``full``: reproduced when the two
-    gaps' 95% CIs do not overlap in that direction (conservative), contradicted when they do not
-    overlap the other way."""
+    ``ours - baseline`` is more favourable at ``sparse`` than at ``full``. With two or more run
+    pairs (fold, seed) scored at both levels, the difference of the two gaps per run pair decides
+    (a t interval over run pairs: reproduced when it excludes 0 on the claimed side, contradicted on
+    the other); otherwise the two gaps' 95% CIs must not overlap (conservative)."""
     sparse = _level_evidence(res, rule, rule["sparse"])
     full = _level_evidence(res, rule, rule["full"])
     rows = sparse.rows + full.rows
     if NO_RESULTS in (sparse.verdict, full.verdict):
         return Evidence(NO_RESULTS, "—", "missing sparsity levels", rows=rows)
+    at_sparse, at_full = _run_diffs(sparse.detail), _run_diffs(full.detail)
+    common = sorted(set(at_sparse) & set(at_full))
+    if len(common) >= 2:
+        did = fold_means_difference([at_sparse[k] - at_full[k] for k in common])
+        low, high = did["t_ci_low"], did["t_ci_high"]
+        lower = rule.get("lower_is_better", True)
+        verdict = direction_verdict(low, high, "<" if lower else ">")
+        return Evidence(verdict, f"gap np{rule['full']}: {full.effect:+.4f}; np{rule['sparse']}: {sparse.effect:+.4f}; "
+                        f"change {did['run_effect']:+.4f} [{low:+.4f}, {high:+.4f}] over {len(common)} run pairs",
+                        "difference of the two gaps per run pair, t interval over run pairs", did["run_effect"], low,
+                        high, did["t_p"], len(common), rows, sparse.decides,
+                        {"unit": "run", "n_runs": len(common), "run_ci_low": low, "run_ci_high": high,
+                         "run_p": did["t_p"], "run_sd": did["run_sd"], "detectable_effect": did["detectable_effect"]})
     verdict = ("reproduced" if sparse.ci_high < full.ci_low else "contradicted" if sparse.ci_low > full.ci_high
                else "inconclusive")
     return Evidence(verdict, f"gap np{rule['full']}: {full.effect:+.4f} [{full.ci_low:+.4f}, {full.ci_high:+.4f}]; "

@@ -208,6 +208,13 @@ def test_sorted_rater_slots_make_per_slot_claims_testable(example):
     card = report.scorecard(res, thesis, report.load_claims()).set_index("id")
     assert card.loc["C4.5", "verdict"] in ("reproduced", "contradicted", "inconclusive")
     assert card.loc["C4.6", "verdict"] in ("reproduced", "contradicted", "inconclusive")
+    # another study's dataset without a rater order (the controlled study's synthetic raters) does
+    # not make the main study's slots unordered
+    res.context["datasets"] = ["synthetic", "synthetic-raters4"]
+    res.per_fold = res.per_fold.assign(dataset="synthetic")
+    res.per_fold = pd.concat([res.per_fold, res.per_fold.iloc[:1].assign(study="controlled", dataset="synthetic-raters4")])
+    card = report.scorecard(res, thesis, report.load_claims()).set_index("id")
+    assert card.loc["C4.5", "verdict"] != "not testable" and card.loc["C4.6", "verdict"] != "not testable"
 
 
 def test_failed_runs_are_listed(example):

@@ -306,10 +306,16 @@ def _rule_extreme(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) ->
                     e.effect, e.ci_low, e.ci_high, max(x.p for x in evs.values()), e.n, rows, e.decides, e.detail)
 
 
-def rater_slots_sorted(res: Results) -> bool:
-    """True when every dataset of the results states an area-sorted ``rater_order`` (meta.json)."""
+def rater_slots_sorted(res: Results, study: str | None = None) -> bool:
+    """True when every dataset behind ``study``'s runs (per_fold.csv; all of the build's datasets
+    when ``study`` is None or not found) states an area-sorted ``rater_order`` (meta.json). Another
+    study's datasets (e.g. the controlled study's synthetic raters) do not matter to this one."""
     order = res.context.get("rater_order") or {}
     datasets = res.context.get("datasets") or list(order)
+    pf = res.per_fold
+    if study is not None and pf is not None and not pf.empty and {"study", "dataset"} <= set(pf.columns):
+        used = sorted(set(pf.loc[pf["study"].astype(str) == study, "dataset"].dropna().astype(str)))
+        datasets = used or datasets
     return bool(datasets) and all(str(order.get(d, "")).lower().startswith("area") for d in datasets)
 
 
@@ -319,7 +325,7 @@ def _rule_per_expert(res: Results, rule: dict[str, Any], thesis: dict[str, Any])
     Not testable unless the dataset's rater slots have a stated order (``rater_order``
     area-sorted in meta.json): on unsorted slots "expert k" is an arbitrary reader."""
     rows = _rows_of({**rule["a"], "n_present": 4}, {**rule["b"], "n_present": 4})
-    if not rater_slots_sorted(res):
+    if not rater_slots_sorted(res, rule["a"]["study"]):
         return Evidence(NOT_TESTABLE, "—", "rater slots are not ordered (no area-sorted rater_order in the dataset's meta.json)",
                         rows=rows)
     evs = []

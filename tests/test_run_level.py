@@ -166,3 +166,22 @@ def test_degradation_is_judged_on_the_change_of_gap_per_run_pair():
     sparse = record(1, dict(zip(runs, [-0.15, 0.05, -0.10, 0.0])))
     res.paired = pd.DataFrame([full, sparse])
     assert _rule_degradation(res, rule, {}).verdict == "inconclusive"
+
+
+def test_a_claim_about_one_fold_is_judged_over_that_folds_seeds():
+    from mrseg.report.claims import _rule_fold_compare
+
+    effects = {(0, s): 0.01 * (s - 2) for s in (1, 2, 3)}            # fold 0: seeds disagree
+    effects.update({(1, s): 0.04 + 0.002 * s for s in (1, 2, 3)})      # fold 1: seeds agree
+    cases = _cases(effects)
+    res = Results(folder=None, plan="thesis", profile="test", paired=paired_table(cases, metrics=("ged_dpersona",)),
+                  per_fold=pd.DataFrame())
+    rule = {"study": "main", "a": "per_rater_s1", "b": "shared_s1", "metric": "ged_dpersona", "n_present": 4,
+            "expect": ">"}
+    decided = _rule_fold_compare(res, {**rule, "fold": 1}, {})
+    assert decided.verdict == "reproduced" and decided.n == 3 and decided.ci_low > 0 and decided.p < 0.05
+    open_ = _rule_fold_compare(res, {**rule, "fold": 0}, {})
+    assert open_.verdict == "inconclusive" and open_.ci_low < 0 < open_.ci_high
+    # asked the other way round (b - a): the mirrored interval
+    flipped = _rule_fold_compare(res, {**rule, "a": "shared_s1", "b": "per_rater_s1", "expect": "<", "fold": 1}, {})
+    assert flipped.verdict == "reproduced" and flipped.ci_high == pytest.approx(-decided.ci_low)

@@ -309,10 +309,14 @@ def paired_rows(a: pd.DataFrame, b: pd.DataFrame, metric: str, seed: int = 0) ->
         "mean_diff": run_level["run_effect"], "ci_low": run_level["run_ci_low"], "ci_high": run_level["run_ci_high"],
         "ci90_low": run_level["run_ci90_low"], "ci90_high": run_level["run_ci90_high"], "p": run_level["run_p"]}
     by_fold = both.groupby("fold")["diff"].mean()
-    fold_ci = []
+    fold_ci, fold_run_ci = [], []
     for fold, sub in both.groupby("fold"):
         low, high = cluster_bootstrap_mean_ci(sub["diff"].to_numpy(), _groups(sub).to_numpy(), n_boot=1000, seed=seed)
         fold_ci.append(f"{int(fold)}:{low:.6g}:{high:.6g}")
+        within = run_level_difference(sub["diff"].to_numpy(), runs.loc[sub.index].to_numpy(), _groups(sub).to_numpy(),
+                                      n_boot=1000, seed=seed)
+        fold_run_ci.append(f"{int(fold)}:{within['run_ci_low']:.6g}:{within['run_ci_high']:.6g}:"
+                           f"{within['run_p']:.6g}:{within['n_runs']}")
     by_seed = both.groupby("seed")["diff"].mean() if "seed" in both else pd.Series(dtype=float)
     return {
         "metric": metric, "unit": unit, "n": int(d.size), "n_groups": int(np.unique(groups.astype(str)).size),
@@ -325,6 +329,7 @@ def paired_rows(a: pd.DataFrame, b: pd.DataFrame, metric: str, seed: int = 0) ->
         "M": ",".join(str(int(m)) for m in sorted(set(both["M"]))) if "M" in both else "",
         "n_folds": int(by_fold.size), "folds_a_lower": int((by_fold < 0).sum()), "folds_a_higher": int((by_fold > 0).sum()),
         "fold_diffs": " ".join(f"{int(f)}:{v:+.6g}" for f, v in by_fold.items()), "fold_ci": " ".join(fold_ci),
+        "fold_run_ci": " ".join(fold_run_ci),
         "n_seeds": int(by_seed.size), "seed_diffs": " ".join(f"{int(s)}:{v:+.4g}" for s, v in by_seed.items()),
     }
 
@@ -338,7 +343,8 @@ def paired_table(cases: pd.DataFrame, metrics: Iterable[str] = PAIRED_METRICS, s
     mean_diff, ci_low, ci_high (95%), ci90_low, ci90_high, p; sd_diff; case_mean_diff and the
     patient bootstrap (patient_ci_low/high, patient_ci90_low/high, patient_p: Wilcoxon); the
     run-level columns of :data:`RUN_LEVEL_COLUMNS`; mean_a, mean_b, M, n_folds, folds_a_lower,
-    folds_a_higher, fold_diffs, fold_ci (per-fold 95% patient CI), n_seeds, seed_diffs.
+    folds_a_higher, fold_diffs, fold_ci (per-fold 95% patient CI), fold_run_ci (per fold, the
+    run-level CI over that fold's run pairs (seeds): "fold:low:high:p:n_runs"), n_seeds, seed_diffs.
     """
     if cases.empty or "row" not in cases:
         return pd.DataFrame()

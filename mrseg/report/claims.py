@@ -142,6 +142,8 @@ def _paired(res: Results, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any
                                              (t.split(":") for t in str(rec.get("fold_diffs") or "").split()))
                 rec["fold_ci"] = " ".join(f"{f}:{-float(h)}:{-float(lo)}" for f, lo, h in
                                           (t.split(":") for t in str(rec.get("fold_ci") or "").split()))
+                rec["fold_run_ci"] = " ".join(f"{f}:{-float(h)}:{-float(lo)}:{p}:{n}" for f, lo, h, p, n in
+                                              (t.split(":") for t in str(rec.get("fold_run_ci") or "").split()))
             rec["decides"] = f"paired.csv: {a['study']}, np={n_present}, {a['row']} - {b['row']}, {metric}"
             return rec
     return None
@@ -411,8 +413,10 @@ def _rule_fold_wins(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
 
 
 def _rule_fold_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """In fold ``fold``, ``a`` vs ``b`` (same study/metric/np): the per-fold patient-bootstrap CI
-    of the paired difference (``fold_ci`` of paired.csv) decides, as ``compare``."""
+    """In fold ``fold``, ``a`` vs ``b`` (same study/metric/np): the run-level CI over that fold's
+    run pairs (seeds; ``fold_run_ci`` of paired.csv) decides, as ``compare``; with one seed in the
+    fold no run-to-run spread is measured and the verdict is inconclusive (the fold's
+    patient-bootstrap CI, ``fold_ci``, is shown as test-set uncertainty only)."""
     spec = {"study": rule["study"], "metric": rule["metric"], "n_present": rule.get("n_present", 4)}
     rec = _paired(res, {**spec, "row": rule["a"]}, {**spec, "row": rule["b"]})
     rows = _rows_of({**spec, "row": rule["a"]}, {**spec, "row": rule["b"]})
@@ -422,9 +426,20 @@ def _rule_fold_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any
     f = int(rule["fold"])
     if rec is None or f not in folds:
         return Evidence(NO_RESULTS, "—", f"fold {f} has no paired results", rows=rows)
-    low, high = folds[f]
-    return Evidence(direction_verdict(low, high, rule["expect"]), f"fold {f}: diff {diffs[f]:+.4f} [{low:+.4f}, {high:+.4f}]",
-                    f"expected a {rule['expect']} b in fold {f}", diffs[f], low, high, math.nan, 0, rows, rec["decides"])
+    patient_low, patient_high = folds[f]
+    within = {int(t.split(":")[0]): t.split(":")[1:] for t in str(rec.get("fold_run_ci") or "").split()}
+    low, high, p, n_runs = (float(within[f][0]), float(within[f][1]), float(within[f][2]), int(within[f][3])) \
+        if f in within else (math.nan, math.nan, math.nan, 1)
+    detail = {"unit": "run", "n_runs": n_runs, "run_ci_low": low, "run_ci_high": high, "run_p": p,
+              "patient_ci_low": patient_low, "patient_ci_high": patient_high}
+    text = f"fold {f}: diff {diffs[f]:+.4f}"
+    if n_runs >= 2 and math.isfinite(low):
+        return Evidence(direction_verdict(low, high, rule["expect"]), text + f" [{low:+.4f}, {high:+.4f}] over {n_runs} seeds",
+                        f"expected a {rule['expect']} b in fold {f}", diffs[f], low, high, p, n_runs, rows,
+                        rec["decides"], detail)
+    return Evidence("inconclusive", text + f", test-set only [{patient_low:+.4f}, {patient_high:+.4f}]",
+                    f"one seed in fold {f}: no run-to-run spread measured", diffs[f], math.nan, math.nan, math.nan,
+                    n_runs, rows, rec["decides"], detail)
 
 
 def _run_diffs(detail: dict[str, Any]) -> dict[str, float]:

@@ -134,7 +134,7 @@ def test_power_note_and_thesis_difference():
     assert power_note({"unit": "run", "n_runs": 8, "detectable_effect": 0.03}, -0.0063).startswith(
         "underpowered: 8 runs detect >= 0.0300")
     assert power_note({"unit": "run", "n_runs": 8, "detectable_effect": 0.03}, 0.05) == ""
-    assert power_note({"unit": "run", "n_runs": 1}, math.nan).startswith("underpowered: 1 run pair")
+    assert power_note({"unit": "run", "n_runs": 1}, math.nan) == "underpowered: 1 run pair measures no run-to-run spread"
     assert power_note({"unit": "case", "n_runs": 1}, math.nan) == ""
 
 
@@ -185,3 +185,17 @@ def test_a_claim_about_one_fold_is_judged_over_that_folds_seeds():
     # asked the other way round (b - a): the mirrored interval
     flipped = _rule_fold_compare(res, {**rule, "a": "shared_s1", "b": "per_rater_s1", "expect": "<", "fold": 1}, {})
     assert flipped.verdict == "reproduced" and flipped.ci_high == pytest.approx(-decided.ci_low)
+
+
+def test_a_row_is_unconverged_only_when_most_of_its_runs_still_improve():
+    from mrseg.report.claims import _convergence
+
+    def per_fold(flags: list[bool]) -> pd.DataFrame:
+        return pd.DataFrame({"run_id": [f"r{i}" for i in range(len(flags))], "study": "main", "row": "shared_s1",
+                             "n_present": 4, "fold": 0, "converged": flags})
+
+    rows = [("main", "shared_s1", 4)]
+    res = Results(folder=None, plan="thesis", profile="test", per_fold=per_fold([True] * 19 + [False]))
+    assert _convergence(res, rows) == []                            # 19 of 20 at a plateau
+    res.per_fold = per_fold([True, False, False, True])
+    assert _convergence(res, rows) == ["shared_s1 (np=4: 2/4 runs converged)"]

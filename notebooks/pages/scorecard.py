@@ -22,8 +22,9 @@
 # the patient-only interval is shown beside it as "test-set only". **contradicted**: the
 # same the other way; **inconclusive**: the CI contains 0, marked **underpowered** when the runs
 # present could not detect an effect of the thesis's size; ties are tested for equivalence (TOST)
-# within a stated margin; **not testable at this scale**: a compared run had not converged
-# (validation GED still improving by more than 2% over the last fifth of training);
+# within a stated margin; **not testable at this scale**: a compared row is not at a plateau
+# (under 80% of its runs converged; a run converged when its validation GED improves by at most 2%
+# over the last fifth of training);
 # **not testable**: this project cannot test it (data absent, quantity undefined, rater slots
 # unordered); **no results**: the plan has not produced the tables the rule needs. Verdicts compare
 # directions, not magnitudes: demo-scale runs on (semi-)synthetic images cannot match the thesis's

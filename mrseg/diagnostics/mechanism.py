@@ -24,11 +24,9 @@ the Wilcoxon signed-rank p over cases (:func:`mrseg.diagnostics.statistics.paire
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from mrseg.diagnostics.run_level import run_level_difference
-from mrseg.diagnostics.statistics import paired_wilcoxon
+from mrseg.diagnostics.run_level import better_verdict, run_level_difference, patient_interval
 
 STUDY = "mechanism"
 # (label, a, b): the explanation a pair separates, and the two rows compared
@@ -57,7 +55,6 @@ def mechanism_comparisons(cases: pd.DataFrame, metric: str = "ged", lower_is_bet
     run-pair means of a - b), ``ci_low``, ``ci_high`` (run-level; NaN with one run pair),
     ``patient_ci_low``, ``patient_ci_high`` (test-set only), ``p_wilcoxon``, ``verdict``. Empty when
     no pair has both rows."""
-    from scipy import stats as sps
 
 
     columns = ["explanation", "a", "b", "np", "n_cases", "n_patients", "n_runs", "mean_a", "mean_b", "difference",
@@ -83,17 +80,9 @@ def mechanism_comparisons(cases: pd.DataFrame, metric: str = "ged", lower_is_bet
                    "n_patients": int(len(per_patient)), "n_runs": int(run_level["n_runs"]),
                    "mean_a": float(wide[a].mean()), "mean_b": float(wide[b].mean()),
                    "difference": run_level["run_effect"], "ci_low": run_level["run_ci_low"],
-                   "ci_high": run_level["run_ci_high"], "patient_ci_low": np.nan, "patient_ci_high": np.nan,
-                   "p_wilcoxon": np.nan, "verdict": "inconclusive"}
-            if len(per_patient) >= 3 and np.ptp(per_patient) > 0:
-                ci = sps.bootstrap((per_patient,), np.mean, confidence_level=0.95, n_resamples=n_boot,
-                                   random_state=np.random.default_rng(seed)).confidence_interval
-                row.update(patient_ci_low=float(ci.low), patient_ci_high=float(ci.high),
-                           p_wilcoxon=paired_wilcoxon(wide[a], wide[b])["p"])
-            low, high = row["ci_low"], row["ci_high"]
-            if np.isfinite(low) and np.isfinite(high) and (low > 0 or high < 0):
-                a_wins = (high < 0) if lower_is_better else (low > 0)
-                row["verdict"] = f"{a if a_wins else b} better"
+                   "ci_high": run_level["run_ci_high"],
+                   **patient_interval(per_patient, wide[a], wide[b], n_boot=n_boot, seed=seed),
+                   "verdict": better_verdict(run_level["run_ci_low"], run_level["run_ci_high"], a, b, lower_is_better)}
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)
 

@@ -22,8 +22,7 @@ import torch
 
 from mrseg.data.controlled import n_raters_of, styles_for, true_draws
 from mrseg.data.torch_data import resize_masks
-from mrseg.diagnostics.run_level import run_level_difference
-from mrseg.diagnostics.statistics import paired_wilcoxon
+from mrseg.diagnostics.run_level import better_verdict, run_level_difference, patient_interval
 from mrseg.metrics import ged
 
 RECOVERY_DICE = 0.8
@@ -111,7 +110,6 @@ def controlled_comparison(cases: pd.DataFrame, metric: str = "ged_true", a: str 
     ``patient_ci_low``/``patient_ci_high`` (bootstrap over cases, test-set uncertainty only:
     ``scipy.stats.bootstrap``, BCa, ``n_boot`` resamples, seeded), the Wilcoxon p and ``verdict``.
     """
-    from scipy import stats as sps
 
 
     if metric not in cases:
@@ -137,17 +135,9 @@ def controlled_comparison(cases: pd.DataFrame, metric: str = "ged_true", a: str 
                "n_runs": int(run_level["n_runs"]),
                a: float(wide[a].mean()) if len(diff) else np.nan, b: float(wide[b].mean()) if len(diff) else np.nan,
                "difference": run_level["run_effect"], "ci_low": run_level["run_ci_low"],
-               "ci_high": run_level["run_ci_high"], "patient_ci_low": np.nan, "patient_ci_high": np.nan,
-               "p_wilcoxon": np.nan, "verdict": "inconclusive"}
-        if len(diff) >= 3 and np.ptp(diff) > 0:
-            ci = sps.bootstrap((diff,), np.mean, confidence_level=0.95, n_resamples=n_boot,
-                               random_state=np.random.default_rng(seed)).confidence_interval
-            row.update(patient_ci_low=float(ci.low), patient_ci_high=float(ci.high),
-                       p_wilcoxon=paired_wilcoxon(wide[a], wide[b])["p"])
-        low, high = row["ci_low"], row["ci_high"]
-        if np.isfinite(low) and np.isfinite(high) and (low > 0 or high < 0):
-            a_wins = (high < 0) if lower_better else (low > 0)
-            row["verdict"] = f"{a if a_wins else b} better"
+               "ci_high": run_level["run_ci_high"],
+               **patient_interval(diff, wide[a], wide[b], n_boot=n_boot, seed=seed),
+               "verdict": better_verdict(run_level["run_ci_low"], run_level["run_ci_high"], a, b, lower_better)}
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -157,6 +157,32 @@ def run_level_difference(diff: Sequence[float], run: Sequence[Any], patient: Seq
     return out
 
 
+def better_verdict(low: float, high: float, a: str, b: str, lower_is_better: bool = True) -> str:
+    """``"<a> better"`` / ``"<b> better"`` when the interval [low, high] of ``a - b`` excludes 0,
+    else (or when it is missing) ``"inconclusive"``."""
+    if not (np.isfinite(low) and np.isfinite(high)) or low <= 0 <= high:
+        return "inconclusive"
+    a_wins = (high < 0) if lower_is_better else (low > 0)
+    return f"{a if a_wins else b} better"
+
+
+def patient_interval(unit_diffs: Sequence[float], a: Sequence[float], b: Sequence[float], n_boot: int = N_BOOT,
+                      seed: int = 0) -> dict[str, float]:
+    """Test-set uncertainty only: a BCa bootstrap CI (``scipy.stats.bootstrap``, seeded) of the
+    mean of ``unit_diffs`` (one difference per patient, or per case where a case is its own
+    patient) and the Wilcoxon signed-rank p of the per-case values ``a`` vs ``b``. NaNs when there
+    are fewer than 3 units or all differences are equal."""
+    from mrseg.diagnostics.statistics import paired_wilcoxon
+
+    units = np.asarray(unit_diffs, dtype=float)
+    out = {"patient_ci_low": math.nan, "patient_ci_high": math.nan, "p_wilcoxon": math.nan}
+    if units.size >= 3 and np.ptp(units) > 0:
+        ci = stats.bootstrap((units,), np.mean, confidence_level=CI_LEVEL, n_resamples=n_boot,
+                             random_state=np.random.default_rng(seed)).confidence_interval
+        out.update(patient_ci_low=float(ci.low), patient_ci_high=float(ci.high), p_wilcoxon=paired_wilcoxon(a, b)["p"])
+    return out
+
+
 def fold_means_difference(a: Sequence[float], b: Sequence[float] | None = None, level: float = CI_LEVEL,
                           test_train_ratio: float = TEST_TRAIN_RATIO) -> dict[str, Any]:
     """The same rule on per-fold means only (e.g. a paper's reported folds): ``a - b`` per fold
@@ -179,5 +205,5 @@ def fold_means_difference(a: Sequence[float], b: Sequence[float] | None = None, 
     return out
 
 
-__all__ = ["CI_LEVEL", "RUN_LEVEL_COLUMNS", "TEST_TRAIN_RATIO", "crossed_bootstrap_se", "detectable_effect",
-           "fold_means_difference", "run_level_difference"]
+__all__ = ["CI_LEVEL", "RUN_LEVEL_COLUMNS", "TEST_TRAIN_RATIO", "better_verdict", "crossed_bootstrap_se",
+           "detectable_effect", "fold_means_difference", "run_level_difference", "patient_interval"]

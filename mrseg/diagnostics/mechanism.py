@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mrseg.diagnostics.run_level import better_verdict, run_level_difference, patient_interval
+from mrseg.diagnostics.run_level import better_verdict, patient_interval, run_level_difference
 
 STUDY = "mechanism"
 # (label, a, b): the explanation a pair separates, and the two rows compared

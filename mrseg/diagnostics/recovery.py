@@ -22,7 +22,7 @@ import torch
 
 from mrseg.data.controlled import n_raters_of, styles_for, true_draws
 from mrseg.data.torch_data import resize_masks
-from mrseg.diagnostics.run_level import better_verdict, run_level_difference, patient_interval
+from mrseg.diagnostics.run_level import better_verdict, patient_interval, run_level_difference
 from mrseg.metrics import ged
 
 RECOVERY_DICE = 0.8

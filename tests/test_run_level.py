@@ -136,6 +136,10 @@ def test_power_note_and_thesis_difference():
     assert power_note({"unit": "run", "n_runs": 8, "detectable_effect": 0.03}, 0.05) == ""
     assert power_note({"unit": "run", "n_runs": 1}, math.nan) == "underpowered: 1 run pair measures no run-to-run spread"
     assert power_note({"unit": "case", "n_runs": 1}, math.nan) == ""
+    # equivalence: judged against its margin, not the thesis's (zero) effect
+    assert power_note({"unit": "run", "n_runs": 8, "detectable_effect": 0.03, "margin": 0.01}, 0.0).endswith(
+        "wider than the margin ±0.0100")
+    assert power_note({"unit": "run", "n_runs": 8, "detectable_effect": 0.005, "margin": 0.01}, 0.0) == ""
 
 
 def test_degradation_is_judged_on_the_change_of_gap_per_run_pair():

@@ -104,7 +104,7 @@ FLIPPED_INTERVALS = (("ci_low", "ci_high"), ("ci90_low", "ci90_high"), ("patient
                      ("patient_ci90_low", "patient_ci90_high"), ("run_ci_low", "run_ci_high"),
                      ("run_ci90_low", "run_ci90_high"), ("t_ci_low", "t_ci_high"), ("nb_ci_low", "nb_ci_high"))
 # What a claim record carries of its deciding paired comparison, beside the primary effect and CI.
-PAIRED_DETAIL = ("unit", "n_runs", "run_ci_low", "run_ci_high", "run_p", "run_sd", "detectable_effect",
+PAIRED_DETAIL = ("unit", "n_runs", "margin", "run_ci_low", "run_ci_high", "run_p", "run_sd", "detectable_effect",
                  "patient_ci_low", "patient_ci_high", "patient_p", "t_ci_low", "t_ci_high", "t_p",
                  "nb_ci_low", "nb_ci_high", "nb_p", "run_diffs")
 
@@ -208,7 +208,7 @@ def _rule_equivalent(res: Results, rule: dict[str, Any], thesis: dict[str, Any])
         verdict = "inconclusive"
     return Evidence(verdict, _describe(rec) + f"; margin ±{margin:.4f}, 90% CI [{rec['ci90_low']:+.4f}, {rec['ci90_high']:+.4f}]",
                     f"TOST, margin ±{margin:.4f}", rec["mean_diff"], rec["ci_low"], rec["ci_high"], float(p_tost),
-                    int(rec["n"]), rows, rec["decides"], _detail(rec))
+                    int(rec["n"]), rows, rec["decides"], {**_detail(rec), "margin": margin})
 
 
 def _combine(verdicts: list[str]) -> str:
@@ -827,7 +827,8 @@ COMPARISON_KINDS = ("compare", "equivalent")   # rules whose thesis effect is on
 
 def power_note(detail: dict[str, Any], thesis_effect: float) -> str:
     """``"underpowered: ..."`` when a run-level comparison cannot decide: one run pair (no
-    run-to-run spread measured), or a thesis effect smaller than the effect the runs present
+    run-to-run spread measured); for an equivalence claim (``margin`` in ``detail``), a detectable
+    effect wider than the margin; otherwise a thesis effect smaller than the effect the runs present
     detect with 80% power; "" otherwise."""
     if detail.get("unit") != "run":
         return ""
@@ -836,6 +837,11 @@ def power_note(detail: dict[str, Any], thesis_effect: float) -> str:
         return (f"underpowered: {n_runs} run pair{'s' if n_runs != 1 else ''} "
                 f"measure{'s' if n_runs == 1 else ''} no run-to-run spread")
     detectable = detail.get("detectable_effect")
+    margin = detail.get("margin")
+    if margin is not None:
+        if detectable is not None and np.isfinite(detectable) and detectable > margin:
+            return f"underpowered: {n_runs} runs detect >= {detectable:.4f}, wider than the margin ±{margin:.4f}"
+        return ""
     if detectable is not None and np.isfinite(detectable) and np.isfinite(thesis_effect) \
             and abs(thesis_effect) < detectable:
         return (f"underpowered: {n_runs} runs detect >= {detectable:.4f}; "

@@ -67,7 +67,8 @@ def thesis_evidence_view(res: Results) -> pd.DataFrame:
     for _, rec in table.iterrows():
         rec = rec.to_dict()
         rho = rec.get("rho_needed")
-        rho_text = "—" if _num(rho) == "—" else ("no correlation suffices" if float(rho) > 1 else f"> {float(rho):.2f}")
+        rho_text = ("—" if _num(rho) == "—" else "no correlation suffices" if float(rho) > 1
+                    else "any (significant at every correlation)" if float(rho) <= -1 else f"> {float(rho):.2f}")
         out.append({"comparison": rec["comparison"], "metric": rec["metric"], "claimed": f"a {rec['expect']} b",
                     "source": rec["source"], "folds": int(rec["n_folds"]),
                     "thesis a - b": _num(rec["effect"], signed=True),

@@ -255,8 +255,8 @@ def comparison_unit(a: pd.DataFrame, b: pd.DataFrame) -> str:
     """``"case"`` when one row is the other's own Stage 1 (``X+s2`` vs ``X``: Stage 2 is trained on
     that very run, so the two share their training lineage), else ``"run"``: separately trained
     models, whose comparison must carry the run-to-run spread."""
-    models_a = set(a["model"].astype(str)) if "model" in a else set()
-    models_b = set(b["model"].astype(str)) if "model" in b else set()
+    models_a = {str(m) for m in a["model"].unique()} if "model" in a else set()
+    models_b = {str(m) for m in b["model"].unique()} if "model" in b else set()
     if len(models_a) != 1 or len(models_b) != 1:
         return "run"
     (ma,), (mb,) = models_a, models_b
@@ -310,11 +310,12 @@ def paired_rows(a: pd.DataFrame, b: pd.DataFrame, metric: str, seed: int = 0) ->
         "ci90_low": run_level["run_ci90_low"], "ci90_high": run_level["run_ci90_high"], "p": run_level["run_p"]}
     by_fold = both.groupby("fold")["diff"].mean()
     fold_ci, fold_run_ci = [], []
-    for fold, sub in both.groupby("fold"):
-        low, high = cluster_bootstrap_mean_ci(sub["diff"].to_numpy(), _groups(sub).to_numpy(), n_boot=1000, seed=seed)
+    folds, run_names = both["fold"].to_numpy(), runs.to_numpy()
+    for fold in np.unique(folds):
+        at = folds == fold
+        low, high = cluster_bootstrap_mean_ci(d[at], groups[at], n_boot=1000, seed=seed)
         fold_ci.append(f"{int(fold)}:{low:.6g}:{high:.6g}")
-        within = run_level_difference(sub["diff"].to_numpy(), runs.loc[sub.index].to_numpy(), _groups(sub).to_numpy(),
-                                      n_boot=1000, seed=seed)
+        within = run_level_difference(d[at], run_names[at], groups[at], seed=seed)
         fold_run_ci.append(f"{int(fold)}:{within['run_ci_low']:.6g}:{within['run_ci_high']:.6g}:"
                            f"{within['run_p']:.6g}:{within['n_runs']}")
     by_seed = both.groupby("seed")["diff"].mean() if "seed" in both else pd.Series(dtype=float)

@@ -1067,7 +1067,7 @@ def verdict_text(rec: Any, prefix: str = "") -> str:
     """A verdict with its qualifier, e.g. ``inconclusive (underpowered: 8 runs detect >= 0.0299; ...)``."""
     verdict = str(rec.get(prefix + "verdict") or "")
     note = rec.get(prefix + "verdict_note")
-    return f"{verdict} ({note})" if isinstance(note, str) and note else verdict
+    return f"{verdict} ({note})" if verdict == "inconclusive" and isinstance(note, str) and note else verdict
 
 
 def _reference_cell(rec: Any) -> str:
@@ -1208,8 +1208,8 @@ def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -
             if (ref in (*DECIDED, NOT_AT_SCALE) and rec.get("reference_effect") is not None
                     and pd.notna(rec.get("reference_effect"))):
                 ref += f": {_num(rec['reference_effect'])} [{_num(rec['reference_ci_low'])}, {_num(rec['reference_ci_high'])}]"
-            if isinstance(ref, str) and rec.get("reference_verdict_note"):
-                ref += f" ({rec['reference_verdict_note']})"
+            if ref == "inconclusive":
+                ref = verdict_text(rec, "reference_")
             cells += [ref if isinstance(ref, str) else "—", rec.get("decision") or rec["verdict"]]
         rows.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     if rows:

@@ -1207,9 +1207,8 @@ def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -
             ref = rec.get("reference_verdict")
             if (ref in (*DECIDED, NOT_AT_SCALE) and rec.get("reference_effect") is not None
                     and pd.notna(rec.get("reference_effect"))):
-                ref += f": {_num(rec['reference_effect'])} [{_num(rec['reference_ci_low'])}, {_num(rec['reference_ci_high'])}]"
-            if ref == "inconclusive":
-                ref = verdict_text(rec, "reference_")
+                ref = (f"{verdict_text(rec, 'reference_')}: {_num(rec['reference_effect'])} "
+                       f"[{_num(rec['reference_ci_low'])}, {_num(rec['reference_ci_high'])}]")
             cells += [ref if isinstance(ref, str) else "—", rec.get("decision") or rec["verdict"]]
         rows.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     if rows:

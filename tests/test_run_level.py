@@ -203,3 +203,15 @@ def test_a_row_is_unconverged_only_when_most_of_its_runs_still_improve():
     assert _convergence(res, rows) == []                            # 19 of 20 at a plateau
     res.per_fold = per_fold([True, False, False, True])
     assert _convergence(res, rows) == ["shared_s1 (np=4: 2/4 runs converged)"]
+
+
+def test_the_methods_page_states_the_measured_run_spread_from_the_scorecard():
+    from mrseg.report.statistics_tables import run_spread_sentence
+
+    card = {"claims": [{"id": "A1", "claim": "per-rater beats D-Persona", "run_diffs": "0/1:+0.01 0/2:-0.02 1/1:+0.03",
+                        "reference_run_diffs": "0/1:+0.005"}]}
+    res = Results(folder=None, plan="thesis", profile="test", extra={"scorecard": card})
+    text = run_spread_sentence(res)
+    assert "from -0.0200 to +0.0300 over 3 run pairs" in text and "2 of 3 positive" in text
+    assert "reference" not in text                       # one reference run pair: no spread to state
+    assert run_spread_sentence(Results(folder=None, plan="thesis", profile="test")).startswith("No scorecard")

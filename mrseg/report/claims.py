@@ -964,7 +964,7 @@ def evaluate_claims(res: Results, thesis: dict[str, Any], claims: list[dict[str,
 DECIDED = ("reproduced", "contradicted", "inconclusive")
 # Run-level details of a claim that the reference's scoring contributes (as reference_<name>).
 REFERENCE_DETAIL = ("verdict_note", "unit", "n_runs", "run_ci_low", "run_ci_high", "run_p", "run_sd", "detectable_effect",
-                    "patient_ci_low", "patient_ci_high", "thesis_diff")
+                    "patient_ci_low", "patient_ci_high", "thesis_diff", "run_diffs")
 
 
 def attach_reference(records: list[dict[str, Any]], reference: list[dict[str, Any]], profile: str,

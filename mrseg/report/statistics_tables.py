@@ -56,6 +56,28 @@ def power_table(res: Results, claims: tuple[str, ...] = POWER_CLAIMS, prefix: st
     return pd.DataFrame(rows)
 
 
+def run_spread_sentence(res: Results, claim: str = "A1") -> str:
+    """What the run pairs of ``claim`` measured, in words: per run pair a - b (this build's runs and
+    the committed reference's), their range and SD, read from the scorecard."""
+    card = read_scorecard(res)
+    if card.empty or claim not in set(card["id"]):
+        return "No scorecard yet: the run-to-run spread appears once the runs are aggregated."
+    rec = card[card["id"] == claim].iloc[0].to_dict()
+    parts = []
+    for prefix, name in (("", "this build's runs"), ("reference_", "the committed reference runs")):
+        tokens = str(rec.get(f"{prefix}run_diffs") or "").split()
+        values = [float(t.rsplit(":", 1)[1]) for t in tokens]
+        if len(values) < 2:
+            continue
+        sd = float(pd.Series(values).std(ddof=1))
+        parts.append(f"on {name}, {claim} ({rec['claim']}) differs per (fold, seed) run pair from "
+                     f"{min(values):+.4f} to {max(values):+.4f} over {len(values)} run pairs (SD {sd:.4f}, "
+                     f"{sum(v > 0 for v in values)} of {len(values)} positive)")
+    if not parts:
+        return f"{claim}: fewer than two run pairs, so no run-to-run spread is measured."
+    return "Measured: " + "; ".join(parts) + "."
+
+
 def thesis_evidence_view(res: Results) -> pd.DataFrame:
     """``thesis_evidence.csv`` formatted: comparison, metric, claimed direction, source, folds,
     the thesis's difference, the t interval over folds and its p, Nadeau & Bengio's interval and
@@ -105,4 +127,4 @@ def thesis_evidence_summary(res: Results) -> str:
     return " ".join(parts)
 
 
-__all__ = ["POWER_CLAIMS", "power_table", "thesis_evidence_summary", "thesis_evidence_view"]
+__all__ = ["POWER_CLAIMS", "power_table", "run_spread_sentence", "thesis_evidence_summary", "thesis_evidence_view"]

@@ -11,10 +11,9 @@
 # ---
 
 # %% [markdown]
-# Two trainings of one configuration differ. On the committed CPU reference runs, per-rater minus
-# D-Persona S1+S2 GED is −0.001, +0.029, +0.022, −0.011, +0.057, +0.026, −0.022, +0.044 over
-# its first eight (fold, seed) run pairs: the run-to-run spread is as large as the effects the
-# thesis reports. An interval that resamples only test patients treats each trained model as fixed,
+# Two trainings of one configuration differ, about as much as the effects the thesis reports (the
+# measured spread of the central comparison is stated below the parameters). An interval that
+# resamples only test patients treats each trained model as fixed,
 # and calls differences decided that another seed would reverse. Every comparison of separately
 # trained models on this site is therefore judged on an interval that carries **both** the
 # run-to-run spread and the test set's sampling.
@@ -63,6 +62,7 @@ from mrseg import report
 from mrseg.report import statistics_tables
 
 res, thesis = report.open_page(results_dir, plan, profile)
+report.show_markdown(statistics_tables.run_spread_sentence(res))
 
 # %% [markdown]
 # ## Power of the central comparisons

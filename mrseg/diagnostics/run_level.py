@@ -32,6 +32,8 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
+from mrseg.diagnostics.statistics import mean_t_ci
+
 CI_LEVEL = 0.95
 N_BOOT = 1000   # replicates of the crossed bootstrap: its SE to about 2% (Monte Carlo error 1/sqrt(2B))
 POWER = 0.80
@@ -199,8 +201,7 @@ def fold_means_difference(a: Sequence[float], b: Sequence[float] | None = None, 
     se_nb = sd * math.sqrt(1.0 / n + test_train_ratio) if n > 1 else math.nan
     effect = out["run_effect"]
     out["run_sd"] = sd
-    out["t_ci_low"], out["t_ci_high"] = _t_interval(effect, se_t, n - 1, level)
-    out["t_p"] = _t_p(effect, se_t, n - 1)
+    _, out["t_ci_low"], out["t_ci_high"], out["t_p"] = mean_t_ci(d, level)
     out["nb_ci_low"], out["nb_ci_high"] = _t_interval(effect, se_nb, n - 1, level)
     out["nb_p"] = _t_p(effect, se_nb, n - 1)
     out["detectable_effect"] = detectable_effect(se_t, n - 1, alpha=1 - level)

@@ -43,7 +43,9 @@ class ModelVariant:
 
     @property
     def is_per_rater(self) -> bool:
-        """One posterior sample per present rater (the ELBO of eq. 3.5)."""
+        """The posterior reads one rater's mask at a time (N encoders, or one tied encoder): one code per
+        rater. The per-rater ELBO of eq. 3.5 is the loss family ``per-rater``; ``shared-target`` has such
+        a posterior but reconstructs one drawn rater per image."""
         return self.posterior.startswith("per-rater")
 
     @property
@@ -52,10 +54,11 @@ class ModelVariant:
 
     @property
     def rater_draw(self) -> str | None:
-        """Under ``objective: dpersona-code``, the rater a Stage 1 image reconstructs is drawn once per
-        batch (``"batch"``: D-Persona's code) or per image from its present raters (``"image"``);
-        ``None`` when the loss does not draw one."""
-        return {"shared": "batch", "shared-masked": "image"}.get(self.loss)
+        """The rater a Stage 1 image reconstructs is drawn once per batch (``"batch"``: D-Persona's
+        code, ``shared`` under ``objective: dpersona-code``) or per image from its present raters
+        (``"image"``: ``shared-masked`` under ``dpersona-code``, ``shared-target`` always); ``None``
+        when the loss does not draw one."""
+        return {"shared": "batch", "shared-masked": "image", "shared-target": "image"}.get(self.loss)
 
 
 def _with_stage2(stage1: ModelVariant, description: str) -> ModelVariant:
@@ -82,6 +85,9 @@ MODEL_VARIANTS: dict[str, ModelVariant] = {v.name: v for v in (
                  "one posterior encoder q(z|x, y_i) applied to each present rater, per-rater ELBO (eq. 3.5)"),
     ModelVariant("shared-wide", "shared-wide", "shared",
                  "shared posterior widened to the N per-rater encoders' parameter count"),
+    ModelVariant("shared-target", "per-rater-tied", "shared-target",
+                 "one posterior q(z|x, y_r) on the mask of the rater it reconstructs, r drawn per image from "
+                 "the present raters (Kohl et al.'s ProbUNet on multi-rater data; D-Persona's ProbUNet baseline)"),
 )}
 MODELS: tuple[str, ...] = tuple(MODEL_VARIANTS)
 OBJECTIVE_MODELS: tuple[str, ...] = tuple(name for name, v in MODEL_VARIANTS.items() if v.objective_dependent)
@@ -120,6 +126,12 @@ RETIRED_FIELDS: tuple[str, ...] = ("num_workers",)
 # Fields a Stage 1 model never reads: two Stage 1 configs differing only here are the same run.
 STAGE2_ONLY_FIELDS: tuple[str, ...] = ("stage2_epochs", "stage2_bank_train", "stage2_bank_test", "stage2_head_widths",
                                         "ortho_weight")
+# Fields added after runs of the earlier code existed, whose default keeps that code path: they enter
+# a run's identity only when set away from the default, so the runs trained before them keep their
+# ids (an earlier run *is* the default setting).
+OPTIONAL_FIELDS: dict[str, Any] = {"kl_warmup_epochs": 0, "geco_kappa": 0.0, "geco_alpha": 0.99,
+                                   "geco_rate": 1.0, "geco_lambda_max": 1e4}
+CRITERIA: tuple[str, ...] = ("gdl", "soft-dice", "bce-sum", "gdl+bce-sum")
 
 
 @dataclass
@@ -154,7 +166,9 @@ class RunConfig:
     # objective (see mrseg.losses): "dpersona-code" (D-Persona's code: one random rater per batch,
     # GDL criterion) or "thesis-eq" (the thesis's eqs. 3.2 / 3.5: every rater slot each step)
     objective: str = "dpersona-code"
-    criterion: str = "gdl"         # "gdl" (D-Persona's batch-pooled generalised Dice) or "soft-dice" (per image)
+    # "gdl" (D-Persona's batch-pooled generalised Dice), "soft-dice" (per image), "bce-sum" (binary
+    # cross-entropy summed over an image's pixels, batch mean: Kohl et al.'s scale) or "gdl+bce-sum"
+    criterion: str = "gdl"
     missing: str = "per-step"      # sparsity: "per-step" (np raters redrawn every step) or "static" (fixed per image)
     posterior_encoder: str = "conv"  # "conv" (D-Persona) or "mit-b2" (the thesis's section 3.3 reading of MiT-B2)
     # loss
@@ -162,6 +176,16 @@ class RunConfig:
     # beyond the thesis (anti-collapse): free bits in nats per latent dimension, 0 = off; the KL term
     # becomes sum_d max(KL_d, free_bits), KL_d the batch mean of dimension d's KL (mrseg.losses)
     free_bits: float = 0.0
+    # beyond the thesis (anti-collapse): the KL weight rises linearly from 0 over the first k epochs
+    kl_warmup_epochs: int = 0
+    # beyond the thesis (anti-collapse): GECO (Rezende & Viola 2018, as the HPU-Net uses it), 0 = off.
+    # A constraint E[recon] <= kappa in the criterion's units; its multiplier lambda starts at 1, is
+    # updated every step, lambda <- clip(lambda * exp(rate * C_ma), 1, lambda_max) with C_ma the
+    # moving average (alpha) of recon - kappa, and the KL weight becomes kl_weight / lambda
+    geco_kappa: float = 0.0
+    geco_alpha: float = 0.99
+    geco_rate: float = 1.0
+    geco_lambda_max: float = 1e4
     beta_bound: float = 0.5
     bound_samples: int = 10        # K prior samples for L_bound
     l2_weight: float = 1e-5
@@ -231,7 +255,7 @@ class RunConfig:
             raise ValueError("latent_repulsion acts on per-rater posterior means: use a per-rater model")
         if self.per_rater_impl not in ("auto", "loop", "batched"):
             raise ValueError(f"per_rater_impl must be auto, loop or batched, got {self.per_rater_impl!r}")
-        choices = {"objective": ("dpersona-code", "thesis-eq"), "criterion": ("gdl", "soft-dice"),
+        choices = {"objective": ("dpersona-code", "thesis-eq"), "criterion": CRITERIA,
                    "missing": ("per-step", "static"), "posterior_encoder": ("conv", "mit-b2")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -240,6 +264,18 @@ class RunConfig:
             raise ValueError("posterior_encoder 'mit-b2' is the shared posterior's reading: use a shared model")
         if self.prior_bank_k < 0:
             raise ValueError(f"prior_bank_k must be >= 0, got {self.prior_bank_k}")
+        if self.kl_warmup_epochs < 0:
+            raise ValueError(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
+        if self.geco_kappa < 0 or not math.isfinite(self.geco_kappa):
+            raise ValueError(f"geco_kappa must be a number >= 0 (0 = off), got {self.geco_kappa}")
+        if not 0 <= self.geco_alpha < 1:
+            raise ValueError(f"geco_alpha must be in [0, 1), got {self.geco_alpha}")
+        if not self.geco_rate > 0 or not math.isfinite(self.geco_rate):
+            raise ValueError(f"geco_rate must be a positive number, got {self.geco_rate}")
+        if not self.geco_lambda_max >= 1 or not math.isfinite(self.geco_lambda_max):
+            raise ValueError(f"geco_lambda_max must be a number >= 1, got {self.geco_lambda_max}")
+        if not math.isfinite(self.kl_weight):
+            raise ValueError(f"kl_weight must be a finite number, got {self.kl_weight}")
         return self
 
     @property
@@ -273,8 +309,8 @@ class RunConfig:
         parts = []
         if self.objective == "thesis-eq" and self.model in OBJECTIVE_MODELS:
             parts.append("thesiseq")
-        if self.criterion == "soft-dice":
-            parts.append("softdice")
+        if self.criterion != "gdl":
+            parts.append(self.criterion.replace("-", "").replace("+", ""))
         if self.missing == "static":
             parts.append("static")
         if self.backbone == "mit-b2":
@@ -293,6 +329,12 @@ class RunConfig:
             parts.append(f"fb{self.free_bits:g}")
         if self.disagreement_curriculum:
             parts.append("curric")
+        if self.kl_weight != 1.0:
+            parts.append(f"klw{self.kl_weight:g}")
+        if self.kl_warmup_epochs:
+            parts.append(f"warm{self.kl_warmup_epochs}")
+        if self.geco_kappa:
+            parts.append(f"geco{self.geco_kappa:g}")
         return "+".join(parts)
 
     @property
@@ -308,11 +350,13 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields that can change this run's numbers: every field except
-        :data:`EXECUTION_FIELDS` (and, for a Stage 1 model, :data:`STAGE2_ONLY_FIELDS`; for a model whose
-        objective does not depend on it, ``objective``)."""
+        :data:`EXECUTION_FIELDS`, the :data:`OPTIONAL_FIELDS` at their defaults (and, for a Stage 1
+        model, :data:`STAGE2_ONLY_FIELDS`; for a model whose objective does not depend on it,
+        ``objective``)."""
         left_out = set(EXECUTION_FIELDS) | (set() if self.has_stage2 else set(STAGE2_ONLY_FIELDS))
         if self.model not in OBJECTIVE_MODELS:
             left_out.add("objective")
+        left_out |= {k for k, default in OPTIONAL_FIELDS.items() if getattr(self, k) == default}
         return {k: v for k, v in self.to_dict().items() if k not in left_out}
 
     @property

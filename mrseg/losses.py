@@ -9,6 +9,13 @@ Criterion (``config.criterion``)
       a background channel added when there is one class; no smoothing term.
   soft-dice (kept for comparison): Dice(a, b) = 1 - (2 sum a b + 1) / (sum a + sum b + 1) per image
       (smoothing 1), averaged over the batch.
+  bce-sum (beyond the thesis; Kohl et al.'s scale): binary cross-entropy summed over an image's pixels,
+      averaged over the batch (:func:`bce_sum_loss`); one nat of KL is then ~1e-4 of the reconstruction
+      of a 64x64 image instead of the whole range of the GDL.
+  gdl+bce-sum: the sum of the two.
+  A criterion is a batch-pooled part (GDL) and/or a per-image part (soft Dice or BCE sum)
+  (:class:`Criterion`); every reconstruction term below (Stage 1, L_bound, Stage 2) takes both parts
+  of the run's criterion, in the forms written for ``gdl`` and ``soft-dice`` respectively.
 
 Stage 1 (``stage1_losses``); ``objective`` decides which raters are reconstructed each step
   dpersona-code (default; D-Persona's code): one rater index r per mini-batch,
@@ -31,6 +38,9 @@ Stage 1 (``stage1_losses``); ``objective`` decides which raters are reconstructe
   L2 (D-Persona): ``l2_weight`` * sum of the (unsquared) L2 norms of the parameters of the prior,
       the posterior(s) and FComb except FComb's last layer (:func:`regularised_parameters`).
   KL is weighted by ``kl_weight`` (1), analytic, summed over the D latent dimensions, batch mean.
+  shared-target (Kohl et al.; D-Persona's ProbUNet baseline): z ~ q(z | x, y_r), r drawn per image
+      from the present raters (under both objectives), L = Crit(sigma(g(f, z)), y_r) + KL + beta L_bound;
+      the posterior sees only the mask it must explain (one encoder on (x, one mask), as per-rater-tied).
   per-rater-tied: as per-rater, with one encoder q(z | x, y_i) shared by the raters (eq. 3.5 with
       tied parameters); shared-wide: as shared (both objectives), with a wider posterior encoder.
 
@@ -41,6 +51,13 @@ sum_d max(KL_d, lambda) (:func:`free_bits_kl`). It adds sum_d max(lambda - KL_d,
 and a dimension whose KL_d is below lambda gets no gradient from the KL term (the posterior may
 spend up to lambda nats there for free); above lambda the gradient is the plain one. The logged
 ``kl`` stays the plain KL.
+
+KL warm-up and GECO (beyond the thesis, anti-collapse; their schedules live in :mod:`mrseg.train`)
+reach the loss as ``kl_scale``: the KL term is weighted by ``kl_weight * kl_scale``
+(:func:`stage1_losses`). Warm-up: kl_scale = min(1, t / k) with t the epochs done (fractional).
+GECO: kl_scale = 1 / lambda, lambda the multiplier of the constraint E[recon] <= kappa
+(:class:`Geco`). Minimising recon + (1 / lambda) KL has the gradient of lambda (recon - kappa) + KL
+divided by lambda, HPU-Net's GECO loss; Adam's steps are invariant to that overall scale.
 
 Ablation switches (thesis 4.2.3; on ``shared+s2``)
   dual diversity (row 5): penalise the pairwise soft-Dice *similarity* of decoded samples,
@@ -61,6 +78,7 @@ channels (each pooled over the images where rater k is present); with ``soft-dic
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -80,6 +98,44 @@ def soft_dice_loss(probs: torch.Tensor, target: torch.Tensor, smooth: float = 1.
     inter = (probs * target).sum(dim=(-2, -1))
     total = probs.sum(dim=(-2, -1)) + target.sum(dim=(-2, -1))
     return 1.0 - (2.0 * inter + smooth) / (total + smooth)
+
+
+def bce_sum_loss(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy summed over the last two (spatial) axes; leading axes are kept.
+
+    ``probs`` in [0, 1] (the log is clamped at -100, as :func:`torch.nn.functional.binary_cross_entropy`
+    does), ``target`` in [0, 1].
+    """
+    return F.binary_cross_entropy(probs.float(), target.float(), reduction="none").sum(dim=(-2, -1))
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A reconstruction criterion as its parts: ``pooled_gdl`` (D-Persona's batch-pooled GDL) and
+    ``per_image`` (``"soft-dice"``, ``"bce-sum"`` or ``None``); the criterion is their sum."""
+
+    pooled_gdl: bool
+    per_image: str | None
+
+    @classmethod
+    def named(cls, name: str) -> "Criterion":
+        parts = name.split("+")
+        per_image = [p for p in parts if p != "gdl"]
+        if len(per_image) > 1 or any(p not in ("soft-dice", "bce-sum") for p in per_image):
+            raise ValueError(f"unknown criterion {name!r}")
+        return cls("gdl" in parts, per_image[0] if per_image else None)
+
+    def image_loss(self, probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The per-image part over the last two axes (leading axes kept)."""
+        return bce_sum_loss(probs, target) if self.per_image == "bce-sum" else soft_dice_loss(probs, target)
+
+
+def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor:
+    """``a + b`` where either may be absent (a criterion part that is off)."""
+    if a is None:
+        assert b is not None
+        return b
+    return a if b is None else a + b
 
 
 def gdl_channels(probs: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -140,6 +196,45 @@ def free_bits_kl(kl_dims: torch.Tensor, free_bits: float) -> torch.Tensor:
     return kl_dims.mean(0).clamp(min=free_bits).sum()
 
 
+class Geco:
+    """GECO's multiplier (Rezende & Viola 2018) for the constraint E[recon] <= ``kappa``.
+
+    After each step, with C = recon - kappa (the step's mean reconstruction in the criterion's units):
+    C_ma <- alpha C_ma + (1 - alpha) C (C_ma = C at the first step), then
+    lambda <- clip(lambda * exp(rate * C_ma), 1, lambda_max). The KL term is weighted by
+    ``kl_weight / lambda`` (:meth:`kl_scale`): while the reconstruction misses its target the KL is
+    relaxed (down to ``1 / lambda_max`` of its nominal weight), never raised above it.
+    """
+
+    def __init__(self, kappa: float, alpha: float = 0.99, rate: float = 1.0, lambda_max: float = 1e4,
+                 state: dict[str, float | None] | None = None):
+        self.kappa, self.alpha, self.rate, self.lambda_max = kappa, alpha, rate, lambda_max
+        state = state or {}
+        self.lam = float(state.get("lambda") or 1.0)
+        c_ma = state.get("c_ma")
+        self.c_ma = None if c_ma is None else float(c_ma)
+
+    def kl_scale(self) -> float:
+        return 1.0 / self.lam
+
+    def update(self, recon: float) -> None:
+        c = recon - self.kappa
+        self.c_ma = c if self.c_ma is None else self.alpha * self.c_ma + (1.0 - self.alpha) * c
+        self.lam = min(max(self.lam * math.exp(self.rate * self.c_ma), 1.0), self.lambda_max)
+
+    def state(self) -> dict[str, float | None]:
+        """Plain floats for the checkpoint (a resumed run continues the same multiplier)."""
+        return {"lambda": self.lam, "c_ma": self.c_ma}
+
+
+def warmup_scale(epoch: int, step: int, steps_per_epoch: int, warmup_epochs: int) -> float:
+    """KL warm-up factor min(1, t / k), t = ``epoch + step / steps_per_epoch`` epochs done before this
+    step (0 at the first step), k = ``warmup_epochs``; 1 when k = 0."""
+    if warmup_epochs <= 0:
+        return 1.0
+    return min(1.0, (epoch + step / max(steps_per_epoch, 1)) / warmup_epochs)
+
+
 def union_intersection(masks: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Union and intersection ``[B, H, W]`` of the present raters' masks."""
     pres = present[:, :, None, None]
@@ -148,13 +243,14 @@ def union_intersection(masks: torch.Tensor, present: torch.Tensor) -> tuple[torc
     return union, inter
 
 
-def bound_loss(prior_logits: torch.Tensor, masks: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """L_bound per image ``[B]`` (soft-dice form: the sum of two per-image soft Dice losses) from
-    K prior-sample logits ``[B, K, H, W]``."""
+def bound_loss(prior_logits: torch.Tensor, masks: torch.Tensor, present: torch.Tensor,
+               image_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = soft_dice_loss) -> torch.Tensor:
+    """L_bound per image ``[B]`` (per-image form: the sum of two per-image losses, soft Dice unless
+    ``image_loss`` says otherwise) from K prior-sample logits ``[B, K, H, W]``."""
     union, inter = union_intersection(masks, present)
     upper = torch.sigmoid(prior_logits.amax(1))
     lower = torch.sigmoid(prior_logits.amin(1))
-    return soft_dice_loss(upper, union) + soft_dice_loss(lower, inter)
+    return image_loss(upper, union) + image_loss(lower, inter)
 
 
 def bound_loss_gdl(prior_logits: torch.Tensor, masks: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -183,8 +279,8 @@ def regularised_parameters(model: Any, posterior_modules: Iterable[nn.Module]) -
     return [*model.prior_net.parameters(), *(p for m in posterior_modules for p in m.parameters()), *fcomb]
 
 
-def _criterion(config: Any) -> str:
-    return getattr(config, "criterion", "gdl")
+def _criterion(config: Any) -> Criterion:
+    return Criterion.named(getattr(config, "criterion", "gdl"))
 
 
 def _objective(config: Any) -> str:
@@ -250,8 +346,8 @@ class Stage1Batch:
     """What every Stage 1 loss family reads: the batch, the model's shared parts and the objective.
 
     ``a``: FComb's feature part ``[B, H, W, hidden]``; ``p``: the prior ``N(mu, sigma)`` ``[B, D]``;
-    ``count``: raters present per image ``[B]``; ``gdl``: D-Persona's criterion (else per-image soft
-    Dice); ``one_rater``: ``objective: dpersona-code`` (one drawn rater per image).
+    ``count``: raters present per image ``[B]``; ``crit``: the run's :class:`Criterion` (``gdl``: its
+    batch-pooled GDL part is on); ``one_rater``: ``objective: dpersona-code`` (one drawn rater per image).
     """
 
     model: Any
@@ -262,9 +358,13 @@ class Stage1Batch:
     a: torch.Tensor
     p: Normal
     count: torch.Tensor
-    gdl: bool
+    crit: Criterion
     one_rater: bool
     rater_index: torch.Tensor | None
+
+    @property
+    def gdl(self) -> bool:
+        return self.crit.pooled_gdl
 
 
 @dataclass
@@ -288,14 +388,15 @@ def _per_rater_batched(b: Stage1Batch) -> Stage1Terms:
     kl_full = kl_divergence(q, Normal(b.p.loc[:, None], b.p.scale[:, None]))           # [B, N, D]
     kl_pairs = kl_full.sum(-1)                                                         # [B, N]
     extras: dict[str, torch.Tensor] = {}
+    recon = pair_terms = None
     if b.gdl:   # every rater present: rater i's GDL pooled over the batch, equal weights
         per_rater = torch.stack([dpersona_gdl(probs[:, i: i + 1], masks[:, i: i + 1]) for i in range(masks.shape[1])])
         recon = per_rater.mean().expand(x.shape[0])
-        extras["rater_terms"] = per_rater[None, :] / x.shape[0] + config.kl_weight * kl_pairs
-    else:
-        dice = soft_dice_loss(probs, masks)                                            # [B, N]
-        recon = dice.mean(1)
-        extras["rater_terms"] = dice + config.kl_weight * kl_pairs
+        pair_terms = per_rater[None, :] / x.shape[0]
+    if b.crit.per_image:
+        dice = b.crit.image_loss(probs, masks)                                         # [B, N]
+        recon, pair_terms = _add(recon, dice.mean(1)), _add(pair_terms, dice)
+    extras["rater_terms"] = pair_terms + config.kl_weight * kl_pairs
     if config.latent_repulsion:
         extras["repulsion"] = latent_repulsion_loss(q.loc, b.present)
     return Stage1Terms(recon, kl_pairs.mean(1), kl_full.mean(1), [model.posteriors], extras)
@@ -318,6 +419,7 @@ def _per_rater_present(b: Stage1Batch) -> Stage1Terms:
     kl_pairs = torch.cat(kl_parts).sum(-1)
     kl = _per_image_mean(kl_pairs, idx, b.count)
     raters = torch.cat([torch.full_like(ii, i) for i, ii, _ in encoded])
+    recon = pair_recon = None
     if b.gdl:
         # rater i's GDL pooled over its present images; weighted by their number n_i, so the
         # total is sum_i n_i GDL_i / sum_i n_i (every image counts once per present rater)
@@ -329,9 +431,9 @@ def _per_rater_present(b: Stage1Batch) -> Stage1Terms:
         recon = ((per_rater * sizes).sum() / sizes.sum()).expand(x.shape[0])
         # each pair carries its rater's GDL / n_i, so a rater's pairs sum to its GDL
         pair_recon = torch.repeat_interleave(per_rater / sizes, sizes.long())
-    else:
-        pair_recon = soft_dice_loss(probs, torch.cat(targets))
-        recon = _per_image_mean(pair_recon, idx, b.count)
+    if b.crit.per_image:
+        pair_image = b.crit.image_loss(probs, torch.cat(targets))
+        recon, pair_recon = _add(recon, _per_image_mean(pair_image, idx, b.count)), _add(pair_recon, pair_image)
     # rater i's ELBO terms per image, [B, N] (0 where absent): for isolation checks and diagnostics
     extras = {"rater_terms": torch.zeros(present.shape, dtype=probs.dtype, device=x.device).index_put(
         (idx, raters), pair_recon + config.kl_weight * kl_pairs)}
@@ -365,18 +467,20 @@ def _drawn_rater_recon(b: Stage1Batch, probs: torch.Tensor, filled: torch.Tensor
     """``dpersona-code``: each image reconstructs one drawn rater's mask (absent: zero-filled)."""
     rater_index = b.rater_index if b.rater_index is not None else draw_rater_index(b.present, per_image=per_image)
     target = filled.gather(1, rater_index[:, None, None, None].expand(-1, 1, *filled.shape[2:]))[:, 0]
-    if b.gdl:
-        return dpersona_gdl(probs[:, None], target[:, None]).expand(b.x.shape[0])
-    return soft_dice_loss(probs, target)
+    return _one_target_recon(b, probs, target)
+
+
+def _one_target_recon(b: Stage1Batch, probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The criterion of one decode ``probs [B, H, W]`` against one target per image: ``[B]``."""
+    recon = dpersona_gdl(probs[:, None], target[:, None]).expand(b.x.shape[0]) if b.gdl else None
+    return _add(recon, b.crit.image_loss(probs, target) if b.crit.per_image else None)
 
 
 def mean_mask_terms(b: Stage1Batch) -> Stage1Terms:
     """Loss family ``mean-mask`` (ProbUNet): the pixel-wise mean of the present raters is the target."""
     q, probs, filled = _one_posterior(b)
     mean_mask = filled.sum(1) / b.count.clamp(min=1)[:, None, None].to(b.masks.dtype)
-    recon = (dpersona_gdl(probs[:, None], mean_mask[:, None]).expand(b.x.shape[0]) if b.gdl
-             else soft_dice_loss(probs, mean_mask))
-    return _single_posterior_terms(b, q, recon)
+    return _single_posterior_terms(b, q, _one_target_recon(b, probs, mean_mask))
 
 
 def shared_terms(b: Stage1Batch) -> Stage1Terms:
@@ -384,12 +488,13 @@ def shared_terms(b: Stage1Batch) -> Stage1Terms:
     zero-filled masks the model is trained to reproduce (the thesis's ``drop_raters`` baseline)."""
     q, probs, filled = _one_posterior(b)
     if b.one_rater:
-        recon = _drawn_rater_recon(b, probs, filled, per_image=False)
-    elif b.gdl:   # (1/N) sum_{i=1..N}, absent slots zero-filled
+        return _single_posterior_terms(b, q, _drawn_rater_recon(b, probs, filled, per_image=False))
+    recon = None
+    if b.gdl:   # (1/N) sum_{i=1..N}, absent slots zero-filled
         recon = torch.stack([dpersona_gdl(probs[:, None], filled[:, i: i + 1]) for i in range(b.masks.shape[1])]
                             ).mean().expand(b.x.shape[0])
-    else:
-        recon = soft_dice_loss(probs[:, None], filled).mean(1)                         # [B, N] -> [B]
+    if b.crit.per_image:
+        recon = _add(recon, b.crit.image_loss(probs[:, None], filled).mean(1))        # [B, N] -> [B]
     return _single_posterior_terms(b, q, recon)
 
 
@@ -398,15 +503,28 @@ def shared_masked_terms(b: Stage1Batch) -> Stage1Terms:
     q, probs, filled = _one_posterior(b)
     present = b.present
     if b.one_rater:
-        recon = _drawn_rater_recon(b, probs, filled, per_image=True)
-    elif b.gdl:   # (1/n_p) sum_{i in P}: rater i pooled over its present images
+        return _single_posterior_terms(b, q, _drawn_rater_recon(b, probs, filled, per_image=True))
+    recon = None
+    if b.gdl:   # (1/n_p) sum_{i in P}: rater i pooled over its present images
         terms = [gdl_masked(probs, filled[:, i], present[:, i]) for i in range(b.masks.shape[1])]
         sizes = present.sum(0).to(probs.dtype)
         recon = ((torch.stack(terms) * sizes).sum() / sizes.sum().clamp(min=1)).expand(b.x.shape[0])
-    else:
-        dice = soft_dice_loss(probs[:, None], filled)                                  # [B, N]
-        recon = (dice * present).sum(1) / b.count.clamp(min=1)
+    if b.crit.per_image:
+        dice = b.crit.image_loss(probs[:, None], filled)                               # [B, N]
+        recon = _add(recon, (dice * present).sum(1) / b.count.clamp(min=1))
     return _single_posterior_terms(b, q, recon)
+
+
+def shared_target_terms(b: Stage1Batch) -> Stage1Terms:
+    """Loss family ``shared-target`` (Kohl et al.): one encoder q(z | x, y_r) on the mask of the rater
+    r each image reconstructs, r drawn per image from its present raters."""
+    rater_index = b.rater_index if b.rater_index is not None else draw_rater_index(b.present, per_image=True)
+    target = b.masks.gather(1, rater_index[:, None, None, None].expand(-1, 1, *b.masks.shape[2:]))[:, 0]
+    encoder = b.model.posteriors.encoder(0)
+    q = encoder(torch.cat([b.x, target[:, None].to(b.x.dtype)], dim=1))
+    probs = torch.sigmoid(b.model.fcomb.decode_pairs(b.a, q.rsample()))
+    kl_dims = kl_divergence(q, b.p)                                                    # [B, D]
+    return Stage1Terms(_one_target_recon(b, probs, target), kl_dims.sum(-1), kl_dims, [b.model.posteriors])
 
 
 # Stage 1 loss families (``ModelVariant.loss`` in mrseg.config): one function each.
@@ -415,11 +533,12 @@ STAGE1_FAMILIES: dict[str, Callable[[Stage1Batch], Stage1Terms]] = {
     "shared": shared_terms,
     "shared-masked": shared_masked_terms,
     "per-rater": per_rater_terms,
+    "shared-target": shared_target_terms,
 }
 
 
 def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: torch.Tensor, config: Any,
-                  rater_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                  rater_index: torch.Tensor | None = None, kl_scale: float = 1.0) -> dict[str, torch.Tensor]:
     """Stage 1 objective of ``model`` on one batch; ``present`` are the raters drawn this step.
 
     The reconstruction and KL come from the model's loss family (:data:`STAGE1_FAMILIES`); the
@@ -427,14 +546,15 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
     ``rater_index`` ``[B]`` (long) is the rater each image reconstructs under ``objective:
     dpersona-code`` (``shared``: one index for the whole batch; ``shared-masked``: a present rater
     per image); :func:`mrseg.data.torch_data.draw_step` gives it from the step's generator. When
-    ``None`` it is drawn here from the global torch RNG.
+    ``None`` it is drawn here from the global torch RNG. ``kl_scale`` multiplies the KL weight
+    (KL warm-up and GECO schedules of :mod:`mrseg.train`).
     Returns scalars ``loss`` (to minimise), ``recon``, ``kl``, ``bound``, ``l2`` and any extras.
     """
     family = model.variant.loss
-    gdl = _criterion(config) == "gdl"
+    crit = _criterion(config)
     a = model.fcomb.feature_part(model.features(x))
     p = model.prior(x)
-    batch = Stage1Batch(model, x, masks, present, config, a, p, present.sum(1), gdl,
+    batch = Stage1Batch(model, x, masks, present, config, a, p, present.sum(1), crit,
                         _objective(config) == "dpersona-code", rater_index)
     terms = STAGE1_FAMILIES[family](batch)
     out: dict[str, torch.Tensor] = dict(terms.extras)
@@ -444,13 +564,13 @@ def stage1_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
     out["kl_dims"] = kl_dims.mean(0)
     if free_bits:
         out["kl_free_bits"] = kl_loss
-    total = recon.mean() + config.kl_weight * kl_loss
+    total = recon.mean() + (config.kl_weight * kl_scale if kl_scale != 1.0 else config.kl_weight) * kl_loss
     bound = torch.zeros((), device=x.device)
     if family != "mean-mask" and (config.beta_bound > 0 or config.dual_diversity):
         zk = p.rsample((config.bound_samples,)).transpose(0, 1)                      # [B, K, D]
         prior_logits = model.fcomb.decode_many(a, zk)
-        bound = bound_loss_gdl(prior_logits, masks, present) if gdl else \
-            bound_loss(prior_logits, masks, present).mean()
+        bound = _add(bound_loss_gdl(prior_logits, masks, present) if crit.pooled_gdl else None,
+                     bound_loss(prior_logits, masks, present, crit.image_loss).mean() if crit.per_image else None)
         total = total + config.beta_bound * bound
         if config.dual_diversity:
             out["diversity"] = pairwise_dice_similarity(torch.sigmoid(prior_logits)).mean()
@@ -482,12 +602,14 @@ def stage2_losses(model: Any, x: torch.Tensor, masks: torch.Tensor, present: tor
     z = model.stage2.attend(model.stage2.queries(feats), bank)                        # [B, N, D]
     logits = model.fcomb.decode_many(a, z)
     probs = torch.sigmoid(logits)
-    if _criterion(config) == "gdl":   # D-Persona: GDL over the N expert channels (no background)
+    crit = _criterion(config)
+    recon = None
+    if crit.pooled_gdl:   # D-Persona: GDL over the N expert channels (no background)
         recon = 1.0 - gdl_channels(probs, masks, present)[present.any(0)].mean()
-    else:
-        dice = soft_dice_loss(probs, masks)
+    if crit.per_image:
+        dice = crit.image_loss(probs, masks)
         count = present.sum(1)
-        recon = ((dice * present).sum(1) / count.clamp(min=1)).mean()
+        recon = _add(recon, ((dice * present).sum(1) / count.clamp(min=1)).mean())
     total = recon
     out: dict[str, torch.Tensor] = {}
     if config.orthogonality:

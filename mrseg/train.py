@@ -37,7 +37,7 @@ from mrseg.data.torch_data import SplitTensors, disagreement, draw_step, load_sp
 from mrseg.device import autocast, prepare_model, resolve_device, to_input
 from mrseg.evaluate import SUMMARY, evaluate_run
 from mrseg.io import atomic_path, read_json, write_csv
-from mrseg.losses import fit_prior_bank
+from mrseg.losses import Geco, fit_prior_bank, warmup_scale
 from mrseg.metrics import ged_batch
 from mrseg.models import build_model
 from mrseg.paths import runs_dir
@@ -147,6 +147,31 @@ def validation_expert_dice(model: Any, split: SplitTensors, config: RunConfig, d
     return total / max(count, 1)
 
 
+def validation_collapse(model: Any, split: SplitTensors, config: RunConfig, device: torch.device) -> dict[str, Any]:
+    """Posterior use on the validation split (:func:`mrseg.diagnostics.collapse.measure_collapse`):
+    ``kl_nats``, ``active_units`` and ``kl_dims`` [D]; deterministic (no sampling, eval mode)."""
+    from mrseg.diagnostics.collapse import measure_collapse
+
+    def batches():
+        for start in range(0, len(split), config.eval_batch_size):
+            sl = slice(start, start + config.eval_batch_size)
+            yield (to_input(split.image[sl].to(device), config), split.masks[sl].to(device),
+                   split.present[sl].to(device))
+
+    with torch.no_grad():
+        return measure_collapse(model, batches(), per_dim=True)
+
+
+def _collapse_columns(model: Any, split: SplitTensors, config: RunConfig, device: torch.device) -> dict[str, float]:
+    """``val_kl``, ``val_active_units`` and ``val_kl_d<k>`` of one epoch (NaN without a latent or cases)."""
+    if len(split) == 0 or not callable(getattr(model, "posterior", None)):
+        return {"val_kl": math.nan, "val_active_units": math.nan}
+    stats = validation_collapse(model, split, config, device)
+    out = {"val_kl": stats["kl_nats"], "val_active_units": stats["active_units"]}
+    out.update({f"val_kl_d{d}": v for d, v in enumerate(stats.get("kl_dims") or [])})
+    return out
+
+
 # ---- the training loop -------------------------------------------------------------------
 def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], run_dir: Path, stage: int,
                 epochs: int, device: torch.device, progress: bool = True, epoch_hook: EpochHook | None = None,
@@ -154,7 +179,10 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
     """Train ``model`` (Stage ``stage``) for ``epochs`` epochs, resuming from ``checkpoint.pt``.
 
     Writes checkpoint.pt every epoch, best.pt whenever the selection score improves and
-    history.csv; returns ``{"best_epoch", "skipped_steps", "history"}``.
+    history.csv; returns ``{"best_epoch", "skipped_steps", "history"}``. Stage 1 history rows also
+    hold the training KL per latent dimension (``kl_d<k>``), the posterior's use on the validation
+    split (``val_kl``, ``val_active_units``, ``val_kl_d<k>``) and the KL weight's factor at the end of
+    the epoch (``kl_scale``: KL warm-up times GECO's 1 / lambda).
     """
     from tqdm import tqdm
 
@@ -177,6 +205,9 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
             sched.load_state_dict(ckpt["scheduler"])
             start, history = ckpt["epoch"] + 1, ckpt["history"]
             best_score, best_epoch, skipped, bad = ckpt["best_score"], ckpt["best_epoch"], ckpt["skipped"], ckpt["bad"]
+    geco = (Geco(config.geco_kappa, config.geco_alpha, config.geco_rate, config.geco_lambda_max,
+                 state=(ckpt or {}).get("geco") if start else None)
+            if stage == 1 and config.geco_kappa else None)
     train = splits["train"].to(device, pin=device.type == "cuda")
     val = splits["test"] if config.select_on == "test" else splits["val"]
     order_key = disagreement(train.masks, train.present).cpu() if config.disagreement_curriculum else None
@@ -195,7 +226,9 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
             easiest = torch.argsort(order_key)[: max(1, int(round(share * n)))]
             perm = easiest[torch.randperm(len(easiest))]
         sums: dict[str, float] = {}
+        kl_dim_sums: torch.Tensor | None = None
         steps = 0
+        kl_scale = 1.0
         batches = range(0, len(perm), config.batch_size)
         bar = tqdm(batches, desc=f"stage {stage} epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
         for step, s in enumerate(bar):
@@ -206,7 +239,12 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
             draws = draw_step(available.index_select(0, idx), config.n_present,
                               step_generator(config.seed, config.fold, epoch, step, device), static)
             present = draws["present"]
-            extra = {}
+            extra: dict[str, Any] = {}
+            if stage == 1:   # anti-collapse schedules (1 unless asked for: the loss is then unchanged)
+                kl_scale = (warmup_scale(epoch, step, len(batches), config.kl_warmup_epochs)
+                            * (geco.kl_scale() if geco is not None else 1.0))
+                if kl_scale != 1.0:
+                    extra["kl_scale"] = kl_scale
             draw = config.model_variant.rater_draw
             if stage == 1 and draw is not None:   # Stage 1 of a +s2 model is a separate run
                 extra["rater_index"] = draws["rater_image" if draw == "image" else "rater_batch"]
@@ -229,9 +267,14 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
             bad = 0
             opt.step()
             steps += 1
+            if geco is not None:
+                geco.update(float(terms["recon"].detach()))
             for k, v in terms.items():
                 if v.dim() == 0:
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
+            if "kl_dims" in terms:
+                kl_dims = terms["kl_dims"].detach().float()
+                kl_dim_sums = kl_dims if kl_dim_sums is None else kl_dim_sums + kl_dims
         t_steps = time.perf_counter() - t0   # the optimisation steps alone (throughput), before validation
         lr = opt.param_groups[0]["lr"]
         sched.step()
@@ -246,14 +289,21 @@ def train_stage(model: Any, config: RunConfig, splits: dict[str, SplitTensors], 
         row = {"stage": stage, "epoch": epoch + 1, "train_loss": sums.get("loss", math.nan) / max(steps, 1)}
         for k in ("recon", "kl", "bound"):
             row[k] = sums.get(k, math.nan) / max(steps, 1)
+        if kl_dim_sums is not None:
+            row.update({f"kl_d{d}": float(v) / max(steps, 1) for d, v in enumerate(kl_dim_sums)})
         row.update(val_ged=val_ged, val_expert_dice=val_dice, lr=lr, skipped=skipped, steps=steps,
-                   train_seconds=t_steps, seconds=time.perf_counter() - t0)
+                   train_seconds=t_steps)
+        if stage == 1:
+            row["kl_scale"] = (geco.kl_scale() if geco is not None else 1.0) * warmup_scale(
+                epoch + 1, 0, 1, config.kl_warmup_epochs)
+            row.update(_collapse_columns(model, val, config, device))
+        row["seconds"] = time.perf_counter() - t0
         history.append(row)
         write_csv(run_dir / HISTORY, pd.DataFrame(history))
         _save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                "epoch": epoch, "stage": stage, "history": history, "best_score": best_score,
                "best_epoch": best_epoch, "skipped": skipped, "bad": bad, "config": config.to_dict(),
-               "code_fingerprint": fingerprint}, ckpt_path)
+               "code_fingerprint": fingerprint, "geco": geco.state() if geco is not None else None}, ckpt_path)
         update_manifest(run_dir, epochs_done=epoch + 1, stage=stage, skipped_steps=skipped)
         if epoch_hook is not None:
             epoch_hook(stage, epoch)

@@ -24,6 +24,7 @@ values, never 0.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Iterable
 
 import numpy as np
@@ -50,13 +51,15 @@ def has_latent(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def posterior_terms(model: nn.Module, image: torch.Tensor, masks: torch.Tensor,
-                    present: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    present: torch.Tensor | None = None, per_dim: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-row KL and departures of one batch.
 
     ``image`` [B,C,H,W], ``masks`` [B,N,H,W] (0/1), ``present`` bool [B,N]. Returns
     ``(kl [B,R], departure [B,R,D], valid bool [B,R])`` as float64 numpy arrays, where R = 1 for a
     shared posterior (one q per case) and R = N for per-rater posteriors (rows of absent raters
-    are invalid, their values NaN). ``departure`` is ``mu_q - mu_p``.
+    are invalid, their values NaN). ``departure`` is ``mu_q - mu_p``. With ``per_dim`` the KL is
+    not summed over the latent axis: ``[B,R,D]``.
     """
     masks = masks.float()
     present = torch.ones(masks.shape[:2], dtype=torch.bool, device=masks.device) if present is None else present.bool()
@@ -68,14 +71,15 @@ def posterior_terms(model: nn.Module, image: torch.Tensor, masks: torch.Tensor,
         loc = torch.where(valid[..., None], q.loc, p.loc[:, None].expand_as(q.loc))
         scale = torch.where(valid[..., None], q.scale, p.scale[:, None].expand_as(q.scale))
         prior = Normal(p.loc[:, None].expand_as(loc), p.scale[:, None].expand_as(loc))
-        kl = kl_divergence(Normal(loc, scale), prior).sum(-1)
+        kl = kl_divergence(Normal(loc, scale), prior)
         dep = loc - p.loc[:, None]
     else:
         valid = present.any(1, keepdim=True)
-        kl = kl_divergence(q, p).sum(-1, keepdim=True)
+        kl = kl_divergence(q, p)[:, None]
         dep = (q.loc - p.loc)[:, None]
+    kl = kl if per_dim else kl.sum(-1)
     nan = torch.tensor(float("nan"), dtype=kl.dtype, device=kl.device)
-    kl = torch.where(valid, kl, nan)
+    kl = torch.where(valid[..., None] if per_dim else valid, kl, nan)
     dep = torch.where(valid[..., None], dep, nan)
     return kl.double().cpu().numpy(), dep.double().cpu().numpy(), valid.cpu().numpy()
 
@@ -105,18 +109,27 @@ def diversity_ratio(cases: pd.DataFrame) -> float:
 
 
 def measure_collapse(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-                     threshold: float = ACTIVE_THRESHOLD) -> dict[str, Any]:
+                     threshold: float = ACTIVE_THRESHOLD, per_dim: bool = False) -> dict[str, Any]:
     """:func:`collapse_stats` over ``(image, masks, present)`` batches; ``{"latent": False}`` and
-    null values for a model without a latent. The model is put in eval mode."""
+    null values for a model without a latent. The model is put in eval mode. With ``per_dim`` the
+    result also holds ``kl_dims`` [D]: each dimension's KL, averaged as ``kl_nats`` is (per case over
+    its rows, then over cases), so that they sum to ``kl_nats``."""
     if not has_latent(model):
         return {"latent": False, "kl_nats": math.nan, "active_units": math.nan, "latent_dim": 0,
                 "departure_var": [], "kl_nats_per_case": np.zeros(0), "n_rows": 0}
     model.eval()
-    parts = [posterior_terms(model, *batch) for batch in batches]
+    parts = [posterior_terms(model, *batch, per_dim=per_dim) for batch in batches]
     if not parts:
         raise ValueError("measure_collapse: no test cases")
     kl, dep, valid = (np.concatenate([p[i] for p in parts]) for i in range(3))
-    return {"latent": True, **collapse_stats(kl, dep, valid, threshold)}
+    if not per_dim:
+        return {"latent": True, **collapse_stats(kl, dep, valid, threshold)}
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # a case without valid rows: NaN, left out
+        per_case = np.nanmean(np.where(valid[..., None], kl, np.nan), axis=1)          # [B, D]
+        kl_dims = np.nanmean(per_case, axis=0)
+    stats = collapse_stats(kl.sum(-1), dep, valid, threshold)
+    return {"latent": True, **stats, "kl_dims": [float(v) for v in kl_dims]}
 
 
 def collapse_summary(model: nn.Module, image: torch.Tensor, masks: torch.Tensor, present: torch.Tensor,

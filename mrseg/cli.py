@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 
@@ -208,11 +209,35 @@ def _cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_kl_curve(args: argparse.Namespace) -> int:
+    from mrseg.config import RunConfig
+    from mrseg.diagnostics.kl_curve import write_kl_curve
+
+    for model in args.model or ["shared", "per-rater"]:
+        config = RunConfig.from_profile(args.profile, model=model, **_parse_options(args.set))
+        path = write_kl_curve(config, args.steps, Path(args.out) if args.out else None, progress=not args.json)
+        print(path)
+    return 0
+
+
 def _cmd_reference(args: argparse.Namespace) -> int:
     from mrseg.pipeline.reference import export_reference, load_reference
 
     if args.profile is None:
-        args.profile = "reference-cpu" if args.action == "verify" else "reference"
+        args.profile = "reference-cpu" if args.action in ("verify", "certify") else "reference"
+    if args.action == "certify":
+        from mrseg.pipeline.certify import certify_reference
+        from mrseg.pipeline.equivalence import EQUIVALENCE_FILE
+
+        cert = certify_reference(args.plan, args.profile, jobs=args.jobs, root=args.dest, progress=not args.json)
+        if args.json:
+            _print(cert, True)
+        else:
+            for c in cert["configurations"]:
+                print(f"{c['run_id']}: {'bit-identical' if c['identical'] else 'DIFFERS'} ({c['seconds']:.0f} s)")
+            print(f"certificate {'written to ' + EQUIVALENCE_FILE if cert['identical'] else 'NOT written'}: "
+                  f"{', '.join(h[:10] for h in cert['from_source_hashes'])} -> {cert['to_source_hash'][:10]}")
+        return 0 if cert["identical"] else 1
     if args.action == "verify":
         from mrseg.pipeline.verify import verify_reference
 
@@ -328,14 +353,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_model)
 
+    p = sub.add_parser("kl-curve", help="KL(q || p) at every training step of a model's first steps "
+                                        "(does its posterior collapse, and how fast?)")
+    p.add_argument("--profile", default="paper")
+    p.add_argument("--model", action="append", default=None, help="repeatable; default: shared and per-rater")
+    p.add_argument("--steps", type=_count(1), default=100)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--out", default=None, help="folder (default: reference/<plan>/kl-curves/<profile>/)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_kl_curve)
+
     p = sub.add_parser("reference", help="export completed runs (no weights) into reference/, show an export, "
-                                         "or verify it by retraining some of its runs here")
-    p.add_argument("action", choices=["export", "show", "verify"])
+                                         "verify it by retraining some of its runs here, or certify that "
+                                         "today's code retrains it bit-identically")
+    p.add_argument("action", choices=["export", "show", "verify", "certify"])
     p.add_argument("--plan", default="thesis")
     p.add_argument("--profile", default=None, help="default: reference (export, show), reference-cpu (verify)")
     p.add_argument("--runs", type=_count(1), default=1, help="verify: how many committed runs to retrain")
     p.add_argument("--only", default=None, help="verify: comma-separated globs over the export's run ids")
     p.add_argument("--fresh", action="store_true", help="verify: retrain from scratch, discarding an earlier retraining")
+    p.add_argument("--jobs", type=_count(1), default=1, help="certify: configurations retrained at once")
     p.add_argument("--dest", default=None, help="root folder of the exports (default: reference/ or $MRSEG_REFERENCE)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_reference)

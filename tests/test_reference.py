@@ -277,3 +277,43 @@ def test_the_paired_table_is_stored_with_the_export_and_recomputed_when_stale(sm
     assert read_stored_paired(folder) is None                       # stale: recomputed on the next read
     assert not load_reference(plan, "smoke", root=dest).paired.empty
     assert read_stored_paired(folder) is not None                   # ... and cached for the read after
+
+
+def test_certify_retrains_each_configuration_and_keeps_a_certified_export_current(smoke_runs, tmp_path):
+    """reference certify: an export made under other sources reads stale until one run per
+    configuration retrains bit-identically here; a run whose table differs blocks the certificate."""
+    import pytest
+
+    from mrseg.pipeline.certify import certify_reference
+    from mrseg.pipeline.equivalence import EQUIVALENCE_FILE
+    from mrseg.pipeline.machine import machine_facts
+
+    plan, dest = _plan(tmp_path), tmp_path / "reference"
+    export_reference(plan, "smoke", dest=dest)
+    with pytest.raises(ValueError, match="nothing to certify"):
+        certify_reference(plan, "smoke", root=dest, progress=False)
+    folder = dest / "mini" / "smoke"
+    for manifest_path in folder.rglob("manifest.json"):   # as if trained elsewhere before today's source edit
+        manifest = read_json(manifest_path)
+        write_json(manifest_path, {**manifest, "source_hash": "0" * 40, "code_fingerprint": "1" * 40, "machine": None})
+    assert load_reference(plan, "smoke", root=dest, paired=False).n_stale == 2
+    with pytest.raises(ValueError, match="trained on another machine, and no commit's sources hash"):
+        certify_reference(plan, "smoke", root=dest, progress=False)
+    for manifest_path in folder.rglob("manifest.json"):   # trained on this machine: the committed run is the baseline
+        write_json(manifest_path, {**read_json(manifest_path), "machine": machine_facts(1)})
+
+    cert = certify_reference(plan, "smoke", root=dest, progress=False)
+    assert cert["identical"] and len(cert["configurations"]) == 2
+    assert {c["against"] for c in cert["configurations"]} == {"committed run (this machine)"}
+    assert {c["from_source_hash"] for c in cert["configurations"]} == {"0" * 40}
+    assert load_reference(plan, "smoke", root=dest, paired=False).n_stale == 0
+
+    # a committed table that today's code does not reproduce: no certificate is written
+    (folder / EQUIVALENCE_FILE).unlink()
+    run_dir = next(p.parent for p in folder.rglob(CASES_FILE) if "/shared/" in p.as_posix())
+    table = pd.read_csv(run_dir / CASES_FILE)
+    table.loc[0, "ged"] += 1e-6
+    table.to_csv(run_dir / CASES_FILE, index=False)
+    cert = certify_reference(plan, "smoke", root=dest, progress=False)
+    assert not cert["identical"] and not (folder / EQUIVALENCE_FILE).exists()
+    assert load_reference(plan, "smoke", root=dest, paired=False).n_stale == 2

@@ -29,6 +29,7 @@ import pandas as pd
 
 from mrseg.io import read_json, write_json
 from mrseg.paths import REPO_ROOT, cache_dir
+from mrseg.pipeline.equivalence import certified_current, read_certificates
 from mrseg.pipeline.fingerprint import stale_reason
 from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest
 from mrseg.pipeline.plan import load_plan
@@ -155,6 +156,7 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
     earlier = {}
     if (folder / "index.json").exists():
         earlier = {r["run_id"]: r for r in read_json(folder / "index.json").get("runs") or []}
+    certificates = read_certificates(folder)
     exported, kept, skipped = [], [], []
     for item in tqdm(trains, desc="export", disable=not progress):
         if not is_complete(item.run_dir):
@@ -179,7 +181,7 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
         exported.append({"run_id": item.run_id, "model": item.config["model"], "fold": item.config["fold"],
                          "seed": item.config["seed"], "n_present": item.config["n_present"],
                          "memberships": item.memberships, "code_fingerprint": manifest.get("code_fingerprint"),
-                         "stale_at_export": stale_reason(manifest, item.config), "host": manifest.get("host"),
+                         "stale_at_export": _stale(manifest, item.config, certificates), "host": manifest.get("host"),
                          "machine": manifest.get("machine"),
                          "seconds": manifest.get("seconds"), "finished": manifest.get("finished")})
     order = {i.run_id: k for k, i in enumerate(trains)}
@@ -191,6 +193,12 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     return {"folder": str(folder), "exported": len(exported), "kept": len(kept), "skipped": len(skipped),
             "bytes": size}
+
+
+def _stale(manifest: dict[str, Any], config: Any, certificates: list[dict[str, Any]]) -> str:
+    """:func:`stale_reason`, except that a certified code change (:mod:`mrseg.pipeline.equivalence`) is current."""
+    stale = stale_reason(manifest, config)
+    return "" if stale == "changed: code" and certified_current(manifest, certificates) else stale
 
 
 @dataclass
@@ -234,6 +242,7 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
     if not (folder / "index.json").exists():
         return out
     out.index = read_json(folder / "index.json")
+    certificates = read_certificates(folder)
     rows, tables, run_dirs = [], [], {}
     for run in out.index.get("runs") or []:
         run_dir = folder / run["run_id"]
@@ -244,7 +253,7 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
             raise ValueError(f"{run_dir}: cannot read this exported run ({err})") from err
         config = manifest.get("config") or {}
         try:
-            stale = stale_reason(manifest, config) if config else "no config recorded"
+            stale = _stale(manifest, config, certificates) if config else "no config recorded"
         except (TypeError, ValueError) as err:   # a config field today's code no longer knows
             stale = f"config no longer valid ({err})"
         host = manifest.get("host") or {}

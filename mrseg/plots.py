@@ -454,6 +454,30 @@ def architecture_diagram(n_raters: int = 4) -> Figure:
     return fig
 
 
+
+def kl_curves(curves: Mapping[str, pd.DataFrame], title: str | None = None) -> Figure:
+    """KL(q || p) in nats per training step (log axis), one line per model, and each latent
+    dimension's KL as thin lines: ``curves`` are :func:`mrseg.diagnostics.kl_curve.kl_curve` tables."""
+    fig, axes = plt.subplots(1, max(1, len(curves)), figsize=(5.2 * max(1, len(curves)), 3.6), squeeze=False,
+                             sharey=True)
+    for ax, (model, table) in zip(axes[0], curves.items()):
+        _require(table, ["step", "kl"], "kl_curves")
+        dims = [c for c in table.columns if c.startswith("kl_d")]
+        for c in dims:
+            ax.plot(table["step"], table[c].clip(lower=1e-9), lw=0.6, alpha=0.5, color="0.5")
+        ax.plot(table["step"], table["kl"].clip(lower=1e-9), lw=1.8, color="C0", label="KL, all dimensions")
+        ax.set_yscale("log")
+        ax.set_xlabel("training step")
+        ax.set_title(_label(model))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("KL(q || p), nats (grey: per dimension)")
+    axes[0][0].legend(loc="upper right", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def save_png(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Write ``fig`` as PNG atomically and close it."""
 

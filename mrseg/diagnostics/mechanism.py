@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mrseg.diagnostics.run_level import better_verdict, patient_interval, run_level_difference
+from mrseg.diagnostics.run_level import compare_rows
 
 STUDY = "mechanism"
 # (label, a, b): the explanation a pair separates, and the two rows compared
@@ -65,25 +65,9 @@ def mechanism_comparisons(cases: pd.DataFrame, metric: str = "ged", lower_is_bet
     rows = []
     for label, a, b in PAIRS:
         for n_p, group in frame[frame["row"].isin([a, b])].groupby("n_present", sort=True):
-            wide = group.pivot_table(index=["fold", "seed", "case_id", "patient_id"], columns="row", values=metric,
-                                     aggfunc="first")
-            if a not in wide or b not in wide:
-                continue
-            wide = wide[[a, b]].dropna().reset_index()
-            diff = (wide[a] - wide[b]).to_numpy(dtype=float)
-            per_patient = (wide.assign(d=diff).groupby(["fold", "seed", "patient_id"])["d"].mean()
-                           .to_numpy(dtype=float))
-            runs = wide["fold"].astype(str) + "/" + wide["seed"].astype(str)
-            run_level = run_level_difference(diff, runs.to_numpy(), wide["patient_id"].astype(str).to_numpy(),
-                                             wide["fold"].to_numpy(), n_boot=n_boot, seed=seed)
-            row = {"explanation": label, "a": a, "b": b, "np": int(n_p), "n_cases": int(len(diff)),
-                   "n_patients": int(len(per_patient)), "n_runs": int(run_level["n_runs"]),
-                   "mean_a": float(wide[a].mean()), "mean_b": float(wide[b].mean()),
-                   "difference": run_level["run_effect"], "ci_low": run_level["run_ci_low"],
-                   "ci_high": run_level["run_ci_high"],
-                   **patient_interval(per_patient, wide[a], wide[b], n_boot=n_boot, seed=seed),
-                   "verdict": better_verdict(run_level["run_ci_low"], run_level["run_ci_high"], a, b, lower_is_better)}
-            rows.append(row)
+            found = compare_rows(group, a, b, metric, lower_is_better, n_boot=n_boot, seed=seed)
+            if found is not None:
+                rows.append({"explanation": label, "a": a, "b": b, "np": int(n_p), **found})
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -208,5 +208,39 @@ def fold_means_difference(a: Sequence[float], b: Sequence[float] | None = None, 
     return out
 
 
-__all__ = ["CI_LEVEL", "RUN_LEVEL_COLUMNS", "TEST_TRAIN_RATIO", "better_verdict", "crossed_bootstrap_se",
+
+PAIR_COLUMNS: tuple[str, ...] = ("n_cases", "n_patients", "n_runs", "mean_a", "mean_b", "difference", "ci_low",
+                                 "ci_high", "p_run", "detectable", "patient_ci_low", "patient_ci_high", "p_wilcoxon",
+                                 "verdict")
+
+
+def compare_rows(frame: Any, a: str, b: str, metric: str, lower_is_better: bool = True,
+                 n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any] | None:
+    """Paired comparison of rows ``a`` and ``b`` of one per-case table (columns ``row``, ``fold``,
+    ``seed``, ``case_id``, ``patient_id`` and ``metric``), cases paired by (fold, seed, case_id):
+    the :data:`PAIR_COLUMNS` (``difference`` = mean of the run-pair means of a - b, its run-level 95%
+    CI and p, the effect detectable with 80% power, the patient bootstrap as test-set uncertainty
+    only, the Wilcoxon p over cases and :func:`better_verdict`); ``None`` when a row is missing."""
+    wide = frame[frame["row"].isin([a, b])].pivot_table(index=["fold", "seed", "case_id", "patient_id"],
+                                                        columns="row", values=metric, aggfunc="first")
+    if a not in wide or b not in wide:
+        return None
+    wide = wide[[a, b]].dropna().reset_index()
+    if wide.empty:
+        return None
+    diff = (wide[a] - wide[b]).to_numpy(dtype=float)
+    per_patient = wide.assign(d=diff).groupby(["fold", "seed", "patient_id"])["d"].mean().to_numpy(dtype=float)
+    runs = (wide["fold"].astype(str) + "/" + wide["seed"].astype(str)).to_numpy()
+    run_level = run_level_difference(diff, runs, wide["patient_id"].astype(str).to_numpy(), wide["fold"].to_numpy(),
+                                     n_boot=n_boot, seed=seed)
+    return {"n_cases": int(len(diff)), "n_patients": int(len(per_patient)), "n_runs": int(run_level["n_runs"]),
+            "mean_a": float(wide[a].mean()), "mean_b": float(wide[b].mean()),
+            "difference": run_level["run_effect"], "ci_low": run_level["run_ci_low"],
+            "ci_high": run_level["run_ci_high"], "p_run": run_level.get("run_p", math.nan),
+            "detectable": run_level.get("detectable_effect", math.nan),
+            **patient_interval(per_patient, wide[a], wide[b], n_boot=n_boot, seed=seed),
+            "verdict": better_verdict(run_level["run_ci_low"], run_level["run_ci_high"], a, b, lower_is_better)}
+
+__all__ = ["CI_LEVEL", "PAIR_COLUMNS", "RUN_LEVEL_COLUMNS", "TEST_TRAIN_RATIO", "better_verdict", "compare_rows",
+           "crossed_bootstrap_se",
            "detectable_effect", "fold_means_difference", "run_level_difference", "patient_interval"]

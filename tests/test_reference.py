@@ -151,7 +151,7 @@ def test_scorecard_scores_claims_on_the_reference_export(smoke_runs, tmp_path):
     assert any(r["verdict"] == "no results" for r in records)
 
 
-def test_reference_verdict_decides_only_where_this_build_did_not_converge():
+def test_reference_verdict_decides_where_this_build_did_not_converge_or_did_not_run():
     from mrseg.report.claims import attach_reference, verdict_counts
 
     ours = [{"id": "A", "verdict": "not testable at this scale"}, {"id": "B", "verdict": "reproduced"},
@@ -164,7 +164,7 @@ def test_reference_verdict_decides_only_where_this_build_did_not_converge():
     assert decision["A"] == ("contradicted", "reference (reference-cpu)")   # ours did not converge: the reference decides
     assert decision["B"] == ("reproduced", "this build")                    # ours decided: it stands
     assert decision["C"] == ("not testable at this scale", "this build")    # neither converged
-    assert decision["D"] == ("no results", "this build")                    # only an unconverged build defers
+    assert decision["D"] == ("reproduced", "reference (reference-cpu)")     # rows this build does not run
     assert ours[0]["reference_p"] == 0.02 and ours[0]["reference_n"] == 9
     counts = verdict_counts(pd.DataFrame(ours)).set_index("verdict")
     assert counts.loc["contradicted", "claims (decision)"] == 1 and counts.loc["inconclusive", "claims (reference runs)"] == 1

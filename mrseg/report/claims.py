@@ -970,11 +970,12 @@ REFERENCE_DETAIL = ("verdict_note", "unit", "n_runs", "run_ci_low", "run_ci_high
 def attach_reference(records: list[dict[str, Any]], reference: list[dict[str, Any]], profile: str,
                      stale: int = 0) -> None:
     """Add the reference runs' verdict of each claim to ``records`` (in place): ``reference_verdict``,
-    ``reference_effect``, ``reference_ci_low``/``_high``, ``reference_n``, ``reference_reason``, and
+    ``reference_effect``, ``reference_ci_low``/``_high``, ``reference_n``, ``reference_reason``,
+    ``reference_posterior`` (KL and active units of the reference's compared rows), and
     ``decision``: the reference's verdict where this build's is "not testable at this scale" (its
-    runs did not converge) and the reference decides it (reproduced, contradicted or inconclusive);
-    otherwise this build's own verdict. ``stale``: how many reference runs today's code would not
-    reproduce (their verdicts are marked)."""
+    runs did not converge) or "no results" (its plan does not run the rows) and the reference decides
+    it (reproduced, contradicted or inconclusive); otherwise this build's own verdict. ``stale``: how
+    many reference runs today's code would not reproduce (their verdicts are marked)."""
     by_id = {r["id"]: r for r in reference}
     for rec in records:
         ref = by_id.get(rec["id"])
@@ -985,8 +986,8 @@ def attach_reference(records: list[dict[str, Any]], reference: list[dict[str, An
                     "reference_effect": ref["effect"], "reference_ci_low": ref["ci_low"],
                     "reference_ci_high": ref["ci_high"], "reference_p": ref["p_holm"] if ref["p_holm"] is not None
                     else ref["p"], "reference_n": ref["n"], "reference_reason": ref["reason"],
-                    "reference_stale": bool(stale)})
-        decided_by_reference = rec["verdict"] == NOT_AT_SCALE and ref["verdict"] in DECIDED
+                    "reference_posterior": ref.get("posterior") or "", "reference_stale": bool(stale)})
+        decided_by_reference = rec["verdict"] in (NOT_AT_SCALE, NO_RESULTS) and ref["verdict"] in DECIDED
         rec["decision"] = ref["verdict"] if decided_by_reference else rec["verdict"]
         rec["decided_by"] = f"reference ({profile})" if decided_by_reference else "this build"
 
@@ -1086,10 +1087,13 @@ def _reference_cell(rec: Any) -> str:
             text += f"<br><small>{html.escape(_runs_note(rec, 'reference_'))}</small>"
     if rec.get("reference_reason"):
         text += f"<br><small>{html.escape(str(rec['reference_reason']))}</small>"
+    if rec.get("reference_posterior"):
+        text += f"<br><small>posterior: {html.escape(str(rec['reference_posterior']))}</small>"
     if rec.get("reference_stale") is True:
         text += "<br><small>from stale reference runs</small>"
     if rec.get("decided_by", "").startswith("reference"):
-        text += "<br><small><b>decides this claim</b> (this build's runs did not converge)</small>"
+        why = "this build did not run these rows" if rec.get("verdict") == NO_RESULTS else "this build's runs did not converge"
+        text += f"<br><small><b>decides this claim</b> ({why})</small>"
     return text
 
 
@@ -1248,8 +1252,9 @@ def reference_note(res: Results) -> str:
                 "(`reference/` is filled by `python -m mrseg reference export`).")
     text = (f"Every claim is also scored on the committed reference runs (profile `{ref['profile']}`, "
             f"{ref['runs']} runs; see [Reference results](reference_results)). Where this build's runs did not "
-            "converge (verdict \"not testable at this scale\") the reference runs' verdict is the **decision**; "
-            "elsewhere the decision is this build's own verdict.")
+            "converge (verdict \"not testable at this scale\") or this build does not run the compared rows "
+            "(\"no results\"), the reference runs' verdict is the **decision**; elsewhere the decision is this "
+            "build's own verdict.")
     if ref.get("stale_runs"):
         text += (f" {ref['stale_runs']} reference runs are stale (made by other code): their verdicts are those "
                  "of the code that made them.")

@@ -13,7 +13,7 @@ from mrseg.report.claims import read_scorecard, verdict_text
 from mrseg.report.results import Results
 
 # Claims whose power the page states: the central comparisons of separately trained models.
-POWER_CLAIMS: tuple[str, ...] = ("A1", "A2", "A5", "A11", "C4.2", "C4.4", "AI.1")
+POWER_CLAIMS: tuple[str, ...] = ("A1", "A2", "A5", "A11", "C4.2", "C4.4", "AI.1", "AI.2", "AI.3", "AI.4", "AI.5")
 
 
 def _num(value: Any, digits: int = 4, signed: bool = False) -> str:

@@ -478,6 +478,31 @@ def kl_curves(curves: Mapping[str, pd.DataFrame], title: str | None = None) -> F
     return fig
 
 
+
+def kl_by_epoch(history: pd.DataFrame, title: str | None = None) -> Figure:
+    """Validation KL(q || p) (log axis) and active units per epoch, one line per (setting, model):
+    ``history`` from :func:`mrseg.diagnostics.posterior_use.epoch_history`."""
+    _require(history, ["setting", "model", "epoch", "val_kl", "val_active_units"], "kl_by_epoch")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    colours = {s: f"C{k % 10}" for k, s in enumerate(dict.fromkeys(history["setting"]))}
+    for (setting, model), group in history.groupby(["setting", "model"], sort=False):
+        style = "-" if str(model).startswith("per_rater") else "--"
+        label = f"{setting}, {_label(str(model))}"
+        left.plot(group["epoch"], group["val_kl"].clip(lower=1e-9), style, color=colours[setting], label=label)
+        right.plot(group["epoch"], group["val_active_units"], style, color=colours[setting], label=label)
+    left.set_yscale("log")
+    left.set_ylabel("validation KL(q || p), nats")
+    right.set_ylabel("validation active units")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    right.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def save_png(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Write ``fig`` as PNG atomically and close it."""
 

@@ -20,6 +20,8 @@ decomposition, never through what a posterior encodes. Two studies of ``mrseg/pl
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -181,6 +183,28 @@ def curve_summary(curves: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+
+def epoch_history(folder: Path, index: dict[str, Any]) -> pd.DataFrame:
+    """The pilot's runs' ``history.csv`` (in the export ``folder``) as one long table: ``setting``,
+    ``model``, ``epoch``, ``kl`` (training), ``val_kl``, ``val_active_units``, ``val_ged`` and
+    ``kl_scale``; only Stage 1 rows, only runs that logged the validation KL (trained by code that
+    records it). Empty when none."""
+    columns = ["setting", "model", "epoch", "kl", "val_kl", "val_active_units", "val_ged", "kl_scale"]
+    frames = []
+    for run in index.get("runs") or []:
+        for membership in run.get("memberships") or []:
+            parsed = pilot_setting(str(membership.get("row", ""))) if membership.get("study") == PILOT_STUDY else None
+            path = Path(folder) / run["run_id"] / "history.csv"
+            if parsed is None or not path.exists():
+                continue
+            history = pd.read_csv(path)
+            if "val_kl" not in history:
+                continue
+            history = history[history.get("stage", 1) == 1]
+            frames.append(history.reindex(columns=columns[2:]).assign(setting=parsed[0], model=parsed[1]))
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
 __all__ = ["BASELINE", "COLLAPSED_KL", "COMPARISONS", "FIT_MARGIN", "INFORMATIVE_KL", "INFORMATIVE_UNITS",
-           "PILOT_STUDY", "STUDY", "curve_summary", "pilot_setting", "pilot_table", "qualifying_settings",
+           "PILOT_STUDY", "STUDY", "curve_summary", "epoch_history", "pilot_setting", "pilot_table", "qualifying_settings",
            "regime_comparisons", "study_setting", "use_table"]

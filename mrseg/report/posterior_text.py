@@ -32,7 +32,7 @@ def pilot_sentences(pilot: pd.DataFrame, qualifying: list[str]) -> list[str]:
                    f"{base['kl_nats'].max():.2g} nats at most, with {int(base['active_units'].max())} active units.")
     tried = pilot[pilot["setting"] != BASELINE]
     for setting, group in tried.groupby("setting", sort=False):
-        parts = [f"{m.replace('_s1', '')}: KL {r.kl_nats:.3g} nats, {r.active_units:.0f} active units, "
+        parts = [f"{m.replace('_s1', '').replace('_', '-')}: KL {r.kl_nats:.3g} nats, {r.active_units:.0f} active units, "
                  f"Dice_match {r.fit_change:+.3f}" for m, r in zip(group["model"], group.itertuples())]
         out.append(f"`{setting}`: " + "; ".join(parts) + ".")
     if qualifying:

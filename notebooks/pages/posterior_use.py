@@ -77,6 +77,17 @@ report.show_table(pilot, "Posterior use and fit per objective setting (pilot, re
 report.show_markdown("\n".join(f"- {s}" for s in posterior_text.pilot_sentences(pilot, qualifying)))
 
 # %% [markdown]
+# **Collapse over time.** Validation KL and active units after every epoch of the pilot's runs
+# (solid: per-rater, dashed: shared; one colour per setting).
+
+# %% tags=["hide-input"]
+history = posterior_use.epoch_history(ref.folder, ref.index) if ref.available else None
+if history is not None and not history.empty:
+    fig = plots.kl_by_epoch(history, "pilot (fold 0, seed 1337, np = 4): posterior use per epoch")
+else:
+    report.show_markdown("*No per-epoch KL is recorded for the pilot's runs.*")
+
+# %% [markdown]
 # ## 2. Posterior use in each regime
 # Means over runs (folds x seeds) of each row: KL and active units on the test fold, the diversity
 # ratio, Dice_match and GED (d(empty, empty) = 1).

@@ -185,7 +185,10 @@ def test_bad_plans_raise_clear_errors(tmp_path):
         load_plan("no-such-plan", "demo")
     bad = tmp_path / "bad.yaml"
     bad.write_text("studies:\n  main:\n    rows:\n      x: {model: not-a-model}\n")
-    with pytest.raises(ValueError, match="bad.yaml: study 'main' row 'x'"):
+    with pytest.raises(ValueError, match="bad.yaml: studies.main.rows.x.model: unknown model 'not-a-model'"):
+        load_plan(bad, "smoke")
+    bad.write_text("studies:\n  main:\n    rows:\n      x: {model: shared, lr: -1}\n")   # a value only the config checks
+    with pytest.raises(ValueError, match="bad.yaml: study 'main' row 'x': lr must be a positive number"):
         load_plan(bad, "smoke")
     with pytest.raises(ValueError, match="unknown profile"):
         load_plan("thesis", "huge")
@@ -203,7 +206,7 @@ def test_plans_run_sparsity_under_both_objectives_and_both_mit_b2_readings():
     assert {"2_mit_b2_backbone", "2_mit_b2_posterior"} <= rows
     # per-rater runs serve both objectives (eq. 3.5 under both): no duplicate per-rater runs
     per_rater = [t for t in paper if t.config["model"] == "per-rater" and t.config["n_present"] == 1
-                 and t.config["dataset"] == "lidc-pylidc" and t.config["free_bits"] == 0]
+                 and t.config["dataset"] == "lidc-pylidc" and t.config["free_bits"] == 0 and t.config["kl_weight"] == 1]
     assert all({"sparsity", "sparsity_thesis_eq"} <= {m["study"] for m in t.memberships} for t in per_rater
                if t.config["fold"] == 0)
 
@@ -225,3 +228,31 @@ def test_mechanism_study_reuses_main_and_sparsity_runs_in_the_paper_profile():
         assert cells[("per_rater_tied_fb", np_)].config["free_bits"] > 0
         assert "+fb" in cells[("per_rater_tied_fb", np_)].run_id
     assert cells[("shared_wide_s1", 4)].config["epochs"] == 100 and cells[("shared_wide_s1", 1)].config["epochs"] == 300
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["studies"]["main"].update(foldz=[0]), "studies.main: unknown key 'foldz'"),
+    (lambda p: p["studies"]["main"].update(rowz={}), "studies.main: unknown key 'rowz'"),
+    (lambda p: p["profiles"]["smoke"]["studies"].update(mian={"enabled": False}), "profiles.smoke.studies.mian: no study"),
+    (lambda p: p["profiles"]["smoke"].update(epochs={"full": 2, "sparse": "-2x"}), "profiles.smoke.epochs.sparse: epochs must"),
+    (lambda p: p["profiles"]["smoke"].update(epochs={"full": 0}), "profiles.smoke.epochs.full: epochs must be >= 1"),
+    (lambda p: p["studies"]["main"].update(dataset="nosuch"), "studies.main.dataset: unknown dataset 'nosuch'"),
+    (lambda p: p["studies"]["main"]["rows"]["shared_s1"].update(model="nosuch"), "studies.main.rows.shared_s1.model"),
+    (lambda p: p["studies"]["main"]["rows"]["shared_s1"].update(kl_wieght=0.1), "unknown key 'kl_wieght'"),
+    (lambda p: p["profiles"].update(nosuch={}), "profiles.nosuch: unknown profile"),
+    (lambda p: p["profiles"]["smoke"].update(foldz=[0]), "profiles.smoke: unknown key 'foldz'"),
+    (lambda p: p["profiles"]["smoke"].update(folds=[-1]), "profiles.smoke.folds: expected integers"),
+])
+def test_plan_schema_names_the_file_key_and_problem(tmp_path, edit, message):
+    import yaml
+
+    from mrseg.pipeline.plan import PLANS_DIR, read_plan
+
+    spec = yaml.safe_load((PLANS_DIR / "thesis.yaml").read_text())
+    edit(spec)
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError) as err:
+        read_plan(str(path))
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+    assert "\n" not in str(err.value)

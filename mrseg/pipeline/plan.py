@@ -29,6 +29,7 @@ import yaml
 
 from mrseg.config import PROFILE_PRESETS, STAGE2_ONLY_FIELDS, RunConfig
 from mrseg.paths import REPO_ROOT, runs_dir
+from mrseg.pipeline.plan_schema import check_plan
 
 PLANS_DIR = Path(__file__).resolve().parent.parent / "plans"   # mrseg/plans
 KINDS = ("train", "alignment", "latent", "page")
@@ -115,6 +116,7 @@ def read_plan(plan: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path}: a plan needs a 'studies' mapping")
     spec.setdefault("name", path.stem)
     spec["_path"] = str(path)
+    check_plan(spec)
     return spec
 
 

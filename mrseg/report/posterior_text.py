@@ -21,8 +21,9 @@ def _regime(name: str) -> str:
     return "D-Persona's objective" if name == BASELINE else f"`{name}`"
 
 
-def pilot_sentences(pilot: pd.DataFrame, qualifying: list[str]) -> list[str]:
-    """What the pilot found: which settings make both models use the latent, which lose fit."""
+def pilot_sentences(pilot: pd.DataFrame, qualifying: list[str], ran: list[str] | None = None) -> list[str]:
+    """What the pilot found: which settings make both models use the latent, which lose fit; and
+    which qualifying settings the ``posterior`` study has run (``ran``) and which it has not yet."""
     if pilot is None or pilot.empty:
         return ["The pilot has not run in this export: no setting has been tried yet."]
     out = []
@@ -39,6 +40,10 @@ def pilot_sentences(pilot: pd.DataFrame, qualifying: list[str]) -> list[str]:
         out.append(f"Settings where both models carry information (>= {INFORMATIVE_UNITS} active units and "
                    f">= {INFORMATIVE_KL} nats) without losing more than {FIT_MARGIN} Dice_match: "
                    + ", ".join(f"`{s}`" for s in qualifying) + ".")
+        if ran is not None:
+            waiting = [s for s in qualifying if s not in ran]
+            out.append("The posterior study has run " + (", ".join(f"`{s}`" for s in ran) if ran else "none of them")
+                       + (("; not yet: " + ", ".join(f"`{s}`" for s in waiting)) if waiting else "") + ".")
     else:
         out.append(f"No setting tried makes both models carry information (>= {INFORMATIVE_UNITS} active units and "
                    f">= {INFORMATIVE_KL} nats) without losing more than {FIT_MARGIN} Dice_match.")

@@ -74,7 +74,9 @@ report.show_markdown(f"**Source:** {where}.")
 pilot = posterior_use.pilot_table(per_fold)
 qualifying = posterior_use.qualifying_settings(pilot)
 report.show_table(pilot, "Posterior use and fit per objective setting (pilot, reference runs)")
-report.show_markdown("\n".join(f"- {s}" for s in posterior_text.pilot_sentences(pilot, qualifying)))
+regimes = posterior_use.regime_cases(cases)
+ran = sorted(set(regimes["regime"]) - {posterior_use.BASELINE}) if not regimes.empty else []
+report.show_markdown("\n".join(f"- {s}" for s in posterior_text.pilot_sentences(pilot, qualifying, ran)))
 
 # %% [markdown]
 # **Collapse over time.** Validation KL and active units after every epoch of the pilot's runs

@@ -102,9 +102,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from mrseg.train import run_training_and_evaluation
 
     overrides = _parse_options(args.set)
-    overrides.update(model=args.model, fold=args.fold, n_present=args.n_present)
-    if args.dataset:
-        overrides["dataset"] = args.dataset
+    for name in ("model", "fold", "n_present", "dataset"):   # a flag and --set may not disagree
+        flag = getattr(args, name)
+        if flag is None:
+            continue
+        if name in overrides and overrides[name] != flag:
+            raise ValueError(f"--{name.replace('_', '-')} {flag} and --set {name}={overrides[name]} disagree; give one")
+        overrides[name] = flag
+    overrides.setdefault("model", "per-rater")
     config = RunConfig.from_profile(args.profile, **overrides)
     result = run_training_and_evaluation(config)
     _print(result, args.json)
@@ -113,6 +118,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from mrseg.pipeline.runner import run_plan
+
+    if args.only is not None and not args.only.strip(" ,"):
+        raise ValueError("--only '' selects nothing; give globs over run ids, or leave --only out to run the plan")
 
     return run_plan(
         plan=args.plan,
@@ -225,6 +233,10 @@ def _cmd_reference(args: argparse.Namespace) -> int:
 
     if args.profile is None:
         args.profile = "reference-cpu" if args.action in ("verify", "certify") else "reference"
+    from mrseg.config import PROFILES
+
+    if args.profile not in PROFILES:
+        raise ValueError(f"unknown profile {args.profile!r}; choose from {', '.join(PROFILES)}")
     if args.action == "certify":
         from mrseg.pipeline.certify import certify_reference
         from mrseg.pipeline.equivalence import EQUIVALENCE_FILE
@@ -298,9 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train and evaluate one run")
     p.add_argument("--profile", default="demo")
-    p.add_argument("--model", default="per-rater")
-    p.add_argument("--fold", type=int, default=0)
-    p.add_argument("--n-present", type=int, default=4)
+    p.add_argument("--model", default=None, help="default: per-rater")
+    p.add_argument("--fold", type=int, default=None, help="default: 0")
+    p.add_argument("--n-present", type=int, default=None, help="default: 4")
     p.add_argument("--dataset", default=None)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--json", action="store_true")

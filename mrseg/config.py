@@ -132,6 +132,8 @@ STAGE2_ONLY_FIELDS: tuple[str, ...] = ("stage2_epochs", "stage2_bank_train", "st
 OPTIONAL_FIELDS: dict[str, Any] = {"kl_warmup_epochs": 0, "geco_kappa": 0.0, "geco_alpha": 0.99,
                                    "geco_rate": 1.0, "geco_lambda_max": 1e4}
 CRITERIA: tuple[str, ...] = ("gdl", "soft-dice", "bce-sum", "gdl+bce-sum")
+# The backbones' total stride: an image side must be a multiple of it (the decoder's skips must align).
+IMAGE_MULTIPLE: dict[str, int] = {"unet-small": 8, "resnet34": 32, "mit-b2": 32}
 
 
 @dataclass
@@ -238,8 +240,8 @@ class RunConfig:
                      "kl_weight", "free_bits", "beta_bound", "l2_weight", "ortho_weight", "diversity_weight", "latent_repulsion"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if not 0 < self.lr <= 1:
+            raise ValueError(f"lr must be a positive number at most 1, got {self.lr}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not self.encoder_filters or any(f < 1 for f in self.encoder_filters):
@@ -249,8 +251,11 @@ class RunConfig:
             raise ValueError(f"dataset_options.n_folds must be an integer >= 2, got {n_folds!r}")
         if not 0 <= self.fold < n_folds:
             raise ValueError(f"fold must be in 0..{n_folds - 1} ({n_folds} folds), got {self.fold}")
-        if self.backbone not in ("unet-small", "resnet34", "mit-b2"):
+        if self.backbone not in IMAGE_MULTIPLE:
             raise ValueError(f"backbone must be unet-small, resnet34 or mit-b2, got {self.backbone!r}")
+        if self.image_size % IMAGE_MULTIPLE[self.backbone]:
+            raise ValueError(f"image_size must be a multiple of {IMAGE_MULTIPLE[self.backbone]} for the "
+                             f"{self.backbone} backbone (its total stride), got {self.image_size}")
         if self.latent_repulsion and not self.is_per_rater:
             raise ValueError("latent_repulsion acts on per-rater posterior means: use a per-rater model")
         if self.per_rater_impl not in ("auto", "loop", "batched"):

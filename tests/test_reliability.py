@@ -22,7 +22,7 @@ import torch
 from runner_toys import write_toy_plan
 
 from mrseg.cli import main
-from mrseg.config import EXECUTION_FIELDS, STAGE2_ONLY_FIELDS, RunConfig
+from mrseg.config import EXECUTION_FIELDS, OPTIONAL_FIELDS, STAGE2_ONLY_FIELDS, RunConfig
 from mrseg.data.registry import _BUILDERS, BuiltDataset, load_dataset, register_dataset
 from mrseg.paths import REPO_ROOT
 from mrseg.pipeline import fingerprint, runner
@@ -37,9 +37,15 @@ def test_every_result_changing_field_is_in_the_run_id():
     base = RunConfig.from_profile("smoke", model="shared")
     identity = set(base.identity())
     fields = {f.name for f in dataclasses.fields(RunConfig)}
-    # Everything but the explicit exclusion lists, so fields added later are covered automatically.
-    assert identity == fields - set(EXECUTION_FIELDS) - set(STAGE2_ONLY_FIELDS)
-    assert set(RunConfig.from_profile("smoke", model="shared+s2").identity()) == fields - set(EXECUTION_FIELDS)
+    # Everything but the explicit exclusion lists, so fields added later are covered automatically;
+    # optional fields (added after runs existed) enter only away from their defaults.
+    assert identity == fields - set(EXECUTION_FIELDS) - set(STAGE2_ONLY_FIELDS) - set(OPTIONAL_FIELDS)
+    assert set(RunConfig.from_profile("smoke", model="shared+s2").identity()) == (
+        fields - set(EXECUTION_FIELDS) - set(OPTIONAL_FIELDS))
+    assert all(getattr(base, k) == v for k, v in OPTIONAL_FIELDS.items())   # the declared defaults are the real ones
+    for name, value in (("kl_warmup_epochs", 2), ("geco_kappa", 0.1)):
+        changed = RunConfig.from_profile("smoke", model="shared", **{name: value})
+        assert name in changed.identity() and changed.run_id != base.run_id, name
     lr = RunConfig.from_profile("smoke", model="shared", lr=0.5)
     assert lr.run_id != base.run_id and lr.run_id.startswith(base.run_id.rsplit("-", 1)[0])
     for name, value in (("image_size", 16), ("beta_bound", 0.1), ("amp", True), ("val_fraction", 0.2)):
@@ -368,7 +374,8 @@ def _cases(tmp: Path) -> list[tuple[list[str], str]]:
          "profiles.smoke.epochs.full: epochs must be a positive integer or '<k>x' with k > 0, got 'many'"),
         (["plan", "show", "--plan", _plan(tmp, "studies: [1, 2\n")], "not valid YAML"),
         (["plan", "show", "--plan", _plan(tmp, "name: x\n")], "a plan needs a 'studies' mapping"),
-        (["plan", "show", "--plan", _plan(tmp, PLAN.format(extra="").replace("shared", "vgg"))], "studies.main.rows.a.model: unknown model 'vgg'"),
+        (["plan", "show", "--plan", _plan(tmp, PLAN.format(extra="").replace("shared", "vgg"))],
+         "studies.main.rows.a.model: unknown model 'vgg'"),
         (["plan", "status", "--plan", str(tmp / "absent.yaml")], "absent.yaml does not exist"),
         (["plan", "status", "--plan", "thesis", "--profile", "huge"], "unknown profile 'huge'"),
         (["plan", "drop"], "argument action: invalid choice: 'drop'"),

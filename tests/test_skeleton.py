@@ -282,7 +282,8 @@ def test_model_variant_registry_declares_each_model_once_and_consistently():
         config = RunConfig.from_profile("smoke", model=name)
         assert variant.name == name and config.model_variant is variant
         assert config.has_stage2 == variant.stage2 == (variant.stage1 is not None)
-        assert config.is_per_rater == variant.is_per_rater == (variant.loss == "per-rater")
+        # a posterior on one rater's mask at a time: the per-rater ELBO's models and shared-target
+        assert config.is_per_rater == variant.is_per_rater == (variant.loss in ("per-rater", "shared-target"))
         if variant.stage2:   # a +s2 model is its Stage 1 model plus the heads
             base = MODEL_VARIANTS[variant.stage1]
             assert not base.stage2 and (base.posterior, base.loss) == (variant.posterior, variant.loss)
@@ -292,6 +293,6 @@ def test_model_variant_registry_declares_each_model_once_and_consistently():
     # the models whose run id carries ``objective`` (run ids of the others must not change)
     assert set(OBJECTIVE_MODELS) == {"shared", "shared+s2", "shared-masked", "shared-wide"}
     assert {n: v.rater_draw for n, v in MODEL_VARIANTS.items() if v.rater_draw} == {
-        "shared": "batch", "shared+s2": "batch", "shared-wide": "batch", "shared-masked": "image"}
+        "shared": "batch", "shared+s2": "batch", "shared-wide": "batch", "shared-masked": "image", "shared-target": "image"}
     with pytest.raises(ValueError, match="model must be one of"):
         model_variant("unet")

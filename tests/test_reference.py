@@ -286,6 +286,7 @@ def test_certify_retrains_each_configuration_and_keeps_a_certified_export_curren
 
     from mrseg.pipeline.certify import certify_reference
     from mrseg.pipeline.equivalence import EQUIVALENCE_FILE
+    from mrseg.pipeline.integrity import table_record
     from mrseg.pipeline.machine import machine_facts
 
     plan, dest = _plan(tmp_path), tmp_path / "reference"
@@ -314,6 +315,34 @@ def test_certify_retrains_each_configuration_and_keeps_a_certified_export_curren
     table = pd.read_csv(run_dir / CASES_FILE)
     table.loc[0, "ged"] += 1e-6
     table.to_csv(run_dir / CASES_FILE, index=False)
+    manifest = read_json(run_dir / "manifest.json")   # a consistent committed run that today's code does not give
+    manifest["tables"]["eval_cases.csv"] = table_record(run_dir / CASES_FILE)
+    write_json(run_dir / "manifest.json", manifest)
     cert = certify_reference(plan, "smoke", root=dest, progress=False)
     assert not cert["identical"] and not (folder / EQUIVALENCE_FILE).exists()
     assert load_reference(plan, "smoke", root=dest, paired=False).n_stale == 2
+
+
+def test_a_damaged_exported_table_is_reported_and_left_out_not_averaged_or_fatal(smoke_runs, tmp_path):
+    """Tables are recorded at export; a truncated per-case table is named and the run left out, and
+    a scorecard on the export still scores the other runs."""
+    plan, dest = _plan(tmp_path), tmp_path / "reference"
+    export_reference(plan, "smoke", dest=dest)
+    folder = dest / "mini" / "smoke"
+    manifests = {p.parent: read_json(p) for p in folder.rglob("manifest.json")}
+    assert all(set(m["tables"]) == {"eval_cases.csv", "eval_summary.json", "history.csv"} for m in manifests.values())
+    intact = load_reference(plan, "smoke", root=dest, paired=False)
+    assert intact.corrupt == [] and len(intact.runs) == 2
+
+    damaged = next(d for d in manifests if "/shared/" in d.as_posix())
+    text = gzip.decompress((damaged / CASES_FILE).read_bytes()).decode()
+    (damaged / CASES_FILE).write_bytes(gzip.compress("\n".join(text.splitlines()[:3]).encode() + b"\n"))
+    ref = load_reference(plan, "smoke", root=dest, paired=False)
+    assert len(ref.runs) == 1 and set(ref.runs["model"]) == {"per-rater"}
+    (problem,) = ref.corrupt
+    assert CASES_FILE in problem and "rows instead of" in problem
+    assert "left out" in reference_tables.reference_status(ref)
+
+    (damaged / CASES_FILE).write_bytes(gzip.compress(text.encode())[:40])   # a truncated gzip stream
+    (problem,) = load_reference(plan, "smoke", root=dest, paired=False).corrupt
+    assert "cannot be read" in problem

@@ -454,3 +454,28 @@ def test_pages_show_the_fingerprint_and_the_stale_runs_they_summarise():
                                           "recorded": "c" * 40, "recorded_source": "b" * 40}]})
     assert lines[0] == f"- **Code fingerprint** of the runs summarised: `{'b' * 10}` (code now `{'a' * 10}`)."
     assert "**Stale: 1 run(s)**" in lines[1] and "`synthetic/shared/x` (changed: code; run `bbbbbbbbbb`)" in lines[1]
+
+
+def test_a_truncated_table_of_a_complete_run_makes_it_corrupt_not_averaged(tmp_path):
+    """The runner records each table's size, rows and sha256 when a run completes; a run whose
+    eval_cases.csv is truncated afterwards is 'corrupt': not complete (run retrains it, aggregation
+    leaves it out), with the file and the problem named."""
+    from mrseg.pipeline.integrity import record_tables
+    from mrseg.pipeline.manifest import update_manifest
+    from mrseg.pipeline.status import item_complete, train_corrupt
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "eval_cases.csv").write_text("case_id,ged\n" + "".join(f"c{i},0.{i}\n" for i in range(8)))
+    (run_dir / "history.csv").write_text("epoch,loss\n1,0.5\n")
+    update_manifest(run_dir, status="complete")
+    update_manifest(run_dir, tables=record_tables(run_dir))
+    item = {"kind": "train", "parameters": {"run_dir": str(run_dir)},
+            "config": RunConfig.from_profile("smoke", model="shared").to_dict()}
+    assert train_corrupt(item) == "" and item_complete(item, keep_stale=True)
+
+    lines = (run_dir / "eval_cases.csv").read_text().splitlines()
+    (run_dir / "eval_cases.csv").write_text("\n".join(lines[:4]) + "\n")   # 3 cases of 8
+    problem = train_corrupt(item)
+    assert problem.startswith(str(run_dir / "eval_cases.csv")) and "3 rows instead of 8" in problem
+    assert not item_complete(item, keep_stale=True)

@@ -31,6 +31,7 @@ from mrseg.io import read_json, write_json
 from mrseg.paths import REPO_ROOT, cache_dir
 from mrseg.pipeline.equivalence import certified_current, read_certificates
 from mrseg.pipeline.fingerprint import stale_reason
+from mrseg.pipeline.integrity import RUN_TABLES, record_tables, run_problem, table_record
 from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest
 from mrseg.pipeline.plan import load_plan
 
@@ -163,21 +164,29 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
             previous = earlier.get(item.run_id)
             if previous is not None and (folder / item.run_id / "manifest.json").exists():
                 kept.append({**previous, "memberships": item.memberships})
-                _write_portable_manifest(read_json(folder / item.run_id / "manifest.json"),
+                _write_portable_manifest(_with_tables(read_json(folder / item.run_id / "manifest.json"),
+                                                      folder / item.run_id),
                                          folder / item.run_id / "manifest.json")
             else:
                 skipped.append({"run_id": item.run_id, "reason": "not complete"})
             continue
         manifest = read_manifest(item.run_dir)
+        problem = run_problem(item.run_dir, manifest)
+        if problem:   # a table changed since the run completed: never exported as if whole
+            skipped.append({"run_id": item.run_id, "reason": f"corrupt: {problem}"})
+            continue
+        # what the export holds is recorded, so that reading it back can tell a damaged copy
+        manifest = {**manifest, "tables": record_tables(item.run_dir)}
         target = folder / item.run_id
         target.mkdir(parents=True, exist_ok=True)
         for name in EXPORTED_FILES:
             if name == "manifest.json":
-                _write_portable_manifest(manifest, target / name)
-            elif (item.run_dir / name).exists():
+                continue
+            if (item.run_dir / name).exists():
                 _copy_atomic(item.run_dir / name, target / name)
         if (item.run_dir / "eval_cases.csv").exists():
             _gzip_atomic(item.run_dir / "eval_cases.csv", target / CASES_FILE)
+        _write_portable_manifest(manifest, target / "manifest.json")   # last: the export of this run is whole
         exported.append({"run_id": item.run_id, "model": item.config["model"], "fold": item.config["fold"],
                          "seed": item.config["seed"], "n_present": item.config["n_present"],
                          "memberships": item.memberships, "code_fingerprint": manifest.get("code_fingerprint"),
@@ -193,6 +202,18 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     return {"folder": str(folder), "exported": len(exported), "kept": len(kept), "skipped": len(skipped),
             "bytes": size}
+
+
+def _with_tables(manifest: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """An exported run's manifest with its tables recorded, when it has no record yet and they read."""
+    if manifest.get("tables"):
+        return manifest
+    try:
+        tables = {name: table_record(run_dir / (CASES_FILE if name == "eval_cases.csv" else name))
+                  for name in RUN_TABLES if (run_dir / (CASES_FILE if name == "eval_cases.csv" else name)).exists()}
+    except (OSError, EOFError):
+        return manifest
+    return {**manifest, "tables": tables}
 
 
 def _stale(manifest: dict[str, Any], config: Any, certificates: list[dict[str, Any]]) -> str:
@@ -213,6 +234,7 @@ class ReferenceResults:
     per_fold: pd.DataFrame = field(default_factory=pd.DataFrame)
     summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     paired: pd.DataFrame = field(default_factory=pd.DataFrame)
+    corrupt: list[str] = field(default_factory=list)   # runs left out: "<run id>: <file and problem>"
 
     @property
     def available(self) -> bool:
@@ -226,7 +248,8 @@ class ReferenceResults:
 def load_reference(plan: str = "thesis", profile: str = "reference",
                    root: str | os.PathLike | None = None, paired: bool = True) -> ReferenceResults:
     """Read ``reference_folder(plan, profile, root)``; an empty :class:`ReferenceResults` when
-    nothing was exported. A run folder whose files cannot be read raises ``ValueError`` naming it.
+    nothing was exported. A run whose files cannot be read, or whose tables differ from the ones its
+    manifest recorded at export, is left out and listed in ``corrupt`` with its file and problem.
     ``paired=False`` skips the paired comparisons (their bootstrap is the slow part); otherwise the
     table stored with the export (or cached here) is read when its key (:func:`paired_key`) matches."""
     from mrseg.pipeline.aggregate import (
@@ -248,9 +271,14 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
         run_dir = folder / run["run_id"]
         try:
             manifest = read_json(run_dir / "manifest.json")
+            problem = run_problem(run_dir, manifest, names={"eval_cases.csv": CASES_FILE})
+            if problem:
+                raise ValueError(problem)
             cases = pd.read_csv(run_dir / CASES_FILE)
-        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            raise ValueError(f"{run_dir}: cannot read this exported run ({err})") from err
+        except (OSError, EOFError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            # reported with its file and left out, never averaged in, never fatal to the rest
+            out.corrupt.append(f"{run['run_id']}: {err}")
+            continue
         config = manifest.get("config") or {}
         try:
             stale = _stale(manifest, config, certificates) if config else "no config recorded"

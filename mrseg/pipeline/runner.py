@@ -31,12 +31,13 @@ from mrseg.io import write_json
 from mrseg.paths import REPO_ROOT, cache_dir, results_dir, runs_dir
 from mrseg.pipeline.aggregate import aggregate_plan, write_runs_table
 from mrseg.pipeline.executors import available_cores, make_executor
+from mrseg.pipeline.integrity import record_tables
 from mrseg.pipeline.lock import held_by_other
 from mrseg.pipeline.machine import machine_facts
 from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest, update_manifest
 from mrseg.pipeline.notebook_hygiene import scrub_notebook
 from mrseg.pipeline.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan, read_plan, select
-from mrseg.pipeline.status import item_complete, status_path, train_stale
+from mrseg.pipeline.status import item_complete, status_path, train_corrupt, train_stale
 from mrseg.report.reference_scoring import add_reference_to_scorecard
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -133,6 +134,9 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
         # The kernel's training run records its status under the run's lock; this writes only the
         # config and the notebook's path, and only when no other process is training the run.
         if not held_by_other(parameters["run_dir"]):
+            problem = train_corrupt(item) if is_complete(parameters["run_dir"]) else ""
+            if problem:   # not complete any more: training resumes from its checkpoint and re-evaluates
+                update_manifest(parameters["run_dir"], status="corrupt", error=problem)
             update_manifest(parameters["run_dir"], run_id=item["run_id"], config=config, notebook=item["output"],
                             machine=machine_facts(threads))
     elif kind == "page":
@@ -177,6 +181,8 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
             if missing:
                 error = f"the notebook finished without writing {', '.join(missing)}"
     status = "failed" if error else "complete"
+    if kind == "train" and not error and not held_by_other(parameters["run_dir"]):
+        update_manifest(parameters["run_dir"], tables=record_tables(parameters["run_dir"]))
     if kind == "train" and error:
         if not held_by_other(parameters["run_dir"]):
             update_manifest(parameters["run_dir"], status="failed", error=error, failed=now_iso())

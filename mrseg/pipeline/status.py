@@ -12,6 +12,7 @@ from typing import Any
 
 from mrseg.io import read_json
 from mrseg.pipeline.fingerprint import source_hash, stale_reason
+from mrseg.pipeline.integrity import run_problem
 from mrseg.pipeline.lock import held_by_other
 from mrseg.pipeline.manifest import is_complete, read_manifest
 from mrseg.pipeline.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan
@@ -31,13 +32,23 @@ def train_stale(item: dict[str, Any] | PlanItem) -> str:
     return stale_reason(read_manifest(data["parameters"]["run_dir"]), data["config"])
 
 
+def train_corrupt(item: dict[str, Any] | PlanItem) -> str:
+    """Why a training item's complete run has a table that differs from the one recorded when it
+    completed (:mod:`mrseg.pipeline.integrity`); "" when none does or none was recorded."""
+    data = item.to_dict() if isinstance(item, PlanItem) else item
+    run_dir = data["parameters"]["run_dir"]
+    return run_problem(run_dir, read_manifest(run_dir))
+
+
 def item_complete(item: dict[str, Any] | PlanItem, keep_stale: bool = False) -> bool:
     """Training: manifest says complete under today's code fingerprint (any fingerprint with
-    ``keep_stale``). Diagnostics: status file says complete, outputs exist, and it was made from the
-    training run as it is now. Pages are never complete (they are re-executed after every aggregation)."""
+    ``keep_stale``) and its tables are the ones recorded when it completed. Diagnostics: status file
+    says complete, outputs exist, and it was made from the training run as it is now. Pages are
+    never complete (they are re-executed after every aggregation)."""
     data = item.to_dict() if isinstance(item, PlanItem) else item
     if data["kind"] == "train":
-        return is_complete(data["parameters"]["run_dir"]) and (keep_stale or not train_stale(data))
+        return (is_complete(data["parameters"]["run_dir"]) and (keep_stale or not train_stale(data))
+                and not train_corrupt(data))
     path = status_path(data)
     if path is None or not path.exists():
         return False
@@ -50,13 +61,14 @@ def item_complete(item: dict[str, Any] | PlanItem, keep_stale: bool = False) -> 
 
 
 def item_state(item: PlanItem) -> str:
-    """``complete``, ``stale``, ``running`` (a live process holds the run's lock), ``failed`` or
-    ``missing`` (never run, or interrupted) for a train or diagnostics item."""
+    """``complete``, ``stale``, ``corrupt`` (a table differs from the one recorded when the run
+    completed), ``running`` (a live process holds the run's lock), ``failed`` or ``missing`` (never
+    run, or interrupted) for a train or diagnostics item."""
     run_dir = item.run_dir
     if item.kind == "train":
         status = read_manifest(run_dir).get("status")
         if status == "complete":
-            return "stale" if train_stale(item) else "complete"
+            return "corrupt" if train_corrupt(item) else "stale" if train_stale(item) else "complete"
     else:
         path = status_path(item)
         status = read_json(path).get("status") if path is not None and path.exists() else None
@@ -69,15 +81,19 @@ def item_state(item: PlanItem) -> str:
 
 def plan_status(plan: str, profile: str) -> dict[str, Any]:
     """Counts and keys of the plan's train and diagnostics items by :func:`item_state`."""
-    states: dict[str, list[str]] = {name: [] for name in ("complete", "stale", "missing", "failed", "running")}
+    states: dict[str, list[str]] = {name: [] for name in ("complete", "stale", "corrupt", "missing", "failed",
+                                                          "running")}
     stale: dict[str, str] = {}
+    corrupt: dict[str, str] = {}
     for item in load_plan(plan, profile, include_pages=False):
         state = item_state(item)
         states[state].append(item.key)
         if state == "stale" and item.kind == "train":
             stale[item.key] = train_stale(item)
+        if state == "corrupt":
+            corrupt[item.key] = train_corrupt(item)
     return {**{name: len(keys) for name, keys in states.items()}, "items": states, "stale_reasons": stale,
-            "source_hash": source_hash()}
+            "corrupt_reasons": corrupt, "source_hash": source_hash()}
 
 
 def disk_record(item: PlanItem) -> dict[str, Any]:

@@ -50,6 +50,9 @@ def reference_status(ref: ReferenceResults) -> str:
                  "(the reason per run is in the last table); read them as results of the code that made them.")
     else:
         text += " None is stale: today's code gives every one of them the same fingerprint."
+    if ref.corrupt:
+        text += (f" **{len(ref.corrupt)} exported run(s) are left out** because a file differs from the one "
+                 "recorded at export or cannot be read: " + "; ".join(f"`{c}`" for c in ref.corrupt) + ".")
     return text
 
 

@@ -1169,7 +1169,7 @@ def findings_markdown(res: Results, page: str) -> str:
     return "\n".join(lines)
 
 
-HEADLINE_CLAIMS = ("A1", "A2", "A9", "A10", "A6")
+HEADLINE_CLAIMS = ("A1", "A2", "A9", "A10", "A6", "AI.2", "AI.3")
 
 
 def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -> str:
@@ -1191,7 +1191,8 @@ def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -
         f"{int(n)} {v}" for v, n in counts[["verdict", "claims"]].itertuples(index=False) if n)
         + ". Details on the [scorecard](generated/pages/scorecard).")
     if with_reference:
-        lines.append("**Decision** (the committed reference runs' verdict where this build's runs did not converge): "
+        lines.append("**Decision** (the committed reference runs' verdict where this build's runs did not converge "
+                     "or this build does not run the rows): "
                      + ", ".join(f"{int(n)} {v}" for v, n in counts[["verdict", "claims (decision)"]].itertuples(index=False)
                                  if n) + ".")
     scale = _scale_markdown(res).strip()
@@ -1218,7 +1219,8 @@ def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -
     if rows:
         head = "| id | claim | thesis | ours | verdict |" + (" reference runs | decision |" if with_reference else "")
         lines.append("**Headline claims** (ours: effect and 95% CI, run-level for separately trained models"
-                     + ("; the reference runs' verdict decides where ours did not converge" if with_reference else "")
+                     + ("; the reference runs' verdict decides where ours did not converge or did not run"
+                        if with_reference else "")
                      + "):\n\n" + head + "\n" + "|---" * head.count(" |") + "|\n" + "\n".join(rows))
     return "\n\n".join(lines)
 

@@ -146,8 +146,9 @@ def _regime_order(regime: str) -> tuple[int, str]:
 
 
 def use_table(per_fold: pd.DataFrame) -> pd.DataFrame:
-    """Posterior use per (regime, row, np): ``n_runs`` and the means of :data:`USE_COLUMNS` over runs."""
-    columns = ["regime", "row", "np", "n_runs", *USE_COLUMNS]
+    """Posterior use per (regime, row, np): ``n_runs``, the means of :data:`USE_COLUMNS` over runs and
+    the smallest KL and active units of any run (``kl_nats_min``, ``active_units_min``)."""
+    columns = ["regime", "row", "np", "n_runs", *USE_COLUMNS, "kl_nats_min", "active_units_min"]
     if per_fold is None or per_fold.empty or "study" not in per_fold:
         return pd.DataFrame(columns=columns)
     frame = regime_cases(per_fold.assign(case_id=0, patient_id=0))
@@ -158,7 +159,9 @@ def use_table(per_fold: pd.DataFrame) -> pd.DataFrame:
     for (regime, row, n_p), group in frame.groupby(["regime", "row", "n_present"], sort=False):
         rows.append({"regime": regime, "row": row, "np": int(n_p), "n_runs": int(len(group)),
                      **{c: float(pd.to_numeric(group[c], errors="coerce").mean()) if c in group else math.nan
-                        for c in USE_COLUMNS}})
+                        for c in USE_COLUMNS},
+                     **{f"{c}_min": float(pd.to_numeric(group[c], errors="coerce").min()) if c in group else math.nan
+                        for c in ("kl_nats", "active_units")}})
     return pd.DataFrame(rows, columns=columns).sort_values(["regime", "np", "row"], key=lambda s: s.map(_regime_order)
                                                            if s.name == "regime" else s, kind="stable"
                                                            ).reset_index(drop=True)

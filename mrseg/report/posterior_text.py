@@ -92,4 +92,20 @@ def curve_sentences(curves: dict[str, pd.DataFrame]) -> list[str]:
     return out
 
 
-__all__ = ["comparison_sentences", "curve_sentences", "pilot_sentences", "regime_changes"]
+
+def use_sentences(use: pd.DataFrame) -> list[str]:
+    """Per regime beyond D-Persona's objective: does every run of every row carry information?"""
+    out = []
+    if use is None or use.empty:
+        return out
+    for regime, group in use[use["regime"] != BASELINE].groupby("regime", sort=False):
+        weakest = group.sort_values(["active_units_min", "kl_nats_min"]).iloc[0]
+        every = bool((group["active_units_min"] >= INFORMATIVE_UNITS).all() and (group["kl_nats_min"] >= INFORMATIVE_KL).all())
+        out.append(f"`{regime}`: {'every' if every else 'not every'} run of its {int(group['n_runs'].sum())} "
+                   f"carries information (>= {INFORMATIVE_UNITS} active units and >= {INFORMATIVE_KL} nats); the "
+                   f"least: {weakest['row']} at np = {int(weakest['np'])}, {weakest['active_units_min']:.0f} active "
+                   f"units, {weakest['kl_nats_min']:.2g} nats.")
+    return out
+
+
+__all__ = ["comparison_sentences", "curve_sentences", "use_sentences", "pilot_sentences", "regime_changes"]

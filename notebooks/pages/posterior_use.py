@@ -95,7 +95,9 @@ else:
 # ratio, Dice_match and GED (d(empty, empty) = 1).
 
 # %% tags=["hide-input"]
-report.show_table(posterior_use.use_table(per_fold), "Posterior use per regime, row and np (reference runs)")
+use = posterior_use.use_table(per_fold)
+report.show_table(use, "Posterior use per regime, row and np (reference runs)")
+report.show_markdown("\n".join(f"- {s}" for s in posterior_text.use_sentences(use)))
 
 # %% [markdown]
 # ## 3. The central comparisons, repeated where the posterior is in use

@@ -136,14 +136,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_scorecard(args: argparse.Namespace) -> int:
+    from mrseg.io import staged_folder
     from mrseg.paths import results_dir
     from mrseg.pipeline.aggregate import rescore
+    from mrseg.pipeline.plan import generated_dir
+    from mrseg.report.claims import write_headline
     from mrseg.report.reference_scoring import add_reference_to_scorecard
-    from mrseg.report.results import results_folder
+    from mrseg.report.results import load_results, results_folder
 
     folder = results_folder(args.results or results_dir(), args.plan, args.profile)
-    data = rescore(folder, args.plan, args.profile)
-    data = add_reference_to_scorecard(folder, args.plan, args.profile) or data
+    if not (folder / "cases.csv").exists():
+        raise FileNotFoundError(f"{folder / 'cases.csv'}: no aggregated cases table (run the plan first)")
+    with staged_folder(folder) as staging:   # all or nothing: a failure leaves every earlier output as it was
+        data = rescore(staging, args.plan, args.profile)
+        data = add_reference_to_scorecard(staging, args.plan, args.profile, headline=False) or data
+    if data.get("reference"):
+        write_headline(load_results(folder, args.plan, args.profile), generated_dir() / "headline.md")
     if args.json:
         _print({"counts": data["counts"], "claims": {c["id"]: c["verdict"] for c in data["claims"]}}, True)
     else:

@@ -104,6 +104,29 @@ def test_scorecard_can_be_recomputed_from_a_results_folder(tmp_path, capsys):
     assert main(["scorecard", "--plan", "thesis", "--profile", "demo", "--results", str(tmp_path / "none")]) == 2
 
 
+def test_a_failing_scorecard_leaves_every_earlier_output_as_it_was(tmp_path, capsys, monkeypatch):
+    """scorecard rewrites its outputs all or nothing: a failure while scoring the reference keeps
+    scorecard.json and paired.csv byte-identical (nothing is lost), with one error line."""
+    import mrseg.report.reference_scoring
+    from mrseg.cli import main
+
+    folder = write_example_results(tmp_path, statistics=False)
+    assert main(["scorecard", "--plan", "thesis", "--profile", "smoke", "--results", str(tmp_path)]) == 0
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    (folder / "paired.csv").unlink()   # would be rewritten by a successful run
+
+    def broken(*args, **kwargs):
+        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+
+    monkeypatch.setattr(mrseg.report.reference_scoring, "add_reference_to_scorecard", broken)
+    capsys.readouterr()
+    assert main(["scorecard", "--plan", "thesis", "--profile", "smoke", "--results", str(tmp_path)]) != 0
+    after = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    assert after == {k: v for k, v in before.items() if k != "paired.csv"}
+    assert not [p for p in folder.parent.iterdir() if "staging" in p.name]
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: ")
+
+
 def test_scale_table_reads_manifests_and_test_cases():
     from types import SimpleNamespace
 

@@ -148,7 +148,16 @@ def test_lock_excludes_a_second_owner_and_takes_over_stale_locks(tmp_path):
                             f"sys.exit(10 * held_by_other({str(tmp_path)!r}) + RunLock({str(tmp_path)!r}).acquire())"],
                            cwd=REPO_ROOT)
     assert child.returncode == 10  # another process sees a live owner and does not get the lock
-    first.release()
+    import threading
+
+    said: list[str] = []
+    other = RunLock(tmp_path)   # a second owner (its own start time): it must wait for `first`
+    releaser = threading.Timer(0.3, first.release)
+    releaser.start()
+    other.wait(poll_s=0.05, say=said.append)   # saying whom it waits for, once
+    releaser.join()
+    assert len(said) == 1 and f"waiting for process {os.getpid()}" in said[0] and str(tmp_path) in said[0]
+    other.release()
     assert not (tmp_path / LOCK).exists()
 
     import socket

@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -117,9 +118,17 @@ class RunLock:
             if self._mine():
                 (self.run_dir / LOCK).unlink(missing_ok=True)
 
-    def wait(self, poll_s: float = 2.0) -> "RunLock":
-        """Block until the lock is taken."""
+    def wait(self, poll_s: float = 2.0, say: Any = None) -> "RunLock":
+        """Block until the lock is taken; while another process holds it, say once (to stderr, or to
+        ``say``) whom this process waits for."""
+        told = False
         while not self.acquire():
+            if not told:
+                info = read_lock(self.run_dir) or {}
+                message = (f"{self.run_dir}: waiting for process {info.get('pid', '?')} on {info.get('host', '?')} "
+                           f"(holding it since {info.get('started', '?')}) to finish this run")
+                (say or (lambda text: print(text, file=sys.stderr, flush=True)))(message)
+                told = True
             time.sleep(poll_s)
         return self
 

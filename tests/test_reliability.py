@@ -488,3 +488,31 @@ def test_a_truncated_table_of_a_complete_run_makes_it_corrupt_not_averaged(tmp_p
     problem = train_corrupt(item)
     assert problem.startswith(str(run_dir / "eval_cases.csv")) and "3 rows instead of 8" in problem
     assert not item_complete(item, keep_stale=True)
+
+
+def test_diagnostics_are_current_only_for_a_current_run_and_todays_diagnostics_code(tmp_path):
+    """A diagnostic made from a run that today's code would retrain, or by other diagnostics code,
+    is not complete: one `run` retrains the run and then re-diagnoses it."""
+    from mrseg.io import write_json
+    from mrseg.pipeline.manifest import update_manifest
+    from mrseg.pipeline.status import diagnostic_source_hash, item_complete
+
+    config = RunConfig.from_profile("smoke", model="shared")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    update_manifest(run_dir, status="complete", config=config.to_dict(), **fingerprint.run_fingerprint(config))
+    for name in ("alignment_cases.csv", "alignment_summary.json"):
+        (run_dir / name).write_text("x\n")
+    item = {"kind": "alignment", "parameters": {"run_dir": str(run_dir)}, "config": config.to_dict()}
+    made = read_manifest(run_dir)["code_fingerprint"]
+    status = {"status": "complete", "run_fingerprint": made, "diagnostic_source": diagnostic_source_hash("alignment")}
+    write_json(run_dir / "runner_alignment.json", status)
+    assert item_complete(item)
+
+    write_json(run_dir / "runner_alignment.json", {**status, "diagnostic_source": "0" * 40})   # other diagnostics code
+    assert not item_complete(item) and item_complete(item, keep_stale=True)
+
+    # the run itself is stale now (made by other code); its diagnostic was made from it as it is
+    update_manifest(run_dir, source_hash="1" * 40, code_fingerprint="2" * 40)
+    write_json(run_dir / "runner_alignment.json", {**status, "run_fingerprint": "2" * 40})
+    assert not item_complete(item) and item_complete(item, keep_stale=True)

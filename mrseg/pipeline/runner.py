@@ -32,12 +32,12 @@ from mrseg.paths import REPO_ROOT, cache_dir, results_dir, runs_dir
 from mrseg.pipeline.aggregate import aggregate_plan, write_runs_table
 from mrseg.pipeline.executors import available_cores, make_executor
 from mrseg.pipeline.integrity import record_tables
-from mrseg.pipeline.lock import held_by_other
+from mrseg.pipeline.lock import RunLock, held_by_other
 from mrseg.pipeline.machine import machine_facts
 from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest, update_manifest
 from mrseg.pipeline.notebook_hygiene import scrub_notebook
 from mrseg.pipeline.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan, read_plan, select
-from mrseg.pipeline.status import item_complete, status_path, train_corrupt, train_stale
+from mrseg.pipeline.status import diagnostic_source_hash, item_complete, status_path, train_corrupt, train_stale
 from mrseg.report.reference_scoring import add_reference_to_scorecard
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -119,12 +119,26 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
     error, notebook}`` with status ``complete`` or ``failed`` (``cached`` True when the item was
     already complete: re-submission is a no-op).
     """
+
+    key, kind = item["key"], item["kind"]
+    cached = {"key": key, "status": "complete", "seconds": 0.0, "error": "", "cached": True, "notebook": item["output"]}
+    if item_complete(item, keep_stale=bool(item.get("keep_stale"))):
+        return cached
+    if kind in DIAGNOSTIC_OUTPUTS:   # one process at a time per diagnostic of a run, as for training
+        lock_dir = Path(item["parameters"]["run_dir"]) / f".{kind}.lock"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(lock_dir):
+            if item_complete(item, keep_stale=bool(item.get("keep_stale"))):
+                return cached   # made by the process we waited for
+            return _execute_notebook_item(item, threads, cwd)
+    return _execute_notebook_item(item, threads, cwd)
+
+
+def _execute_notebook_item(item: dict[str, Any], threads: int | None, cwd: str | None) -> dict[str, Any]:
+    """The body of :func:`execute_item` once the item is known to need executing."""
     import jupytext
 
     key, kind = item["key"], item["kind"]
-    if item_complete(item, keep_stale=bool(item.get("keep_stale"))):
-        return {"key": key, "status": "complete", "seconds": 0.0, "error": "", "cached": True,
-                "notebook": item["output"]}
     threads = threads or _threads_on_worker()
     parameters = dict(item["parameters"])
     if kind == "train":
@@ -189,7 +203,8 @@ def execute_item(item: dict[str, Any], threads: int | None, cwd: str | None = No
     elif kind in DIAGNOSTIC_OUTPUTS:
         write_json(status_path(item), {"status": status, "error": error, "seconds": seconds,
                                        "finished": now_iso(), "notebook": item["output"],
-                                       "run_fingerprint": read_manifest(parameters["run_dir"]).get("code_fingerprint")})
+                                       "run_fingerprint": read_manifest(parameters["run_dir"]).get("code_fingerprint"),
+                                       "diagnostic_source": diagnostic_source_hash(kind)})
     return {"key": key, "status": status, "seconds": seconds, "error": error, "cached": False,
             "notebook": item["output"]}
 

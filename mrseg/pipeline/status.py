@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mrseg.io import read_json
-from mrseg.pipeline.fingerprint import source_hash, stale_reason
+from mrseg.pipeline.fingerprint import PACKAGE, hash_sources, source_hash, stale_reason
 from mrseg.pipeline.integrity import run_problem
 from mrseg.pipeline.lock import held_by_other
 from mrseg.pipeline.manifest import is_complete, read_manifest
@@ -24,6 +24,17 @@ def status_path(item: dict[str, Any] | PlanItem) -> Path | None:
     if data["kind"] in DIAGNOSTIC_OUTPUTS:
         return Path(data["parameters"]["run_dir"]) / f"runner_{data['kind']}.json"
     return None
+
+
+# The code a diagnostics item's numbers depend on beyond the run it reads: its module (and what it
+# imports from the package's result sources is in the run's own fingerprint) and its notebook.
+DIAGNOSTIC_SOURCES = {"alignment": ("diagnostics/alignment.py",), "latent": ("diagnostics/latent.py", "diagnostics/alignment.py")}
+
+
+def diagnostic_source_hash(kind: str) -> str:
+    """SHA-1 of the package modules of :data:`DIAGNOSTIC_SOURCES` for ``kind`` (a diagnostics item
+    made by other code is stale)."""
+    return hash_sources(PACKAGE, DIAGNOSTIC_SOURCES.get(kind, ()))
 
 
 def train_stale(item: dict[str, Any] | PlanItem) -> str:
@@ -54,10 +65,16 @@ def item_complete(item: dict[str, Any] | PlanItem, keep_stale: bool = False) -> 
         return False
     run_dir = Path(data["parameters"]["run_dir"])
     status = read_json(path)
-    made_from = read_manifest(run_dir).get("code_fingerprint")
+    manifest = read_manifest(run_dir)
+    made_from = manifest.get("code_fingerprint")
+    # made from the run as it is now, the run itself current (a stale run is retrained first, and
+    # its diagnostics with it), and by today's diagnostics code
     return (status.get("status") == "complete"
             and all((run_dir / name).exists() for name in DIAGNOSTIC_OUTPUTS[data["kind"]])
-            and (keep_stale or status.get("run_fingerprint", made_from) == made_from))
+            and (keep_stale or (status.get("run_fingerprint", made_from) == made_from
+                                and not stale_reason(manifest, data["config"])
+                                and status.get("diagnostic_source", diagnostic_source_hash(data["kind"]))
+                                == diagnostic_source_hash(data["kind"]))))
 
 
 def item_state(item: PlanItem) -> str:

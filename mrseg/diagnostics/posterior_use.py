@@ -203,7 +203,8 @@ def epoch_history(folder: Path, index: dict[str, Any]) -> pd.DataFrame:
             history = pd.read_csv(path)
             if "val_kl" not in history:
                 continue
-            history = history[history.get("stage", 1) == 1]
+            if "stage" in history:
+                history = history[history["stage"] == 1]
             frames.append(history.reindex(columns=columns[2:]).assign(setting=parsed[0], model=parsed[1]))
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 

@@ -59,10 +59,12 @@ def table_problem(path: str | os.PathLike, record: dict[str, Any] | None) -> str
     return f"{path}: content differs from the one recorded when the run completed ({detail})"
 
 
-def record_tables(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """The records of the run's :data:`RUN_TABLES` that exist."""
+def record_tables(run_dir: str | os.PathLike, names: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """The records of the run's :data:`RUN_TABLES` that exist; ``names`` maps a table to the file
+    that holds it (a reference export's gzipped copy)."""
     run_dir = Path(run_dir)
-    return {name: table_record(run_dir / name) for name in RUN_TABLES if (run_dir / name).exists()}
+    files = {name: run_dir / (names or {}).get(name, name) for name in RUN_TABLES}
+    return {name: table_record(path) for name, path in files.items() if path.exists()}
 
 
 def run_problem(run_dir: str | os.PathLike, manifest: dict[str, Any], names: dict[str, str] | None = None) -> str:

@@ -31,7 +31,7 @@ from mrseg.io import read_json, write_json
 from mrseg.paths import REPO_ROOT, cache_dir
 from mrseg.pipeline.equivalence import certified_current, read_certificates
 from mrseg.pipeline.fingerprint import stale_reason
-from mrseg.pipeline.integrity import RUN_TABLES, record_tables, run_problem, table_record
+from mrseg.pipeline.integrity import record_tables, run_problem
 from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest
 from mrseg.pipeline.plan import load_plan
 
@@ -209,8 +209,7 @@ def _with_tables(manifest: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     if manifest.get("tables"):
         return manifest
     try:
-        tables = {name: table_record(run_dir / (CASES_FILE if name == "eval_cases.csv" else name))
-                  for name in RUN_TABLES if (run_dir / (CASES_FILE if name == "eval_cases.csv" else name)).exists()}
+        tables = record_tables(run_dir, names={"eval_cases.csv": CASES_FILE})
     except (OSError, EOFError):
         return manifest
     return {**manifest, "tables": tables}

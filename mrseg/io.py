@@ -7,6 +7,7 @@ so a killed process never leaves a half-written artefact behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -23,8 +24,9 @@ os.umask(_UMASK)
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
 
-    An ``OSError`` inside (a full disk, a read-only folder) is re-raised naming ``path``; the
-    file's previous version, if any, is left untouched."""
+    An ``OSError`` inside (a full disk, a read-only folder), or the ``RuntimeError`` torch's writer
+    raises for a failed write, is raised as an ``OSError`` naming ``path``; the file's previous
+    version, if any, is left untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
@@ -38,6 +40,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         if str(path) in str(err):
             raise
         raise OSError(err.errno, f"{path}: cannot write ({err.strerror or err})") from err
+    except RuntimeError as err:  # torch.save reports a failed write (a full disk) as a RuntimeError
+        if "write" not in str(err).lower():
+            raise
+        raise OSError(errno.EIO, f"{path}: cannot write ({str(err).splitlines()[0]}); is the disk full?") from err
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

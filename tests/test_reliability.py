@@ -216,19 +216,45 @@ def test_planted_pickle_checkpoint_executes_nothing_and_the_run_restarts(tmp_pat
     assert torch.load(run_dir / CHECKPOINT, weights_only=True)["epoch"] == 0
 
 
-def test_disk_full_during_training_leaves_a_recoverable_manifest(tmp_path, monkeypatch):
+_TORCH_WRITE_FAILED = RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing "
+                                   "file data/0: file write failed")   # torch's zip writer on a full disk
+
+
+@pytest.mark.parametrize("failure, message, recorded", [
+    (OSError(errno.ENOSPC, "No space left on device"), r"best.pt: cannot write \(No space left on device\)",
+     "No space left on device"),
+    (_TORCH_WRITE_FAILED, r"best.pt: cannot write \(\[enforce fail.*is the disk full", "PytorchStreamWriter failed"),
+])
+def test_disk_full_during_training_names_the_file_and_records_the_failure(tmp_path, monkeypatch, failure, message,
+                                                                          recorded):
     import mrseg.train as train
 
     def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise failure
 
     monkeypatch.setattr(train.torch, "save", full)
     config = RunConfig.from_profile("smoke", model="shared", epochs=1, max_train_cases=8, max_eval_cases=2,
                                     max_val_cases=2)
-    with pytest.raises(OSError, match=r"best.pt: cannot write \(No space left on device\)"):
+    with pytest.raises(OSError, match=message):
         train.run_training_and_evaluation(config, tmp_path, progress=False)
     manifest = read_manifest(tmp_path)
-    assert manifest["status"] == "failed" and "No space left on device" in manifest["error"]
+    assert manifest["status"] == "failed" and recorded in manifest["error"]
+
+
+def test_the_failure_is_recorded_even_when_no_new_file_can_be_written(tmp_path, monkeypatch):
+    import mrseg.io
+
+    update_manifest(tmp_path, status="running", run_id="x")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(mrseg.io.tempfile, "mkstemp", full)   # no new file anywhere: a full disk
+    with pytest.raises(OSError):
+        update_manifest(tmp_path, status="running", epochs_done=3)   # only a failure is forced in
+    update_manifest(tmp_path, status="failed", error="OSError: disk full")
+    manifest = read_manifest(tmp_path)
+    assert manifest["status"] == "failed" and manifest["error"] == "OSError: disk full" and manifest["run_id"] == "x"
 
 
 # --------------------------------------------------------------------------- datasets

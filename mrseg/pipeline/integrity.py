@@ -18,27 +18,32 @@ import gzip
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 RUN_TABLES: tuple[str, ...] = ("eval_cases.csv", "eval_summary.json", "history.csv")
 
 
-def _content(path: Path) -> bytes:
-    """A file's bytes; a ``.gz`` file's decompressed bytes (``OSError``/``EOFError`` when broken)."""
-    if path.suffix == ".gz":
-        with gzip.open(path, "rb") as fh:
-            return fh.read()
-    return path.read_bytes()
+def _chunks(path: Path, size: int = 1 << 22) -> Iterator[bytes]:
+    """A file's bytes in chunks; a ``.gz`` file's decompressed bytes (``OSError``/``EOFError`` when
+    broken). Streamed, so a large dataset array is never held in memory twice."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk
 
 
 def table_record(path: str | os.PathLike) -> dict[str, Any]:
     """``{"bytes", "rows", "sha256"}`` of a table's content (rows: lines after a CSV's header; None
     for other files)."""
     path = Path(path)
-    data = _content(path)
+    digest, n_bytes, n_lines = hashlib.sha256(), 0, 0
+    for chunk in _chunks(path):
+        digest.update(chunk)
+        n_bytes += len(chunk)
+        n_lines += chunk.count(b"\n")
     name = path.name[:-3] if path.suffix == ".gz" else path.name
-    rows = max(data.count(b"\n") - 1, 0) if name.endswith(".csv") else None
-    return {"bytes": len(data), "rows": rows, "sha256": hashlib.sha256(data).hexdigest()}
+    rows = max(n_lines - 1, 0) if name.endswith(".csv") else None
+    return {"bytes": n_bytes, "rows": rows, "sha256": digest.hexdigest()}
 
 
 def table_problem(path: str | os.PathLike, record: dict[str, Any] | None) -> str:

@@ -11,6 +11,7 @@ resumes from its last checkpoint.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import subprocess
 from functools import lru_cache
@@ -54,8 +55,23 @@ def update_manifest(run_dir: str | os.PathLike, **fields: Any) -> dict[str, Any]
         raise ValueError(f"status must be one of {STATUSES}, got {fields['status']!r}")
     manifest = {**read_manifest(run_dir), **fields, "updated": now_iso()}
     manifest.setdefault("code_version", code_version())
-    write_json(Path(run_dir) / MANIFEST, manifest)
+    path = Path(run_dir) / MANIFEST
+    try:
+        write_json(path, manifest)
+    except OSError:
+        if fields.get("status") != "failed" or not path.exists():
+            raise
+        _overwrite_in_place(path, manifest)
     return manifest
+
+
+def _overwrite_in_place(path: Path, manifest: dict[str, Any]) -> None:
+    """Record a failure on a full disk: the atomic write needs a second file, which a full disk
+    refuses; rewriting the manifest's own bytes reuses its blocks. Used only for ``failed``."""
+    text = json.dumps(manifest, indent=2, default=str) + "\n"
+    with open(path, "r+") as fh:
+        fh.truncate(0)
+        fh.write(text)
 
 
 def is_complete(run_dir: str | os.PathLike) -> bool:

@@ -111,6 +111,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides[name] = flag
     overrides.setdefault("model", "per-rater")
     config = RunConfig.from_profile(args.profile, **overrides)
+    if "n_present" not in overrides:   # the default means every rater of the dataset
+        from mrseg.data.registry import load_dataset
+
+        n_raters = load_dataset(config.dataset, **config.dataset_options).n_raters
+        if config.n_present > n_raters:
+            config = RunConfig.from_profile(args.profile, **{**overrides, "n_present": n_raters})
+    print(f"run {config.run_id}", file=sys.stderr, flush=True)
     result = run_training_and_evaluation(config)
     _print(result, args.json)
     return 0

@@ -136,7 +136,7 @@ def profile_settings(spec: dict[str, Any], profile: str) -> dict[str, Any]:
     settings.setdefault("latent_fold", 0)
     preset_epochs = PROFILE_PRESETS[profile].get("epochs", RunConfig().epochs)
     settings["epochs"] = {"full": preset_epochs, "sparse": preset_epochs}
-    settings["config"] = {}
+    settings["config"] = dict(settings.get("config") or {})   # defaults.config: fields of every run
     settings["studies"] = {}
     for key, value in copy.deepcopy((spec.get("profiles") or {}).get(profile) or {}).items():
         if isinstance(value, dict) and isinstance(settings.get(key), dict):
@@ -242,6 +242,7 @@ def _expand_training(spec: dict[str, Any], profile: str, settings: dict[str, Any
                      overrides: dict[str, Any]) -> list[tuple[RunConfig, dict[str, Any]]]:
     """(config, membership) for every row x fold x n_present x seed of every enabled study."""
     out: list[tuple[RunConfig, dict[str, Any]]] = []
+    rater_counts: dict[str, int | None] = {}
     for name, study in spec["studies"].items():
         local = settings["studies"].get(name) or {}
         if local.get("enabled", study.get("enabled", True)) is False:
@@ -281,6 +282,7 @@ def _expand_training(spec: dict[str, Any], profile: str, settings: dict[str, Any
                 ref_epochs = epochs_for(settings, reference.get("epochs", "full"))
                 cells.append((int(reference.get("n_present", 4)), ref_epochs, ref_spec))
             row_seeds = (local.get("row_seeds") or {}).get(row, seeds)   # a profile may give one row fewer seeds
+            cells = _within_raters(cells, {**base, **overrides}, rater_counts)
             for np_, n_epochs, cell_spec in cells:
                 for fold in folds:
                     for seed in row_seeds:
@@ -292,6 +294,47 @@ def _expand_training(spec: dict[str, Any], profile: str, settings: dict[str, Any
                             raise ValueError(f"{spec['_path']}: study {name!r} row {row!r}: {err}") from err
                         out.append((config, {"study": name, "row": row, "n_present": int(np_)}))
     return out
+
+
+def _within_raters(cells: list[tuple[Any, int, dict[str, Any]]], base: dict[str, Any],
+                   counts: dict[str, int | None]) -> list[tuple[int, int, dict[str, Any]]]:
+    """The cells with ``n_present`` fitted to the dataset: a level at or above its rater count N means
+    "every rater" and becomes N (the plan's 4 is LIDC's full annotation; a 3-rater dataset's is 3);
+    duplicate cells are dropped. Unchanged when N is unknown (the run then names the problem)."""
+    out: list[tuple[int, int, dict[str, Any]]] = []
+    for np_, n_epochs, cell_spec in cells:
+        n_raters = dataset_rater_count({**base, **cell_spec}, counts)
+        level = min(int(np_), n_raters) if n_raters else int(np_)
+        if (level, n_epochs, cell_spec) not in out:
+            out.append((level, n_epochs, cell_spec))
+    return out
+
+
+def dataset_rater_count(fields: dict[str, Any], counts: dict[str, int | None]) -> int | None:
+    """The number of rater slots N of a run's dataset (``fields``: config fields), memoised in
+    ``counts``: from the dataset cache's ``meta.json`` when it is built, else from the builder's
+    ``n_raters`` option (given or default); None when neither says (the cache is not built yet)."""
+    import inspect
+    import json
+
+    from mrseg.data.registry import _BUILDERS, _ensure_builtin_registered, cache_key
+    from mrseg.paths import dataset_dir
+
+    name = str(fields.get("dataset") or RunConfig().dataset)
+    options = dict(fields.get("dataset_options") or {})
+    key = cache_key(name, options)
+    if key not in counts:
+        counts[key] = None
+        meta = dataset_dir(key) / "meta.json"
+        if meta.exists():
+            counts[key] = int(json.loads(meta.read_text()).get("n_raters") or 0) or None
+        else:
+            _ensure_builtin_registered()
+            builder = _BUILDERS.get(name, (None, ""))[0]
+            param = inspect.signature(builder).parameters.get("n_raters") if builder else None
+            value = options.get("n_raters", param.default if param is not None else None)
+            counts[key] = int(value) if isinstance(value, int) and value > 0 else None
+    return counts[key]
 
 
 def _page_title(path: Path) -> str:

@@ -326,6 +326,16 @@ def test_every_page_exists(smoke_site):
     assert list((html / "generated" / "runs").glob("*.html")), "no per-run page"
 
 
+def test_the_intro_opens_with_the_findings_in_words(smoke_site):
+    intro = (smoke_site["html"] / "intro.html").read_text()
+    found, thesis = intro.find("What we found"), intro.find("The thesis")
+    assert 0 <= found < thesis, "the findings are not the intro's first section"
+    findings = intro[found:thesis]
+    for sentence in ("What held.", "What did not hold."):
+        assert sentence in findings, sentence
+    assert re.search(r'href="generated/pages/\w+\.html"', findings), "the findings link no evidence page"
+
+
 def test_tables_hold_our_numbers(smoke_site):
     summary = pd.read_csv(smoke_site["results"] / "summary.csv")
     page = _html(smoke_site, "main_comparison")

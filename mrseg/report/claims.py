@@ -871,20 +871,29 @@ def _convergence(res: Results, rows: list[tuple[str, str, int]]) -> list[str]:
     return sorted(set(bad))
 
 
-def _posterior(res: Results, rows: list[tuple[str, str, int]]) -> str:
-    """KL and active units of the compared rows where per_fold.csv has them (empty otherwise)."""
+def _posterior(res: Results, rows: list[tuple[str, str, int]]) -> dict[str, Any]:
+    """KL and active units of the compared rows where per_fold.csv has them: ``posterior`` (text,
+    empty when none), ``posterior_active_units`` and ``posterior_kl_nats`` (the largest row mean
+    over the compared rows; None when unknown)."""
+    out: dict[str, Any] = {"posterior": "", "posterior_active_units": None, "posterior_kl_nats": None}
     pf = res.per_fold
     if pf is None or pf.empty or not rows:
-        return ""
+        return out
     cols = [c for c in pf.columns if c.startswith("kl") or c.startswith("active_units")]
-    parts = []
+    parts, means = [], {}
     for study, row, n in dict.fromkeys(rows):
         sel = res._select(pf, study, row, n)
-        vals = [f"{c} {pd.to_numeric(sel[c], errors='coerce').mean():.3g}" for c in cols
-                if pd.to_numeric(sel[c], errors="coerce").notna().any()]
+        row_means = {c: pd.to_numeric(sel[c], errors="coerce").mean() for c in cols}
+        vals = [f"{c} {m:.3g}" for c, m in row_means.items() if pd.notna(m)]
+        for c, m in row_means.items():
+            if pd.notna(m):
+                means[c] = max(means.get(c, -math.inf), float(m))
         if vals:
             parts.append(f"{row} (np={n}): " + ", ".join(vals))
-    return "; ".join(parts)
+    out["posterior"] = "; ".join(parts)
+    out["posterior_active_units"] = means.get("active_units")
+    out["posterior_kl_nats"] = means.get("kl_nats")
+    return out
 
 
 def _clean(value: Any) -> Any:
@@ -932,7 +941,7 @@ def evaluate_claims(res: Results, thesis: dict[str, Any], claims: list[dict[str,
             "ours": ev.ours, "reason": ev.reason, "rule": claim.get("test", "") + " Rule: " + _rule_words(rule["kind"]),
             "rule_kind": rule["kind"], "decides": ev.decides, "evidence": claim.get("evidence", ""),
             "family": claim.get("family") or claim.get("evidence", ""),
-            "posterior": _posterior(res, ev.rows) if claim.get("posterior") else "",
+            **(_posterior(res, ev.rows) if claim.get("posterior") else _posterior(res, [])),
             "not_converged": _convergence(res, ev.rows),
             "thesis_diff": _clean(thesis_difference(thesis, claim.get("thesis"))
                                   if rule["kind"] in COMPARISON_KINDS else math.nan),
@@ -964,7 +973,8 @@ def evaluate_claims(res: Results, thesis: dict[str, Any], claims: list[dict[str,
 DECIDED = ("reproduced", "contradicted", "inconclusive")
 # Run-level details of a claim that the reference's scoring contributes (as reference_<name>).
 REFERENCE_DETAIL = ("verdict_note", "unit", "n_runs", "run_ci_low", "run_ci_high", "run_p", "run_sd", "detectable_effect",
-                    "patient_ci_low", "patient_ci_high", "thesis_diff", "run_diffs")
+                    "patient_ci_low", "patient_ci_high", "thesis_diff", "run_diffs", "posterior_active_units",
+                    "posterior_kl_nats")
 
 
 def attach_reference(records: list[dict[str, Any]], reference: list[dict[str, Any]], profile: str,
@@ -1226,9 +1236,12 @@ def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -
 
 
 def write_headline(res: Results, path: str | Path) -> Path:
-    """Write :func:`headline_markdown` to ``path`` (atomically)."""
+    """Write :func:`headline_markdown` to ``path`` and the findings in words
+    (:func:`mrseg.report.site_findings.findings_markdown`) to ``findings.md`` beside it (atomically)."""
+    from mrseg.report.site_findings import findings_markdown as site_findings
 
     write_text(path, headline_markdown(res) + "\n")
+    write_text(Path(path).with_name("findings.md"), site_findings(read_scorecard(res)) + "\n")
     return Path(path)
 
 

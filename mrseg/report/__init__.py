@@ -50,6 +50,7 @@ from mrseg.report.claims import (
     write_scorecard,
 )
 from mrseg.report.formatting import fmt, mean_sd, to_html
+from mrseg.report.page_conclusions import controlled_conclusion, mechanism_conclusion
 from mrseg.report.page_tables import (
     alignment_per_fold,
     alignment_table,
@@ -94,7 +95,7 @@ __all__ = [
     "evaluate_claims", "read_scorecard", "write_scorecard", "findings_markdown",
     "scorecard_html", "verdict_counts", "attach_reference", "reference_note",
     # page notebooks
-    "open_page", "show_table", "show_markdown",
+    "open_page", "show_table", "show_markdown", "mechanism_conclusion", "controlled_conclusion",
     # page-specific tables
     "relative_changes", "per_expert_table", "sparsity_table", "alignment_table", "alignment_per_fold", "run_dirs",
     "performance_table", "slowest_runs", "throughput_summary", "api_listing", "sparsity_series", "gap_alignment_series",

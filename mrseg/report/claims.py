@@ -1175,6 +1175,13 @@ def findings_markdown(res: Results, page: str) -> str:
             text += f" ({rec['reason']})"
         if rec.get("decides"):
             text += f". Decided by `{rec['decides']}`"
+        if str(rec.get("decided_by") or "").startswith("reference"):
+            text += (f". The committed {rec['decided_by'].removeprefix('reference ').strip('()')} reference runs "
+                     f"decide it: **{rec['decision']}**")
+            if rec.get("reference_effect") is not None and pd.notna(rec.get("reference_effect")):
+                text += f", {_num(rec['reference_effect'])}"
+                if rec.get("reference_ci_low") is not None and pd.notna(rec.get("reference_ci_low")):
+                    text += f" (95% CI {_num(rec['reference_ci_low'])} to {_num(rec['reference_ci_high'])})"
         lines.append(text + ".")
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from mrseg.report.banner import context_banner, failed_runs_html, status_note
-from mrseg.report.formatting import to_html
+from mrseg.report.formatting import to_html, values_missing
 from mrseg.report.results import Results, load_results
 from mrseg.report.thesis import load_thesis_reported
 
@@ -43,6 +43,9 @@ def show_table(frame: pd.DataFrame, caption: str | None = None) -> None:
 
     if frame is None or frame.empty:
         display(Markdown(f"*{caption + ': ' if caption else ''}no rows to show yet.*"))
+    elif values_missing(frame):
+        display(Markdown(f"*{caption + ': ' if caption else ''}no values yet (the runs behind its "
+                         f"{len(frame)} row{'s' if len(frame) != 1 else ''} have not been made).*"))
     else:
         display(HTML(to_html(frame, caption)))
 

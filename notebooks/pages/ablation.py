@@ -56,16 +56,6 @@ report.show_table(pd.concat([backbone, posterior], ignore_index=True),
                   "Row 2, both readings: mean ± SD over folds (thesis: its one row 2)")
 
 # %% [markdown]
-# ## What our runs show for the thesis's claims
-#
-# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
-# our effect with its 95% CI, n and p, and the table row that decides it.
-
-# %% tags=["hide-input"]
-report.show_markdown(report.findings_markdown(res, "ablation"))
-
-
-# %% [markdown]
 # ## Runs behind this page's rows
 #
 # Each table row above is the mean over these runs; each link opens the executed notebook of one run.
@@ -75,3 +65,12 @@ from IPython.display import HTML
 
 HTML(report.runs_index_html(res, "ablation") or "<p>No runs recorded yet.</p>")
 
+
+# %% [markdown]
+# ## What this shows
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "ablation"))

@@ -81,16 +81,6 @@ fig = plots.gap_and_alignment(*report.gap_alignment_series(res, thesis))
 
 
 # %% [markdown]
-# ## What our runs show for the thesis's claims
-#
-# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
-# our effect with its 95% CI, n and p, and the table row that decides it.
-
-# %% tags=["hide-input"]
-report.show_markdown(report.findings_markdown(res, "alignment"))
-
-
-# %% [markdown]
 # ## Runs behind this page's rows
 #
 # Each table row above is the mean over these runs; each link opens the executed notebook of one run.
@@ -100,3 +90,12 @@ from IPython.display import HTML
 
 HTML(report.runs_index_html(res, "sparsity") or "<p>No runs recorded yet.</p>")
 
+
+# %% [markdown]
+# ## What this shows
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "alignment"))

@@ -24,7 +24,7 @@
 # (log mean rater area) is shown too. Definitions in `mrseg.diagnostics.attributes`.
 
 # %% tags=["parameters"]
-results_dir: str = ""  # not used: the study reads annotations, not run results
+results_dir: str = ""  # the study reads annotations; the scorecard (its claims' verdicts) is read from here
 plan: str = "thesis"  # plan name, shown only
 profile: str = "smoke"  # smoke reads the first 120 scans only; demo and paper read all of them
 
@@ -95,3 +95,14 @@ comparison = attributes.thesis_comparison(corr, thesis)
 best = attributes.match_scores(corr, thesis).iloc[0]
 sel = comparison[(comparison["unit"] == best["unit"]) & (comparison["definition"] == best["definition"])]
 fig = plots.attribute_bars(sel, title=f"Ours ({best['unit']} / {best['definition']}) beside the thesis")
+
+
+# %% [markdown]
+# ## What this shows
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+res, _ = report.open_page(results_dir, plan, profile, banner=False)   # the scorecard, for the claims
+report.show_markdown(report.findings_markdown(res, "attributes"))

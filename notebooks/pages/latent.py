@@ -39,3 +39,13 @@ fig = plots.latent_scatter(files) if files else report.show_markdown("*No latent
 
 # %% tags=["hide-input"]
 report.show_table(report.latent_companions_table(res), "latent_summary.json of each embedded run")
+
+
+# %% [markdown]
+# ## What this shows
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "latent"))

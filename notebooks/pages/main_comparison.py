@@ -59,16 +59,6 @@ report.show_table(report.side_by_side(res, thesis, "main", "appendix_I_full_anno
 
 
 # %% [markdown]
-# ## What our runs show for the thesis's claims
-#
-# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
-# our effect with its 95% CI, n and p, and the table row that decides it.
-
-# %% tags=["hide-input"]
-report.show_markdown(report.findings_markdown(res, "main_comparison"))
-
-
-# %% [markdown]
 # ## Runs behind this page's rows
 #
 # Each table row above is the mean over these runs; each link opens the executed notebook of one run.
@@ -78,3 +68,12 @@ from IPython.display import HTML
 
 HTML(report.runs_index_html(res, "main") or "<p>No runs recorded yet.</p>")
 
+
+# %% [markdown]
+# ## What this shows
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "main_comparison"))

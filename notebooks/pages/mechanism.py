@@ -86,3 +86,12 @@ report.show_table(dice, "Paired differences of Dice_match, per control pair and 
 
 # %% tags=["hide-input"]
 report.show_table(collapse, "Mechanism study: GED, KL and active units per row and np (mean and SD over folds)")
+
+# %% [markdown]
+# ## What this shows
+#
+# Generated from the tables above: each explanation's reading with its pair's run-level 95% CI, and
+# whether the posteriors were in use.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.mechanism_conclusion(mechanism.explanation_readings(comparisons), collapse))

@@ -38,3 +38,13 @@ else:
     report.show_markdown("**NPC-170 data absent:** the study was not run, so only the thesis's numbers are shown.")
     report.show_table(report.side_by_side(res, thesis, "npc170", "table_4_5_npc170", ROWS, ["ged", "dice_match"], extra_ours=()),
                       "Table 4.5: thesis only (ours: data absent)")
+
+
+# %% [markdown]
+# ## What this shows
+#
+# Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
+# our effect with its 95% CI, n and p, and the table row that decides it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.findings_markdown(res, "npc170"))

@@ -72,7 +72,7 @@ report.show_table(report.slowest_runs(res), "runs.csv, seconds per item")
 
 
 # %% [markdown]
-# ## What our runs show for the thesis's claims
+# ## What this shows
 #
 # Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
 # our effect with its 95% CI, n and p, and the table row that decides it.

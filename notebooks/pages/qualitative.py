@@ -52,7 +52,7 @@ fig = plots.sample_grid(files) if files else report.show_markdown("*No samples y
 
 
 # %% [markdown]
-# ## What our runs show for the thesis's claims
+# ## What this shows
 #
 # Generated from the scorecard (`scorecard.json`): each claim that rests on this page, its verdict,
 # our effect with its 95% CI, n and p, and the table row that decides it.

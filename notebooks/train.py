@@ -48,7 +48,7 @@ run_report.run_facts(path)
 # takes the last epoch).
 
 # %%
-run_report.history_figure(path)
+fig = run_report.history_figure(path)
 
 # %% [markdown]
 # ## Test-fold metrics
@@ -74,4 +74,4 @@ run_report.collapse_table(path)
 # first prior samples.
 
 # %%
-plots.qualitative_from_run(path, max_cases=3)
+fig = plots.qualitative_from_run(path, max_cases=3)

@@ -366,6 +366,26 @@ def test_images_present(smoke_site):
             assert (html / "generated" / "pages" / src).resolve().exists(), (name, src)
 
 
+def test_no_figure_appears_twice_on_a_page(smoke_site):
+    repeated = []
+    for path in smoke_site["html"].joinpath("generated").rglob("*.html"):
+        sources = re.findall(r'<img[^>]+src="([^"]+)"', path.read_text())
+        if len(sources) != len(set(sources)):
+            repeated.append(path.name)
+    assert not repeated, repeated
+
+
+def test_no_table_consists_only_of_dashes(smoke_site):
+    bad = []
+    for path in smoke_site["html"].joinpath("generated").rglob("*.html"):
+        for body in re.findall(r"<tbody>(.*?)</tbody>", path.read_text(), flags=re.S):
+            rows = [re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S) for row in re.findall(r"<tr.*?</tr>", body, flags=re.S)]
+            values = [re.sub(r"<[^>]+>", "", cell).strip() for row in rows for cell in row[1:]]
+            if values and all(value in ("—", "", "nan") for value in values):
+                bad.append(path.name)
+    assert not bad, bad
+
+
 def test_no_external_script(smoke_site):
     for path in smoke_site["html"].rglob("*.html"):
         text = path.read_text()

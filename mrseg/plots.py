@@ -85,11 +85,12 @@ def ged_vs_n_present(data: pd.DataFrame, metric_label: str = "GED", title: str |
     data = data.copy()
     if "source" not in data:
         data["source"] = "ours"
+    levels = sorted(data["n_present"].unique())
     data = data[np.isfinite(data["mean"].astype(float))]
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     for k, row in enumerate(dict.fromkeys(data["row"])):
         for source, g in data[data["row"] == row].groupby("source", sort=False):
-            g = g.sort_values("n_present")
+            g = _on_levels(g, levels)
             thesis = source == "thesis"
             sd = g["sd"] if "sd" in g and not thesis else None
             ax.errorbar(g["n_present"], g["mean"], yerr=sd, color=f"C{k}", ls="--" if thesis else "-",
@@ -104,6 +105,13 @@ def ged_vs_n_present(data: pd.DataFrame, metric_label: str = "GED", title: str |
     ax.grid(alpha=0.3)
     ax.set_title(title or f"{metric_label} vs annotation coverage")
     return fig
+
+
+def _on_levels(frame: pd.DataFrame, levels: Sequence[int]) -> pd.DataFrame:
+    """``frame`` (one series) with a row per level of ``levels``, ascending, NaN where it has no
+    value: a line then breaks at a level without runs instead of joining its neighbours across it."""
+    frame = frame.drop_duplicates("n_present").set_index("n_present").reindex(list(levels))
+    return frame.rename_axis("n_present").reset_index()
 
 
 def sparsity_curves(levels: Sequence[int], thesis: Mapping[str, Sequence[float]],
@@ -145,15 +153,16 @@ def gap_and_alignment(data: pd.DataFrame | Sequence[int], *series: Sequence[floa
     fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
     ax2 = ax.twinx()
     handles = []
+    levels = sorted(data["n_present"].unique())
     for source, g in data.groupby("source", sort=False):
-        g = g.sort_values("n_present")
+        g = _on_levels(g, levels)
         ls = "--" if source == "thesis" else "-"
-        gg = g[np.isfinite(g["ged_gap"].astype(float))]
+        gg = g if np.isfinite(g["ged_gap"].astype(float)).any() else g.iloc[:0]
         if len(gg):
             gerr = gg["ged_gap_err"] if "ged_gap_err" in gg and source != "thesis" else None
             handles.append(ax.errorbar(gg["n_present"], gg["ged_gap"], yerr=gerr, color="C0", ls=ls, marker="o",
                                        capsize=3, label=f"GED gap ({source})"))
-        ga = g[np.isfinite(g["alignment"].astype(float))]
+        ga = g if np.isfinite(g["alignment"].astype(float)).any() else g.iloc[:0]
         if len(ga):
             yerr = ga["alignment_sd"] if "alignment_sd" in ga and source != "thesis" else None
             handles.append(ax2.errorbar(ga["n_present"], ga["alignment"], yerr=yerr, color="C3", ls=ls, marker="s",

@@ -106,3 +106,19 @@ def test_figures_4_3_and_4_5_draw_our_error_bars():
     with_err = [c for ax in fig.axes for c in ax.containers
                 if isinstance(c, ErrorbarContainer) and c.has_yerr and c.lines[2] and len(c.lines[2][0].get_segments())]
     assert len(with_err) == 2   # our gap (95% CI) and our alignment (SD over folds); the thesis has none
+
+
+def test_lines_break_at_levels_without_runs():
+    import math
+
+    from mrseg.plots import gap_and_alignment, sparsity_curves
+
+    nan = math.nan
+    fig = sparsity_curves([4, 3, 2, 1], {"shared": [0.2, 0.21, 0.22, 0.25]}, {"shared": [0.5, nan, nan, 0.6]})
+    ours = [line for line in fig.axes[0].lines if line.get_linestyle() == "-"]
+    assert ours and all(np.isnan(np.asarray(line.get_ydata(), float)[1:3]).all() for line in ours)
+    assert list(ours[0].get_xdata()) == [1, 2, 3, 4]
+    fig = gap_and_alignment([4, 3, 2, 1], [0, 11.5, 17.8, 21.4], [0.2, 0.5, 0.8, 0.98],
+                            [1.0, nan, nan, 5.0], [0.3, nan, nan, 0.9])
+    solid = [line for ax in fig.axes for line in ax.lines if line.get_linestyle() == "-"]
+    assert solid and all(np.isnan(np.asarray(line.get_ydata(), float)[1:3]).all() for line in solid)

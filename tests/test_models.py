@@ -175,6 +175,18 @@ def test_step_benchmark_smoke():
         assert result[key] > 0
     assert result["max_abs_loss_diff"] < 1e-5
     assert result["ratio"] == pytest.approx(result["per_rater_s"] / result["shared_s"], rel=1e-2)
+    assert result["ratio_trusted"] is False and "1 round: dispersion unknown" in result["ratio_caveat"]
+
+
+def test_a_step_ratio_is_trusted_only_over_agreeing_rounds_on_free_cores():
+    from mrseg.bench.step import ratio_dispersion
+
+    calm = ratio_dispersion([1.5, 1.52, 1.49], [1.0, 1.0, 1.0], cpu_share=0.97, load_before=0.1, load_after=1.0)
+    assert calm["ratio_trusted"] and calm["ratio_rounds"] == [1.5, 1.52, 1.49] and calm["ratio_spread"] == 0.02
+    noisy = ratio_dispersion([1.5, 8.8, 1.4], [1.0, 0.9, 1.0], cpu_share=0.97, load_before=0.1, load_after=1.0)
+    assert not noisy["ratio_trusted"] and noisy["ratio_caveat"] == "rounds disagree (ratios 1.40 to 9.78)"
+    shared_cores = ratio_dispersion([1.5, 1.5, 1.5], [1.0, 1.0, 1.0], cpu_share=0.45, load_before=3.0, load_after=3.0)
+    assert shared_cores["ratio_caveat"] == "other work took CPU from the benchmark (45% of its threads' time)"
 
 
 @pytest.mark.parametrize("name", ["per-rater", "per-rater-tied"])

@@ -10,6 +10,8 @@ optimised one (``max_abs_loss_diff``) for the same weights and random draws.
 from __future__ import annotations
 
 import copy
+import math
+import os
 import statistics
 import time
 from typing import Any
@@ -56,6 +58,39 @@ def naive_stage1_losses(model: Any, encoders: nn.ModuleList | None, x: torch.Ten
     l2 = l2_penalty(regularised_parameters(model, posterior_modules))
     loss = recon.mean() + config.kl_weight * kl.mean() + config.beta_bound * bound + config.l2_weight * l2
     return {"loss": loss, "recon": recon.mean(), "kl": kl.mean(), "bound": bound, "l2": l2}
+
+
+RATIO_SPREAD_LIMIT = 0.25   # per-round ratios further apart than this share of their median: not trusted
+CPU_SHARE_MIN = 0.7         # CPU seconds per wall second per thread below this: the cores were shared
+
+
+def ratio_dispersion(a_walls: list[float], b_walls: list[float], cpu_share: float, load_before: float,
+                     load_after: float) -> dict[str, Any]:
+    """How far a time ratio a/b can be trusted: the per-round ratios (each round times both
+    variants back to back, so load that changes between rounds cancels within one) with their
+    minimum, maximum and ``ratio_spread`` ((max - min) / median); ``cpu_share``: CPU seconds per
+    wall second per torch thread over the timed steps (near 1 when the benchmark had its cores to
+    itself; other work on the machine takes cores away and lowers it); the 1-minute load averages
+    are recorded as they were. ``ratio_trusted``: at least 3 rounds, a spread within
+    :data:`RATIO_SPREAD_LIMIT` and a CPU share of at least :data:`CPU_SHARE_MIN`;
+    ``ratio_caveat`` says why not."""
+    rounds = [a / b for a, b in zip(a_walls, b_walls) if b > 0]
+    out: dict[str, Any] = {"ratio_rounds": [round(r, 3) for r in rounds], "cpu_share": round(cpu_share, 3),
+                           "load_before": round(load_before, 2), "load_after": round(load_after, 2),
+                           "cpus": os.cpu_count() or 1}
+    if not rounds:
+        return {**out, "ratio_trusted": False, "ratio_caveat": "no round timed"}
+    median = statistics.median(rounds)
+    spread = (max(rounds) - min(rounds)) / median if median > 0 else math.inf
+    out.update(ratio_min=round(min(rounds), 3), ratio_max=round(max(rounds), 3), ratio_spread=round(spread, 3))
+    caveats = []
+    if len(rounds) < 3:
+        caveats.append(f"{len(rounds)} round{'s' if len(rounds) != 1 else ''}: dispersion unknown")
+    elif spread > RATIO_SPREAD_LIMIT:
+        caveats.append(f"rounds disagree (ratios {min(rounds):.2f} to {max(rounds):.2f})")
+    if cpu_share < CPU_SHARE_MIN:
+        caveats.append(f"other work took CPU from the benchmark ({cpu_share:.0%} of its threads' time)")
+    return {**out, "ratio_trusted": not caveats, "ratio_caveat": "; ".join(caveats)}
 
 
 def separate_encoders(model: Any) -> nn.ModuleList:
@@ -132,6 +167,7 @@ def step_benchmark(profile: str = "paper", repeats: int = 3, device: str = "cpu"
             steps[key] = step
     walls: dict[str, list[float]] = {k: [] for k in steps}
     cpus: dict[str, list[float]] = {k: [] for k in steps}
+    load_before = os.getloadavg()[0]
     for _ in range(repeats):
         for key, step in steps.items():
             _sync(dev)
@@ -142,8 +178,13 @@ def step_benchmark(profile: str = "paper", repeats: int = 3, device: str = "cpu"
             cpus[key].append(time.process_time() - c)
     for key in steps:
         result[f"{key}_s"] = round(statistics.median(walls[key]), 4)
+        result[f"{key}_min_s"] = round(min(walls[key]), 4)
+        result[f"{key}_max_s"] = round(max(walls[key]), 4)
         result[f"{key}_cpu_s"] = round(statistics.median(cpus[key]), 4)
     result["ratio"] = round(result["per_rater_s"] / result["shared_s"], 3)
+    wall_total, cpu_total = sum(map(sum, walls.values())), sum(map(sum, cpus.values()))
+    cpu_share = (cpu_total / wall_total / result["threads"] if wall_total > 0 else 0.0) if dev.type == "cpu" else math.nan
+    result.update(ratio_dispersion(walls["per_rater"], walls["shared"], cpu_share, load_before, os.getloadavg()[0]))
     result["ratio_cpu"] = round(result["per_rater_cpu_s"] / result["shared_cpu_s"], 3)
     result["per_rater_impl"] = "batched" if dev.type == "cuda" else "loop"
     for other in ("loop", "batched"):

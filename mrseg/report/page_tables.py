@@ -170,6 +170,26 @@ def run_dirs(res: Results, study: str, row: str, n_present: int | None = None,
     return [Path(p) for p in sel["run_dir"].dropna().astype(str)]
 
 
+def _ratio_text(bench: Any) -> str | None:
+    """A step benchmark's per-rater / shared ratio with its conditions: the median over rounds, the
+    rounds' range, the benchmark's share of its CPU threads, and "not trusted: <why>" when
+    :func:`mrseg.bench.step.ratio_dispersion` did not trust it (older files: the ratio alone)."""
+    if not isinstance(bench, dict) or not _is_number(bench.get("ratio")):
+        return None
+    text = f"{bench['ratio']:.3g} x"
+    rounds = bench.get("ratio_rounds")
+    if isinstance(rounds, list) and rounds:
+        text += f" (median of {len(rounds)} round{'s' if len(rounds) != 1 else ''}"
+        if len(rounds) > 1:
+            text += f", range {bench['ratio_min']:.3g} to {bench['ratio_max']:.3g}"
+        if _is_number(bench.get("cpu_share")) and bench["cpu_share"] == bench["cpu_share"]:
+            text += f"; {bench['cpu_share']:.0%} of {bench.get('threads')} thread(s) busy"
+        text += ")"
+    if bench.get("ratio_trusted") is False:
+        text += f"; not trusted: {bench.get('ratio_caveat')}"
+    return text
+
+
 def performance_table(res: Results) -> pd.DataFrame:
     """Measured performance numbers with the command that reproduces each; "not measured" when
     the measurement file (``bench_*.json`` beside the tables) is absent."""
@@ -201,8 +221,8 @@ def performance_table(res: Results) -> pd.DataFrame:
     add("metrics: seconds for all cases", get("bench_metrics", "seconds"), "s", metric_cmd, "bench_metrics.json")
     add("metrics: max abs difference vs the loop", get("bench_metrics", "max_abs_diff"), "", metric_cmd, "bench_metrics.json")
     step_cmd = "python -m mrseg bench step --profile paper --json"
-    add("training step time ratio per-rater / shared (paper configuration, CPU)", get("bench_step", "ratio"), "x",
-        step_cmd, "bench_step.json")
+    add("training step time ratio per-rater / shared (paper configuration, CPU)", _ratio_text(res.extra.get("bench_step")),
+        "", step_cmd, "bench_step.json")
 
     def per_s(name: str, key: str) -> float | None:
         seconds = get(name, key)
@@ -214,8 +234,8 @@ def performance_table(res: Results) -> pd.DataFrame:
             "steps/s", step_cmd, "bench_step.json")
         add(f"training steps per second, {label}, demo configuration (CPU)",
             per_s("bench_step_demo", key), "steps/s", demo_cmd, "bench_step_demo.json")
-    add("training step time ratio per-rater / shared (demo configuration, CPU)", get("bench_step_demo", "ratio"), "x",
-        demo_cmd, "bench_step_demo.json")
+    add("training step time ratio per-rater / shared (demo configuration, CPU)",
+        _ratio_text(res.extra.get("bench_step_demo")), "", demo_cmd, "bench_step_demo.json")
     add("peak memory of the step benchmark process", get("bench_step", "peak_rss_mb"), "MB", step_cmd, "bench_step.json")
     add("peak memory of the metric benchmark process", get("bench_metrics", "peak_rss_mb"), "MB", metric_cmd,
         "bench_metrics.json")

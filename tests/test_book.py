@@ -424,6 +424,26 @@ def test_scorecard_screenshot_is_not_blank(smoke_site, tmp_path):
     assert pixels.var() > 100.0  # a blank page has variance ~0
 
 
+def test_attribute_claims_read_the_thesis_statistic_first_and_state_the_sensitivity_analyses(tmp_path):
+    from mrseg.report.claims import _rule_attribute
+
+    def family(rs):
+        return {"patch": {a: {"r": r, "p": 1e-6 if abs(r) > 0.1 else 0.5, "n": 2000} for a, r in rs.items()}}
+
+    res = report.Results(folder=tmp_path, plan="thesis", profile="demo")
+    res.extra["attributes"] = {
+        "sd": {"patch": family({"margin": 0.20, "lobulation": 0.34, "malignancy": 0.15})},            # thesis's r
+        "partial_size": {"patch": family({"margin": 0.30, "lobulation": 0.12, "malignancy": -0.14})},
+    }
+    strongest = _rule_attribute(res, {"check": "strongest", "attribute": "margin"}, {})
+    assert strongest.verdict == "contradicted" and strongest.decides == "attributes.json: sd / patch / patch"
+    assert "largest r: lobulation (+0.340)" in strongest.ours
+    assert "sensitivity analyses: partial r controlling nodule size, unit patch: reproduced" in strongest.reason
+    sign = _rule_attribute(res, {"check": "sign", "attribute": "malignancy", "sign": -1}, {})
+    assert sign.verdict == "contradicted" and sign.effect == 0.15
+    assert "partial r controlling nodule size, unit patch: reproduced (r = -0.140" in sign.reason
+
+
 def test_strength_rules_need_more_than_a_direction(tmp_path):
     """Per-fold margin needs sign and Holm p < alpha in every fold; the cost claim needs a per-fold
     ratio CI at or above 3x."""
@@ -431,12 +451,12 @@ def test_strength_rules_need_more_than_a_direction(tmp_path):
 
     res = report.Results(folder=tmp_path, plan="thesis", profile="demo")
     fold_rule = {"attribute": "margin", "sign": 1, "alpha": 0.05}
-    res.extra["attributes"] = {"per_fold_margin": {"nodule": {"patch": [0.2, 0.15, 0.3, 0.1]}},
-                               "per_fold_margin_p": {"nodule": {"patch": [1e-5, 1e-3, 1e-8, 0.01]}}}
+    res.extra["attributes"] = {"per_fold_margin": {"patch": {"patch": [0.2, 0.15, 0.3, 0.1]}},
+                               "per_fold_margin_p": {"patch": {"patch": [1e-5, 1e-3, 1e-8, 0.01]}}}
     assert _rule_attribute_folds(res, fold_rule, {}).verdict == "reproduced"
-    res.extra["attributes"]["per_fold_margin_p"]["nodule"]["patch"][3] = 0.04   # Holm: 0.04 stays 0.04 (largest)
+    res.extra["attributes"]["per_fold_margin_p"]["patch"]["patch"][3] = 0.04   # Holm: 0.04 stays 0.04 (largest)
     assert _rule_attribute_folds(res, fold_rule, {}).verdict == "reproduced"
-    res.extra["attributes"]["per_fold_margin_p"]["nodule"]["patch"][3] = 0.2
+    res.extra["attributes"]["per_fold_margin_p"]["patch"]["patch"][3] = 0.2
     assert _rule_attribute_folds(res, fold_rule, {}).verdict == "inconclusive"
 
     folds = [0, 1, 2, 3]

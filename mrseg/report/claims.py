@@ -604,48 +604,38 @@ def _rule_co_move(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) ->
                     "paired.csv (gaps) and alignment.csv (shared_s1)")
 
 
-def _attribute_family(res: Results, unit: str, definition: str) -> pd.DataFrame | None:
-    """Size-controlled partial r per attribute (``partial_size`` of attributes.json) with n,
+ATTRIBUTE_STATISTICS = {"sd": "Pearson r of the rating SD (the thesis's statistic)",
+                        "partial_size": "partial r controlling nodule size"}
+
+
+def _attribute_family(res: Results, unit: str, definition: str, statistic: str = "sd") -> pd.DataFrame | None:
+    """r per attribute (``statistic`` of attributes.json: ``sd``, the raw Pearson r of the rating SD
+    against mask variance, or ``partial_size``, the partial r controlling log mean area) with n,
     Holm-adjusted p over the attributes and a Fisher-z 95% CI."""
     data = res.extra.get("attributes")
-    if not isinstance(data, dict) or not isinstance(data.get("partial_size"), dict):
+    if not isinstance(data, dict) or not isinstance(data.get(statistic), dict):
         return None
-    table = ((data["partial_size"].get(unit) or {}).get(definition)) or {}
+    table = ((data[statistic].get(unit) or {}).get(definition)) or {}
     if not table:
         return None
     frame = pd.DataFrame([{"attribute": k, **v} for k, v in table.items()])
     frame["r"] = pd.to_numeric(frame["r"], errors="coerce")
     frame["p_holm"] = adjust_pvalues(pd.to_numeric(frame["p"], errors="coerce").to_numpy(), "holm")
-    cis = [fisher_r_ci(r, int(n or 0), k=1) for r, n in zip(frame["r"], frame["n"])]
+    controlled = 1 if statistic == "partial_size" else 0
+    cis = [fisher_r_ci(r, int(n or 0), k=controlled) for r, n in zip(frame["r"], frame["n"])]
     frame["ci_low"], frame["ci_high"] = [c[0] for c in cis], [c[1] for c in cis]
     return frame.set_index("attribute")
 
 
-def _rule_attribute(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """Attribute study on the real annotations (attributes.json): one patch per nodule (``unit``,
-    default ``nodule``), variance definition ``definition`` (default ``patch``: the whole-patch
-    pixel variance p(1-p)), partial r controlling nodule size, Holm-adjusted over the attributes.
-    ``check: sign``: reproduced when r has sign ``sign`` with Holm p < 0.05, contradicted when the
-    opposite sign is significant; ``check: strongest``: ``attribute`` has the largest r and its CI
-    lies above every other attribute's r."""
-    unit, definition = rule.get("unit", "nodule"), rule.get("definition", "patch")
-    table = _attribute_family(res, unit, definition)
-    decides = f"attributes.json: partial_size / {unit} / {definition}"
-    if table is None:
-        return Evidence(NO_RESULTS, "—", "the attribute study has not written its table")
+def _attribute_reading(table: pd.DataFrame, rule: dict[str, Any]) -> tuple[str, str]:
+    """(verdict, what was found) of one attribute rule on one table of :func:`_attribute_family`."""
     att = rule["attribute"]
-    if att not in table.index or not np.isfinite(table.loc[att, "r"]):
-        return Evidence(NO_RESULTS, "—", f"no r for {att}")
     rec = table.loc[att]
-    where = f"unit {unit}, variance '{definition}', partial r (size-controlled), Holm over {len(table)} attributes"
     if rule["check"] == "sign":
         significant = rec["p_holm"] < ALPHA
         same = np.sign(rec["r"]) == np.sign(rule["sign"])
         verdict = "reproduced" if significant and same else "contradicted" if significant else "inconclusive"
-        return Evidence(verdict,
-                        f"r = {rec['r']:+.3f} [{rec['ci_low']:+.3f}, {rec['ci_high']:+.3f}], Holm p = {rec['p_holm']:.2g}",
-                        where, float(rec["r"]), float(rec["ci_low"]), float(rec["ci_high"]), float(rec["p_holm"]),
-                        int(rec["n"] or 0), [], decides)
+        return verdict, f"r = {rec['r']:+.3f} [{rec['ci_low']:+.3f}, {rec['ci_high']:+.3f}], Holm p = {rec['p_holm']:.2g}"
     others = table.drop(index=att)["r"].dropna()
     best = table["r"].idxmax()
     if best == att and rec["ci_low"] > others.max() and rec["p_holm"] < ALPHA:
@@ -654,19 +644,58 @@ def _rule_attribute(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
         verdict = "contradicted"
     else:
         verdict = "inconclusive"
-    return Evidence(verdict, f"largest r: {best} ({table.loc[best, 'r']:+.3f}); {att}: {rec['r']:+.3f} "
-                    f"[{rec['ci_low']:+.3f}, {rec['ci_high']:+.3f}]", where, float(rec["r"]), float(rec["ci_low"]),
-                    float(rec["ci_high"]), float(rec["p_holm"]), int(rec["n"] or 0), [], decides)
+    return verdict, (f"largest r: {best} ({table.loc[best, 'r']:+.3f}); {att}: {rec['r']:+.3f} "
+                     f"[{rec['ci_low']:+.3f}, {rec['ci_high']:+.3f}]")
+
+
+# The sensitivity analyses shown beside an attribute claim's primary (thesis) reading.
+ATTRIBUTE_SENSITIVITY = (("patch", "partial_size"), ("nodule", "sd"), ("nodule", "partial_size"))
+
+
+def _rule_attribute(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """Attribute study on the real annotations (attributes.json). The verdict reads the thesis's own
+    analysis: ``statistic`` (default ``sd``: Pearson r of each attribute's rating SD against mask
+    variance) over ``unit`` (default ``patch``: every patch with complete records), variance
+    ``definition`` (default ``patch``: whole-patch pixel variance p(1-p)), Holm-adjusted over the
+    attributes. ``check: sign``: reproduced when r has sign ``sign`` with Holm p < 0.05,
+    contradicted when the opposite sign is significant; ``check: strongest``: ``attribute`` has the
+    largest r and its CI lies above every other attribute's r. The size-controlled partial r and
+    the one-patch-per-nodule unit are sensitivity analyses: their verdicts are stated beside it."""
+    unit, definition = rule.get("unit", "patch"), rule.get("definition", "patch")
+    statistic = rule.get("statistic", "sd")
+    table = _attribute_family(res, unit, definition, statistic)
+    decides = f"attributes.json: {statistic} / {unit} / {definition}"
+    if table is None:
+        return Evidence(NO_RESULTS, "—", "the attribute study has not written its table")
+    att = rule["attribute"]
+    if att not in table.index or not np.isfinite(table.loc[att, "r"]):
+        return Evidence(NO_RESULTS, "—", f"no r for {att}")
+    verdict, found = _attribute_reading(table, rule)
+    sensitivity = []
+    for alt_unit, alt_statistic in ATTRIBUTE_SENSITIVITY:
+        if (alt_unit, alt_statistic) == (unit, statistic):
+            continue
+        alt = _attribute_family(res, alt_unit, definition, alt_statistic)
+        if alt is not None and att in alt.index and np.isfinite(alt.loc[att, "r"]):
+            alt_verdict, alt_found = _attribute_reading(alt, rule)
+            sensitivity.append(f"{ATTRIBUTE_STATISTICS[alt_statistic]}, unit {alt_unit}: {alt_verdict} ({alt_found})")
+    where = (f"unit {unit}, variance '{definition}', {ATTRIBUTE_STATISTICS.get(statistic, statistic)}, Holm over "
+             f"{len(table)} attributes")
+    if sensitivity:
+        where += "; sensitivity analyses: " + "; ".join(sensitivity)
+    rec = table.loc[att]
+    return Evidence(verdict, found, where, float(rec["r"]), float(rec["ci_low"]), float(rec["ci_high"]),
+                    float(rec["p_holm"]), int(rec["n"] or 0), [], decides)
 
 
 def _rule_attribute_folds(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
     """Per-fold correlation of ``attribute`` (margin) has sign ``sign`` with Holm-adjusted p <
     ``alpha`` (over the folds) in every fold; contradicted when the opposite sign is significant in
-    any fold (``per_fold_margin`` of attributes.json, ``unit`` default nodule, variance ``definition``)."""
+    any fold (``per_fold_margin`` of attributes.json, ``unit`` default patch, variance ``definition``)."""
     data = res.extra.get("attributes")
     if not isinstance(data, dict) or not data.get("per_fold_margin_p"):
         return Evidence(NO_RESULTS, "—", "the attribute study has not written per-fold r and p")
-    unit, definition = rule.get("unit", "nodule"), rule.get("definition", "patch")
+    unit, definition = rule.get("unit", "patch"), rule.get("definition", "patch")
     try:
         rs = [float(v) for v in data["per_fold_margin"][unit][definition]]
         ps = adjust_pvalues([float(v) for v in data["per_fold_margin_p"][unit][definition]], "holm")

@@ -28,8 +28,8 @@ def test_mechanism_sentences_name_the_supported_explanations_and_posterior_use()
     text = mechanism_conclusion(readings, collapse)
     assert text.splitlines()[0] == (
         "- At np = 1 the controls support (b) per-rater ELBO: (a) separate parameters is **inconclusive** "
-        "(per_rater_s1 - per_rater_tied_s1: GED -0.0020 [-0.0100, +0.0060]); (b) per-rater ELBO is **supported** "
-        "(per_rater_tied_s1 - shared_s1: GED -0.0300 [-0.0500, -0.0100]).")
+        "(per_rater_s1 - per_rater_tied_s1: GED, d(∅,∅)=0, -0.0020 [-0.0100, +0.0060]); (b) per-rater ELBO is **supported** "
+        "(per_rater_tied_s1 - shared_s1: GED, d(∅,∅)=0, -0.0300 [-0.0500, -0.0100]).")
     assert "KL at most 2e-05 nats and at most 0.0 active units" in text
     assert mechanism_conclusion(readings.iloc[:0]).startswith("The mechanism study has no paired results")
 
@@ -40,6 +40,6 @@ def test_controlled_sentences_count_the_settings_each_model_wins():
         {"N": 8, "np": 1, "n_runs": 2, "difference": 0.01, "ci_low": -0.02, "ci_high": 0.04, "verdict": "inconclusive"},
     ])
     lines = controlled_conclusion(comparison).splitlines()
-    assert lines[0] == ("- Per-rater minus shared, GED to the true style distribution, over 2 settings of N and np "
+    assert lines[0] == ("- Per-rater minus shared, GED (d(∅,∅)=0) to the true style distribution, over 2 settings of N and np "
                         "(2 run pairs per comparison): 1 inconclusive, 1 per-rater better.")
     assert lines[1] == "- N = 4, np = 1: -0.0500 [-0.0800, -0.0200], per-rater better."

@@ -20,14 +20,14 @@ def _runs(frame: pd.DataFrame) -> str:
 
 def mechanism_conclusion(readings: pd.DataFrame, collapse: pd.DataFrame | None = None) -> str:
     """One sentence per (explanation, np) of :func:`mrseg.diagnostics.mechanism.explanation_readings`
-    (its reading, the pair's GED difference with the run-level 95% CI) and one on posterior use
+    (its reading, the pair's GED (d(∅,∅)=0) difference with the run-level 95% CI) and one on posterior use
     from :func:`mrseg.diagnostics.mechanism.collapse_table` (largest KL and active units)."""
     if readings is None or readings.empty:
         return "The mechanism study has no paired results yet, so no explanation can be read."
     lines = []
     for n_p, group in readings.groupby("np", sort=True):
-        parts = [f"{rec.explanation} is **{rec.reading}** ({rec.test}: GED {ci_text(rec.difference, rec.ci_low, rec.ci_high)})"
-                 for rec in group.itertuples()]
+        parts = [f"{rec.explanation} is **{rec.reading}** ({rec.test}: GED, d(∅,∅)=0, "
+                 f"{ci_text(rec.difference, rec.ci_low, rec.ci_high)})" for rec in group.itertuples()]
         supported = group.loc[group["reading"] == "supported", "explanation"].tolist()
         lead = (f"At np = {int(n_p)} the controls support {', '.join(supported)}" if supported
                 else f"At np = {int(n_p)} no explanation is supported by its control")
@@ -40,7 +40,7 @@ def mechanism_conclusion(readings: pd.DataFrame, collapse: pd.DataFrame | None =
     return "\n".join(lines)
 
 
-def controlled_conclusion(comparison: pd.DataFrame, metric_words: str = "GED to the true style distribution") -> str:
+def controlled_conclusion(comparison: pd.DataFrame, metric_words: str = "GED (d(∅,∅)=0) to the true style distribution") -> str:
     """Sentences on :func:`mrseg.diagnostics.recovery.controlled_comparison` (per-rater minus shared
     per rater count N and np): how many settings favour each model, and each setting's effect with
     its run-level 95% CI."""

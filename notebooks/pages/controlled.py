@@ -57,7 +57,8 @@ comparisons = {metric: recovery.controlled_comparison(cases, metric) if metric i
 # ## Per-rater vs shared, GED to the true style distribution (lower is better)
 
 # %% tags=["hide-input"]
-report.show_table(comparisons["ged_true"], "Paired per-rater minus shared, per N and np: GED to the true distribution")
+report.show_table(comparisons["ged_true"],
+                  "Paired per-rater minus shared, per N and np: GED (d(∅,∅)=0) to the true distribution, run-level 95% CI")
 
 # %% tags=["hide-input"]
 fig = plots.controlled_advantage(comparisons["ged_true"])
@@ -66,7 +67,8 @@ fig = plots.controlled_advantage(comparisons["ged_true"])
 # ## The same against the case's own rater masks (GED, as elsewhere in the book)
 
 # %% tags=["hide-input"]
-report.show_table(comparisons["ged"], "Paired per-rater minus shared, per N and np: GED to the raters' masks")
+report.show_table(comparisons["ged"],
+                  "Paired per-rater minus shared, per N and np: GED (d(∅,∅)=0) to the raters' masks, run-level 95% CI")
 
 # %% [markdown]
 # ## Style recovery (higher is better)

@@ -64,13 +64,14 @@ if collapse.empty:
 # per-rater still beats the control ((c): shared-wide, (d): shared-masked); else "inconclusive".
 
 # %% tags=["hide-input"]
-report.show_table(mechanism.explanation_readings(comparisons), "Reading per explanation (difference a - b of GED)")
+report.show_table(mechanism.explanation_readings(comparisons),
+                  "Reading per explanation (difference a - b of GED, d(∅,∅)=0; run-level 95% CI)")
 
 # %% [markdown]
 # Every pair, including the free-bits rows. A pair's difference is the first row minus the second.
 
 # %% tags=["hide-input"]
-report.show_table(comparisons, "Paired differences of GED, per control pair and np")
+report.show_table(comparisons, "Paired differences of GED (d(∅,∅)=0), per control pair and np; run-level 95% CI")
 
 # %% [markdown]
 # The same pairs on Dice_match (higher is better): does the reading depend on the metric?
@@ -85,7 +86,7 @@ report.show_table(dice, "Paired differences of Dice_match, per control pair and 
 # on the run pages (variance of mu_q - mu_p above 0.01).
 
 # %% tags=["hide-input"]
-report.show_table(collapse, "Mechanism study: GED, KL and active units per row and np (mean and SD over folds)")
+report.show_table(collapse, "Mechanism study: GED (d(∅,∅)=0), KL and active units per row and np (mean and SD over folds)")
 
 # %% [markdown]
 # ## What this shows

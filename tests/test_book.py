@@ -375,6 +375,22 @@ def test_no_figure_appears_twice_on_a_page(smoke_site):
     assert not repeated, repeated
 
 
+GED_CONVENTION = re.compile(r"d\(∅,∅\)\s*=\s*[01]|d\(empty, empty\)\s*=\s*[01]|\bd = [01]\b")
+
+
+def test_every_table_with_ged_names_its_convention(smoke_site):
+    """A GED number means little without d(∅,∅): each table whose header or caption shows GED says
+    which convention, in its caption or the column header."""
+    bad = []
+    for path in smoke_site["html"].joinpath("generated", "pages").glob("*.html"):
+        for table in re.findall(r"<table.*?</table>", path.read_text(), flags=re.S):
+            head = " ".join(re.findall(r"<caption>(.*?)</caption>", table, flags=re.S)
+                            + re.findall(r"<th[^>]*>(.*?)</th>", table, flags=re.S))
+            if re.search(r"\bGED\b|\bged(_\w+)?\b", head) and not GED_CONVENTION.search(head):
+                bad.append(f"{path.name}: {re.sub(r'<[^>]+>', '', head)[:160]}")
+    assert not bad, "\n".join(bad)
+
+
 def test_no_table_consists_only_of_dashes(smoke_site):
     bad = []
     for path in smoke_site["html"].joinpath("generated").rglob("*.html"):

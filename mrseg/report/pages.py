@@ -27,7 +27,7 @@ def open_page(results_dir: str, plan: str, profile: str, study: str | None = Non
     res = load_results(results_dir or default_results_dir(), plan, profile)
     thesis = load_thesis_reported()
     if banner:
-        display(Markdown(context_banner(res)))
+        display(Markdown(context_banner(res, study)))
     note = status_note(res, study)
     if note:
         display(Markdown(note))

@@ -32,6 +32,31 @@ def reference_as_results(ref: ReferenceResults, plan: str = "thesis") -> Results
                    cases=ref.cases, per_fold=ref.per_fold, summary=ref.summary, paired=ref.paired)
 
 
+def reference_banner(exports: dict[str, ReferenceResults]) -> str:
+    """The banner of a page that shows committed reference runs: per export its profile, datasets
+    (with their provenance), epochs per study, M and runs, read from the export itself (not from
+    this build, whose profile and epochs differ)."""
+    from mrseg.config import RunConfig
+    from mrseg.report.banner import _dataset_note, _epochs_text
+
+    lines = [":::{admonition} What these numbers are", ":class: note"]
+    for name, ref in exports.items():
+        if not ref.available:
+            lines.append(f"- **Reference profile `{name}`:** nothing exported yet.")
+            continue
+        datasets = sorted({str(r).split("/")[0].split("@")[0] for r in ref.runs.get("run_id", [])})
+        epochs = ({str(s): sorted(int(e) for e in g["epochs"].dropna().unique())
+                   for s, g in ref.summary.groupby("study")} if {"study", "epochs"} <= set(ref.summary) else None)
+        m = RunConfig.from_profile(name).eval_samples
+        lines += [f"- **Reference profile `{name}`:** {len(ref.runs)} committed runs "
+                  f"({int(ref.runs['seed'].nunique()) if 'seed' in ref.runs else '?'} seeds at most per row).",
+                  "  **Dataset:** " + "; ".join(f"`{d}`: {_dataset_note(d, None)}" for d in datasets) + ".",
+                  f"  **Epochs:** {_epochs_text(epochs)}. **Samples per case M:** {m}."]
+    lines += ["- **GED convention:** each table says which: d(∅,∅)=1 (D-Persona's code, hence the thesis) or "
+              "d(∅,∅)=0 (the field's convention). GED depends on M.", ":::"]
+    return "\n".join(lines)
+
+
 def reference_status(ref: ReferenceResults) -> str:
     """One paragraph: what is committed, when and where it ran, and how much of it is stale."""
     if not ref.available:

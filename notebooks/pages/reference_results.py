@@ -29,9 +29,10 @@ from mrseg import report
 from mrseg.pipeline.reference import REFERENCE_PROFILES, available_reference_profiles, load_reference
 from mrseg.report import reference_tables
 
-res, thesis = report.open_page(results_dir, plan, profile)
+res, thesis = report.open_page(results_dir, plan, profile, banner=False)   # this build: only beside the reference
 profiles = [reference_profile] if reference_profile else available_reference_profiles(plan) or [REFERENCE_PROFILES[0]]
 exports = {name: load_reference(plan, name) for name in profiles}
+report.show_markdown(reference_tables.reference_banner(exports))
 for name, ref in exports.items():
     report.show_markdown(f"**Profile `{name}`.** " + reference_tables.reference_status(ref))
 

@@ -81,7 +81,7 @@ if [[ -n "${OUT:-}" ]]; then
 import json, sys, time
 import torch
 from mrseg.pipeline.plan import load_plan
-from mrseg.pipeline.manifest import is_complete
+from mrseg.bookkeeping.manifest import is_complete
 plan, profile, started, rc = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 trains = [i for i in load_plan(plan, profile, include_pages=False) if i.kind == "train"]
 done = sum(is_complete(i.run_dir) for i in trains)

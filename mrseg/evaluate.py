@@ -6,9 +6,9 @@ Writes into the run directory (see the run artefact contract):
   (``ged_dpersona``), Dice_match, per-expert Dice, Dice_soft, HM-IoU, the GED terms, ``dice_match_m4``
   (Dice_match with the first 4 of the M samples); on ``synthetic-raters<N>`` datasets also
   ``ged_true``, ``style_recovery``, ``recovered_<style>`` and ``best_dice_<style>`` of
-  :mod:`mrseg.diagnostics.recovery`);
+  :mod:`mrseg.measures.styles`);
 - ``eval_summary.json``: means of the metric columns plus ``M``, ``n_cases``, ``semi_synthetic``,
-  and the posterior-collapse diagnostics of :mod:`mrseg.diagnostics.collapse` (``kl_nats``,
+  and the posterior-collapse diagnostics of :mod:`mrseg.measures.collapse` (``kl_nats``,
   ``active_units``, ``ds_over_dyy``, ...);
 - ``samples.npz``: the 6 test cases with the highest inter-rater disagreement (``d_yy``):
   ``image [k,C,H,W]``, ``raters [k,N,H,W]``, ``probs [k,4,H,W]``, ``case_ids [k]``.
@@ -27,9 +27,9 @@ import torch
 
 from mrseg.data.torch_data import SplitTensors
 from mrseg.device import autocast, to_input
-from mrseg.diagnostics.collapse import collapse_summary
-from mrseg.diagnostics.recovery import controlled_metrics
 from mrseg.io import write_csv, write_json, write_npz
+from mrseg.measures.collapse import collapse_summary
+from mrseg.measures.styles import controlled_metrics
 from mrseg.metrics import dice_match_batch, evaluate_cases
 
 CASES = "eval_cases.csv"

@@ -30,3 +30,11 @@ def results_dir() -> Path:
 
 def dataset_dir(name: str) -> Path:
     return cache_dir() / "datasets" / name
+
+
+REFERENCE_ROOT = REPO_ROOT / "reference"   # committed reference results (python -m mrseg reference export)
+
+
+def reference_root() -> Path:
+    """``$MRSEG_REFERENCE`` if set, else ``reference/`` at the repository root."""
+    return Path(os.environ.get("MRSEG_REFERENCE") or REFERENCE_ROOT)

@@ -7,10 +7,10 @@ from typing import Any
 
 import pandas as pd
 
+from mrseg.bookkeeping.manifest import read_manifest
 from mrseg.config import RunConfig
 from mrseg.evaluate import CASES, META_COLUMNS
 from mrseg.io import read_json
-from mrseg.pipeline.manifest import read_manifest
 from mrseg.train import HISTORY
 
 
@@ -73,7 +73,7 @@ def metric_summary(run_dir: str | Path) -> pd.DataFrame:
 
 
 def collapse_table(run_dir: str | Path) -> pd.DataFrame:
-    """Posterior-collapse diagnostics of ``eval_summary.json`` (:mod:`mrseg.diagnostics.collapse`):
+    """Posterior-collapse diagnostics of ``eval_summary.json`` (:mod:`mrseg.measures.collapse`):
     KL(q || p) in nats, conditional active units of the latent dimensions, d_SS / d_YY, each
     with its definition; "no latent" for models without one, "not measured" for older runs."""
     import math

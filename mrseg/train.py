@@ -11,7 +11,7 @@ counted; ``max_bad_steps`` consecutive ones stop the run with :class:`TrainingDi
 Checkpoints hold tensors and plain containers only and are read with ``weights_only=True``; one
 made by other code, config or data, or one that cannot be read, is not resumed (training starts
 again, with a warning for an unreadable one). One process at a time trains a run directory
-(:class:`mrseg.pipeline.lock.RunLock`).
+(:class:`mrseg.bookkeeping.lock.RunLock`).
 Stage 2 models (``*+s2``) train their heads on top of the finished Stage 1 run of the same fold
 (:func:`stage1_config`), which is trained first if it does not exist.
 """
@@ -31,6 +31,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mrseg.bookkeeping.fingerprint import run_fingerprint, stale_reason
+from mrseg.bookkeeping.lock import RunLock
+from mrseg.bookkeeping.manifest import is_complete, now_iso, read_manifest, update_manifest
 from mrseg.config import EXECUTION_FIELDS, RunConfig
 from mrseg.data.registry import load_dataset
 from mrseg.data.torch_data import SplitTensors, disagreement, draw_step, load_splits, static_present, step_generator
@@ -41,9 +44,6 @@ from mrseg.losses import Geco, fit_prior_bank, warmup_scale
 from mrseg.metrics import ged_batch
 from mrseg.models import build_model
 from mrseg.paths import runs_dir
-from mrseg.pipeline.fingerprint import run_fingerprint, stale_reason
-from mrseg.pipeline.lock import RunLock
-from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest, update_manifest
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -148,9 +148,9 @@ def validation_expert_dice(model: Any, split: SplitTensors, config: RunConfig, d
 
 
 def validation_collapse(model: Any, split: SplitTensors, config: RunConfig, device: torch.device) -> dict[str, Any]:
-    """Posterior use on the validation split (:func:`mrseg.diagnostics.collapse.measure_collapse`):
+    """Posterior use on the validation split (:func:`mrseg.measures.collapse.measure_collapse`):
     ``kl_nats``, ``active_units`` and ``kl_dims`` [D]; deterministic (no sampling, eval mode)."""
-    from mrseg.diagnostics.collapse import measure_collapse
+    from mrseg.measures.collapse import measure_collapse
 
     def batches():
         for start in range(0, len(split), config.eval_batch_size):
@@ -349,9 +349,9 @@ def run_training_and_evaluation(config: RunConfig, run_dir: str | Path | None = 
     """Train and evaluate one run; returns the evaluation summary (``eval_summary.json``).
 
     A run whose manifest says ``complete`` under the same code fingerprint
-    (:mod:`mrseg.pipeline.fingerprint`) is skipped (its summary is returned); a stale one is retrained from
+    (:mod:`mrseg.bookkeeping.fingerprint`) is skipped (its summary is returned); a stale one is retrained from
     scratch; any other state resumes from the last checkpoint. One process at a time trains a run
-    (:class:`mrseg.pipeline.lock.RunLock`): another one waits for it and then returns its summary.
+    (:class:`mrseg.bookkeeping.lock.RunLock`): another one waits for it and then returns its summary.
     """
     config = config.validate()
     run_dir = Path(run_dir) if run_dir is not None else runs_dir() / config.run_id

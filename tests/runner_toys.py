@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mrseg.pipeline.fingerprint import run_fingerprint
+from mrseg.bookkeeping.fingerprint import run_fingerprint
 from mrseg.io import write_csv, write_json
-from mrseg.pipeline.manifest import update_manifest
+from mrseg.bookkeeping.manifest import update_manifest
 
 config = json.loads(config_json)
 out = Path(run_dir)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
-from mrseg.diagnostics import collapse
+from mrseg.measures import collapse
 
 D = 4
 N = 4

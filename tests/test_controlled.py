@@ -8,6 +8,7 @@ import pytest
 
 from mrseg.data import controlled
 from mrseg.diagnostics import recovery
+from mrseg.measures import styles
 from mrseg.metrics import ged
 
 
@@ -41,8 +42,8 @@ def test_dataset_masks_follow_their_styles():
     assert ds.n_raters == 4 and ds.masks.shape[1:] == (4, 32, 32) and ds.present.all()
     wins = []
     for row in range(24):
-        typical = recovery.typical_masks(controlled.true_draws(row, 4, 32))
-        dice = recovery.dice_matrix(np.asarray(ds.masks[row]), typical)     # [rater, style]
+        typical = styles.typical_masks(controlled.true_draws(row, 4, 32))
+        dice = styles.dice_matrix(np.asarray(ds.masks[row]), typical)     # [rater, style]
         wins.append(np.argmax(dice, axis=1) == np.arange(4))
         assert np.diag(dice).mean() > 0.75
     assert np.mean(wins) > 0.8   # each rater's mask is nearest to its own style's typical mask
@@ -50,14 +51,14 @@ def test_dataset_masks_follow_their_styles():
 
 def test_recovery_counts_styles():
     draws = controlled.true_draws(3, 4, 32)
-    typical = recovery.typical_masks(draws)
-    best, ok = recovery.style_recovery(typical, draws)
+    typical = styles.typical_masks(draws)
+    best, ok = styles.style_recovery(typical, draws)
     np.testing.assert_allclose(best, 1.0)
     assert ok.all()
     # only the over-segmenting style's mask: under-segmentation is not recovered
-    best, ok = recovery.style_recovery(typical[:1], draws)
-    assert ok[0] and not ok[1] and best[1] < recovery.RECOVERY_DICE
-    row = recovery.case_metrics(typical[:1], draws, controlled.styles_for(4))
+    best, ok = styles.style_recovery(typical[:1], draws)
+    assert ok[0] and not ok[1] and best[1] < styles.RECOVERY_DICE
+    row = styles.case_metrics(typical[:1], draws, controlled.styles_for(4))
     assert row["recovered_over"] == 1.0 and row["recovered_under"] == 0.0
     assert row["style_recovery"] == pytest.approx(ok.mean())
 
@@ -65,21 +66,21 @@ def test_recovery_counts_styles():
 def test_ged_to_truth_prefers_the_true_distribution():
     draws = controlled.true_draws(7, 4, 32)
     fresh = controlled.true_draws(7, 4, 8, draw_seed=1).reshape(-1, 32, 32)   # samples from the truth
-    one_style = np.repeat(recovery.typical_masks(draws)[:1], 32, axis=0)
-    g_true = recovery.ged_to_truth(fresh, draws)
-    assert g_true < recovery.ged_to_truth(one_style, draws)
+    one_style = np.repeat(styles.typical_masks(draws)[:1], 32, axis=0)
+    g_true = styles.ged_to_truth(fresh, draws)
+    assert g_true < styles.ged_to_truth(one_style, draws)
     assert g_true == pytest.approx(ged(fresh, draws.reshape(-1, 32, 32)))
 
 
 def test_controlled_metrics_only_on_controlled_datasets():
     samples = np.zeros((2, 3, 32, 32), dtype=bool)
-    assert recovery.controlled_metrics("synthetic", {}, np.array([0, 1]), samples) is None
-    table = recovery.controlled_metrics("synthetic-raters2", {}, np.array([0, 1]), samples)
+    assert styles.controlled_metrics("synthetic", {}, np.array([0, 1]), samples) is None
+    table = styles.controlled_metrics("synthetic-raters2", {}, np.array([0, 1]), samples)
     assert list(table.columns) == ["ged_true", "style_recovery", "recovered_over", "recovered_under",
                                    "best_dice_over", "best_dice_under"]
     assert (table["style_recovery"] == 0).all()     # empty samples match no lesion mask
     # at a model size other than the dataset's, the draws are resized
-    small = recovery.controlled_metrics("synthetic-raters2", {}, np.array([0]), np.zeros((1, 2, 16, 16), bool))
+    small = styles.controlled_metrics("synthetic-raters2", {}, np.array([0]), np.zeros((1, 2, 16, 16), bool))
     assert len(small) == 1
 
 

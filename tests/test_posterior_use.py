@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mrseg.bookkeeping.fingerprint import source_hash
 from mrseg.config import RunConfig
 from mrseg.diagnostics import posterior_use as pu
 from mrseg.pipeline import certify, equivalence
-from mrseg.pipeline.fingerprint import source_hash
 
 
 def _per_fold() -> pd.DataFrame:
@@ -100,8 +100,8 @@ def test_old_sources_are_found_by_their_hash_in_the_history(tmp_path, monkeypatc
     import subprocess
     import tarfile
 
+    from mrseg.bookkeeping.fingerprint import RESULT_SOURCES, hash_sources
     from mrseg.paths import REPO_ROOT
-    from mrseg.pipeline.fingerprint import RESULT_SOURCES, hash_sources
 
     try:
         archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", "HEAD", "mrseg"], capture_output=True, check=True)

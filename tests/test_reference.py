@@ -133,7 +133,7 @@ def test_scorecard_scores_claims_on_the_reference_export(smoke_runs, tmp_path):
     from mrseg.pipeline.reference import available_reference_profiles
     from mrseg.report.claims import load_claims
     from mrseg.report.reference_scoring import reference_records
-    from mrseg.report.thesis import load_thesis_reported
+    from mrseg.thesis import load_thesis_reported
 
     plan, dest = _plan(tmp_path), tmp_path / "reference"
     assert available_reference_profiles(plan, dest) == []
@@ -284,10 +284,10 @@ def test_certify_retrains_each_configuration_and_keeps_a_certified_export_curren
     configuration retrains bit-identically here; a run whose table differs blocks the certificate."""
     import pytest
 
+    from mrseg.bookkeeping.integrity import table_record
+    from mrseg.bookkeeping.machine import machine_facts
     from mrseg.pipeline.certify import certify_reference
     from mrseg.pipeline.equivalence import EQUIVALENCE_FILE
-    from mrseg.pipeline.integrity import table_record
-    from mrseg.pipeline.machine import machine_facts
 
     plan, dest = _plan(tmp_path), tmp_path / "reference"
     export_reference(plan, "smoke", dest=dest)

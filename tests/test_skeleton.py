@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from mrseg import io
+from mrseg.bookkeeping.manifest import code_version, is_complete, read_manifest, update_manifest
 from mrseg.config import MODEL_VARIANTS, MODELS, OBJECTIVE_MODELS, PROFILE_PRESETS, RunConfig, model_variant
 from mrseg.data import registry
 from mrseg.data.cache import read_dataset, write_dataset
 from mrseg.data.contract import DataContractError, sort_masks_by_area, validate_sample
 from mrseg.data.folds import assign_folds, split_indices
 from mrseg.data.registry import BuiltDataset, cache_key, load_dataset, register_dataset
-from mrseg.pipeline.manifest import code_version, is_complete, read_manifest, update_manifest
 
 
 def _sample(i: int, patient: str, n: int = 3, size: int = 8) -> dict:

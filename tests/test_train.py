@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from mrseg import losses
+from mrseg.bookkeeping.manifest import read_manifest
 from mrseg.config import MODELS, RunConfig
 from mrseg.evaluate import case_columns
 from mrseg.io import read_npz
 from mrseg.models import build_model
 from mrseg.paths import REPO_ROOT, runs_dir
-from mrseg.pipeline.manifest import read_manifest
 from mrseg.train import TrainingDiverged, load_trained_model, run_training_and_evaluation, stage1_config
 
 

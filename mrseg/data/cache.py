@@ -10,7 +10,9 @@ Layout of ``<cache>/datasets/<name>/``::
     meta.json       name, n_raters, semi_synthetic, description, provenance, build info
     (extra tables)  e.g. nodules.csv, written by the dataset's builder
 
-``meta.json`` is written last, so a folder without it is an incomplete build and is rebuilt.
+``meta.json`` is written last, so a folder without it is an incomplete build and is rebuilt. It
+records each array's and table's size and SHA-256 (``files``); :func:`read_dataset` checks them, so
+a truncated or altered cache is an error naming the file, never read as data.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from mrseg.bookkeeping.integrity import table_problem, table_record
 from mrseg.data.contract import ID_FIELDS, DataContractError, validate_sample
 from mrseg.data.folds import assign_folds, split_indices
 from mrseg.io import read_json, write_csv, write_json, write_npy
@@ -156,7 +159,9 @@ def write_dataset(
     write_csv(root / "cases.csv", cases)
     for table_name, table in (extra_tables or {}).items():
         write_csv(root / f"{table_name}.csv", table)
-    full_meta = {"n_folds": n_folds, "fold_seed": fold_seed, **meta, "n_raters": int(next(iter(n_raters)))}
+    full_meta = {"n_folds": n_folds, "fold_seed": fold_seed, **meta, "n_raters": int(next(iter(n_raters))),
+                 "files": {path.name: table_record(path) for path in sorted(root.iterdir())
+                           if path.suffix in (".npy", ".csv")}}
     write_json(meta_path, full_meta)
     return read_dataset(root)
 
@@ -170,19 +175,32 @@ def read_dataset(root: str | os.PathLike) -> CachedDataset:
     root = Path(root)
     if not is_complete(root):
         raise FileNotFoundError(f"{root}: no complete dataset cache here (meta.json missing)")
+    meta = read_json(root / "meta.json")
+    for file_name, record in (meta.get("files") or {}).items():
+        problem = table_problem(root / file_name, record)
+        if problem:
+            raise DataContractError(f"{problem}; rebuild the cache (python -m mrseg data build "
+                                    f"{meta.get('name', root.name)} --rebuild)")
     arrays = {}
     for name in ARRAY_FILES:
         path = root / f"{name}.npy"
         if not path.exists():
             raise DataContractError(f"{path}: missing array file")
-        arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+        arrays[name] = _open_array(path)
     attr_path = root / "attributes.npy"
-    attributes = np.load(attr_path, mmap_mode="r", allow_pickle=False) if attr_path.exists() else None
+    attributes = _open_array(attr_path) if attr_path.exists() else None
     cases = pd.read_csv(root / "cases.csv", dtype={"case_id": str, "patient_id": str, "nodule_id": str})
     tables = {
         p.stem: pd.read_csv(p) for p in sorted(root.glob("*.csv")) if p.stem != "cases"
     }
     if len(cases) != arrays["images"].shape[0]:
         raise DataContractError(f"{root}: cases.csv has {len(cases)} rows but images.npy has {arrays['images'].shape[0]}")
-    return CachedDataset(root=root, cases=cases, meta=read_json(root / "meta.json"), attributes=attributes,
-                         tables=tables, **arrays)
+    return CachedDataset(root=root, cases=cases, meta=meta, attributes=attributes, tables=tables, **arrays)
+
+
+def _open_array(path: Path) -> np.ndarray:
+    """Memory-map one ``.npy`` file; a damaged file is an error that names it."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataContractError(f"{path}: cannot be read as an array ({err}); rebuild the cache") from err

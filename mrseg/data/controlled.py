@@ -23,7 +23,7 @@ distance (1 on the lesion's outline; satellites included unless said otherwise):
 
 N raters take the first N styles (N <= 8). Every rater marks every case (sparsity comes from
 training's ``n_present``). :func:`true_draws` draws any number of masks of each style for a case,
-so "GED to the true distribution" and per-style recovery (:mod:`mrseg.diagnostics.recovery`) can
+so "GED to the true distribution" and per-style recovery (:mod:`mrseg.measures.styles`) can
 be computed. Fully synthetic; deterministic by ``seed``; the case at dataset row ``r`` depends only
 on ``(seed, r, image_size)``.
 """

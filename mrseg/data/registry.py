@@ -11,24 +11,29 @@ the files under a ``path`` option, so an edited source is rebuilt. The option ``
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import inspect
 import json
 import os
 import shutil
+import sys
 import time
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 
+from mrseg.bookkeeping.fingerprint import data_source_signature
 from mrseg.data.cache import CachedDataset, is_complete, read_dataset, write_dataset
 from mrseg.paths import dataset_dir
-from mrseg.pipeline.fingerprint import data_source_signature
 
 CACHE_OPTIONS = ("n_folds",)   # options of the cache itself, not passed to the builder
+BUILD_LOCK = ".build.lock"     # in the datasets folder; held while a cache is built
 
 
 @dataclass
@@ -101,12 +106,39 @@ def load_dataset(name: str, rebuild: bool = False, progress: bool = True, **opti
 
     if not rebuild and (ds := cached()) is not None:
         return ds
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f".{root.name}.lock", "a") as lock:   # one build of a cache at a time
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _build_lock(root.parent):
         if not rebuild and (ds := cached()) is not None:      # built by the process we waited for
             return ds
         return _build(name, builder, version, root, options, signature, n_folds, progress)
+
+
+_LOCK_DEPTH = [0]   # builds in progress in this process (a builder may load another dataset)
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    """One build at a time in the whole cache: a single lock file, not one left behind per option
+    set; re-entrant within a process."""
+    if _LOCK_DEPTH[0]:
+        _LOCK_DEPTH[0] += 1
+        try:
+            yield
+        finally:
+            _LOCK_DEPTH[0] -= 1
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / BUILD_LOCK, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process building a dataset in {folder} ({BUILD_LOCK})",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        _LOCK_DEPTH[0] = 1
+        try:
+            yield
+        finally:
+            _LOCK_DEPTH[0] = 0
 
 
 def _build(name: str, builder: Builder, version: str, root: Path, options: dict[str, Any], signature: str,
@@ -153,3 +185,38 @@ def _check_options(name: str, builder: Builder, options: dict[str, Any]) -> None
     if unknown:
         raise ValueError(f"dataset {name!r}: unknown option {', '.join(map(repr, unknown))}; "
                          f"known options: {', '.join(known)}")
+    try:
+        hints = typing.get_type_hints(builder)
+    except (NameError, TypeError):   # an annotation that cannot be resolved: nothing to check against
+        return
+    for key, value in options.items():
+        expected = _expected_types(hints.get(key))
+        if expected and not any(_is_instance(value, kind) for kind in expected):
+            names = " or ".join("null" if kind is type(None) else _TYPE_WORDS.get(kind, kind.__name__)
+                                for kind in expected)
+            raise ValueError(f"dataset {name!r}: option {key} must be {names}, got {value!r}")
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _expected_types(hint: Any) -> tuple[type, ...]:
+    """The plain types an annotation allows (``int | None`` -> (int, NoneType)); () when it allows
+    anything this check does not know (paths, containers, ``Any``)."""
+    if hint is None:
+        return ()
+    origin = typing.get_origin(hint)
+    kinds = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
+    if not all(kind in _TYPE_WORDS or kind is type(None) for kind in kinds):
+        return ()
+    return tuple(kinds)
+
+
+def _is_instance(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from mrseg.data.contract import LIDC_ATTRIBUTES
 from mrseg.diagnostics.statistics import adjust_pvalues, partial_pearson, pearson
-from mrseg.report import load_thesis_reported, thesis_value
+from mrseg.thesis import load_thesis_reported, thesis_value
 
 VARIANCE_DEFINITIONS: dict[str, str] = {
     "patch": "mean over every pixel of the patch of the per-pixel variance of the raters' binary "

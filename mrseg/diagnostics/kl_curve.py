@@ -82,7 +82,7 @@ def kl_curve(config: RunConfig, steps: int = 100, dataset: Any = None, progress:
 
 def kl_curve_folder(profile: str, plan: str = "thesis") -> Path:
     """Where the curves of ``profile`` are kept: ``reference/<plan>/kl-curves/<profile>/``."""
-    from mrseg.pipeline.reference import reference_root
+    from mrseg.paths import reference_root
 
     return reference_root() / plan / "kl-curves" / profile
 
@@ -90,8 +90,8 @@ def kl_curve_folder(profile: str, plan: str = "thesis") -> Path:
 def write_kl_curve(config: RunConfig, steps: int, folder: Path | None = None, progress: bool = True) -> Path:
     """:func:`kl_curve` written to ``<folder>/<model>.csv`` (atomically) with ``<model>.json`` beside it
     (config, steps, seconds, machine); returns the CSV's path."""
+    from mrseg.bookkeeping.machine import machine_facts
     from mrseg.io import write_csv, write_json
-    from mrseg.pipeline.machine import machine_facts
 
     folder = Path(folder) if folder is not None else kl_curve_folder(config.profile)
     folder.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ Written into ``results_dir()/<plan>/<profile>/`` by :func:`aggregate_plan`:
 - ``per_fold.csv``: one row per (run, study, row): run_id, study, row, model, variant,
   n_present, fold, seed, epochs, M, n_cases, the mean of every metric column, run_dir, the
   run-level collapse diagnostics of ``eval_summary.json`` (``kl_nats``, ``active_units``,
-  ``ds_over_dyy``; see :mod:`mrseg.diagnostics.collapse`), ``val_improvement_last_fifth`` and
+  ``ds_over_dyy``; see :mod:`mrseg.measures.collapse`), ``val_improvement_last_fifth`` and
   ``converged`` (:func:`convergence`).
 - ``summary.csv``: one row per (study, row, n_present): n_folds, folds, epochs, and for every
   metric ``<metric>_mean`` and ``<metric>_sd``. The SD is over folds with ``ddof=0`` (population
@@ -44,18 +44,18 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from mrseg.bookkeeping.fingerprint import source_hash
+from mrseg.bookkeeping.manifest import code_version, now_iso, read_manifest
 from mrseg.diagnostics.run_level import run_level_difference
 from mrseg.diagnostics.statistics import cluster_bootstrap_cis, cluster_bootstrap_mean_ci, wilcoxon_p
 from mrseg.diagnostics.thesis_evidence import thesis_evidence_table
 from mrseg.io import read_json, write_csv, write_json
 from mrseg.paths import dataset_dir
-from mrseg.pipeline.fingerprint import source_hash
-from mrseg.pipeline.manifest import code_version, now_iso, read_manifest
 from mrseg.pipeline.plan import absent_studies, generated_dir, read_plan, study_epochs
 from mrseg.pipeline.status import disk_record
 from mrseg.report.claims import write_headline, write_scorecard
 from mrseg.report.results import load_results
-from mrseg.report.thesis import load_thesis_reported
+from mrseg.thesis import load_thesis_reported
 
 ID_COLUMNS = ("run_id", "dataset", "model", "variant", "n_present", "fold", "seed", "profile", "epochs",
               "case_id", "patient_id", "nodule_id", "M", "study", "row")

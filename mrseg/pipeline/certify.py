@@ -19,6 +19,9 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from mrseg.bookkeeping.fingerprint import source_hash
+from mrseg.bookkeeping.machine import machine_facts
+from mrseg.bookkeeping.manifest import is_complete, now_iso
 from mrseg.config import RunConfig
 from mrseg.io import read_json, write_json
 from mrseg.paths import runs_dir
@@ -29,9 +32,6 @@ from mrseg.pipeline.equivalence import (
     same_machine,
     tables_identical,
 )
-from mrseg.pipeline.fingerprint import source_hash
-from mrseg.pipeline.machine import machine_facts
-from mrseg.pipeline.manifest import is_complete, now_iso
 from mrseg.pipeline.reference import CASES_FILE, load_reference, reference_folder
 
 
@@ -54,8 +54,8 @@ def _representatives(ref: Any, here: dict[str, Any]) -> dict[str, dict[str, Any]
 def old_sources(wanted: str, limit: int = 300) -> Path | None:
     """A folder holding the ``mrseg`` package of the newest commit (of the last ``limit`` that touched
     it) whose result-affecting sources hash to ``wanted``; ``None`` when none does or git is absent."""
+    from mrseg.bookkeeping.fingerprint import RESULT_SOURCES, hash_sources
     from mrseg.paths import REPO_ROOT
-    from mrseg.pipeline.fingerprint import RESULT_SOURCES, hash_sources
 
     target = runs_dir() / "verify" / "sources" / wanted[:10]
     if (target / "mrseg").exists() and hash_sources(target / "mrseg", RESULT_SOURCES) == wanted:

@@ -1,7 +1,7 @@
 """Certified code changes: an edit to the result-affecting sources that provably leaves a reference
 export's numbers unchanged keeps its runs current.
 
-Any edit to :data:`mrseg.pipeline.fingerprint.RESULT_SOURCES` changes the source hash, so every
+Any edit to :data:`mrseg.bookkeeping.fingerprint.RESULT_SOURCES` changes the source hash, so every
 committed reference run reads as stale, even when the edit only adds an option whose default is the
 old code path. ``python -m mrseg reference certify`` decides this by measurement: it groups the
 export's runs into *configurations* (the run's config identity without fold and seed), retrains
@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mrseg.bookkeeping.fingerprint import source_hash
 from mrseg.config import RunConfig
 from mrseg.io import read_json
-from mrseg.pipeline.fingerprint import source_hash
 
 EQUIVALENCE_FILE = "equivalence.json"
 def configuration_key(config: dict[str, Any]) -> str:

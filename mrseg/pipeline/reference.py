@@ -27,15 +27,14 @@ from typing import Any
 
 import pandas as pd
 
+from mrseg.bookkeeping.fingerprint import stale_reason
+from mrseg.bookkeeping.integrity import record_tables, run_problem
+from mrseg.bookkeeping.manifest import is_complete, now_iso, read_manifest
 from mrseg.io import read_json, write_json
-from mrseg.paths import REPO_ROOT, cache_dir
+from mrseg.paths import REPO_ROOT, cache_dir, reference_root
 from mrseg.pipeline.equivalence import certified_current, read_certificates
-from mrseg.pipeline.fingerprint import stale_reason
-from mrseg.pipeline.integrity import record_tables, run_problem
-from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest
 from mrseg.pipeline.plan import load_plan
 
-REFERENCE_ROOT = REPO_ROOT / "reference"
 PAIRED_FILE = "paired.csv.gz"      # the export's paired comparisons, valid while paired_key() matches
 PAIRED_KEY_FILE = "paired.key"
 # Modules whose code computes the paired comparisons: a change to them invalidates a stored table.
@@ -44,11 +43,6 @@ PAIRED_SOURCES = ("pipeline/aggregate.py", "diagnostics/run_level.py", "diagnost
 REFERENCE_PROFILES: tuple[str, ...] = ("reference", "reference-cpu")
 EXPORTED_FILES = ("manifest.json", "eval_summary.json", "history.csv")
 CASES_FILE = "eval_cases.csv.gz"
-
-
-def reference_root() -> Path:
-    """``$MRSEG_REFERENCE`` if set, else ``reference/`` at the repository root."""
-    return Path(os.environ.get("MRSEG_REFERENCE") or REFERENCE_ROOT)
 
 
 def reference_folder(plan: str, profile: str, root: str | os.PathLike | None = None) -> Path:
@@ -64,7 +58,7 @@ def paired_key(folder: Path) -> str:
     """SHA-1 of the export's ``index.json`` and of the code that computes paired comparisons."""
     import hashlib
 
-    from mrseg.pipeline.fingerprint import PACKAGE, hash_sources
+    from mrseg.bookkeeping.fingerprint import PACKAGE, hash_sources
 
     digest = hashlib.sha1((folder / "index.json").read_bytes())
     digest.update(hash_sources(PACKAGE, PAIRED_SOURCES).encode())

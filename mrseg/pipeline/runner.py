@@ -27,14 +27,14 @@ from typing import Any
 
 from tqdm import tqdm
 
+from mrseg.bookkeeping.integrity import record_tables
+from mrseg.bookkeeping.lock import RunLock, held_by_other
+from mrseg.bookkeeping.machine import machine_facts
+from mrseg.bookkeeping.manifest import is_complete, now_iso, read_manifest, update_manifest
 from mrseg.io import write_json
 from mrseg.paths import REPO_ROOT, cache_dir, results_dir, runs_dir
 from mrseg.pipeline.aggregate import aggregate_plan, write_runs_table
 from mrseg.pipeline.executors import available_cores, make_executor
-from mrseg.pipeline.integrity import record_tables
-from mrseg.pipeline.lock import RunLock, held_by_other
-from mrseg.pipeline.machine import machine_facts
-from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest, update_manifest
 from mrseg.pipeline.notebook_hygiene import scrub_notebook
 from mrseg.pipeline.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan, read_plan, select
 from mrseg.pipeline.status import diagnostic_source_hash, item_complete, status_path, train_corrupt, train_stale

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mrseg.bookkeeping.fingerprint import PACKAGE, hash_sources, source_hash, stale_reason
+from mrseg.bookkeeping.integrity import run_problem
+from mrseg.bookkeeping.lock import held_by_other
+from mrseg.bookkeeping.manifest import is_complete, read_manifest
 from mrseg.io import read_json
-from mrseg.pipeline.fingerprint import PACKAGE, hash_sources, source_hash, stale_reason
-from mrseg.pipeline.integrity import run_problem
-from mrseg.pipeline.lock import held_by_other
-from mrseg.pipeline.manifest import is_complete, read_manifest
 from mrseg.pipeline.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan
 
 
@@ -45,7 +45,7 @@ def train_stale(item: dict[str, Any] | PlanItem) -> str:
 
 def train_corrupt(item: dict[str, Any] | PlanItem) -> str:
     """Why a training item's complete run has a table that differs from the one recorded when it
-    completed (:mod:`mrseg.pipeline.integrity`); "" when none does or none was recorded."""
+    completed (:mod:`mrseg.bookkeeping.integrity`); "" when none does or none was recorded."""
     data = item.to_dict() if isinstance(item, PlanItem) else item
     run_dir = data["parameters"]["run_dir"]
     return run_problem(run_dir, read_manifest(run_dir))

@@ -28,12 +28,12 @@ from typing import Any
 
 import pandas as pd
 
+from mrseg.bookkeeping.fingerprint import stale_reason
+from mrseg.bookkeeping.machine import machine_facts
+from mrseg.bookkeeping.manifest import is_complete, now_iso, read_manifest
 from mrseg.config import RunConfig
 from mrseg.io import read_json, write_json
 from mrseg.paths import runs_dir
-from mrseg.pipeline.fingerprint import stale_reason
-from mrseg.pipeline.machine import machine_facts
-from mrseg.pipeline.manifest import is_complete, now_iso, read_manifest
 from mrseg.pipeline.reference import CASES_FILE, ReferenceResults, load_reference, reference_folder
 
 VERIFY_FILE = "verify.json"

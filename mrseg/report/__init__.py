@@ -22,7 +22,7 @@ d(empty, empty) = 1 (D-Persona's code, hence the thesis). Thesis GED is compared
 
 The functions live in one module per job and are all importable from here:
 
-- :mod:`mrseg.report.thesis`: the thesis's numbers; :mod:`mrseg.report.formatting`: numbers and tables as text.
+- :mod:`mrseg.thesis`: the thesis's numbers; :mod:`mrseg.report.formatting`: numbers and tables as text.
 - :mod:`mrseg.report.results`: our aggregated tables; :mod:`mrseg.report.banner`: a page's banner and status.
 - :mod:`mrseg.report.tables`: side-by-side and per-fold tables; :mod:`mrseg.report.claims`: the scorecard.
 - :mod:`mrseg.report.pages`: a page notebook's header and display; :mod:`mrseg.report.page_tables`: tables of
@@ -77,7 +77,7 @@ from mrseg.report.page_tables import (
 from mrseg.report.pages import open_page, show_markdown, show_table
 from mrseg.report.results import TABLES, Results, load_results, results_folder
 from mrseg.report.tables import METRIC_LABELS, THESIS_TO_OURS, per_fold_table, relative_improvement, side_by_side
-from mrseg.report.thesis import BOOK_DATA, THESIS_YAML, load_thesis_reported, thesis_mean_sd, thesis_value
+from mrseg.thesis import BOOK_DATA, THESIS_YAML, load_thesis_reported, thesis_mean_sd, thesis_value
 
 __all__ = [
     # thesis numbers

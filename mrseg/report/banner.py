@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from mrseg.report.formatting import to_html
 from mrseg.report.results import Results
-from mrseg.report.thesis import load_thesis_reported, thesis_value
+from mrseg.thesis import load_thesis_reported, thesis_value
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -30,7 +30,7 @@ from mrseg.report.banner import _scale_markdown, describe_context
 from mrseg.report.claim_rules import Verdict, parse_rule
 from mrseg.report.formatting import _is_number, fmt, mean_sd
 from mrseg.report.results import Results, load_results
-from mrseg.report.thesis import BOOK_DATA, load_thesis_reported, thesis_value
+from mrseg.thesis import BOOK_DATA, load_thesis_reported, thesis_value
 
 CLAIMS_YAML = BOOK_DATA / "claims.yaml"
 VERDICTS: tuple[str, ...] = tuple(v.value for v in Verdict)

@@ -16,7 +16,7 @@ from mrseg.pipeline.plan import read_plan, study_epochs
 from mrseg.report.formatting import _is_number, fmt, mean_sd
 from mrseg.report.results import Results
 from mrseg.report.tables import THESIS_TO_OURS, _label, relative_improvement
-from mrseg.report.thesis import thesis_mean_sd, thesis_value
+from mrseg.thesis import thesis_mean_sd, thesis_value
 
 
 def relative_changes(res: Results, thesis: dict[str, Any], study: str, thesis_table: str,

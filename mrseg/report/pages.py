@@ -9,7 +9,7 @@ import pandas as pd
 from mrseg.report.banner import context_banner, failed_runs_html, status_note
 from mrseg.report.formatting import to_html, values_missing
 from mrseg.report.results import Results, load_results
-from mrseg.report.thesis import load_thesis_reported
+from mrseg.thesis import load_thesis_reported
 
 
 def open_page(results_dir: str, plan: str, profile: str, study: str | None = None,

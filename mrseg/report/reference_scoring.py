@@ -26,7 +26,7 @@ from mrseg.report.claims import (
 )
 from mrseg.report.reference_tables import reference_as_results
 from mrseg.report.results import load_results
-from mrseg.report.thesis import load_thesis_reported
+from mrseg.thesis import load_thesis_reported
 
 
 def reference_records(plan: str, thesis: dict[str, Any], claims: list[dict[str, Any]],

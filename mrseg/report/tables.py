@@ -10,7 +10,7 @@ import pandas as pd
 
 from mrseg.report.formatting import fmt, mean_sd
 from mrseg.report.results import Results
-from mrseg.report.thesis import thesis_mean_sd, thesis_value
+from mrseg.thesis import thesis_mean_sd, thesis_value
 
 METRIC_LABELS = {
     "ged_dpersona": "GED, d(∅,∅)=1",

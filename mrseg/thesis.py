@@ -10,9 +10,12 @@ from typing import Any
 import yaml
 
 from mrseg.paths import REPO_ROOT
-from mrseg.report.formatting import _is_number
 
 BOOK_DATA = REPO_ROOT / "book" / "data"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 THESIS_YAML = BOOK_DATA / "thesis_reported.yaml"
 
 

@@ -2,7 +2,7 @@
 
 Status is one of ``pending``, ``running``, ``complete``, ``failed``. A run is skipped by the
 runner only when its manifest says ``complete`` and its ``code_fingerprint`` (with its parts
-``source_hash``, ``config_hash``, ``data_signature``: :mod:`mrseg.pipeline.fingerprint`) matches what the
+``source_hash``, ``config_hash``, ``data_signature``: :mod:`mrseg.bookkeeping.fingerprint`) matches what the
 run's config gives under today's code; otherwise it is stale and retrained. ``train_starts``
 counts how often training started in this folder. Anything not complete is (re)started and
 resumes from its last checkpoint.

@@ -21,7 +21,7 @@ from mrseg.paths import REPO_ROOT
 
 PACKAGE = Path(__file__).resolve().parent.parent   # the mrseg package
 # Relative to the package: modules and folders whose code can change a run's numbers.
-RESULT_SOURCES: tuple[str, ...] = ("models", "data", "losses.py", "train.py", "device.py", "evaluate.py",
+RESULT_SOURCES: tuple[str, ...] = ("models", "data", "measures", "losses.py", "train.py", "device.py", "evaluate.py",
                                    "metrics.py", "conventions.py")
 
 

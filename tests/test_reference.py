@@ -173,7 +173,7 @@ def test_reference_verdict_decides_where_this_build_did_not_converge_or_did_not_
 def test_committed_cpu_reference_holds_the_central_runs_on_four_folds():
     """The committed export (reference/thesis/reference-cpu): shared, shared+s2 and per-rater on all
     four folds, each with its manifest (config, code fingerprint, machine) and per-case table; no weights."""
-    from mrseg.pipeline.reference import REFERENCE_ROOT
+    from mrseg.paths import REFERENCE_ROOT
 
     folder = REFERENCE_ROOT / "thesis" / "reference-cpu"
     index = read_json(folder / "index.json")

@@ -147,18 +147,17 @@ def _cmd_scorecard(args: argparse.Namespace) -> int:
     from mrseg.paths import results_dir
     from mrseg.pipeline.aggregate import rescore
     from mrseg.pipeline.plan import generated_dir
+    from mrseg.pipeline.reference_scoring import add_reference_to_scorecard
     from mrseg.report.claims import write_headline
-    from mrseg.report.reference_scoring import add_reference_to_scorecard
-    from mrseg.report.results import load_results, results_folder
+    from mrseg.scoring.results import load_results, results_folder
 
     folder = results_folder(args.results or results_dir(), args.plan, args.profile)
     if not (folder / "cases.csv").exists():
         raise FileNotFoundError(f"{folder / 'cases.csv'}: no aggregated cases table (run the plan first)")
     with staged_folder(folder) as staging:   # all or nothing: a failure leaves every earlier output as it was
         data = rescore(staging, args.plan, args.profile)
-        data = add_reference_to_scorecard(staging, args.plan, args.profile, headline=False) or data
-    if data.get("reference"):
-        write_headline(load_results(folder, args.plan, args.profile), generated_dir() / "headline.md")
+        data = add_reference_to_scorecard(staging, args.plan, args.profile) or data
+    write_headline(load_results(folder, args.plan, args.profile), generated_dir() / "headline.md")
     if args.json:
         _print({"counts": data["counts"], "claims": {c["id"]: c["verdict"] for c in data["claims"]}}, True)
     else:

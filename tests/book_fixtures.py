@@ -97,7 +97,7 @@ def write_example_results(root: Path, plan: str = "thesis", profile: str = "smok
                                       "ged_conventions": {"ged": 0.0, "ged_dpersona": 1.0}})
     if statistics:  # what aggregation adds: the paired comparisons and the scorecard
         from mrseg.pipeline.aggregate import paired_table
-        from mrseg.report.claims import write_scorecard
+        from mrseg.scoring.claims import write_scorecard
 
         write_csv(out / "paired.csv", paired_table(pd.read_csv(out / "cases.csv")))
         write_scorecard(out, plan, profile)

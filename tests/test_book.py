@@ -179,7 +179,7 @@ def test_directional_verdicts_need_a_ci_that_excludes_zero(example):
             checked += 1
     assert checked >= 4
     from mrseg.pipeline.aggregate import paired_table
-    from mrseg.report.claims import _rule_compare
+    from mrseg.scoring.claims import _rule_compare
 
     rng = np.random.default_rng(1)
     noisy = res.cases.copy()
@@ -441,7 +441,7 @@ def test_scorecard_screenshot_is_not_blank(smoke_site, tmp_path):
 
 
 def test_attribute_claims_read_the_thesis_statistic_first_and_state_the_sensitivity_analyses(tmp_path):
-    from mrseg.report.claims import _rule_attribute
+    from mrseg.scoring.claims import _rule_attribute
 
     def family(rs):
         return {"patch": {a: {"r": r, "p": 1e-6 if abs(r) > 0.1 else 0.5, "n": 2000} for a, r in rs.items()}}
@@ -463,7 +463,7 @@ def test_attribute_claims_read_the_thesis_statistic_first_and_state_the_sensitiv
 def test_strength_rules_need_more_than_a_direction(tmp_path):
     """Per-fold margin needs sign and Holm p < alpha in every fold; the cost claim needs a per-fold
     ratio CI at or above 3x."""
-    from mrseg.report.claims import _rule_attribute_folds, _rule_time_ratio
+    from mrseg.scoring.claims import _rule_attribute_folds, _rule_time_ratio
 
     res = report.Results(folder=tmp_path, plan="thesis", profile="demo")
     fold_rule = {"attribute": "margin", "sign": 1, "alpha": 0.05}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from mrseg.report import claims as claims_mod
-from mrseg.report.claim_rules import RULE_SCHEMAS, CoMove, Compare, Verdict, parse_rule
+from mrseg.scoring import claims as claims_mod
+from mrseg.scoring.claim_rules import RULE_SCHEMAS, CoMove, Compare, Verdict, parse_rule
 
 
 def test_every_rule_kind_has_a_schema_and_a_scoring_function():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mrseg.report.formatting import ci_text, table_number, values_missing
+from mrseg.formatting import ci_text, table_number, values_missing
 from mrseg.report.page_conclusions import controlled_conclusion, mechanism_conclusion
 
 

@@ -107,7 +107,7 @@ def test_scorecard_can_be_recomputed_from_a_results_folder(tmp_path, capsys):
 def test_a_failing_scorecard_leaves_every_earlier_output_as_it_was(tmp_path, capsys, monkeypatch):
     """scorecard rewrites its outputs all or nothing: a failure while scoring the reference keeps
     scorecard.json and paired.csv byte-identical (nothing is lost), with one error line."""
-    import mrseg.report.reference_scoring
+    import mrseg.pipeline.reference_scoring
     from mrseg.cli import main
 
     folder = write_example_results(tmp_path, statistics=False)
@@ -118,7 +118,7 @@ def test_a_failing_scorecard_leaves_every_earlier_output_as_it_was(tmp_path, cap
     def broken(*args, **kwargs):
         raise EOFError("Compressed file ended before the end-of-stream marker was reached")
 
-    monkeypatch.setattr(mrseg.report.reference_scoring, "add_reference_to_scorecard", broken)
+    monkeypatch.setattr(mrseg.pipeline.reference_scoring, "add_reference_to_scorecard", broken)
     capsys.readouterr()
     assert main(["scorecard", "--plan", "thesis", "--profile", "smoke", "--results", str(tmp_path)]) != 0
     after = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
@@ -212,7 +212,8 @@ def test_intro_headline_is_generated_from_the_scorecard(tmp_path):
 
 def test_headline_and_scorecard_show_the_reference_decision(tmp_path):
     from mrseg import report
-    from mrseg.report.claims import attach_reference, headline_markdown, read_scorecard, scorecard_html
+    from mrseg.report.claims import headline_markdown, scorecard_html
+    from mrseg.scoring.claims import attach_reference, read_scorecard
 
     write_example_results(tmp_path)
     res = report.load_results(tmp_path, "thesis", "smoke")

@@ -263,7 +263,7 @@ def test_fidelity_table_reads_our_settings_and_objective_comparison_pairs_folds(
     import pandas as pd
 
     from mrseg.report import protocol
-    from mrseg.report.results import Results
+    from mrseg.scoring.results import Results
 
     table = protocol.fidelity_table()
     assert {"thesis", "D-Persona code", "ours", "remaining deviation"} <= set(table.columns)

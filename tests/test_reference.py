@@ -13,7 +13,7 @@ from mrseg.cli import main
 from mrseg.io import read_json, write_json
 from mrseg.pipeline.reference import CASES_FILE, export_reference, load_reference
 from mrseg.report import reference_tables
-from mrseg.report.results import Results
+from mrseg.scoring.results import Results
 
 MINI_PLAN = """
 name: mini
@@ -131,8 +131,8 @@ def test_gpu_reference_script_refuses_without_a_gpu_and_rejects_unknown_options(
 
 def test_scorecard_scores_claims_on_the_reference_export(smoke_runs, tmp_path):
     from mrseg.pipeline.reference import available_reference_profiles
-    from mrseg.report.claims import load_claims
-    from mrseg.report.reference_scoring import reference_records
+    from mrseg.pipeline.reference_scoring import reference_records
+    from mrseg.scoring.claims import load_claims
     from mrseg.thesis import load_thesis_reported
 
     plan, dest = _plan(tmp_path), tmp_path / "reference"
@@ -152,7 +152,8 @@ def test_scorecard_scores_claims_on_the_reference_export(smoke_runs, tmp_path):
 
 
 def test_reference_verdict_decides_where_this_build_did_not_converge_or_did_not_run():
-    from mrseg.report.claims import attach_reference, verdict_counts
+    from mrseg.report.claims import verdict_counts
+    from mrseg.scoring.claims import attach_reference
 
     ours = [{"id": "A", "verdict": "not testable at this scale"}, {"id": "B", "verdict": "reproduced"},
             {"id": "C", "verdict": "not testable at this scale"}, {"id": "D", "verdict": "no results"}]

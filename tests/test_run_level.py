@@ -16,8 +16,8 @@ from mrseg.diagnostics.run_level import (
     run_level_difference,
 )
 from mrseg.pipeline.aggregate import comparison_unit, paired_table
-from mrseg.report.claims import evaluate_claims, power_note, thesis_difference
-from mrseg.report.results import Results
+from mrseg.scoring.claims import evaluate_claims, power_note, thesis_difference
+from mrseg.scoring.results import Results
 
 
 def _cases(run_effects: dict[tuple[int, int], float], n_patients: int = 60, noise: float = 0.002,
@@ -160,7 +160,7 @@ def test_degradation_is_judged_on_the_change_of_gap_per_run_pair():
                   per_fold=pd.DataFrame())
     rule = {"kind": "degradation", "study": "sparsity", "baseline": "shared_s1", "ours": "per_rater_s1",
             "metric": "ged_dpersona", "full": 4, "sparse": 1}
-    from mrseg.report.claims import _rule_degradation
+    from mrseg.scoring.claims import _rule_degradation
 
     ev = _rule_degradation(res, rule, {})
     expected = np.mean([-0.05 - 0.001, -0.045 + 0.002, -0.055 - 0.0, -0.048 - 0.001])
@@ -173,7 +173,7 @@ def test_degradation_is_judged_on_the_change_of_gap_per_run_pair():
 
 
 def test_a_claim_about_one_fold_is_judged_over_that_folds_seeds():
-    from mrseg.report.claims import _rule_fold_compare
+    from mrseg.scoring.claims import _rule_fold_compare
 
     effects = {(0, s): 0.01 * (s - 2) for s in (1, 2, 3)}            # fold 0: seeds disagree
     effects.update({(1, s): 0.04 + 0.002 * s for s in (1, 2, 3)})      # fold 1: seeds agree
@@ -192,7 +192,7 @@ def test_a_claim_about_one_fold_is_judged_over_that_folds_seeds():
 
 
 def test_a_row_is_unconverged_only_when_most_of_its_runs_still_improve():
-    from mrseg.report.claims import _convergence
+    from mrseg.scoring.claims import _convergence
 
     def per_fold(flags: list[bool]) -> pd.DataFrame:
         return pd.DataFrame({"run_id": [f"r{i}" for i in range(len(flags))], "study": "main", "row": "shared_s1",

@@ -26,7 +26,7 @@ Written into ``results_dir()/<plan>/<profile>/`` by :func:`aggregate_plan`:
   over run-pair means, Nadeau & Bengio's corrected interval, the effect detectable at 80% power,
   and the mean difference per fold and per seed (see :func:`paired_table`).
 - ``scorecard.json``: every claim of ``book/data/claims.yaml`` with its verdict, effect, CI, n, p
-  (:func:`mrseg.report.claims.write_scorecard`), evaluated once here; the scorecard page reads it.
+  (:func:`mrseg.scoring.claims.write_scorecard`), evaluated once here; the scorecard page reads it.
 - ``thesis_evidence.csv``: the thesis's own fold numbers judged by the same run-level rule
   (:func:`mrseg.diagnostics.thesis_evidence.thesis_evidence_table`).
 - ``runs.csv``: every plan item with its status, seconds, attempts and error.
@@ -53,8 +53,7 @@ from mrseg.io import read_json, write_csv, write_json
 from mrseg.paths import dataset_dir
 from mrseg.pipeline.plan import absent_studies, generated_dir, read_plan, study_epochs
 from mrseg.pipeline.status import disk_record
-from mrseg.report.claims import write_headline, write_scorecard
-from mrseg.report.results import load_results
+from mrseg.scoring.claims import write_scorecard
 from mrseg.thesis import load_thesis_reported
 
 ID_COLUMNS = ("run_id", "dataset", "model", "variant", "n_present", "fold", "seed", "profile", "epochs",
@@ -339,7 +338,7 @@ def paired_table(cases: pd.DataFrame, metrics: Iterable[str] = PAIRED_METRICS, s
     """Every pair of rows of one study at one n_present, every metric: :func:`paired_rows`.
 
     One orientation per pair (``a`` first in table order); a reader flips the sign for ``b - a``
-    (:data:`mrseg.report.results.flip_paired` knows which columns turn).
+    (:data:`mrseg.scoring.results.flip_paired` knows which columns turn).
     Columns: study, n_present, a, b, metric, unit (``run`` / ``case``), n, n_groups, the primary
     mean_diff, ci_low, ci_high (95%), ci90_low, ci90_high, p; sd_diff; case_mean_diff and the
     patient bootstrap (patient_ci_low/high, patient_ci90_low/high, patient_p: Wilcoxon); the
@@ -663,8 +662,6 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     write_json(paths["context"], context)
 
     paths["scorecard"] = write_scorecard(out_dir, plan=plan, profile=profile)
-
-    paths["headline"] = write_headline(load_results(out_dir, plan, profile), generated_dir() / "headline.md")
     return paths
 
 

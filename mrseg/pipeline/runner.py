@@ -37,8 +37,8 @@ from mrseg.pipeline.aggregate import aggregate_plan, write_runs_table
 from mrseg.pipeline.executors import available_cores, make_executor
 from mrseg.pipeline.notebook_hygiene import scrub_notebook
 from mrseg.pipeline.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan, read_plan, select
+from mrseg.pipeline.reference_scoring import add_reference_to_scorecard
 from mrseg.pipeline.status import diagnostic_source_hash, item_complete, status_path, train_corrupt, train_stale
-from mrseg.report.reference_scoring import add_reference_to_scorecard
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "MRSEG_THREADS")

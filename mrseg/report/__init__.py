@@ -22,8 +22,8 @@ d(empty, empty) = 1 (D-Persona's code, hence the thesis). Thesis GED is compared
 
 The functions live in one module per job and are all importable from here:
 
-- :mod:`mrseg.thesis`: the thesis's numbers; :mod:`mrseg.report.formatting`: numbers and tables as text.
-- :mod:`mrseg.report.results`: our aggregated tables; :mod:`mrseg.report.banner`: a page's banner and status.
+- :mod:`mrseg.thesis`: the thesis's numbers; :mod:`mrseg.formatting`: numbers and tables as text.
+- :mod:`mrseg.scoring.results`: our aggregated tables; :mod:`mrseg.report.banner`: a page's banner and status.
 - :mod:`mrseg.report.tables`: side-by-side and per-fold tables; :mod:`mrseg.report.claims`: the scorecard.
 - :mod:`mrseg.report.pages`: a page notebook's header and display; :mod:`mrseg.report.page_tables`: tables of
   single pages.
@@ -31,25 +31,9 @@ The functions live in one module per job and are all importable from here:
 
 from __future__ import annotations
 
+from mrseg.formatting import fmt, mean_sd, to_html
 from mrseg.report.banner import context_banner, describe_context, failed_runs_html, scale_frame, status_note
-from mrseg.report.claims import (
-    CLAIMS_YAML,
-    RULES,
-    VERDICTS,
-    Evidence,
-    attach_reference,
-    evaluate_claims,
-    findings_markdown,
-    gradient_isolation_check,
-    load_claims,
-    read_scorecard,
-    reference_note,
-    scorecard,
-    scorecard_html,
-    verdict_counts,
-    write_scorecard,
-)
-from mrseg.report.formatting import fmt, mean_sd, to_html
+from mrseg.report.claims import findings_markdown, reference_note, scorecard_html, verdict_counts, write_headline
 from mrseg.report.page_conclusions import controlled_conclusion, mechanism_conclusion
 from mrseg.report.page_tables import (
     alignment_per_fold,
@@ -75,8 +59,21 @@ from mrseg.report.page_tables import (
     throughput_summary,
 )
 from mrseg.report.pages import open_page, show_markdown, show_table
-from mrseg.report.results import TABLES, Results, load_results, results_folder
 from mrseg.report.tables import METRIC_LABELS, THESIS_TO_OURS, per_fold_table, relative_improvement, side_by_side
+from mrseg.scoring.claims import (
+    CLAIMS_YAML,
+    RULES,
+    VERDICTS,
+    Evidence,
+    attach_reference,
+    evaluate_claims,
+    gradient_isolation_check,
+    load_claims,
+    read_scorecard,
+    scorecard,
+    write_scorecard,
+)
+from mrseg.scoring.results import TABLES, Results, load_results, results_folder
 from mrseg.thesis import BOOK_DATA, THESIS_YAML, load_thesis_reported, thesis_mean_sd, thesis_value
 
 __all__ = [
@@ -93,7 +90,7 @@ __all__ = [
     # scorecard
     "CLAIMS_YAML", "VERDICTS", "RULES", "Evidence", "load_claims", "gradient_isolation_check", "scorecard",
     "evaluate_claims", "read_scorecard", "write_scorecard", "findings_markdown",
-    "scorecard_html", "verdict_counts", "attach_reference", "reference_note",
+    "scorecard_html", "verdict_counts", "attach_reference", "reference_note", "write_headline",
     # page notebooks
     "open_page", "show_table", "show_markdown", "mechanism_conclusion", "controlled_conclusion",
     # page-specific tables

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mrseg.report.formatting import to_html
-from mrseg.report.results import Results
+from mrseg.formatting import to_html
+from mrseg.scoring.results import Results
 from mrseg.thesis import load_thesis_reported, thesis_value
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mrseg.report.formatting import ci_text
+from mrseg.formatting import ci_text
 
 
 def _runs(frame: pd.DataFrame) -> str:

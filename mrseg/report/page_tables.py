@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 
 from mrseg.config import RunConfig
+from mrseg.formatting import _is_number, fmt, mean_sd
 from mrseg.paths import REPO_ROOT
 from mrseg.pipeline.plan import read_plan, study_epochs
-from mrseg.report.formatting import _is_number, fmt, mean_sd
-from mrseg.report.results import Results
 from mrseg.report.tables import THESIS_TO_OURS, _label, relative_improvement
+from mrseg.scoring.results import Results
 from mrseg.thesis import thesis_mean_sd, thesis_value
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pandas as pd
 
+from mrseg.formatting import to_html, values_missing
 from mrseg.report.banner import context_banner, failed_runs_html, status_note
-from mrseg.report.formatting import to_html, values_missing
-from mrseg.report.results import Results, load_results
+from mrseg.scoring.results import Results, load_results
 from mrseg.thesis import load_thesis_reported
 
 

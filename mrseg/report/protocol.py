@@ -15,8 +15,8 @@ from typing import Iterable
 import pandas as pd
 
 from mrseg.config import RunConfig
-from mrseg.report.formatting import fmt
-from mrseg.report.results import Results
+from mrseg.formatting import fmt
+from mrseg.scoring.results import Results
 
 OBJECTIVE_STUDIES = {"dpersona-code": "sparsity", "thesis-eq": "sparsity_thesis_eq"}
 ROWS = (("shared_s1", "shared"), ("per_rater_s1", "per-rater"), ("shared_masked_s1", "shared-masked"))

@@ -9,7 +9,8 @@ from typing import Any
 import pandas as pd
 
 from mrseg.pipeline.reference import ReferenceResults
-from mrseg.report.results import Results
+from mrseg.pipeline.reference_scoring import reference_as_results
+from mrseg.scoring.results import Results
 
 # (study, row, n_present): the central claims' rows, in the order the page shows them
 CENTRAL_ROWS: tuple[tuple[str, str, int], ...] = (
@@ -23,13 +24,6 @@ CENTRAL_PAIRS: tuple[tuple[str, int, str, str], ...] = (
     ("main", 4, "dpersona_s1s2", "shared_s1"), ("sparsity", 1, "per_rater_s1", "shared_s1"),
     ("sparsity", 1, "shared_masked_s1", "shared_s1"),
 )
-
-
-def reference_as_results(ref: ReferenceResults, plan: str = "thesis") -> Results:
-    """An export as a :class:`~mrseg.report.results.Results` (cases, per-fold, summary, paired tables),
-    so that the claim rules that read those tables score the reference runs as they score ours."""
-    return Results(folder=ref.folder, plan=plan, profile=str(ref.index.get("profile", ref.folder.name)),
-                   cases=ref.cases, per_fold=ref.per_fold, summary=ref.summary, paired=ref.paired)
 
 
 def reference_banner(exports: dict[str, ReferenceResults]) -> str:
@@ -83,7 +77,7 @@ def reference_status(ref: ReferenceResults) -> str:
 
 def _cell(summary: pd.DataFrame, study: str, row: str, n_present: int, metric: str) -> str:
     """``mean ± SD`` (SD only over two or more runs) of ``metric`` in ``summary``, read with
-    :meth:`mrseg.report.results.Results.metric`; "—" when absent."""
+    :meth:`mrseg.scoring.results.Results.metric`; "—" when absent."""
     mean, sd, _ = Results(folder=Path(), plan="", profile="", summary=summary).metric(study, row, metric, n_present)
     if math.isnan(mean):
         return "—"

@@ -9,8 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from mrseg.report.claims import read_scorecard, verdict_text
-from mrseg.report.results import Results
+from mrseg.report.claims import verdict_text
+from mrseg.scoring.claims import read_scorecard
+from mrseg.scoring.results import Results
 
 # Claims whose power the page states: the central comparisons of separately trained models.
 POWER_CLAIMS: tuple[str, ...] = ("A1", "A2", "A5", "A11", "C4.2", "C4.4", "AI.1", "AI.2", "AI.3", "AI.4", "AI.5")

@@ -8,8 +8,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from mrseg.report.formatting import fmt, mean_sd
-from mrseg.report.results import Results
+from mrseg.formatting import fmt, mean_sd
+from mrseg.scoring.results import Results
 from mrseg.thesis import thesis_mean_sd, thesis_value
 
 METRIC_LABELS = {

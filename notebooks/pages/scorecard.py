@@ -37,9 +37,11 @@ profile: str = "smoke"  # profile: smoke, demo or paper
 
 # %% tags=["hide-input"]
 from mrseg import report
+from mrseg.pipeline.plan import generated_dir
 
 res, thesis = report.open_page(results_dir, plan, profile)
 card = report.read_scorecard(res)
+report.write_headline(res, generated_dir() / "headline.md")   # the intro's opening and findings.md beside it
 if card.empty:
     report.show_markdown("No `scorecard.json` in the results folder yet: run the plan (or "
                          "`python -m mrseg scorecard`) first.")

@@ -3,8 +3,8 @@
 Run after the aggregation (the runner and ``python -m mrseg scorecard`` call
 :func:`add_reference_to_scorecard`): the first export of :data:`REFERENCE_PROFILES` that is
 committed is read, every claim is evaluated on it with the same rules, and each claim of the
-scorecard gets the reference's verdict and a ``decision`` (:func:`mrseg.report.claims.attach_reference`).
-Kept apart from :mod:`mrseg.report.claims` so that the aggregation does not import the reference
+scorecard gets the reference's verdict and a ``decision`` (:func:`mrseg.scoring.claims.attach_reference`).
+Kept apart from :mod:`mrseg.scoring.claims` so that the aggregation does not import the reference
 reader (which imports the aggregation's table builders).
 """
 
@@ -14,19 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from mrseg.io import read_json, write_json
-from mrseg.pipeline.plan import generated_dir
-from mrseg.pipeline.reference import available_reference_profiles, load_reference
-from mrseg.report.claims import (
-    SCORECARD_JSON,
-    attach_reference,
-    count_verdicts,
-    evaluate_claims,
-    load_claims,
-    write_headline,
-)
-from mrseg.report.reference_tables import reference_as_results
-from mrseg.report.results import load_results
+from mrseg.pipeline.reference import ReferenceResults, available_reference_profiles, load_reference
+from mrseg.scoring.claims import SCORECARD_JSON, attach_reference, count_verdicts, evaluate_claims, load_claims
+from mrseg.scoring.results import Results
 from mrseg.thesis import load_thesis_reported
+
+
+def reference_as_results(ref: ReferenceResults, plan: str = "thesis") -> Results:
+    """An export as a :class:`~mrseg.scoring.results.Results` (cases, per-fold, summary, paired tables),
+    so that the claim rules that read those tables score the reference runs as they score ours."""
+    return Results(folder=ref.folder, plan=plan, profile=str(ref.index.get("profile", ref.folder.name)),
+                   cases=ref.cases, per_fold=ref.per_fold, summary=ref.summary, paired=ref.paired)
 
 
 def reference_records(plan: str, thesis: dict[str, Any], claims: list[dict[str, Any]],
@@ -40,11 +38,11 @@ def reference_records(plan: str, thesis: dict[str, Any], claims: list[dict[str, 
     return "", [], 0, 0
 
 
-def add_reference_to_scorecard(folder: str | Path, plan: str, profile: str, root: str | Path | None = None,
-                               headline: bool = True) -> dict[str, Any] | None:
-    """Add the reference verdicts and the decision to ``folder/scorecard.json`` (atomically),
-    rewrite the intro's headline and return the updated scorecard; None (nothing changed) when no
-    scorecard or no export exists."""
+def add_reference_to_scorecard(folder: str | Path, plan: str, profile: str,
+                               root: str | Path | None = None) -> dict[str, Any] | None:
+    """Add the reference verdicts and the decision to ``folder/scorecard.json`` (atomically) and
+    return the updated scorecard; None (nothing changed) when no scorecard or no export exists.
+    (The intro's headline is rendered from it by the scorecard page.)"""
     path = Path(folder) / SCORECARD_JSON
     if not path.exists():
         return None
@@ -58,9 +56,7 @@ def add_reference_to_scorecard(folder: str | Path, plan: str, profile: str, root
     payload["reference"] = {"profile": ref_profile, "runs": n_runs, "stale_runs": n_stale,
                             "counts": count_verdicts(ref_records), "decision_counts": count_verdicts(records, "decision")}
     write_json(path, payload)
-    if headline:
-        write_headline(load_results(folder, plan, profile), generated_dir() / "headline.md")
     return payload
 
 
-__all__ = ["add_reference_to_scorecard", "reference_records"]
+__all__ = ["add_reference_to_scorecard", "reference_as_results", "reference_records"]

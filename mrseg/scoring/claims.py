@@ -1,0 +1,1064 @@
+"""The scorecard: the claims of ``book/data/claims.yaml``, their verdict rules, and the table."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from mrseg.config import RunConfig
+from mrseg.diagnostics.run_level import fold_means_difference
+from mrseg.diagnostics.statistics import (
+    adjust_pvalues,
+    direction_verdict,
+    exact_spearman,
+    fisher_r_ci,
+    mean_t_ci,
+    proportion_ci,
+    sign_test,
+    variance_ratio_test,
+)
+from mrseg.formatting import _is_number, fmt, mean_sd
+from mrseg.io import write_json
+from mrseg.scoring.claim_rules import Verdict, parse_rule
+from mrseg.scoring.results import Results, load_results
+from mrseg.thesis import BOOK_DATA, load_thesis_reported, thesis_value
+
+CLAIMS_YAML = BOOK_DATA / "claims.yaml"
+VERDICTS: tuple[str, ...] = tuple(v.value for v in Verdict)
+SCORECARD_JSON = "scorecard.json"
+
+
+def load_claims(path: str | Path | None = None) -> list[dict[str, Any]]:
+    """The scorecard's claims (``book/data/claims.yaml``), each with id, text, rule.
+
+    Every rule is checked against its kind's schema (:mod:`mrseg.scoring.claim_rules`); a bad rule
+    raises ``ValueError`` naming the file, the claim id and the field."""
+    path = Path(path) if path is not None else CLAIMS_YAML
+    data = yaml.safe_load(Path(path).read_text())
+    claims = data.get("claims") if isinstance(data, dict) else None
+    if not isinstance(claims, list):
+        raise ValueError(f"{path}: expected a top-level 'claims' list")
+    seen: set[str] = set()
+    for claim in claims:
+        if not isinstance(claim, dict):
+            raise ValueError(f"{path}: each claim must be a mapping, got {claim!r}")
+        for key in ("id", "source", "text", "rule"):
+            if key not in claim:
+                raise ValueError(f"{path}: claim {claim.get('id', '?')} lacks '{key}'")
+        if claim["id"] in seen:
+            raise ValueError(f"{path}: claim id {claim['id']} appears twice")
+        seen.add(claim["id"])
+        try:
+            parse_rule(claim["rule"])
+        except ValueError as err:
+            raise ValueError(f"{path}: claim {claim['id']}: {err}") from None
+    return claims
+
+
+@dataclass
+class Evidence:
+    """What a rule found: verdict, our value as text, a reason, and the statistics behind it.
+
+    ``effect`` is our estimate in the rule's unit (a mean paired difference ``a - b`` unless the
+    rule says otherwise), ``ci_low``/``ci_high`` its 95% CI, ``p`` the test's p value, ``n`` the
+    number of paired units; ``rows`` the (study, row, n_present) compared, for the convergence check;
+    ``decides`` the table row that decides the verdict (``paired.csv: ...``); ``detail`` the deciding
+    comparison's :data:`PAIRED_DETAIL` (unit, run-level and patient intervals, detectable effect).
+    """
+
+    verdict: str
+    ours: str
+    reason: str = ""
+    effect: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    p: float = math.nan
+    n: int = 0
+    rows: list = field(default_factory=list)
+    decides: str = ""
+    detail: dict = field(default_factory=dict)
+
+
+ALPHA = 0.05
+CI_DESCRIPTION = ("95% CI of the mean paired difference: for separately trained models run-level (a crossed "
+                  "bootstrap over run pairs and patients, Student t on n_runs - 1 df), for Stage 2 on its own "
+                  "Stage 1 a bootstrap over patients (2,000 resamples); the patient bootstrap is kept beside it as "
+                  "test-set uncertainty only")
+NO_RESULTS = Verdict.NO_RESULTS.value
+NOT_TESTABLE = Verdict.NOT_TESTABLE.value
+NOT_AT_SCALE = Verdict.NOT_AT_SCALE.value
+
+
+# paired.csv columns that change sign, and intervals whose ends swap, when a - b is read as b - a.
+FLIPPED_EFFECTS = ("mean_diff", "case_mean_diff", "run_effect")
+FLIPPED_INTERVALS = (("ci_low", "ci_high"), ("ci90_low", "ci90_high"), ("patient_ci_low", "patient_ci_high"),
+                     ("patient_ci90_low", "patient_ci90_high"), ("run_ci_low", "run_ci_high"),
+                     ("run_ci90_low", "run_ci90_high"), ("t_ci_low", "t_ci_high"), ("nb_ci_low", "nb_ci_high"))
+# What a claim record carries of its deciding paired comparison, beside the primary effect and CI.
+PAIRED_DETAIL = ("unit", "n_runs", "margin", "run_ci_low", "run_ci_high", "run_p", "run_sd", "detectable_effect",
+                 "patient_ci_low", "patient_ci_high", "patient_p", "t_ci_low", "t_ci_high", "t_p",
+                 "nb_ci_low", "nb_ci_high", "nb_p", "run_diffs")
+
+
+def _missing(*values: float) -> bool:
+    return any(not np.isfinite(v) for v in values)
+
+
+def _paired(res: Results, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
+    """The paired.csv record of ``a - b`` (same study and n_present), flipped when stored as ``b - a``."""
+    table = res.paired
+    if table is None or table.empty or a["study"] != b["study"]:
+        return None
+    metric = a.get("metric", "ged_dpersona")
+    n_present = int(a.get("n_present", 4))
+    base = table[(table["study"].astype(str) == a["study"]) & (table["metric"] == metric)
+                 & (pd.to_numeric(table["n_present"], errors="coerce") == n_present)]
+    for x, y, sign in ((a["row"], b["row"], 1.0), (b["row"], a["row"], -1.0)):
+        hit = base[(base["a"].astype(str) == x) & (base["b"].astype(str) == y)]
+        if len(hit):
+            rec = hit.iloc[0].to_dict()
+            if sign < 0:
+                for name in FLIPPED_EFFECTS:
+                    if name in rec:
+                        rec[name] = -rec[name]
+                for low, high in FLIPPED_INTERVALS:
+                    if low in rec and high in rec:
+                        rec[low], rec[high] = -rec[high], -rec[low]
+                for name in ("run_diffs", "seed_diffs"):
+                    rec[name] = " ".join(f"{k}:{-float(v):+.6g}" for k, v in
+                                         (t.rsplit(":", 1) for t in str(rec.get(name) or "").split()))
+                rec["mean_a"], rec["mean_b"] = rec["mean_b"], rec["mean_a"]
+                rec["folds_a_lower"], rec["folds_a_higher"] = rec["folds_a_higher"], rec["folds_a_lower"]
+                rec["fold_diffs"] = " ".join(f"{f}:{-float(v)}" for f, v in
+                                             (t.split(":") for t in str(rec.get("fold_diffs") or "").split()))
+                rec["fold_ci"] = " ".join(f"{f}:{-float(h)}:{-float(lo)}" for f, lo, h in
+                                          (t.split(":") for t in str(rec.get("fold_ci") or "").split()))
+                rec["fold_run_ci"] = " ".join(f"{f}:{-float(h)}:{-float(lo)}:{p}:{n}" for f, lo, h, p, n in
+                                              (t.split(":") for t in str(rec.get("fold_run_ci") or "").split()))
+            rec["decides"] = f"paired.csv: {a['study']}, np={n_present}, {a['row']} - {b['row']}, {metric}"
+            return rec
+    return None
+
+
+def _rows_of(*specs: dict[str, Any]) -> list[tuple[str, str, int]]:
+    return [(s["study"], s["row"], int(s.get("n_present", 4))) for s in specs]
+
+
+def _detail(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: rec[k] for k in PAIRED_DETAIL if k in rec}
+
+
+def _describe(rec: dict[str, Any]) -> str:
+    return (f"{fmt(rec['mean_a'])} vs {fmt(rec['mean_b'])}; diff {rec['mean_diff']:+.4f} "
+            f"[{rec['ci_low']:+.4f}, {rec['ci_high']:+.4f}], folds lower {int(rec['folds_a_lower'])}/{int(rec['n_folds'])}")
+
+
+def _rule_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """``a`` vs ``b`` (each {study, row, metric, n_present}) on the same test cases: the claimed
+    direction ``expect`` ('<' or '>') of ``a - b`` holds when the 95% patient-bootstrap CI of the
+    mean paired difference excludes 0 on that side (reproduced), the other side (contradicted)."""
+    rec = _paired(res, rule["a"], rule["b"])
+    rows = _rows_of(rule["a"], rule["b"])
+    if rec is None:
+        return Evidence(NO_RESULTS, "—", "one of the compared rows has no paired results", rows=rows)
+    verdict = direction_verdict(rec["ci_low"], rec["ci_high"], rule["expect"])
+    return Evidence(verdict, _describe(rec), f"expected a {rule['expect']} b", rec["mean_diff"], rec["ci_low"],
+                    rec["ci_high"], rec["p"], int(rec["n"]), rows, rec["decides"], _detail(rec))
+
+
+def _margin(rule: dict[str, Any], rec: dict[str, Any]) -> float:
+    if "margin" in rule:
+        return float(rule["margin"])
+    return float(rule.get("margin_rel", 0.05)) * abs(float(rec["mean_b"]))
+
+
+def _rule_equivalent(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """"No change" / a tie: TOST with margin ``margin`` (absolute) or ``margin_rel`` (fraction of
+    b's mean, default 5%). Reproduced when the 90% CI of the mean paired difference lies inside
+    (-margin, +margin) (TOST at 5%); contradicted when the 95% CI excludes 0 and equivalence fails;
+    otherwise inconclusive."""
+    rec = _paired(res, rule["a"], rule["b"])
+    rows = _rows_of(rule["a"], rule["b"])
+    if rec is None:
+        return Evidence(NO_RESULTS, "—", "one of the compared rows has no paired results", rows=rows)
+    margin = _margin(rule, rec)
+    if rec.get("unit", "case") == "run":   # the run-level standard error and its degrees of freedom
+        se, dof = float(rec.get("run_se", math.nan)), int(rec.get("n_runs") or 0) - 1
+    else:
+        se, dof = float(rec["sd_diff"]) / math.sqrt(max(1, int(rec["n"]))), max(1, int(rec["n"]) - 1)
+    from scipy import stats as st
+
+    p_tost = (max(st.t.sf((rec["mean_diff"] + margin) / se, dof), st.t.cdf((rec["mean_diff"] - margin) / se, dof))
+              if se > 0 and dof >= 1 else math.nan)
+    equivalent = -margin < rec["ci90_low"] and rec["ci90_high"] < margin
+    if equivalent:
+        verdict = "reproduced"
+    elif rec["ci_low"] > 0 or rec["ci_high"] < 0:
+        verdict = "contradicted"
+    else:
+        verdict = "inconclusive"
+    return Evidence(verdict, _describe(rec) + f"; margin ±{margin:.4f}, 90% CI [{rec['ci90_low']:+.4f}, {rec['ci90_high']:+.4f}]",
+                    f"TOST, margin ±{margin:.4f}", rec["mean_diff"], rec["ci_low"], rec["ci_high"], float(p_tost),
+                    int(rec["n"]), rows, rec["decides"], {**_detail(rec), "margin": margin})
+
+
+def _combine(verdicts: list[str]) -> str:
+    if NO_RESULTS in verdicts:
+        return NO_RESULTS
+    if "contradicted" in verdicts:
+        return "contradicted"
+    return "reproduced" if all(v == "reproduced" for v in verdicts) else "inconclusive"
+
+
+def _rule_all_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """Every comparison in ``pairs`` (each as ``compare``): reproduced when all are, contradicted
+    when any is; the effect, CI and p shown are the first pair's, p the largest of the pairs'."""
+    evs = [_rule_compare(res, pair, thesis) for pair in rule["pairs"]]
+    verdict = _combine([e.verdict for e in evs])
+    first = evs[0]
+    ps = [e.p for e in evs if np.isfinite(e.p)]
+    return Evidence(verdict, "; ".join(f"{pair.get('label', '')}{e.ours}" for pair, e in zip(rule["pairs"], evs)),
+                    f"{sum(e.verdict == 'reproduced' for e in evs)}/{len(evs)} comparisons reproduced",
+                    first.effect, first.ci_low, first.ci_high, max(ps) if ps else math.nan, first.n,
+                    [r for e in evs for r in e.rows], "; ".join(e.decides for e in evs if e.decides), first.detail)
+
+
+def _rule_sd_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """Spread over folds of ``a`` vs ``b``: F test of the variance ratio of the per-fold means;
+    reproduced when the ratio's 95% CI excludes 1 on the side of ``expect``."""
+    a = res.fold_values(rule["a"]["study"], rule["a"]["row"], rule["a"]["metric"], rule["a"].get("n_present"))
+    b = res.fold_values(rule["b"]["study"], rule["b"]["row"], rule["b"]["metric"], rule["b"].get("n_present"))
+    rows = _rows_of(rule["a"], rule["b"])
+    if len(a) < 2 or len(b) < 2:
+        return Evidence(NO_RESULTS, "—", "an SD over folds needs at least two folds", rows=rows)
+    test = variance_ratio_test(a.to_numpy(), b.to_numpy())
+    log = (math.log(test["ci_low"]), math.log(test["ci_high"])) if test["ci_low"] > 0 else (math.nan, math.nan)
+    verdict = direction_verdict(*log, rule["expect"])
+    return Evidence(verdict, f"SD {a.std(ddof=0):.4f} vs {b.std(ddof=0):.4f}; variance ratio {test['ratio']:.2f} "
+                    f"[{test['ci_low']:.2f}, {test['ci_high']:.2f}]", "F test of the variance ratio over folds",
+                    test["ratio"], test["ci_low"], test["ci_high"], test["p"], int(min(len(a), len(b))), rows,
+                    f"per_fold.csv: {rule['a']['study']}, {rule['a']['row']} and {rule['b']['row']}")
+
+
+def _better(res: Results, study: str, row: str, base: str, n_present: int = 4) -> dict[str, str]:
+    """Verdicts of ``row`` better than ``base`` on GED (d=1, lower) and Dice_match (higher)."""
+    out = {}
+    for metric, expect in (("ged_dpersona", "<"), ("dice_match", ">")):
+        ev = _rule_compare(res, {"expect": expect, "a": {"study": study, "row": row, "metric": metric, "n_present": n_present},
+                                 "b": {"study": study, "row": base, "metric": metric, "n_present": n_present}}, {})
+        out[metric] = ev.verdict
+    return out
+
+
+def _rule_only_row_improves(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """Among ``rows`` of ``study``, ``winner`` is the only one better than ``baseline`` on both GED
+    and Dice_match, each by a paired CI excluding 0. Contradicted when the winner is significantly
+    worse on either metric or another row is significantly better on both."""
+    study, base = rule["study"], rule["baseline"]
+    found = {row: _better(res, study, row, base) for row in rule["rows"]}
+    rows = [(study, r, 4) for r in [base, *rule["rows"]]]
+    missing = [r for r, v in found.items() if NO_RESULTS in v.values()]
+    if missing:
+        return Evidence(NO_RESULTS, "—", "rows without results: " + ", ".join(missing), rows=rows)
+    both = [r for r, v in found.items() if set(v.values()) == {"reproduced"}]
+    win = _rule_compare(res, {"expect": "<", "a": {"study": study, "row": rule["winner"], "metric": "ged_dpersona"},
+                              "b": {"study": study, "row": base, "metric": "ged_dpersona"}}, thesis)
+    if both == [rule["winner"]]:
+        verdict = "reproduced"
+    elif "contradicted" in found[rule["winner"]].values() or any(r != rule["winner"] for r in both):
+        verdict = "contradicted"
+    else:
+        verdict = "inconclusive"
+    return Evidence(verdict, "rows better on both (CI): " + (", ".join(both) if both else "none"),
+                    "winner's GED difference shown", win.effect, win.ci_low, win.ci_high, win.p, win.n, rows, win.decides,
+                    win.detail)
+
+
+def _rule_extreme(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """``target`` has the max/min of ``metric`` among ``rows``: reproduced when its paired
+    difference to every other row excludes 0 on that side; contradicted when some row is
+    significantly beyond it. The effect shown is the closest contender's difference."""
+    expect = ">" if rule["which"] == "max" else "<"
+    evs = {}
+    for row in rule["rows"]:
+        if row == rule["target"]:
+            continue
+        evs[row] = _rule_compare(res, {"expect": expect,
+                                            "a": {"study": rule["study"], "row": rule["target"], "metric": rule["metric"],
+                                                               "n_present": rule.get("n_present", 4)},
+                                       "b": {"study": rule["study"], "row": row, "metric": rule["metric"],
+                                             "n_present": rule.get("n_present", 4)}}, thesis)
+    rows = [(rule["study"], r, int(rule.get("n_present", 4))) for r in rule["rows"]]
+    if any(e.verdict == NO_RESULTS for e in evs.values()):
+        return Evidence(NO_RESULTS, "—", "some rows have no results", rows=rows)
+    closest = min(evs, key=lambda r: abs(evs[r].effect))
+    e = evs[closest]
+    return Evidence(_combine([x.verdict for x in evs.values()]), f"closest: {closest}, {e.ours}",
+                    f"{sum(x.verdict == 'reproduced' for x in evs.values())}/{len(evs)} rows significantly "
+                    f"{'below' if expect == '>' else 'above'}",
+                    e.effect, e.ci_low, e.ci_high, max(x.p for x in evs.values()), e.n, rows, e.decides, e.detail)
+
+
+def rater_slots_sorted(res: Results, study: str | None = None) -> bool:
+    """True when every dataset behind ``study``'s runs (per_fold.csv; all of the build's datasets
+    when ``study`` is None or not found) states an area-sorted ``rater_order`` (meta.json). Another
+    study's datasets (e.g. the controlled study's synthetic raters) do not matter to this one."""
+    order = res.context.get("rater_order") or {}
+    datasets = res.context.get("datasets") or list(order)
+    pf = res.per_fold
+    if study is not None and pf is not None and not pf.empty and {"study", "dataset"} <= set(pf.columns):
+        used = sorted(set(pf.loc[pf["study"].astype(str) == study, "dataset"].dropna().astype(str)))
+        datasets = used or datasets
+    return bool(datasets) and all(str(order.get(d, "")).lower().startswith("area") for d in datasets)
+
+
+def _rule_per_expert(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """Per-slot Dice_match gains of ``a`` over ``b`` (paired). ``mode: all``: every slot's CI
+    above 0; ``mode: argmax``: slot ``expert``'s gain CI lies above every other slot's gain CI.
+    Not testable unless the dataset's rater slots have a stated order (``rater_order``
+    area-sorted in meta.json): on unsorted slots "expert k" is an arbitrary reader."""
+    rows = _rows_of({**rule["a"], "n_present": 4}, {**rule["b"], "n_present": 4})
+    if not rater_slots_sorted(res, rule["a"]["study"]):
+        return Evidence(NOT_TESTABLE, "—", "rater slots are not ordered (no area-sorted rater_order in the dataset's meta.json)",
+                        rows=rows)
+    evs = []
+    k = 0
+    while True:
+        spec = {"metric": f"dice_expert_{k}", "n_present": 4}
+        e = _rule_compare(res, {"expect": ">", "a": {**rule["a"], **spec}, "b": {**rule["b"], **spec}}, thesis)
+        if e.verdict == NO_RESULTS:
+            break
+        evs.append(e)
+        k += 1
+    if not evs:
+        return Evidence(NO_RESULTS, "—", "no per-expert columns", rows=rows)
+    text = ", ".join(f"{e.effect:+.4f} [{e.ci_low:+.4f}, {e.ci_high:+.4f}]" for e in evs)
+    if rule.get("mode", "all") == "all":
+        worst = min(evs, key=lambda e: e.ci_low)
+        return Evidence(_combine([e.verdict for e in evs]), f"gains {text}", "every slot's gain CI above 0",
+                        worst.effect, worst.ci_low, worst.ci_high, max(e.p for e in evs), worst.n, rows, worst.decides,
+                        worst.detail)
+    j = int(rule["expert"])
+    target, others = evs[j], [e for i, e in enumerate(evs) if i != j]
+    if all(target.ci_low > o.ci_high for o in others):
+        verdict = "reproduced"
+    elif any(o.ci_low > target.ci_high for o in others):
+        verdict = "contradicted"
+    else:
+        verdict = "inconclusive"
+    return Evidence(verdict, f"gains {text}", f"slot {j}'s gain CI above every other slot's", target.effect,
+                    target.ci_low, target.ci_high, target.p, target.n, rows, target.decides, target.detail)
+
+
+def _level_evidence(res: Results, rule: dict[str, Any], n: int) -> Evidence:
+    expect = "<" if rule.get("lower_is_better", True) else ">"
+    spec = {"study": rule["study"], "metric": rule["metric"], "n_present": n}
+    return _rule_compare(res, {"expect": expect, "a": {**spec, "row": rule["ours"]}, "b": {**spec, "row": rule["baseline"]}}, {})
+
+
+def _rule_gap_trend(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """The per-rater advantage at every np level of ``n_present`` (listed high to low) has a CI
+    excluding 0 in its favour, and it grows: the sparsest level's CI lies wholly beyond the densest
+    level's (non-overlapping CIs, a conservative test of growth)."""
+    evs = {n: _level_evidence(res, rule, n) for n in rule["n_present"]}
+    rows = [r for e in evs.values() for r in e.rows]
+    if any(e.verdict == NO_RESULTS for e in evs.values()):
+        return Evidence(NO_RESULTS, "—", "some sparsity levels have no results", rows=rows)
+    levels = rule["n_present"]
+    first, last = evs[levels[0]], evs[levels[-1]]
+    lower = rule.get("lower_is_better", True)
+    grows = last.ci_high < first.ci_low if lower else last.ci_low > first.ci_high
+    shrinks = last.ci_low > first.ci_high if lower else last.ci_high < first.ci_low
+    each = _combine([e.verdict for e in evs.values()])
+    verdict = ("reproduced" if each == "reproduced" and grows else
+               "contradicted" if each == "contradicted" or shrinks else "inconclusive")
+    text = "; ".join(f"np{n}: {e.effect:+.4f} [{e.ci_low:+.4f}, {e.ci_high:+.4f}]" for n, e in evs.items())
+    return Evidence(verdict, text, "growth: " + ("yes" if grows else "not shown"), last.effect, last.ci_low,
+                    last.ci_high, last.p, last.n, rows, last.decides, last.detail)
+
+
+def _rule_fold_wins(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """Per-fold comparisons (fold x np level) of ``ours`` vs ``baseline``: a one-sided exact sign
+    test. Reproduced when ``ours`` wins a majority unlikely by chance (p < 0.05), contradicted when
+    the baseline does; with few comparisons (4 folds: p >= 1/16) a majority cannot be shown."""
+    wins = total = 0
+    rows = []
+    for n in rule["n_present"]:
+        base = res.fold_values(rule["study"], rule["baseline"], rule["metric"], n)
+        ours = res.fold_values(rule["study"], rule["ours"], rule["metric"], n)
+        rows += [(rule["study"], rule["baseline"], n), (rule["study"], rule["ours"], n)]
+        for f in base.index.intersection(ours.index):
+            if ours[f] == base[f]:
+                continue
+            total += 1
+            wins += int(ours[f] < base[f] if rule.get("lower_is_better", True) else ours[f] > base[f])
+    if total == 0:
+        return Evidence(NO_RESULTS, "—", "no per-fold results", rows=rows)
+    test = sign_test(wins, total)
+    p_other = sign_test(wins, total, alternative="less")["p_one_sided"]
+    verdict = "reproduced" if test["p_one_sided"] < ALPHA else "contradicted" if p_other < ALPHA else "inconclusive"
+    low, high = proportion_ci(wins, total)
+    return Evidence(verdict, f"{wins}/{total} folds, sign test p = {test['p_one_sided']:.3g}",
+                    f"smallest p possible with {total} comparisons: {0.5 ** total:.3g}", wins / total, low, high,
+                    test["p_one_sided"], total, rows, f"per_fold.csv: {rule['study']}, {rule['ours']} vs {rule['baseline']}")
+
+
+def _rule_fold_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """In fold ``fold``, ``a`` vs ``b`` (same study/metric/np): the run-level CI over that fold's
+    run pairs (seeds; ``fold_run_ci`` of paired.csv) decides, as ``compare``; with one seed in the
+    fold no run-to-run spread is measured and the verdict is inconclusive (the fold's
+    patient-bootstrap CI, ``fold_ci``, is shown as test-set uncertainty only)."""
+    spec = {"study": rule["study"], "metric": rule["metric"], "n_present": rule.get("n_present", 4)}
+    rec = _paired(res, {**spec, "row": rule["a"]}, {**spec, "row": rule["b"]})
+    rows = _rows_of({**spec, "row": rule["a"]}, {**spec, "row": rule["b"]})
+    folds = {int(f): (float(lo), float(hi)) for f, lo, hi in
+             (t.split(":") for t in str((rec or {}).get("fold_ci") or "").split())}
+    diffs = {int(f): float(v) for f, v in (t.split(":") for t in str((rec or {}).get("fold_diffs") or "").split())}
+    f = int(rule["fold"])
+    if rec is None or f not in folds:
+        return Evidence(NO_RESULTS, "—", f"fold {f} has no paired results", rows=rows)
+    patient_low, patient_high = folds[f]
+    within = {int(t.split(":")[0]): t.split(":")[1:] for t in str(rec.get("fold_run_ci") or "").split()}
+    low, high, p, n_runs = (float(within[f][0]), float(within[f][1]), float(within[f][2]), int(within[f][3])) \
+        if f in within else (math.nan, math.nan, math.nan, 1)
+    detail = {"unit": "run", "n_runs": n_runs, "run_ci_low": low, "run_ci_high": high, "run_p": p,
+              "patient_ci_low": patient_low, "patient_ci_high": patient_high}
+    text = f"fold {f}: diff {diffs[f]:+.4f}"
+    if n_runs >= 2 and math.isfinite(low):
+        return Evidence(direction_verdict(low, high, rule["expect"]), text + f" [{low:+.4f}, {high:+.4f}] over {n_runs} seeds",
+                        f"expected a {rule['expect']} b in fold {f}", diffs[f], low, high, p, n_runs, rows,
+                        rec["decides"], detail)
+    return Evidence("inconclusive", text + f", test-set only [{patient_low:+.4f}, {patient_high:+.4f}]",
+                    f"one seed in fold {f}: no run-to-run spread measured", diffs[f], math.nan, math.nan, math.nan,
+                    n_runs, rows, rec["decides"], detail)
+
+
+def _run_diffs(detail: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in (t.rsplit(":", 1) for t in str(detail.get("run_diffs") or "").split())}
+
+
+def _rule_degradation(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """``baseline`` degrades more than ``ours`` from np=``full`` to np=``sparse``, i.e. the gap
+    ``ours - baseline`` is more favourable at ``sparse`` than at ``full``. With two or more run
+    pairs (fold, seed) scored at both levels, the difference of the two gaps per run pair decides
+    (a t interval over run pairs: reproduced when it excludes 0 on the claimed side, contradicted on
+    the other); otherwise the two gaps' 95% CIs must not overlap (conservative)."""
+    sparse = _level_evidence(res, rule, rule["sparse"])
+    full = _level_evidence(res, rule, rule["full"])
+    rows = sparse.rows + full.rows
+    if NO_RESULTS in (sparse.verdict, full.verdict):
+        return Evidence(NO_RESULTS, "—", "missing sparsity levels", rows=rows)
+    at_sparse, at_full = _run_diffs(sparse.detail), _run_diffs(full.detail)
+    common = sorted(set(at_sparse) & set(at_full))
+    if len(common) >= 2:
+        did = fold_means_difference([at_sparse[k] - at_full[k] for k in common])
+        low, high = did["t_ci_low"], did["t_ci_high"]
+        lower = rule.get("lower_is_better", True)
+        verdict = direction_verdict(low, high, "<" if lower else ">")
+        return Evidence(verdict, f"gap np{rule['full']}: {full.effect:+.4f}; np{rule['sparse']}: {sparse.effect:+.4f}; "
+                        f"change {did['run_effect']:+.4f} [{low:+.4f}, {high:+.4f}] over {len(common)} run pairs",
+                        "difference of the two gaps per run pair, t interval over run pairs", did["run_effect"], low,
+                        high, did["t_p"], len(common), rows, sparse.decides,
+                        {"unit": "run", "n_runs": len(common), "run_ci_low": low, "run_ci_high": high,
+                         "run_p": did["t_p"], "run_sd": did["run_sd"], "detectable_effect": did["detectable_effect"]})
+    verdict = ("reproduced" if sparse.ci_high < full.ci_low else "contradicted" if sparse.ci_low > full.ci_high
+               else "inconclusive")
+    return Evidence(verdict, f"gap np{rule['full']}: {full.effect:+.4f} [{full.ci_low:+.4f}, {full.ci_high:+.4f}]; "
+                    f"np{rule['sparse']}: {sparse.effect:+.4f} [{sparse.ci_low:+.4f}, {sparse.ci_high:+.4f}]",
+                    "gap CIs must not overlap", sparse.effect - full.effect, math.nan, math.nan, sparse.p, sparse.n,
+                    rows, sparse.decides, sparse.detail)
+
+
+def _alignment_folds(res: Results, row: str, column: str, n: int) -> pd.Series:
+    sel = res.alignment_rows(row=row, n_present=n)
+    if sel.empty or column not in sel:
+        return pd.Series(dtype=float)
+    return sel.groupby("fold")[column].mean().dropna()
+
+
+def _step(res: Results, row: str, column: str, hi: int, lo: int, log: bool = False) -> tuple[float, float, float, float, int]:
+    """Per-fold paired change of an alignment column from np=hi to np=lo: (mean, low, high, p, n)."""
+    a, b = _alignment_folds(res, row, column, lo), _alignment_folds(res, row, column, hi)
+    common = a.index.intersection(b.index)
+    if len(common) == 0:
+        return math.nan, math.nan, math.nan, math.nan, 0
+    d = (np.log(b[common] / a[common]) if log else a[common] - b[common]).to_numpy(dtype=float)
+    return (*mean_t_ci(d), int(len(common)))
+
+
+def _rule_alignment(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """Alignment of the shared model (alignment.csv, ``row``), ``check`` one of:
+    ``rises``: every step between consecutive np levels of ``n_present`` raises the per-fold mean
+    latent cosine, by a fold-paired t CI above 0; ``sd_shrinks``: the within-fold SD shrinks by at
+    least ``min_ratio`` (default 2) from the first to the last np, the fold-paired CI of the log
+    ratio above log(min_ratio); ``positive_all_folds``: every fold's mean has a case-level 95% CI
+    above 0; ``proportions``: a positive majority (share-positive CI above 0.5) and a substantial
+    conflicting minority (share-negative CI above ``min_minority``, default 0.2), pooled over
+    folds; ``fold_sd_smallest``: the across-fold variance at the last np is below every other
+    level's (F test); ``undefined_for``: ``row`` has no latent alignment."""
+    check, row = rule["check"], rule["row"]
+    levels = rule.get("n_present", [4, 3, 2, 1])
+    col = rule.get("column", "latent_mean")
+    rows = [("sparsity", row, n) for n in levels]
+    decides = f"alignment.csv: sparsity, {row}, np {levels}"
+    if check == "undefined_for":
+        sel = res.alignment_rows(row=row)
+        if sel.empty or col not in sel:
+            return Evidence(NO_RESULTS, "—", "no alignment rows for this model")
+        undefined = sel[col].isna().all()
+        return Evidence("reproduced" if undefined else "contradicted", "undefined (no shared z)" if undefined else "defined")
+    if check == "rises":
+        steps = [(hi, lo, *_step(res, row, col, hi, lo)) for hi, lo in zip(levels, levels[1:])]
+        if any(s[-1] < 2 for s in steps):
+            return Evidence(NO_RESULTS, "—", "needs two or more folds at every np level", rows=rows)
+        verdicts = [direction_verdict(s[3], s[4], ">") for s in steps]
+        text = "; ".join(f"np{hi}->np{lo}: {m:+.3f} [{a:+.3f}, {b:+.3f}]" for hi, lo, m, a, b, _, _ in steps)
+        last = steps[-1] if len(steps) == 1 else min(steps, key=lambda s: s[3])
+        return Evidence(_combine(verdicts), text, "fold-paired t CI per step", last[2], last[3], last[4],
+                        max(s[5] for s in steps), last[6], rows, decides)
+    if check == "sd_shrinks":
+        min_ratio = float(rule.get("min_ratio", 2.0))
+        m, low, high, p, n = _step(res, row, rule.get("sd_column", "latent_sd"), levels[0], levels[-1], log=True)
+        if n < 2:
+            return Evidence(NO_RESULTS, "—", "needs two or more folds at both np levels", rows=rows)
+        shift = math.log(min_ratio)
+        verdict = direction_verdict(low - shift, high - shift, ">")
+        return Evidence(verdict, f"shrink {math.exp(m):.2f}x [{math.exp(low):.2f}, {math.exp(high):.2f}]",
+                        f"at least {min_ratio:g}x", math.exp(m), math.exp(low), math.exp(high), p, n, rows, decides)
+    if check == "fold_sd_smallest":
+        last = _alignment_folds(res, row, col, levels[-1])
+        others = {n: _alignment_folds(res, row, col, n) for n in levels[:-1]}
+        if len(last) < 2 or any(len(v) < 2 for v in others.values()):
+            return Evidence(NO_RESULTS, "—", "needs two or more folds per np", rows=rows)
+        tests = {n: variance_ratio_test(last.to_numpy(), v.to_numpy()) for n, v in others.items()}
+        verdicts = [direction_verdict(math.log(t["ci_low"]), math.log(t["ci_high"]), "<") if t["ci_low"] > 0 else "inconclusive"
+                    for t in tests.values()]
+        worst = max(tests.values(), key=lambda t: t["ratio"])
+        sds = ", ".join(f"np{n}: SD {v.std(ddof=1):.3f}" for n, v in {**others, levels[-1]: last}.items())
+        return Evidence(_combine(verdicts), sds,
+                        "F test of the variance ratio against every other level", worst["ratio"], worst["ci_low"],
+                        worst["ci_high"], max(t["p"] for t in tests.values()), len(last), rows, decides)
+    sel = res.alignment_rows(row=row, n_present=levels[0])
+    if sel.empty or col not in sel:
+        return Evidence(NO_RESULTS, "—", "no alignment results", rows=rows)
+    if check == "positive_all_folds":
+        sd_col = col.replace("_mean", "_sd")
+        n_cases = pd.to_numeric(sel.get("n_cases", pd.Series([np.nan] * len(sel))), errors="coerce").to_numpy()
+        se = sel[sd_col].to_numpy(dtype=float) / np.sqrt(n_cases)
+        lows, highs = sel[col].to_numpy(dtype=float) - 1.96 * se, sel[col].to_numpy(dtype=float) + 1.96 * se
+        if not np.isfinite(lows).all():
+            return Evidence(NO_RESULTS, "—", "no case counts or SDs in alignment.csv", rows=rows)
+        verdict = "reproduced" if (lows > 0).all() else "contradicted" if (highs < 0).any() else "inconclusive"
+        per_fold = ", ".join(f"{m:.3f} [{a:.3f}, {b:.3f}]" for m, a, b in zip(sel[col], lows, highs))
+        return Evidence(verdict, "per fold: " + per_fold,
+                        "every fold's case-level CI above 0", float(sel[col].mean()), float(lows.min()), float(highs.min()),
+                        math.nan, int(np.nansum(n_cases)), rows, decides)
+    if check == "proportions":
+        prefix = col.rsplit("_", 1)[0]
+        need = [f"{prefix}_share_positive", f"{prefix}_share_negative", "n_cases"]
+        if any(c not in sel for c in need):
+            return Evidence(NO_RESULTS, "—", "no case shares recorded", rows=rows)
+        n = pd.to_numeric(sel["n_cases"], errors="coerce")
+        pos = int(round(float((sel[need[0]] * n).sum())))
+        neg = int(round(float((sel[need[1]] * n).sum())))
+        total = int(n.sum())
+        minority = float(rule.get("min_minority", 0.2))
+        pos_ci, neg_ci = proportion_ci(pos, total), proportion_ci(neg, total)
+        if pos_ci[0] > 0.5 and neg_ci[0] > minority:
+            verdict = "reproduced"
+        elif pos_ci[1] < 0.5 or neg_ci[1] < minority:
+            verdict = "contradicted"
+        else:
+            verdict = "inconclusive"
+        return Evidence(verdict, f"positive {pos / total:.0%} [{pos_ci[0]:.0%}, {pos_ci[1]:.0%}], negative {neg / total:.0%} "
+                        f"[{neg_ci[0]:.0%}, {neg_ci[1]:.0%}] of {total} cases",
+                        f"positive majority and a negative share above {minority:.0%}", neg / total, neg_ci[0], neg_ci[1],
+                        math.nan, total, rows, decides)
+    raise ValueError(f"unknown alignment check {check!r}")
+
+
+def _rule_co_move(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """The GED gap (per-rater minus shared, paired) and the shared model's mean latent alignment
+    move together over np levels: exact one-sided permutation test of Spearman's rho (the gap
+    falls, i.e. the advantage grows, as alignment rises: rho(alignment, -gap) > 0, p < 0.05)."""
+    gaps = {n: _level_evidence(res, rule, n) for n in rule["n_present"]}
+    align = {n: _alignment_folds(res, rule["alignment_row"], rule.get("column", "latent_mean"), n) for n in rule["n_present"]}
+    levels = [n for n in rule["n_present"] if gaps[n].verdict != NO_RESULTS and len(align[n])]
+    rows = [r for e in gaps.values() for r in e.rows]
+    if len(levels) < 3:
+        return Evidence(NO_RESULTS, "—", "needs three or more np levels with both numbers", rows=rows)
+    test = exact_spearman([float(align[n].mean()) for n in levels], [-gaps[n].effect for n in levels])
+    verdict = "reproduced" if test["p_greater"] < ALPHA else "contradicted" if test["p_less"] < ALPHA else "inconclusive"
+    return Evidence(verdict, f"Spearman rho = {test['rho']:.2f} over np {levels}",
+                    f"exact permutation p; smallest possible with {len(levels)} levels: {1 / math.factorial(len(levels)):.3g}",
+                    test["rho"], math.nan, math.nan, test["p_greater"], len(levels), rows,
+                    "paired.csv (gaps) and alignment.csv (shared_s1)")
+
+
+ATTRIBUTE_STATISTICS = {"sd": "Pearson r of the rating SD (the thesis's statistic)",
+                        "partial_size": "partial r controlling nodule size"}
+
+
+def _attribute_family(res: Results, unit: str, definition: str, statistic: str = "sd") -> pd.DataFrame | None:
+    """r per attribute (``statistic`` of attributes.json: ``sd``, the raw Pearson r of the rating SD
+    against mask variance, or ``partial_size``, the partial r controlling log mean area) with n,
+    Holm-adjusted p over the attributes and a Fisher-z 95% CI."""
+    data = res.extra.get("attributes")
+    if not isinstance(data, dict) or not isinstance(data.get(statistic), dict):
+        return None
+    table = ((data[statistic].get(unit) or {}).get(definition)) or {}
+    if not table:
+        return None
+    frame = pd.DataFrame([{"attribute": k, **v} for k, v in table.items()])
+    frame["r"] = pd.to_numeric(frame["r"], errors="coerce")
+    frame["p_holm"] = adjust_pvalues(pd.to_numeric(frame["p"], errors="coerce").to_numpy(), "holm")
+    controlled = 1 if statistic == "partial_size" else 0
+    cis = [fisher_r_ci(r, int(n or 0), k=controlled) for r, n in zip(frame["r"], frame["n"])]
+    frame["ci_low"], frame["ci_high"] = [c[0] for c in cis], [c[1] for c in cis]
+    return frame.set_index("attribute")
+
+
+def _attribute_reading(table: pd.DataFrame, rule: dict[str, Any]) -> tuple[str, str]:
+    """(verdict, what was found) of one attribute rule on one table of :func:`_attribute_family`."""
+    att = rule["attribute"]
+    rec = table.loc[att]
+    if rule["check"] == "sign":
+        significant = rec["p_holm"] < ALPHA
+        same = np.sign(rec["r"]) == np.sign(rule["sign"])
+        verdict = "reproduced" if significant and same else "contradicted" if significant else "inconclusive"
+        return verdict, f"r = {rec['r']:+.3f} [{rec['ci_low']:+.3f}, {rec['ci_high']:+.3f}], Holm p = {rec['p_holm']:.2g}"
+    others = table.drop(index=att)["r"].dropna()
+    best = table["r"].idxmax()
+    if best == att and rec["ci_low"] > others.max() and rec["p_holm"] < ALPHA:
+        verdict = "reproduced"
+    elif best != att and table.loc[best, "r"] > rec["ci_high"]:
+        verdict = "contradicted"
+    else:
+        verdict = "inconclusive"
+    return verdict, (f"largest r: {best} ({table.loc[best, 'r']:+.3f}); {att}: {rec['r']:+.3f} "
+                     f"[{rec['ci_low']:+.3f}, {rec['ci_high']:+.3f}]")
+
+
+# The sensitivity analyses shown beside an attribute claim's primary (thesis) reading.
+ATTRIBUTE_SENSITIVITY = (("patch", "partial_size"), ("nodule", "sd"), ("nodule", "partial_size"))
+
+
+def _rule_attribute(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """Attribute study on the real annotations (attributes.json). The verdict reads the thesis's own
+    analysis: ``statistic`` (default ``sd``: Pearson r of each attribute's rating SD against mask
+    variance) over ``unit`` (default ``patch``: every patch with complete records), variance
+    ``definition`` (default ``patch``: whole-patch pixel variance p(1-p)), Holm-adjusted over the
+    attributes. ``check: sign``: reproduced when r has sign ``sign`` with Holm p < 0.05,
+    contradicted when the opposite sign is significant; ``check: strongest``: ``attribute`` has the
+    largest r and its CI lies above every other attribute's r. The size-controlled partial r and
+    the one-patch-per-nodule unit are sensitivity analyses: their verdicts are stated beside it."""
+    unit, definition = rule.get("unit", "patch"), rule.get("definition", "patch")
+    statistic = rule.get("statistic", "sd")
+    table = _attribute_family(res, unit, definition, statistic)
+    decides = f"attributes.json: {statistic} / {unit} / {definition}"
+    if table is None:
+        return Evidence(NO_RESULTS, "—", "the attribute study has not written its table")
+    att = rule["attribute"]
+    if att not in table.index or not np.isfinite(table.loc[att, "r"]):
+        return Evidence(NO_RESULTS, "—", f"no r for {att}")
+    verdict, found = _attribute_reading(table, rule)
+    sensitivity = []
+    for alt_unit, alt_statistic in ATTRIBUTE_SENSITIVITY:
+        if (alt_unit, alt_statistic) == (unit, statistic):
+            continue
+        alt = _attribute_family(res, alt_unit, definition, alt_statistic)
+        if alt is not None and att in alt.index and np.isfinite(alt.loc[att, "r"]):
+            alt_verdict, alt_found = _attribute_reading(alt, rule)
+            sensitivity.append(f"{ATTRIBUTE_STATISTICS[alt_statistic]}, unit {alt_unit}: {alt_verdict} ({alt_found})")
+    where = (f"unit {unit}, variance '{definition}', {ATTRIBUTE_STATISTICS.get(statistic, statistic)}, Holm over "
+             f"{len(table)} attributes")
+    if sensitivity:
+        where += "; sensitivity analyses: " + "; ".join(sensitivity)
+    rec = table.loc[att]
+    return Evidence(verdict, found, where, float(rec["r"]), float(rec["ci_low"]), float(rec["ci_high"]),
+                    float(rec["p_holm"]), int(rec["n"] or 0), [], decides)
+
+
+def _rule_attribute_folds(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """Per-fold correlation of ``attribute`` (margin) has sign ``sign`` with Holm-adjusted p <
+    ``alpha`` (over the folds) in every fold; contradicted when the opposite sign is significant in
+    any fold (``per_fold_margin`` of attributes.json, ``unit`` default patch, variance ``definition``)."""
+    data = res.extra.get("attributes")
+    if not isinstance(data, dict) or not data.get("per_fold_margin_p"):
+        return Evidence(NO_RESULTS, "—", "the attribute study has not written per-fold r and p")
+    unit, definition = rule.get("unit", "patch"), rule.get("definition", "patch")
+    try:
+        rs = [float(v) for v in data["per_fold_margin"][unit][definition]]
+        ps = adjust_pvalues([float(v) for v in data["per_fold_margin_p"][unit][definition]], "holm")
+    except (KeyError, TypeError):
+        return Evidence(NO_RESULTS, "—", f"no per-fold results for unit {unit}, variance {definition}")
+    alpha, sign = rule.get("alpha", ALPHA), np.sign(rule.get("sign", 1))
+    ok = bool(rs) and all(np.sign(r) == sign and p < alpha for r, p in zip(rs, ps))
+    bad = any(np.sign(r) == -sign and p < alpha for r, p in zip(rs, ps))
+    shown = ", ".join(f"{r:+.3f} (Holm p={p:.1g})" for r, p in zip(rs, ps))
+    return Evidence("reproduced" if ok else "contradicted" if bad else "inconclusive", shown,
+                    f"every fold: sign and Holm p < {alpha} (unit {unit}, variance '{definition}')",
+                    float(np.mean(rs)) if rs else math.nan, float(min(rs)) if rs else math.nan,
+                    float(max(rs)) if rs else math.nan, float(np.nanmax(ps)) if rs else math.nan, len(rs), [],
+                    f"attributes.json: per_fold_margin / {unit} / {definition}")
+
+
+def _rule_time_ratio(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """Training seconds (runs.csv) of row ``a`` over row ``b`` of ``study`` (at np=4), per fold:
+    reproduced when the 95% CI of the per-fold ratio (t over log ratios) lies at or above
+    ``min_ratio``, contradicted when it lies below, otherwise inconclusive."""
+    runs = res.runs
+    if runs is None or "seconds" not in runs or "row" not in runs:
+        return Evidence(NO_RESULTS, "—", "runs.csv has no timings")
+    done = runs[(runs["status"].astype(str) == "complete") & (runs["study"].astype(str) == rule["study"])]
+    if "kind" in done:
+        done = done[done["kind"].astype(str).isin(["train", "training"])]
+    if "n_present" in done:
+        done = done[pd.to_numeric(done["n_present"], errors="coerce").fillna(4) == int(rule.get("n_present", 4))]
+    key = "fold" if "fold" in done else None
+
+    def seconds(row: str) -> pd.Series:
+        sel = done[done["row"].astype(str) == row]
+        values = pd.to_numeric(sel["seconds"], errors="coerce")
+        return values.groupby(sel[key]).sum() if key else pd.Series([values.sum()])
+
+    a, b = seconds(rule["a"]), seconds(rule["b"])
+    common = [f for f in a.index.intersection(b.index) if a[f] > 0 and b[f] > 0]
+    if not common:
+        return Evidence(NO_RESULTS, "—", "no timings for both rows")
+    logs = np.log(a[common].to_numpy(float) / b[common].to_numpy(float))
+    m, low, high, p = mean_t_ci(logs)
+    min_ratio = float(rule.get("min_ratio", 1.0))
+    verdict = (direction_verdict(low - math.log(min_ratio), high - math.log(min_ratio), ">")
+               if np.isfinite(low) else "inconclusive")
+    ci = f" [{math.exp(low):.2f}, {math.exp(high):.2f}]" if np.isfinite(low) else ""
+    return Evidence(verdict, f"ratio {math.exp(m):.2f}x" + ci
+                    + f" over {len(common)} fold(s) ({a[common].sum():.0f} s vs {b[common].sum():.0f} s)",
+                    f"at least {min_ratio:g}x", math.exp(m), math.exp(low) if np.isfinite(low) else math.nan,
+                    math.exp(high) if np.isfinite(high) else math.nan, p, len(common),
+                    [(rule["study"], rule["a"], 4), (rule["study"], rule["b"], 4)],
+                    f"runs.csv: {rule['study']}, {rule['a']} and {rule['b']}")
+
+
+@lru_cache(maxsize=4)
+def gradient_isolation_check(n_raters: int = 4, seed: int = 0) -> dict[str, float]:
+    """Gradients of each rater's Stage 1 terms with respect to every per-rater encoder, for a
+    freshly initialised smoke-size ``per-rater`` model on a random batch (the property does not
+    depend on training): ``cross`` is the largest |gradient| of rater i's terms at encoder j != i
+    (0 means isolated), ``own`` the smallest total |gradient| at encoder i itself (> 0)."""
+    import torch
+
+    from mrseg.losses import stage1_losses
+    from mrseg.models import build_model
+
+    config = RunConfig.from_profile("smoke", model="per-rater")
+    torch.manual_seed(seed)
+    model = build_model(config, n_raters=n_raters)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2, 1, 32, 32, generator=g)
+    masks = (torch.rand(2, n_raters, 32, 32, generator=g) > 0.6).float()
+    present = torch.ones(2, n_raters, dtype=torch.bool)
+    terms = stage1_losses(model, x, masks, present, config)["rater_terms"]
+    cross, own = 0.0, math.inf
+    for i in range(n_raters):
+        for j in range(n_raters):
+            grads = torch.autograd.grad(terms[:, i].sum(), list(model.posteriors.encoders[j].parameters()),
+                                        retain_graph=True, allow_unused=True)
+            total = sum(float(gr.abs().sum()) for gr in grads if gr is not None)
+            if i == j:
+                own = min(own, total)
+            else:
+                cross = max(cross, max((float(gr.abs().max()) for gr in grads if gr is not None), default=0.0))
+    return {"cross": cross, "own": own}
+
+
+def _rule_gradient_isolation(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """Computed live by :func:`gradient_isolation_check` (no run needed)."""
+    check = gradient_isolation_check()
+    ok = check["cross"] == 0.0 and check["own"] > 0
+    return Evidence("reproduced" if ok else "contradicted",
+                    f"max |dL_i/dθ_j| (i≠j) = {check['cross']:g}; own-encoder gradient > 0: {check['own'] > 0}",
+                    "computed when the page is built, on a fresh smoke-size model")
+
+
+def _rule_not_testable(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """Cannot be tested with what this project has (the ``reason`` says why)."""
+    return Evidence(NOT_TESTABLE, "—", rule.get("reason", ""))
+
+
+RULES: dict[str, Callable[[Results, dict[str, Any], dict[str, Any]], Evidence]] = {
+    "attribute_folds": _rule_attribute_folds,
+    "compare": _rule_compare,
+    "all_compare": _rule_all_compare,
+    "equivalent": _rule_equivalent,
+    "sd_compare": _rule_sd_compare,
+    "only_row_improves": _rule_only_row_improves,
+    "extreme": _rule_extreme,
+    "per_expert": _rule_per_expert,
+    "gap_trend": _rule_gap_trend,
+    "fold_wins": _rule_fold_wins,
+    "fold_compare": _rule_fold_compare,
+    "degradation": _rule_degradation,
+    "alignment": _rule_alignment,
+    "co_move": _rule_co_move,
+    "attribute": _rule_attribute,
+    "time_ratio": _rule_time_ratio,
+    "not_testable": _rule_not_testable,
+    "gradient_isolation": _rule_gradient_isolation,
+}
+
+
+def _thesis_text(thesis: dict[str, Any], refs: Any) -> str:
+    if not refs:
+        return "—"
+    refs = refs if isinstance(refs, list) else [refs]
+    parts = []
+    for ref in refs:
+        value = thesis_value(thesis, ref)
+        if isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value):
+            parts.append(mean_sd(*value))
+        elif isinstance(value, list):
+            parts.append(", ".join(f"{v:g}" if _is_number(v) else str(v) for v in value))
+        elif _is_number(value):
+            parts.append(f"{value:g}")
+        else:
+            parts.append(str(value))
+    return "; ".join(parts)
+
+
+def thesis_difference(thesis: dict[str, Any], refs: Any) -> float:
+    """The thesis's own ``a - b`` for a claim citing exactly two numbers (each a value or a
+    ``[mean, sd]`` pair); NaN otherwise."""
+    if not isinstance(refs, list) or len(refs) != 2:
+        return math.nan
+    values = []
+    for ref in refs:
+        value = thesis_value(thesis, ref, optional=True)
+        if isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value):
+            value = value[0]
+        if not _is_number(value):
+            return math.nan
+        values.append(float(value))
+    return values[0] - values[1]
+
+
+COMPARISON_KINDS = ("compare", "equivalent")   # rules whose thesis effect is one a - b
+
+
+def power_note(detail: dict[str, Any], thesis_effect: float) -> str:
+    """``"underpowered: ..."`` when a run-level comparison cannot decide: one run pair (no
+    run-to-run spread measured); for an equivalence claim (``margin`` in ``detail``), a detectable
+    effect wider than the margin; otherwise a thesis effect smaller than the effect the runs present
+    detect with 80% power; "" otherwise."""
+    if detail.get("unit") != "run":
+        return ""
+    n_runs = int(detail.get("n_runs") or 0)
+    if n_runs < 2:
+        return (f"underpowered: {n_runs} run pair{'s' if n_runs != 1 else ''} "
+                f"measure{'s' if n_runs == 1 else ''} no run-to-run spread")
+    detectable = detail.get("detectable_effect")
+    margin = detail.get("margin")
+    if margin is not None:
+        if detectable is not None and np.isfinite(detectable) and detectable > margin:
+            return f"underpowered: {n_runs} runs detect >= {detectable:.4f}, wider than the margin ±{margin:.4f}"
+        return ""
+    if detectable is not None and np.isfinite(detectable) and np.isfinite(thesis_effect) \
+            and abs(thesis_effect) < detectable:
+        return (f"underpowered: {n_runs} runs detect >= {detectable:.4f}; "
+                f"the thesis's effect is {thesis_effect:+.4f}")
+    return ""
+
+
+CONVERGED_SHARE = 0.8   # a row is at its plateau when at least this share of its runs converged
+
+
+def _convergence(res: Results, rows: list[tuple[str, str, int]]) -> list[str]:
+    """Rows among ``rows`` (study, row, n_present) whose runs are not at a plateau: under
+    :data:`CONVERGED_SHARE` of their runs (with a known flag) converged in per_fold.csv. With many
+    seeds one run still creeping by just over 2% does not make a row unconverged; a row of mostly
+    improving runs does (every demo row, at 6 epochs)."""
+    pf = res.per_fold
+    if pf is None or pf.empty or "converged" not in pf or not rows:
+        return []
+    bad = []
+    for study, row, n in rows:
+        sel = res._select(pf, study, row, n)
+        flags = sel.drop_duplicates("run_id")["converged"] if "run_id" in sel else sel["converged"]
+        flags = flags.astype(str).str.lower()
+        known = flags[flags.isin(["true", "false"])]
+        if len(known) and (known == "true").mean() < CONVERGED_SHARE:
+            bad.append(f"{row} (np={n}: {int((known == 'true').sum())}/{len(known)} runs converged)")
+    return sorted(set(bad))
+
+
+def _posterior(res: Results, rows: list[tuple[str, str, int]]) -> dict[str, Any]:
+    """KL and active units of the compared rows where per_fold.csv has them: ``posterior`` (text,
+    empty when none), ``posterior_active_units`` and ``posterior_kl_nats`` (the largest row mean
+    over the compared rows; None when unknown)."""
+    out: dict[str, Any] = {"posterior": "", "posterior_active_units": None, "posterior_kl_nats": None}
+    pf = res.per_fold
+    if pf is None or pf.empty or not rows:
+        return out
+    cols = [c for c in pf.columns if c.startswith("kl") or c.startswith("active_units")]
+    parts, means = [], {}
+    for study, row, n in dict.fromkeys(rows):
+        sel = res._select(pf, study, row, n)
+        row_means = {c: pd.to_numeric(sel[c], errors="coerce").mean() for c in cols}
+        vals = [f"{c} {m:.3g}" for c, m in row_means.items() if pd.notna(m)]
+        for c, m in row_means.items():
+            if pd.notna(m):
+                means[c] = max(means.get(c, -math.inf), float(m))
+        if vals:
+            parts.append(f"{row} (np={n}): " + ", ".join(vals))
+    out["posterior"] = "; ".join(parts)
+    out["posterior_active_units"] = means.get("active_units")
+    out["posterior_kl_nats"] = means.get("kl_nats")
+    return out
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _rule_words(kind: str) -> str:
+    doc = (RULES[kind].__doc__ or "").strip()
+    return " ".join(doc.split())
+
+
+def evaluate_claims(res: Results, thesis: dict[str, Any], claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every claim's verdict and statistics as records (the content of ``scorecard.json``).
+
+    Holm's adjustment runs over the comparative claims of one ``family`` (a claim's ``family``,
+    else its evidence page): a direction that the CI supports but whose Holm-adjusted p is 0.05 or
+    more becomes ``inconclusive``. A comparison whose rows are not at a plateau (under 80% of a
+    row's runs ``converged`` in per_fold.csv, :func:`_convergence`) is ``not testable at this
+    scale``; its effect is still shown.
+
+    Comparisons of separately trained models are judged on their run-level interval (run pairs
+    and patients, ``unit`` "run"); each record also carries ``run_ci_low``/``run_ci_high``,
+    ``run_p``, ``n_runs``, ``run_sd``, ``detectable_effect`` (80% power), the patient-bootstrap
+    ``patient_ci_low``/``patient_ci_high`` (test-set uncertainty only), the t and Nadeau & Bengio
+    intervals, ``thesis_diff`` (the thesis's own a - b where it cites two numbers) and
+    ``verdict_note``: "underpowered: ..." on an inconclusive verdict that the runs present could
+    not have decided (:func:`power_note`).
+    """
+    records = []
+    for claim in claims:
+        rule = claim["rule"]
+        try:
+            ev = RULES[rule["kind"]](res, rule, thesis)
+        except KeyError as err:
+            raise ValueError(f"claim {claim['id']}: rule is missing field {err}") from err
+        records.append({
+            "id": claim["id"], "source": claim["source"], "claim": claim["text"],
+            "verdict": Verdict(ev.verdict).value,
+            "effect": _clean(ev.effect), "ci_low": _clean(ev.ci_low), "ci_high": _clean(ev.ci_high),
+            "p": _clean(ev.p), "p_holm": None, "n": int(ev.n), "thesis_effect": _thesis_text(thesis, claim.get("thesis")),
+            "ours": ev.ours, "reason": ev.reason, "rule": claim.get("test", "") + " Rule: " + _rule_words(rule["kind"]),
+            "rule_kind": rule["kind"], "decides": ev.decides, "evidence": claim.get("evidence", ""),
+            "family": claim.get("family") or claim.get("evidence", ""),
+            **(_posterior(res, ev.rows) if claim.get("posterior") else _posterior(res, [])),
+            "not_converged": _convergence(res, ev.rows),
+            "thesis_diff": _clean(thesis_difference(thesis, claim.get("thesis"))
+                                  if rule["kind"] in COMPARISON_KINDS else math.nan),
+            **{k: _clean(v) for k, v in ev.detail.items()},
+        })
+    families: dict[str, list[int]] = {}
+    for i, rec in enumerate(records):
+        if rec["p"] is not None and rec["verdict"] in ("reproduced", "contradicted", "inconclusive"):
+            families.setdefault(rec["family"], []).append(i)
+    for members in families.values():
+        adjusted = adjust_pvalues([records[i]["p"] for i in members], "holm")
+        for i, p in zip(members, adjusted):
+            rec = records[i]
+            rec["p_holm"] = _clean(p)
+            if rec["verdict"] in ("reproduced", "contradicted") and not p < ALPHA and rec["rule_kind"] != "equivalent":
+                rec["reason"] = (rec["reason"] + "; " if rec["reason"] else "") + f"Holm-adjusted p = {p:.3g} >= {ALPHA}"
+                rec["verdict"] = "inconclusive"
+    for rec in records:
+        for name in ("n_runs", "run_ci_low", "run_ci_high", "run_p", "detectable_effect"):
+            rec.setdefault(name, None)
+        thesis_diff = rec["thesis_diff"] if rec["thesis_diff"] is not None else math.nan
+        rec["verdict_note"] = power_note(rec, thesis_diff) if rec["verdict"] == "inconclusive" else ""
+        if rec["not_converged"] and rec["verdict"] not in (NO_RESULTS, NOT_TESTABLE):
+            rec["reason"] = (rec["reason"] + "; " if rec["reason"] else "") + "not converged: " + ", ".join(rec["not_converged"])
+            rec["verdict"] = NOT_AT_SCALE
+    return records
+
+
+DECIDED = ("reproduced", "contradicted", "inconclusive")
+# Run-level details of a claim that the reference's scoring contributes (as reference_<name>).
+REFERENCE_DETAIL = ("verdict_note", "unit", "n_runs", "run_ci_low", "run_ci_high", "run_p", "run_sd", "detectable_effect",
+                    "patient_ci_low", "patient_ci_high", "thesis_diff", "run_diffs", "posterior_active_units",
+                    "posterior_kl_nats")
+
+
+def attach_reference(records: list[dict[str, Any]], reference: list[dict[str, Any]], profile: str,
+                     stale: int = 0) -> None:
+    """Add the reference runs' verdict of each claim to ``records`` (in place): ``reference_verdict``,
+    ``reference_effect``, ``reference_ci_low``/``_high``, ``reference_n``, ``reference_reason``,
+    ``reference_posterior`` (KL and active units of the reference's compared rows), and
+    ``decision``: the reference's verdict where this build's is "not testable at this scale" (its
+    runs did not converge) or "no results" (its plan does not run the rows) and the reference decides
+    it (reproduced, contradicted or inconclusive); otherwise this build's own verdict. ``stale``: how
+    many reference runs today's code would not reproduce (their verdicts are marked)."""
+    by_id = {r["id"]: r for r in reference}
+    for rec in records:
+        ref = by_id.get(rec["id"])
+        if ref is None:
+            continue
+        rec.update({f"reference_{k}": ref.get(k) for k in REFERENCE_DETAIL})
+        rec.update({"reference_profile": profile, "reference_verdict": ref["verdict"],
+                    "reference_effect": ref["effect"], "reference_ci_low": ref["ci_low"],
+                    "reference_ci_high": ref["ci_high"], "reference_p": ref["p_holm"] if ref["p_holm"] is not None
+                    else ref["p"], "reference_n": ref["n"], "reference_reason": ref["reason"],
+                    "reference_posterior": ref.get("posterior") or "", "reference_stale": bool(stale)})
+        decided_by_reference = rec["verdict"] in (NOT_AT_SCALE, NO_RESULTS) and ref["verdict"] in DECIDED
+        rec["decision"] = ref["verdict"] if decided_by_reference else rec["verdict"]
+        rec["decided_by"] = f"reference ({profile})" if decided_by_reference else "this build"
+
+
+def count_verdicts(records: list[dict[str, Any]], key: str = "verdict") -> dict[str, int]:
+    """How many claim records carry each verdict of :data:`VERDICTS` under ``key``."""
+    return {v: sum(r.get(key) == v for r in records) for v in VERDICTS}
+
+
+def scorecard(res: Results, thesis: dict[str, Any], claims: list[dict[str, Any]]) -> pd.DataFrame:
+    """:func:`evaluate_claims` as a table (one row per claim)."""
+    return pd.DataFrame.from_records(evaluate_claims(res, thesis, claims))
+
+
+def write_scorecard(folder: str | Path, plan: str, profile: str) -> Path:
+    """Evaluate every claim on the aggregated tables in ``folder`` and write ``scorecard.json``
+    (``{"claims": [...], "counts": {...}, "context": {...}}``), atomically; returns its path."""
+
+    folder = Path(folder)
+    res = load_results(folder, plan, profile)
+    thesis, claims = load_thesis_reported(), load_claims()
+    records = evaluate_claims(res, thesis, claims)
+    counts = count_verdicts(records)
+    payload: dict[str, Any] = {"claims": records, "counts": counts, "plan": plan, "profile": profile,
+                               "ci": CI_DESCRIPTION}
+    path = folder / SCORECARD_JSON
+    write_json(path, payload)
+    return path
+
+
+def read_scorecard(res: Results) -> pd.DataFrame:
+    """``scorecard.json`` of a results folder as a table; empty (with the columns) when absent."""
+    data = res.extra.get("scorecard")
+    if not isinstance(data, dict) or not isinstance(data.get("claims"), list):
+        return pd.DataFrame(columns=["id", "verdict", "effect", "ci_low", "ci_high", "p", "n", "thesis_effect", "rule",
+                                     "evidence"])
+    return pd.DataFrame.from_records(data["claims"])

@@ -16,7 +16,9 @@ the original latent space:
   (overall and per rater);
 - ``between_rater_spread``: mean over cases of the mean pairwise distance between the raters'
   posterior means of that case; ``between_case_spread``: mean pairwise distance between different
-  cases' prior means (the scale the rater spread should be read against); ``spread_ratio`` the ratio.
+  cases' prior means (the scale the rater spread should be read against); ``spread_ratio`` the ratio;
+- ``rater_id_*``: rater identity predicted from the posterior means by a cross-validated
+  classifier, accuracy against chance (:func:`rater_identity`): the test of "no per-rater clusters".
 """
 
 from __future__ import annotations
@@ -111,6 +113,46 @@ def latent_companions(posterior: np.ndarray, prior: np.ndarray, coords: np.ndarr
     return out
 
 
+def rater_identity(posterior: np.ndarray, seed: int = 1337, n_splits: int = 5, n_boot: int = 2000) -> dict[str, Any]:
+    """Can rater identity be read off the posterior means? (Fig 4.2's "no distinct per-rater
+    clusters", made a test.) ``posterior`` [B,N,D] (NaN for absent raters).
+
+    A multinomial logistic regression (scikit-learn, standardised means) predicts the rater index of
+    each posterior mean, cross-validated over ``n_splits`` folds grouped by case (a case's raters are
+    never split between training and test). ``rater_id_accuracy``: the mean over cases of each case's
+    share of correctly predicted raters; ``rater_id_ci_low``/``_high``: its 95% bootstrap interval
+    over cases (percentile, ``n_boot`` resamples, seeded); ``rater_id_chance``: the largest class
+    share (what predicting one rater always scores); ``rater_id_p``: one-sided exact binomial test of
+    the correct predictions against chance (treats points as independent: a lower bound on p).
+    NaN values when there are fewer than two raters or ``n_splits`` cases."""
+    from scipy import stats
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    ok = np.isfinite(posterior).all(axis=2)
+    cases, raters = np.nonzero(ok)
+    out: dict[str, Any] = {"rater_id_accuracy": float("nan"), "rater_id_ci_low": float("nan"),
+                           "rater_id_ci_high": float("nan"), "rater_id_chance": float("nan"),
+                           "rater_id_p": float("nan"), "rater_id_points": int(len(raters)),
+                           "rater_id_cases": int(len(np.unique(cases)))}
+    if len(np.unique(raters)) < 2 or len(np.unique(cases)) < n_splits:
+        return out
+    features = posterior[cases, raters].astype(np.float64)
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    predicted = cross_val_predict(classifier, features, raters, groups=cases, cv=GroupKFold(n_splits=n_splits))
+    correct = predicted == raters
+    per_case = np.bincount(cases, weights=correct)[np.unique(cases)] / np.bincount(cases)[np.unique(cases)]
+    ci = stats.bootstrap((per_case,), np.mean, n_resamples=n_boot, method="percentile",
+                         random_state=np.random.default_rng(seed)).confidence_interval
+    chance = float(np.bincount(raters).max() / len(raters))
+    out.update(rater_id_accuracy=float(per_case.mean()), rater_id_ci_low=float(ci.low), rater_id_ci_high=float(ci.high),
+               rater_id_chance=chance,
+               rater_id_p=float(stats.binomtest(int(correct.sum()), len(correct), chance, alternative="greater").pvalue))
+    return out
+
+
 def run_latent(run_dir: str | Path, n_cases: int | None = None, seed: int = 1337, write: bool = True,
                perplexity: float = 30.0) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Latent embedding of a trained run on its test fold (all cases by default).
@@ -129,6 +171,7 @@ def run_latent(run_dir: str | Path, n_cases: int | None = None, seed: int = 1337
     points, labels, case_index = latent_points(means["posterior"], means["prior"])
     coords = tsne_embedding(points, seed=seed, perplexity=perplexity)
     summary = latent_companions(means["posterior"], means["prior"], coords, labels)
+    summary.update(rater_identity(means["posterior"], seed=seed))
     summary.update({"run_id": config.run_id, "model": config.model, "fold": config.fold,
                     "n_present": config.n_present, "dataset": batch["dataset"],
                     "semi_synthetic": batch["semi_synthetic"], "seed": seed,

@@ -20,7 +20,8 @@ MODEL_COMPARISON_KINDS = frozenset({"compare", "all_compare", "extreme", "equiva
                                     "degradation", "gap_trend", "sd_compare", "only_row_improves", "per_expert"})
 KIND_WORDS = {"gradient_isolation": "the gradient-isolation check", "attribute": "attribute statistics",
               "attribute_folds": "attribute statistics", "alignment": "gradient-alignment diagnostics",
-              "co_move": "gradient-alignment diagnostics", "time_ratio": "a training-time ratio"}
+              "co_move": "gradient-alignment diagnostics", "time_ratio": "a training-time ratio",
+              "rater_identity": "the latent rater-identity test"}
 COLLAPSED_UNITS = 1.0   # fewer active latent units than this (row mean): the posterior carries no information
 POSTERIOR_PAGE = "generated/pages/posterior_use"
 

@@ -198,6 +198,17 @@ class NotTestable:
 
 
 @dataclass(frozen=True)
+class RaterIdentity:
+    """Rater identity predicted from ``model``'s posterior means (the latent diagnostic): within
+    ``margin`` of chance = no per-rater clusters; moot when the posterior has fewer than
+    ``min_active_units`` active units."""
+
+    model: str
+    margin: float = 0.1
+    min_active_units: float = 1.0
+
+
+@dataclass(frozen=True)
 class GradientIsolation:
     """Computed live on a fresh model: no fields."""
 
@@ -207,7 +218,7 @@ RULE_SCHEMAS: dict[str, type] = {
     "only_row_improves": OnlyRowImproves, "extreme": Extreme, "per_expert": PerExpert, "gap_trend": GapTrend,
     "fold_wins": FoldWins, "fold_compare": FoldCompare, "degradation": Degradation, "alignment": Alignment,
     "co_move": CoMove, "attribute": Attribute, "attribute_folds": AttributeFolds, "time_ratio": TimeRatio,
-    "not_testable": NotTestable, "gradient_isolation": GradientIsolation,
+    "not_testable": NotTestable, "gradient_isolation": GradientIsolation, "rater_identity": RaterIdentity,
 }
 
 

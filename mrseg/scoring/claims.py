@@ -788,12 +788,54 @@ def _rule_gradient_isolation(res: Results, rule: dict[str, Any], thesis: dict[st
                     "computed when the page is built, on a fresh smoke-size model")
 
 
+def _rule_rater_identity(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+    """"No distinct per-rater clusters" as a test (latent.csv, :func:`mrseg.diagnostics.latent.rater_identity`):
+    the cross-validated accuracy of predicting rater identity from ``model``'s posterior means, minus
+    chance, with its 95% bootstrap CI over cases. Reproduced when the CI's upper end lies within
+    ``margin`` of chance, contradicted when its lower end lies more than ``margin`` above it, else
+    inconclusive. Moot (not testable) when every such run's posterior has fewer than
+    ``min_active_units`` active units: a collapsed posterior encodes no rater, so the absence of
+    clusters says nothing. Runs of the model under another objective setting (variant tags) are
+    left out."""
+    latent = res.latent if res.latent is not None else pd.DataFrame()
+    model, margin = rule["model"], float(rule.get("margin", 0.1))
+    decides = f"latent.csv: rater_id_accuracy of {model}"
+    if latent.empty or "rater_id_accuracy" not in latent:
+        return Evidence(NO_RESULTS, "—", f"no latent embedding of {model} with the rater-identity test")
+    rows = latent[latent["run_id"].astype(str).str.split("/").str[1] == model]
+    rows = rows[pd.to_numeric(rows["rater_id_accuracy"], errors="coerce").notna()]
+    if rows.empty:
+        return Evidence(NO_RESULTS, "—", f"no latent embedding of {model} with the rater-identity test")
+    units = {}
+    pf = res.per_fold
+    if pf is not None and {"run_id", "active_units"} <= set(pf.columns):
+        units = pf.drop_duplicates("run_id").set_index("run_id")["active_units"].to_dict()
+    rows = rows.assign(active_units=rows["run_id"].map(units))
+    informative = rows[pd.to_numeric(rows["active_units"], errors="coerce") >= float(rule.get("min_active_units", 1.0))]
+    if informative.empty:
+        au = pd.to_numeric(rows["active_units"], errors="coerce")
+        found = f"{au.max():.1f} active units at most" if au.notna().any() else "active units not recorded"
+        return Evidence(NOT_TESTABLE, "—", f"moot: the {model} posterior is collapsed ({found}); a posterior that "
+                        "encodes nothing shows no per-rater clusters whatever the design", decides=decides)
+    rec = informative.iloc[0]
+    chance = float(rec["rater_id_chance"])
+    effect, low, high = (float(rec["rater_id_accuracy"]) - chance, float(rec["rater_id_ci_low"]) - chance,
+                         float(rec["rater_id_ci_high"]) - chance)
+    verdict = "reproduced" if high < margin else "contradicted" if low > margin else "inconclusive"
+    return Evidence(verdict, f"accuracy {rec['rater_id_accuracy']:.3f} [{rec['rater_id_ci_low']:.3f}, "
+                    f"{rec['rater_id_ci_high']:.3f}] vs chance {chance:.3f} ({int(rec['rater_id_points'])} posterior "
+                    f"means, {int(rec['rater_id_cases'])} cases, {float(rec['active_units']):.1f} active units)",
+                    f"accuracy above chance within {margin:g} = no per-rater clusters; run {rec['run_id']}",
+                    effect, low, high, float(rec["rater_id_p"]), int(rec["rater_id_cases"]), [], decides)
+
+
 def _rule_not_testable(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
     """Cannot be tested with what this project has (the ``reason`` says why)."""
     return Evidence(NOT_TESTABLE, "—", rule.get("reason", ""))
 
 
 RULES: dict[str, Callable[[Results, dict[str, Any], dict[str, Any]], Evidence]] = {
+    "rater_identity": _rule_rater_identity,
     "attribute_folds": _rule_attribute_folds,
     "compare": _rule_compare,
     "all_compare": _rule_all_compare,

@@ -35,7 +35,15 @@ files = report.latent_files(res)
 fig = plots.latent_scatter(files) if files else report.show_markdown("*No latent embedding yet.*")
 
 # %% [markdown]
-# ## Quantitative companions
+# ## Quantitative companions, and the test of "no per-rater clusters"
+#
+# Besides the silhouette and spreads, each embedded run carries a test: a multinomial logistic
+# regression predicts the rater index of every posterior mean, 5-fold cross-validated with a case's
+# raters kept in one fold (`rater_id_accuracy`, its 95% bootstrap CI over cases, `rater_id_chance`
+# = the largest rater share, `rater_id_p` = exact binomial test against chance). Accuracy near
+# chance means no per-rater clusters in the latent space itself, not only in the 2-D picture. Where
+# the posterior is collapsed (no active units) the test is moot: a posterior that encodes nothing
+# cannot show clusters, whatever its design; the scorecard's C4.13 says so then.
 
 # %% tags=["hide-input"]
 report.show_table(report.latent_companions_table(res), "latent_summary.json of each embedded run")

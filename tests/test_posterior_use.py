@@ -88,6 +88,28 @@ def test_certificate_chain_covers_only_retrained_configurations(monkeypatch):
     assert not equivalence.certified_current({"source_hash": "old", "config": config}, failed)
 
 
+def test_a_local_run_made_by_certified_older_code_is_current(tmp_path, monkeypatch):
+    """The runner reads certificates as the reference export does: a run whose only change is a
+    certified code edit is not retrained (nor are its diagnostics redone)."""
+    from mrseg.bookkeeping.fingerprint import run_fingerprint, source_hash
+    from mrseg.io import write_json
+    from mrseg.pipeline import status
+
+    config = RunConfig.from_profile("smoke", model="shared").to_dict()
+    manifest = {**run_fingerprint(config), "config": config}
+    manifest.update(source_hash="old", code_fingerprint="made by old code")
+    monkeypatch.setenv("MRSEG_REFERENCE", str(tmp_path))
+    status._certificates.cache_clear()
+    assert status.run_stale(manifest, config) == "changed: code"
+    cert = {"identical": True, "to_source_hash": source_hash(), "configurations": [
+        {"configuration": equivalence.configuration_key(config), "from_source_hash": "old", "identical": True}]}
+    write_json(tmp_path / "thesis" / "smoke" / "equivalence.json", {"certificates": [cert]})
+    status._certificates.cache_clear()
+    assert status.run_stale(manifest, config) == ""
+    assert status.run_stale({**manifest, "config_hash": "another"}, config).startswith("changed: code, config")
+    status._certificates.cache_clear()
+
+
 def test_tables_identical_is_exact():
     a = pd.DataFrame({"case_id": ["x", "y"], "ged": [0.1, np.nan]})
     assert equivalence.tables_identical(a, a.copy())

@@ -134,6 +134,7 @@ def profile_settings(spec: dict[str, Any], profile: str) -> dict[str, Any]:
     settings.setdefault("alignment_folds", None)    # None: every fold
     settings.setdefault("latent_models", [])
     settings.setdefault("latent_fold", 0)
+    settings.setdefault("latent_studies", ["main"])
     preset_epochs = PROFILE_PRESETS[profile].get("epochs", RunConfig().epochs)
     settings["epochs"] = {"full": preset_epochs, "sparse": preset_epochs}
     settings["config"] = dict(settings.get("config") or {})   # defaults.config: fields of every run
@@ -404,7 +405,8 @@ def load_plan(plan: str | os.PathLike, profile: str, *, config_overrides: dict[s
             add_diagnostic("alignment", train)
     for train in trains:
         seeds = settings["diagnostic_seeds"]
-        if (train.config["model"] in settings["latent_models"] and "main" in {m["study"] for m in train.memberships}
+        if (train.config["model"] in settings["latent_models"]
+                and {m["study"] for m in train.memberships} & set(settings["latent_studies"])
                 and train.config["fold"] == int(settings["latent_fold"])
                 and (seeds is None or train.config["seed"] in seeds)):
             add_diagnostic("latent", train)

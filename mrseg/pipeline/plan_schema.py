@@ -15,7 +15,8 @@ from mrseg.config import MODELS, PROFILE_PRESETS, RunConfig
 TOP_KEYS = frozenset({"name", "title", "templates", "defaults", "profiles", "studies", "root", "_path"})
 TEMPLATE_KEYS = frozenset({"train", "alignment", "latent", "pages"})
 SETTING_KEYS = frozenset({"folds", "seeds", "latent_fold", "sparse_n_present", "alignment_models", "alignment_studies",
-                          "latent_models", "diagnostic_seeds", "alignment_folds", "epochs", "config", "studies"})
+                          "latent_models", "latent_studies", "diagnostic_seeds", "alignment_folds", "epochs", "config",
+                          "studies"})
 STUDY_KEYS = frozenset({"title", "epochs", "n_present", "rows", "reference", "folds", "seeds", "dataset",
                         "dataset_options", "requires_data", "enabled"})
 PROFILE_STUDY_KEYS = frozenset({"enabled", "rows", "folds", "seeds", "row_seeds", "n_present", "reference"})
@@ -75,7 +76,7 @@ def _settings(where: str, path: str, value: Any, studies: dict[str, Any]) -> Non
         for model in settings.get(key) or []:
             if model not in MODELS:
                 _fail(where, f"{path}.{key}", f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-    for key in ("alignment_studies",):
+    for key in ("alignment_studies", "latent_studies"):
         for study in settings.get(key) or []:
             if study not in studies:
                 _fail(where, f"{path}.{key}", f"unknown study {study!r}")

@@ -41,7 +41,8 @@ PAIRED_KEY_FILE = "paired.key"
 PAIRED_SOURCES = ("pipeline/aggregate.py", "diagnostics/run_level.py", "diagnostics/statistics.py")
 # Reference profiles, most authoritative first: the GPU-sized profile, then the CPU-affordable one.
 REFERENCE_PROFILES: tuple[str, ...] = ("reference", "reference-cpu")
-EXPORTED_FILES = ("manifest.json", "eval_summary.json", "history.csv")
+LATENT_SUMMARY = "latent_summary.json"   # the latent diagnostic of a run, exported when it was made
+EXPORTED_FILES = ("manifest.json", "eval_summary.json", "history.csv", LATENT_SUMMARY)
 CASES_FILE = "eval_cases.csv.gz"
 
 
@@ -228,6 +229,7 @@ class ReferenceResults:
     summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     paired: pd.DataFrame = field(default_factory=pd.DataFrame)
     corrupt: list[str] = field(default_factory=list)   # runs left out: "<run id>: <file and problem>"
+    latent: pd.DataFrame = field(default_factory=pd.DataFrame)   # latent_summary.json scalars, per embedded run
 
     @property
     def available(self) -> bool:
@@ -259,7 +261,7 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
         return out
     out.index = read_json(folder / "index.json")
     certificates = read_certificates(folder)
-    rows, tables, run_dirs = [], [], {}
+    rows, tables, run_dirs, latent_rows = [], [], {}, []
     for run in out.index.get("runs") or []:
         run_dir = folder / run["run_id"]
         try:
@@ -284,7 +286,14 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
                      "train_seconds": (manifest.get("seconds") or {}).get("train"), "stale": stale})
         tables.append((cases.assign(run_id=run["run_id"]), run.get("memberships") or []))
         run_dirs[run["run_id"]] = run_dir
+        if (run_dir / LATENT_SUMMARY).exists():
+            summary = read_json(run_dir / LATENT_SUMMARY)
+            latent_rows.append({"run_id": run["run_id"], "model": run.get("model"), "fold": run.get("fold"),
+                                "n_present": run.get("n_present"), "run_dir": str(run_dir),
+                                **{k: v for k, v in summary.items()
+                                   if isinstance(v, (int, float, str, bool)) or v is None}})
     out.runs = pd.DataFrame(rows)
+    out.latent = pd.DataFrame(latent_rows)
     out.cases = cases_table(tables)
     if not out.cases.empty:
         out.per_fold = add_run_columns(per_fold_table(out.cases), run_dirs)

@@ -24,7 +24,8 @@ def reference_as_results(ref: ReferenceResults, plan: str = "thesis") -> Results
     """An export as a :class:`~mrseg.scoring.results.Results` (cases, per-fold, summary, paired tables),
     so that the claim rules that read those tables score the reference runs as they score ours."""
     return Results(folder=ref.folder, plan=plan, profile=str(ref.index.get("profile", ref.folder.name)),
-                   cases=ref.cases, per_fold=ref.per_fold, summary=ref.summary, paired=ref.paired)
+                   cases=ref.cases, per_fold=ref.per_fold, summary=ref.summary, paired=ref.paired,
+                   latent=ref.latent)
 
 
 def reference_records(plan: str, thesis: dict[str, Any], claims: list[dict[str, Any]],

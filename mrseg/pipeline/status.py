@@ -7,6 +7,7 @@ Training items are judged by their manifest and code fingerprint, diagnostics by
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from mrseg.bookkeeping.integrity import run_problem
 from mrseg.bookkeeping.lock import held_by_other
 from mrseg.bookkeeping.manifest import is_complete, read_manifest
 from mrseg.io import read_json
+from mrseg.paths import reference_root
+from mrseg.pipeline.equivalence import certified_current, read_certificates
 from mrseg.pipeline.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan
 
 
@@ -37,10 +40,30 @@ def diagnostic_source_hash(kind: str) -> str:
     return hash_sources(PACKAGE, DIAGNOSTIC_SOURCES.get(kind, ()))
 
 
+@lru_cache(maxsize=16)
+def _certificates(profile: str) -> tuple[dict[str, Any], ...]:
+    """Every certificate of ``profile``'s reference exports (any plan): a certificate names the
+    configurations and source hashes it covers, so reading them all together is safe."""
+    root = reference_root()
+    folders = sorted(root.glob(f"*/{profile}")) if root.is_dir() else []
+    return tuple(cert for folder in folders for cert in read_certificates(folder))
+
+
+def run_stale(manifest: dict[str, Any], config: dict[str, Any]) -> str:
+    """:func:`~mrseg.bookkeeping.fingerprint.stale_reason`, except that a run whose only change is a
+    code edit certified not to change its configuration's numbers (``python -m mrseg reference
+    certify``, :mod:`mrseg.pipeline.equivalence`) is current, as it is in the reference export."""
+    stale = stale_reason(manifest, config)
+    if stale == "changed: code" and certified_current(manifest, list(_certificates(str(config.get("profile"))))):
+        return ""
+    return stale
+
+
 def train_stale(item: dict[str, Any] | PlanItem) -> str:
-    """Why a training item's finished run does not match its config and today's code ("" if it does)."""
+    """Why a training item's finished run does not match its config and today's code ("" if it does,
+    or if the code change is certified: :func:`run_stale`)."""
     data = item.to_dict() if isinstance(item, PlanItem) else item
-    return stale_reason(read_manifest(data["parameters"]["run_dir"]), data["config"])
+    return run_stale(read_manifest(data["parameters"]["run_dir"]), data["config"])
 
 
 def train_corrupt(item: dict[str, Any] | PlanItem) -> str:
@@ -72,7 +95,7 @@ def item_complete(item: dict[str, Any] | PlanItem, keep_stale: bool = False) -> 
     return (status.get("status") == "complete"
             and all((run_dir / name).exists() for name in DIAGNOSTIC_OUTPUTS[data["kind"]])
             and (keep_stale or (status.get("run_fingerprint", made_from) == made_from
-                                and not stale_reason(manifest, data["config"])
+                                and not run_stale(manifest, data["config"])
                                 and status.get("diagnostic_source", diagnostic_source_hash(data["kind"]))
                                 == diagnostic_source_hash(data["kind"]))))
 

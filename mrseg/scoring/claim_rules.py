@@ -201,7 +201,8 @@ class NotTestable:
 class RaterIdentity:
     """Rater identity predicted from ``model``'s posterior means (the latent diagnostic): within
     ``margin`` of chance = no per-rater clusters; moot when the posterior has fewer than
-    ``min_active_units`` active units."""
+    ``min_active_units`` active units. ``model``: the run id's model segment, variant tags included
+    (``per-rater``, ``per-rater+klw0.001``)."""
 
     model: str
     margin: float = 0.1

@@ -483,6 +483,23 @@ def test_no_per_rater_clusters_is_decided_by_a_classifier_and_moot_when_collapse
     assert _rule_rater_identity(res, rule, {}).verdict == "inconclusive"
 
 
+def test_alignment_claims_carry_a_p_value(tmp_path):
+    from scipy import stats
+
+    from mrseg.scoring.claims import _rule_alignment
+
+    res = report.Results(folder=tmp_path, plan="thesis", profile="demo")
+    res.alignment = pd.DataFrame({"study": "sparsity", "row": "shared_s1", "n_present": 4, "fold": [0, 1],
+                                  "latent_mean": [0.2, 0.1], "latent_sd": [0.5, 0.5], "n_cases": [100, 100],
+                                  "latent_share_positive": [0.7, 0.6], "latent_share_negative": [0.3, 0.4]})
+    every = _rule_alignment(res, {"check": "positive_all_folds", "row": "shared_s1", "n_present": [4]}, {})
+    assert every.verdict == "reproduced" and every.p == pytest.approx(stats.norm.sf(0.1 / 0.05))   # the weaker fold
+    shares = _rule_alignment(res, {"check": "proportions", "row": "shared_s1", "n_present": [4]}, {})
+    expected = max(stats.binomtest(130, 200, 0.5, alternative="greater").pvalue,
+                   stats.binomtest(70, 200, 0.2, alternative="greater").pvalue)
+    assert shares.verdict == "reproduced" and shares.p == pytest.approx(expected)
+
+
 def test_strength_rules_need_more_than_a_direction(tmp_path):
     """Per-fold margin needs sign and Holm p < alpha in every fold; the cost claim needs a per-fold
     ratio CI at or above 3x."""

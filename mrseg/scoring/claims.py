@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import yaml
+from scipy import stats
 
 from mrseg.config import RunConfig
 from mrseg.diagnostics.run_level import fold_means_difference
@@ -557,9 +558,12 @@ def _rule_alignment(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
             return Evidence(NO_RESULTS, "—", "no case counts or SDs in alignment.csv", rows=rows)
         verdict = "reproduced" if (lows > 0).all() else "contradicted" if (highs < 0).any() else "inconclusive"
         per_fold = ", ".join(f"{m:.3f} [{a:.3f}, {b:.3f}]" for m, a, b in zip(sel[col], lows, highs))
+        # every fold must show it: the largest of the folds' one-sided p (an intersection-union test)
+        p = float(np.max(stats.norm.sf(sel[col].to_numpy(dtype=float) / se)))
         return Evidence(verdict, "per fold: " + per_fold,
-                        "every fold's case-level CI above 0", float(sel[col].mean()), float(lows.min()), float(highs.min()),
-                        math.nan, int(np.nansum(n_cases)), rows, decides)
+                        "every fold's case-level CI above 0; p: the largest fold's one-sided z test",
+                        float(sel[col].mean()), float(lows.min()), float(highs.min()), p, int(np.nansum(n_cases)),
+                        rows, decides)
     if check == "proportions":
         prefix = col.rsplit("_", 1)[0]
         need = [f"{prefix}_share_positive", f"{prefix}_share_negative", "n_cases"]
@@ -577,10 +581,13 @@ def _rule_alignment(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
             verdict = "contradicted"
         else:
             verdict = "inconclusive"
+        # both parts must hold: the larger of the two one-sided exact binomial p
+        p = max(stats.binomtest(pos, total, 0.5, alternative="greater").pvalue,
+                stats.binomtest(neg, total, minority, alternative="greater").pvalue)
         return Evidence(verdict, f"positive {pos / total:.0%} [{pos_ci[0]:.0%}, {pos_ci[1]:.0%}], negative {neg / total:.0%} "
                         f"[{neg_ci[0]:.0%}, {neg_ci[1]:.0%}] of {total} cases",
-                        f"positive majority and a negative share above {minority:.0%}", neg / total, neg_ci[0], neg_ci[1],
-                        math.nan, total, rows, decides)
+                        f"positive majority and a negative share above {minority:.0%}; p: the larger of the two "
+                        "one-sided binomial tests", neg / total, neg_ci[0], neg_ci[1], float(p), total, rows, decides)
     raise ValueError(f"unknown alignment check {check!r}")
 
 

@@ -82,6 +82,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from mrseg.bench.metrics import metrics_benchmark
 
         result = metrics_benchmark(cases=args.cases, samples=args.samples, reference_cases=args.reference_cases)
+    elif args.what == "roofline":
+        from mrseg.bench.roofline import roofline_benchmark
+
+        result = roofline_benchmark(repeats=args.repeats, threads=args.threads)
     else:
         from mrseg.bench.step import step_benchmark
 
@@ -304,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_data)
 
     p = sub.add_parser("bench", help="benchmarks that print numbers")
-    p.add_argument("what", choices=["metrics", "step"])
+    p.add_argument("what", choices=["metrics", "step", "roofline"])
     p.add_argument("--cases", type=_count(1), default=1609)
     p.add_argument("--samples", type=_count(1), default=100)
     p.add_argument("--reference-cases", type=_count(1), default=20,
@@ -314,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-naive", action="store_true",
                    help="bench step: skip the naive reference implementations (faster; no naive ratio)")
+    p.add_argument("--threads", type=_count(1), default=None, help="bench roofline: torch threads (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench)
 

@@ -302,3 +302,15 @@ def test_new_models_run_ids_and_kinds():
     with pytest.raises(ValueError, match="free_bits"):
         _config("shared", free_bits=-1.0)
     _config("per-rater-tied", latent_repulsion=0.1)   # per-rater posterior means exist for the tied model
+
+
+def test_roofline_counts_step_flops_and_a_share_of_the_measured_peak():
+    from mrseg.bench.roofline import roofline_benchmark
+
+    result = roofline_benchmark(networks=("smoke",), repeats=1, peak_n=256)
+    steps = {rec["model"]: rec for rec in result["steps"]}
+    assert result["peak_gflops"] > 0 and set(steps) == {"shared", "per-rater"}
+    # per-rater runs N posterior encoders where shared runs one: more FLOPs per step
+    assert steps["per-rater"]["gflop_per_step"] > steps["shared"]["gflop_per_step"] > 0
+    for rec in steps.values():
+        assert rec["share_of_peak"] == pytest.approx(rec["achieved_gflops"] / result["peak_gflops"])

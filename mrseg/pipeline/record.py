@@ -7,6 +7,8 @@
 - ``bench_step.json``: :func:`mrseg.bench.step.step_benchmark` at the paper configuration (per-rater
   vs shared step time; one timed round, no naive variants: the paper step takes ~15-20 s on 2 CPU cores);
 - ``bench_step_demo.json``: the same at the demo configuration (5 rounds, with the naive variants);
+- ``bench_roofline.json``: :func:`mrseg.bench.roofline.roofline_benchmark` (the measured fp32 peak
+  and each network's step FLOPs, time and share of it);
 - ``bench_dataset.json``: the dataset's build time (``build_seconds`` of its cached build) and size;
 - ``attributes.json``: :func:`mrseg.diagnostics.attributes.attribute_study_summary` on the plan's
   dataset (the scorecard's attribute claims read it).
@@ -28,7 +30,7 @@ from typing import Any
 from mrseg.io import read_json, write_json
 from mrseg.paths import REPO_ROOT, results_dir
 
-MEASUREMENTS = ("metrics", "step", "step_demo", "dataset", "attributes")
+MEASUREMENTS = ("metrics", "step", "step_demo", "roofline", "dataset", "attributes")
 
 
 def _machine() -> dict[str, Any]:
@@ -90,6 +92,7 @@ def record(plan: str = "thesis", profile: str = "demo", skip: tuple[str, ...] = 
         "step": ("bench_step.json", ["bench", "step", "--profile", "paper", "--device", "cpu", "--repeats", "1",
                                      "--no-naive"]),
         "step_demo": ("bench_step_demo.json", ["bench", "step", "--profile", "demo", "--device", "cpu", "--repeats", "5"]),
+        "roofline": ("bench_roofline.json", ["bench", "roofline", "--repeats", "2"]),
         "dataset": ("bench_dataset.json", ["data", "build", dataset]),
         "attributes": ("attributes.json", ["attributes", "--dataset", dataset]),
     }

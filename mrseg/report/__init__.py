@@ -48,6 +48,7 @@ from mrseg.report.page_tables import (
     per_expert_table,
     performance_table,
     relative_changes,
+    roofline_table,
     run_dirs,
     runs_index_html,
     sample_files,
@@ -95,7 +96,8 @@ __all__ = [
     "open_page", "show_table", "show_markdown", "mechanism_conclusion", "controlled_conclusion",
     # page-specific tables
     "relative_changes", "per_expert_table", "sparsity_table", "alignment_table", "alignment_per_fold", "run_dirs",
-    "performance_table", "slowest_runs", "throughput_summary", "api_listing", "sparsity_series", "gap_alignment_series",
+    "performance_table", "roofline_table",
+    "slowest_runs", "throughput_summary", "api_listing", "sparsity_series", "gap_alignment_series",
     "sign_test_table", "sample_files", "latent_files", "latent_companions_table", "hyperparameter_table",
     "thesis_training_time", "convention_shift_note", "package_modules", "runs_index_html",
 ]

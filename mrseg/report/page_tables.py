@@ -274,6 +274,20 @@ def performance_table(res: Results) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+def roofline_table(res: Results) -> pd.DataFrame:
+    """``bench_roofline.json`` as a table: per network and model the step's GFLOP, seconds, achieved
+    GFLOP/s and share of the machine's measured fp32 peak; empty when not measured."""
+    data = res.extra.get("bench_roofline")
+    if not isinstance(data, dict) or not data.get("steps"):
+        return pd.DataFrame()
+    rows = [{"network (profile)": rec["profile"], "model": rec["model"], "backbone": rec["backbone"],
+             "image": rec["image_size"], "batch": rec["batch_size"], "parameters": rec["parameters"],
+             "GFLOP per step": rec["gflop_per_step"], "seconds per step": rec["seconds_per_step"],
+             "GFLOP/s": rec["achieved_gflops"], "share of peak": f"{rec['share_of_peak']:.1%}"}
+            for rec in data["steps"]]
+    return pd.DataFrame(rows)
+
+
 def throughput_summary(res: Results) -> pd.DataFrame:
     """Training steps per second per model and stage (median over the plan's runs, from each run's
     ``history.csv``: optimisation steps only, validation excluded), with the run count and the

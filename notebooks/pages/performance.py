@@ -33,6 +33,22 @@ res, thesis = report.open_page(results_dir, plan, profile)
 report.show_table(report.performance_table(res))
 
 # %% [markdown]
+# ## How close a training step comes to this machine's limit
+#
+# `python -m mrseg bench roofline`: the machine's measured fp32 peak (a 2048 x 2048 matrix product
+# on the configured threads) and, per network, one training step's FLOPs (convolutions and matrix
+# products, forward and backward, counted by torch) over its median time. Elementwise work is not
+# counted, so the share is a lower bound on how busy the cores are; small convolutions spend their
+# time in overhead, not arithmetic.
+
+# %% tags=["hide-input"]
+roofline = res.extra.get("bench_roofline") or {}
+if roofline.get("peak_gflops"):
+    report.show_markdown(f"Measured peak: **{roofline['peak_gflops']:.1f} GFLOP/s** on {roofline['threads']} thread(s) "
+                         f"({roofline['cpus']} CPUs; load average {roofline['load_before']} before the run).")
+report.show_table(report.roofline_table(res), "bench_roofline.json: training-step FLOPs and share of the measured peak")
+
+# %% [markdown]
 # ## Training throughput of this plan's runs
 #
 # Steps per second of each model's optimisation steps (forward, backward, Adam; validation

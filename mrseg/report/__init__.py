@@ -33,7 +33,14 @@ from __future__ import annotations
 
 from mrseg.formatting import fmt, mean_sd, to_html
 from mrseg.report.banner import context_banner, describe_context, failed_runs_html, scale_frame, status_note
-from mrseg.report.claims import findings_markdown, reference_note, scorecard_html, verdict_counts, write_headline
+from mrseg.report.claims import (
+    findings_markdown,
+    reference_findings_markdown,
+    reference_note,
+    scorecard_html,
+    verdict_counts,
+    write_headline,
+)
 from mrseg.report.page_conclusions import controlled_conclusion, mechanism_conclusion
 from mrseg.report.page_tables import (
     alignment_per_fold,
@@ -91,7 +98,7 @@ __all__ = [
     # scorecard
     "CLAIMS_YAML", "VERDICTS", "RULES", "Evidence", "load_claims", "gradient_isolation_check", "scorecard",
     "evaluate_claims", "read_scorecard", "write_scorecard", "findings_markdown",
-    "scorecard_html", "verdict_counts", "attach_reference", "reference_note", "write_headline",
+    "scorecard_html", "verdict_counts", "attach_reference", "reference_note", "write_headline", "reference_findings_markdown",
     # page notebooks
     "open_page", "show_table", "show_markdown", "mechanism_conclusion", "controlled_conclusion",
     # page-specific tables

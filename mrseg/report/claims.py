@@ -179,6 +179,31 @@ def findings_markdown(res: Results, page: str) -> str:
     return "\n".join(lines)
 
 
+def reference_findings_markdown(res: Results) -> str:
+    """One line per claim the committed reference runs decide (``decided_by`` the reference): its
+    decision, the reference effect with its 95% CI and the runs; a sentence when none does."""
+    card = read_scorecard(res)
+    if card.empty or "decided_by" not in card:
+        return "No claim is decided by the committed reference runs in this build's scorecard."
+    card = card[card["decided_by"].astype(str).str.startswith("reference")]
+    if card.empty:
+        return "No claim is decided by the committed reference runs: this build's own runs decide every claim."
+    lines = []
+    for _, rec in card.iterrows():
+        text = f"- **{rec['id']}** ({rec['claim']}): **{rec['decision']}**"
+        if rec.get("reference_effect") is not None and pd.notna(rec.get("reference_effect")):
+            text += f"; {_num(rec['reference_effect'])}"
+            if rec.get("reference_ci_low") is not None and pd.notna(rec.get("reference_ci_low")):
+                text += f" (95% CI {_num(rec['reference_ci_low'])} to {_num(rec['reference_ci_high'])})"
+        note = _runs_note(rec, "reference_")
+        if note:
+            text += f" [{note}]"
+        if rec.get("reference_verdict_note"):
+            text += f"; {rec['reference_verdict_note']}"
+        lines.append(text + ".")
+    return "\n".join(lines)
+
+
 HEADLINE_CLAIMS = ("A1", "A2", "A9", "A10", "A6", "AI.2", "AI.3")
 
 

@@ -88,3 +88,14 @@ for name, ref in exports.items():
     table = reference_tables.reference_verification(ref)
     if not table.empty:
         report.show_table(table, f"reference ({name}): latest verification")
+
+
+# %% [markdown]
+# ## What this shows
+#
+# Generated from the scorecard: each claim whose decision the committed reference runs make (this
+# build's runs did not converge or did not run the rows), with the reference effect, its run-level
+# 95% CI and the runs behind it.
+
+# %% tags=["hide-input"]
+report.show_markdown(report.reference_findings_markdown(res))

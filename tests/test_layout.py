@@ -143,3 +143,21 @@ def test_layers_point_one_way():
 def test_the_layer_check_catches_a_planted_upward_import():
     graph = {"mrseg.train": {"mrseg.pipeline.plan"}, "mrseg.pipeline.plan": {"mrseg.train"}}
     assert upward_imports(graph) == {("mrseg.train", "mrseg.pipeline.plan")}
+
+
+# Calls that compute a statistic (an interval, a test, a p value). Pages and report/ only read what
+# the pipeline computed (scorecard.json, paired.csv, derived_*.csv) and render it.
+STATISTIC_CALLS = ("sign_test(", "bootstrap(", "run_level_difference(", "mechanism_comparisons(",
+                   "controlled_comparison(", "regime_comparisons(", "ttest", "wilcoxon(", "binomtest(", "pearsonr(",
+                   "spearmanr(", "adjust_pvalues(", "mean_t_ci(", "fisher_r_ci(", "proportion_ci(", "paired_table(",
+                   "evaluate_claims(")
+
+
+def test_pages_and_report_compute_no_statistic():
+    files = sorted((REPO_ROOT / "notebooks" / "pages").glob("*.py")) + sorted((PACKAGE / "report").glob("*.py"))
+    found = []
+    for path in files:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            found += [f"{path.relative_to(REPO_ROOT)}:{number}: {call}" for call in STATISTIC_CALLS if call in code]
+    assert found == [], "\n".join(found)

@@ -527,7 +527,7 @@ def test_disk_full_during_a_dataset_build_names_the_file(tmp_path, monkeypatch, 
 
 def test_record_is_a_subcommand(capsys):
     assert main(["record", "--plan", "thesis", "--profile", "smoke", "--skip", "metrics", "--skip", "step",
-                 "--skip", "step_demo", "--skip", "dataset", "--skip", "attributes"]) == 0
+                 "--skip", "step_demo", "--skip", "roofline", "--skip", "dataset", "--skip", "attributes"]) == 0
     assert capsys.readouterr().out == ""
     import mrseg.pipeline.record
 

@@ -51,6 +51,7 @@ from mrseg.diagnostics.statistics import cluster_bootstrap_cis, cluster_bootstra
 from mrseg.diagnostics.thesis_evidence import thesis_evidence_table
 from mrseg.io import read_json, write_csv, write_json
 from mrseg.paths import dataset_dir
+from mrseg.pipeline.derived import write_derived
 from mrseg.pipeline.plan import absent_studies, generated_dir, read_plan, study_epochs
 from mrseg.pipeline.status import disk_record
 from mrseg.scoring.claims import write_scorecard
@@ -433,8 +434,8 @@ def _order(frame: pd.DataFrame, studies: list[str], rows: list[tuple[str, str]])
 def rescore(folder: str | os.PathLike, plan: str, profile: str) -> dict[str, Any]:
     """Recompute the statistics of an aggregated results folder without re-running anything:
     the convergence flags of ``per_fold.csv`` (from each run's ``history.csv`` via its
-    ``run_dir``), ``paired.csv`` from ``cases.csv``, ``thesis_evidence.csv`` and ``scorecard.json``;
-    returns the scorecard.
+    ``run_dir``), ``paired.csv`` and the derived tables (:mod:`mrseg.pipeline.derived`) from
+    ``cases.csv``, ``thesis_evidence.csv`` and ``scorecard.json``; returns the scorecard.
 
     ``python -m mrseg scorecard --plan P --profile Q`` calls this.
     """
@@ -459,6 +460,7 @@ def rescore(folder: str | os.PathLike, plan: str, profile: str) -> dict[str, Any
             context["rater_order"] = dataset_rater_order([{"dataset": d} for d in context.get("datasets", [])])
             write_json(context_path, context)
     write_csv(folder / "paired.csv", paired_table(cases))
+    write_derived(folder, cases, pd.read_csv(per_fold_path) if per_fold_path.exists() else pd.DataFrame())
     write_csv(folder / "thesis_evidence.csv", thesis_evidence_table(load_thesis_reported()))
     return read_json(write_scorecard(folder, plan=plan, profile=profile))
 
@@ -661,6 +663,7 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     paths["context"] = out_dir / "context.json"
     write_json(paths["context"], context)
 
+    paths.update({f"derived_{name}": path for name, path in write_derived(out_dir, cases, per_fold).items()})
     paths["scorecard"] = write_scorecard(out_dir, plan=plan, profile=profile)
     return paths
 

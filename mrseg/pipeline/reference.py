@@ -32,6 +32,7 @@ from mrseg.bookkeeping.integrity import record_tables, run_problem
 from mrseg.bookkeeping.manifest import is_complete, now_iso, read_manifest
 from mrseg.io import read_json, write_json
 from mrseg.paths import REPO_ROOT, cache_dir, reference_root
+from mrseg.pipeline.derived import derived_key, store_derived, stored_derived
 from mrseg.pipeline.equivalence import certified_current, read_certificates
 from mrseg.pipeline.plan import load_plan
 
@@ -193,7 +194,9 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
     index = {"plan": Path(str(plan)).stem, "profile": profile, "exported": now_iso(), "runs": runs,
              "not_exported": skipped}
     write_json(folder / "index.json", index)
-    store_paired(folder, load_reference(plan, profile, dest).paired, in_export=True)
+    exported_back = load_reference(plan, profile, dest)
+    store_paired(folder, exported_back.paired, in_export=True)
+    store_derived(folder, exported_back.cases, exported_back.per_fold, derived_key(folder / "index.json"))
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     return {"folder": str(folder), "exported": len(exported), "kept": len(kept), "skipped": len(skipped),
             "bytes": size}
@@ -230,6 +233,7 @@ class ReferenceResults:
     paired: pd.DataFrame = field(default_factory=pd.DataFrame)
     corrupt: list[str] = field(default_factory=list)   # runs left out: "<run id>: <file and problem>"
     latent: pd.DataFrame = field(default_factory=pd.DataFrame)   # latent_summary.json scalars, per embedded run
+    derived: dict[str, pd.DataFrame] = field(default_factory=dict)   # mrseg.pipeline.derived's tables
 
     @property
     def available(self) -> bool:
@@ -303,6 +307,9 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
             if out.paired is None:
                 out.paired = paired_table(out.cases)
                 store_paired(folder, out.paired)
+            key = derived_key(folder / "index.json")
+            out.derived = (stored_derived([folder, _paired_cache(folder)], key)
+                           or store_derived(_paired_cache(folder), out.cases, out.per_fold, key))
         else:
             out.paired = pd.DataFrame()
     return out

@@ -59,7 +59,6 @@ from mrseg.report.page_tables import (
     run_dirs,
     runs_index_html,
     sample_files,
-    sign_test_table,
     slowest_runs,
     sparsity_series,
     sparsity_table,
@@ -105,6 +104,6 @@ __all__ = [
     "relative_changes", "per_expert_table", "sparsity_table", "alignment_table", "alignment_per_fold", "run_dirs",
     "performance_table", "roofline_table",
     "slowest_runs", "throughput_summary", "api_listing", "sparsity_series", "gap_alignment_series",
-    "sign_test_table", "sample_files", "latent_files", "latent_companions_table", "hyperparameter_table",
+    "sample_files", "latent_files", "latent_companions_table", "hyperparameter_table",
     "thesis_training_time", "convention_shift_note", "package_modules", "runs_index_html",
 ]

@@ -438,27 +438,6 @@ def gap_alignment_series(res: Results, thesis: dict[str, Any], study: str = "spa
     return levels, gap_t, al_t, gap_o, al_o, gap_err, al_sd
 
 
-def sign_test_table(res: Results, study: str = "sparsity", levels: Iterable[int] = (3, 2, 1),
-                    metric: str = "ged_dpersona") -> pd.DataFrame:
-    """Per-fold wins of per-rater over shared (lower GED) per np, and a one-sided sign test over all
-    (:func:`mrseg.diagnostics.statistics.sign_test`)."""
-    from mrseg.diagnostics.statistics import sign_test
-
-    records, wins, total = [], 0, 0
-    for n in levels:
-        base = res.fold_values(study, "shared_s1", metric, n)
-        ours = res.fold_values(study, "per_rater_s1", metric, n)
-        common = base.index.intersection(ours.index)
-        w = int(sum(ours[f] < base[f] for f in common))
-        wins, total = wins + w, total + len(common)
-        records.append({"np": n, "folds compared": len(common), "per-rater wins": w})
-    p = sign_test(wins, total)["p_one_sided"] if total else math.nan
-    records.append({"np": "all", "folds compared": total, "per-rater wins": wins})
-    frame = pd.DataFrame(records)
-    frame["sign test p (one-sided, all)"] = ["", ] * (len(frame) - 1) + [fmt(p, 4)]
-    return frame
-
-
 def sample_files(res: Results, study: str, rows: Iterable[tuple[str, str]], n_present: int | None = None,
                  fold: int | None = None) -> dict[str, Path]:
     """``{label: samples.npz}`` of one fold for :func:`mrseg.plots.sample_grid` (the last fold with

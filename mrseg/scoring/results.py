@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+DERIVED_PREFIX = "derived_"   # tables the pipeline derives once (mrseg.pipeline.derived), read by pages
 TABLES = ("cases", "per_fold", "summary", "paired", "alignment", "alignment_summary", "latent", "runs", "throughput",
           "thesis_evidence")
 
@@ -33,6 +34,7 @@ class Results:
     thesis_evidence: pd.DataFrame | None = None
     context: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    derived: dict[str, pd.DataFrame] = field(default_factory=dict)   # derived_<name>.csv (mrseg.pipeline.derived)
 
     @property
     def available(self) -> bool:
@@ -121,6 +123,13 @@ def load_results(results_dir: str | Path, plan: str, profile: str) -> Results:
                 setattr(res, name, pd.DataFrame())
             except (pd.errors.ParserError, UnicodeDecodeError) as err:
                 raise ValueError(f"{path}: cannot read this results table ({err})") from err
+    for path in sorted(folder.glob(f"{DERIVED_PREFIX}*.csv")) if folder.exists() else []:
+        try:
+            res.derived[path.stem[len(DERIVED_PREFIX):]] = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            res.derived[path.stem[len(DERIVED_PREFIX):]] = pd.DataFrame()
+        except (pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: cannot read this results table ({err})") from err
     ctx = folder / "context.json"
     if ctx.exists():
         try:

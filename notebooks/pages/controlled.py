@@ -46,11 +46,12 @@ import pandas as pd
 
 from mrseg import plots, report
 from mrseg.diagnostics import recovery
+from mrseg.pipeline.derived import metric_rows
 
 res, thesis = report.open_page(results_dir, plan, profile, study="controlled")
 cases = res.cases if res.cases is not None and "study" in res.cases else pd.DataFrame()
 cases = cases[cases["study"] == "controlled"] if not cases.empty else cases
-comparisons = {metric: recovery.controlled_comparison(cases, metric) if metric in cases else pd.DataFrame()
+comparisons = {metric: metric_rows(res.derived.get("controlled"), metric)   # computed when the results were written
                for metric in ("ged_true", "ged", "style_recovery")}
 
 # %% [markdown]

@@ -52,6 +52,7 @@ reference_profile: str = "reference-cpu"  # the export whose runs this page read
 from mrseg import plots, report
 from mrseg.diagnostics import posterior_use
 from mrseg.diagnostics.kl_curve import read_kl_curves
+from mrseg.pipeline.derived import metric_rows
 from mrseg.pipeline.reference import load_reference
 from mrseg.report import posterior_text
 
@@ -106,9 +107,10 @@ report.show_markdown("\n".join(f"- {s}" for s in posterior_text.use_sentences(us
 # effect these runs detect with 80% power; `patient_ci_*`: test-set uncertainty only.
 
 # %% tags=["hide-input"]
-ged = posterior_use.regime_comparisons(cases, "ged_dpersona")
+derived = source.derived.get("posterior")   # computed when the results were written (or exported)
+ged = metric_rows(derived, "ged_dpersona")
 report.show_table(ged, "GED (d(empty, empty) = 1, M = 16) per regime: a - b, run-level 95% CI")
-dice = posterior_use.regime_comparisons(cases, "dice_match", lower_is_better=False)
+dice = metric_rows(derived, "dice_match")
 report.show_table(dice, "Dice_match (M = 16) per regime: a - b, run-level 95% CI")
 
 # %% [markdown]

@@ -51,7 +51,7 @@ report.show_table(report.sparsity_table(res, thesis, "dice_match"), "Dice_match,
 
 # %% tags=["hide-input"]
 report.show_markdown("Thesis: " + str(report.thesis_value(thesis, "claims_sign_test")) + ".")
-report.show_table(report.sign_test_table(res))
+report.show_table(res.derived.get("sign_test"), "Per-fold wins of per-rater over shared (GED, d(∅,∅)=1) and the sign test")
 
 # %% [markdown]
 # ## Figure 4.3: GED vs annotators present

@@ -1,0 +1,162 @@
+"""Tables derived from the per-case and per-fold tables, computed once when results are written
+(the aggregation of a build, the export of a reference) and only read by the pages.
+
+Each is ``derived_<name>.csv`` beside ``cases.csv`` (an export: beside ``index.json``), long format
+with a ``metric`` column where it covers several metrics:
+
+- ``mechanism``: :func:`mrseg.diagnostics.mechanism.mechanism_comparisons` on GED (d(∅,∅)=0) and
+  Dice_match;
+- ``controlled``: :func:`mrseg.diagnostics.recovery.controlled_comparison` on GED to the true style
+  distribution, GED to the raters' masks and style recovery;
+- ``posterior``: :func:`mrseg.diagnostics.posterior_use.regime_comparisons` on GED (d(∅,∅)=1) and
+  Dice_match;
+- ``sign_test``: per-fold wins of per-rater over shared Stage 1 (GED, d(∅,∅)=1) per np level of the
+  sparsity study and the one-sided sign test over all of them.
+
+Every statistic a page shows thus comes from a file the pipeline wrote; the pages never compute.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from mrseg.diagnostics import mechanism, posterior_use, recovery
+from mrseg.diagnostics.statistics import sign_test
+from mrseg.io import write_csv
+from mrseg.scoring.results import DERIVED_PREFIX
+
+PREFIX = DERIVED_PREFIX
+
+
+def _long(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    parts = [frame.assign(metric=metric) for metric, frame in frames.items() if frame is not None and not frame.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def mechanism_table(cases: pd.DataFrame, per_fold: pd.DataFrame) -> pd.DataFrame:
+    if cases is None or cases.empty:
+        return pd.DataFrame()
+    return _long({"ged": mechanism.mechanism_comparisons(cases, "ged") if "ged" in cases else None,
+                  "dice_match": mechanism.mechanism_comparisons(cases, "dice_match", lower_is_better=False)
+                  if "dice_match" in cases else None})
+
+
+def controlled_table(cases: pd.DataFrame, per_fold: pd.DataFrame) -> pd.DataFrame:
+    if cases is None or cases.empty or "study" not in cases:
+        return pd.DataFrame()
+    own = cases[cases["study"] == "controlled"]
+    return _long({metric: recovery.controlled_comparison(own, metric) for metric in ("ged_true", "ged", "style_recovery")
+                  if metric in own and not own.empty})
+
+
+def posterior_table(cases: pd.DataFrame, per_fold: pd.DataFrame) -> pd.DataFrame:
+    if cases is None or cases.empty:
+        return pd.DataFrame()
+    return _long({"ged_dpersona": posterior_use.regime_comparisons(cases, "ged_dpersona"),
+                  "dice_match": posterior_use.regime_comparisons(cases, "dice_match", lower_is_better=False)})
+
+
+def sign_test_table(cases: pd.DataFrame, per_fold: pd.DataFrame, study: str = "sparsity", levels: tuple[int, ...] = (3, 2, 1),
+                    metric: str = "ged_dpersona") -> pd.DataFrame:
+    """Per np: folds compared and per-rater wins (lower fold mean than shared Stage 1, seeds
+    averaged per fold); a last row ``np = all`` with the totals and the one-sided sign test's p."""
+    if per_fold is None or per_fold.empty or metric not in per_fold or "study" not in per_fold:
+        return pd.DataFrame()
+    own = per_fold[per_fold["study"] == study]
+    records, wins, total = [], 0, 0
+    for n in levels:
+        at = own[pd.to_numeric(own["n_present"], errors="coerce") == n]
+        means = {row: at[at["row"] == row].groupby("fold")[metric].mean() for row in ("shared_s1", "per_rater_s1")}
+        common = means["shared_s1"].index.intersection(means["per_rater_s1"].index)
+        w = int(sum(means["per_rater_s1"][f] < means["shared_s1"][f] for f in common))
+        wins, total = wins + w, total + len(common)
+        records.append({"np": str(n), "folds compared": len(common), "per-rater wins": w, "sign test p (one-sided)": math.nan})
+    p = sign_test(wins, total)["p_one_sided"] if total else math.nan
+    records.append({"np": "all", "folds compared": total, "per-rater wins": wins, "sign test p (one-sided)": p})
+    return pd.DataFrame(records)
+
+
+DERIVED: dict[str, Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]] = {
+    "mechanism": mechanism_table, "controlled": controlled_table, "posterior": posterior_table,
+    "sign_test": sign_test_table,
+}
+
+
+def write_derived(folder: str | os.PathLike, cases: pd.DataFrame, per_fold: pd.DataFrame) -> dict[str, Path]:
+    """Compute every table of :data:`DERIVED` and write it (atomically) as ``derived_<name>.csv``."""
+    paths = {}
+    for name, make in DERIVED.items():
+        paths[name] = Path(folder) / f"{PREFIX}{name}.csv"
+        write_csv(paths[name], make(cases, per_fold))
+    return paths
+
+
+# Modules whose code computes the derived tables: a change to them invalidates a stored copy.
+DERIVED_SOURCES = ("pipeline/derived.py", "diagnostics/mechanism.py", "diagnostics/recovery.py",
+                   "diagnostics/posterior_use.py", "diagnostics/run_level.py", "diagnostics/statistics.py")
+KEY_FILE = "derived.key"
+
+
+def derived_key(index_json: Path) -> str:
+    """SHA-1 of an export's ``index.json`` and of :data:`DERIVED_SOURCES`: a stored copy of the
+    derived tables is valid while it matches."""
+    import hashlib
+
+    from mrseg.bookkeeping.fingerprint import PACKAGE, hash_sources
+
+    digest = hashlib.sha1(Path(index_json).read_bytes())
+    digest.update(hash_sources(PACKAGE, DERIVED_SOURCES).encode())
+    return digest.hexdigest()
+
+
+def stored_derived(places: list[Path], key: str) -> dict[str, pd.DataFrame] | None:
+    """The derived tables of the first place whose key file matches ``key``; None when none does."""
+    for place in places:
+        try:
+            if (place / KEY_FILE).read_text().strip() == key:
+                return read_derived(place)
+        except OSError:
+            continue
+    return None
+
+
+def store_derived(place: Path, cases: pd.DataFrame, per_fold: pd.DataFrame, key: str) -> dict[str, pd.DataFrame]:
+    """Compute, write and return the derived tables in ``place`` with ``key`` (written last, so an
+    interrupted store is recomputed); a place that cannot be written is skipped."""
+    tables = {name: make(cases, per_fold) for name, make in DERIVED.items()}
+    try:
+        place.mkdir(parents=True, exist_ok=True)
+        for name, table in tables.items():
+            write_csv(place / f"{PREFIX}{name}.csv", table)
+        (place / KEY_FILE).write_text(key + "\n")
+    except OSError:
+        pass
+    return tables
+
+
+def read_derived(folder: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """The derived tables of ``folder`` that exist (an empty table for an empty file)."""
+    out = {}
+    for name in DERIVED:
+        path = Path(folder) / f"{PREFIX}{name}.csv"
+        if path.exists():
+            try:
+                out[name] = pd.read_csv(path)
+            except pd.errors.EmptyDataError:
+                out[name] = pd.DataFrame()
+    return out
+
+
+def metric_rows(table: pd.DataFrame | None, metric: str) -> pd.DataFrame:
+    """The rows of a long derived table for one metric, without the ``metric`` column."""
+    if table is None or table.empty or "metric" not in table:
+        return pd.DataFrame()
+    return table[table["metric"] == metric].drop(columns="metric").reset_index(drop=True)
+
+
+__all__ = ["DERIVED", "derived_key", "metric_rows", "read_derived", "store_derived", "stored_derived", "write_derived"]

@@ -30,10 +30,11 @@ STAGE1 = [("per_rater_s1", "Per-rater (S1)"), ("shared_s1", "Shared (S1)")]
 # ## Appendix I: full annotation, per fold
 
 # %% tags=["hide-input"]
+LABELS = {"ged_dpersona": "GED (d(∅,∅)=1)", "dice_match": "Dice_match"}
 for metric, ours in (("ged", "ged_dpersona"), ("dice_match", "dice_match")):
     key = f"appendix_I_full_annotation_per_fold.{metric}.{{row}}"
     report.show_table(report.per_fold_table(res, "main", STAGE1, ours, None, thesis, key),
-                      f"Table I.1: {metric}")
+                      f"Table I.1: {LABELS[ours]}")
 
 # %% [markdown]
 # ## Appendix II: sparse annotation, per fold
@@ -46,7 +47,7 @@ for n in (3, 2, 1):
     for metric, ours in (("ged", "ged_dpersona"), ("dice_match", "dice_match")):
         key = f"appendix_II_sparse_per_fold.{metric}.np{n}.{{row}}"
         report.show_table(report.per_fold_table(res, "sparsity", STAGE1, ours, n, thesis, key),
-                          f"Table II: {metric}, np={n}")
+                          f"Table II: {LABELS[ours]}, np={n}")
 
 # %% [markdown]
 # ## Appendix IV: every ablation row per fold (ours)

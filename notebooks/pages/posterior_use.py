@@ -74,7 +74,7 @@ report.show_markdown(f"**Source:** {where}.")
 # %% tags=["hide-input"]
 pilot = posterior_use.pilot_table(per_fold)
 qualifying = posterior_use.qualifying_settings(pilot)
-report.show_table(pilot, "Posterior use and fit per objective setting (pilot, reference runs)")
+report.show_table(pilot, "Posterior use and fit per objective setting (pilot, reference runs; ged_dpersona: GED, d(∅,∅)=1)")
 regimes = posterior_use.regime_cases(cases)
 ran = sorted(set(regimes["regime"]) - {posterior_use.BASELINE}) if not regimes.empty else []
 report.show_markdown("\n".join(f"- {s}" for s in posterior_text.pilot_sentences(pilot, qualifying, ran)))
@@ -97,7 +97,7 @@ else:
 
 # %% tags=["hide-input"]
 use = posterior_use.use_table(per_fold)
-report.show_table(use, "Posterior use per regime, row and np (reference runs)")
+report.show_table(use, "Posterior use per regime, row and np (reference runs; ged_dpersona: GED, d(∅,∅)=1)")
 report.show_markdown("\n".join(f"- {s}" for s in posterior_text.use_sentences(use)))
 
 # %% [markdown]

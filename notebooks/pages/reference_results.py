@@ -51,7 +51,8 @@ for name, ref in exports.items():
 
 # %% tags=["hide-input"]
 for name, ref in exports.items():
-    report.show_table(reference_tables.reference_beside_ours(res, ref), f"reference ({name}) beside this build's")
+    report.show_table(reference_tables.reference_beside_ours(res, ref),
+                      f"reference ({name}) beside this build's (ged: GED, d(∅,∅)=0; mean ± SD over runs)")
 
 # %% [markdown]
 # ## Paired comparisons in the reference runs

@@ -328,7 +328,7 @@ def test_every_page_exists(smoke_site):
 
 def test_the_intro_opens_with_the_findings_in_words(smoke_site):
     intro = (smoke_site["html"] / "intro.html").read_text()
-    found, thesis = intro.find("What we found"), intro.find("The thesis")
+    found, thesis = intro.find('id="what-we-found"'), intro.find('id="the-thesis"')
     assert 0 <= found < thesis, "the findings are not the intro's first section"
     findings = intro[found:thesis]
     for sentence in ("What held.", "What did not hold."):
@@ -420,7 +420,7 @@ def test_failed_run_listing_appears(smoke_site):
 def test_scorecard_lists_every_claim(smoke_site):
     page = _html(smoke_site, "scorecard")
     for claim in report.load_claims():
-        assert f"<td>{claim['id']}</td>" in page, claim["id"]
+        assert f"<td><b>{claim['id']}</b></td>" in page, claim["id"]
 
 
 def test_scorecard_screenshot_is_not_blank(smoke_site, tmp_path):

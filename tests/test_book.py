@@ -460,26 +460,28 @@ def test_attribute_claims_read_the_thesis_statistic_first_and_state_the_sensitiv
     assert "partial r controlling nodule size, unit patch: reproduced (r = -0.140" in sign.reason
 
 
-def test_no_per_rater_clusters_is_decided_by_a_classifier_and_moot_when_collapsed(tmp_path):
+def test_no_per_rater_clusters_is_decided_by_the_silhouette_and_moot_when_collapsed(tmp_path):
     from mrseg.scoring.claims import _rule_rater_identity
 
-    rule = {"model": "per-rater", "margin": 0.1}
+    rule = {"model": "per-rater"}
     res = report.Results(folder=tmp_path, plan="thesis", profile="demo")
     assert _rule_rater_identity(res, rule, {}).verdict == "no results"
     run = "lidc-pylidc/per-rater/np4/fold3/seed1337/demo-e6-abc"
     other = "lidc-pylidc/per-rater+klw0.001/np4/fold3/seed1337/demo-e6-def"   # another objective: left out
-    res.latent = pd.DataFrame([{"run_id": r, "rater_id_accuracy": acc, "rater_id_ci_low": acc - 0.03,
-                                "rater_id_ci_high": acc + 0.03, "rater_id_chance": 0.25, "rater_id_p": 0.4,
-                                "rater_id_points": 1600, "rater_id_cases": 400} for r, acc in ((run, 0.27), (other, 0.9))])
+    res.latent = pd.DataFrame([{"run_id": r, "silhouette_raters": sil, "silhouette_raters_ci_low": sil - 0.02,
+                                "silhouette_raters_ci_high": sil + 0.02, "rater_id_accuracy": 0.99,
+                                "rater_id_ci_low": 0.98, "rater_id_ci_high": 1.0, "rater_id_chance": 0.25,
+                                "rater_id_cases": 400} for r, sil in ((run, 0.10), (other, 0.9))])
     res.per_fold = pd.DataFrame({"run_id": [run, other], "active_units": [0.0, 5.0]})
     moot = _rule_rater_identity(res, rule, {})
     assert moot.verdict == "not testable" and moot.reason.startswith("moot: the per-rater posterior is collapsed (0.0")
     res.per_fold["active_units"] = [4.0, 5.0]
     held = _rule_rater_identity(res, rule, {})
-    assert held.verdict == "reproduced" and abs(held.effect - 0.02) < 1e-12 and abs(held.ci_high - 0.05) < 1e-12
-    res.latent.loc[0, ["rater_id_accuracy", "rater_id_ci_low", "rater_id_ci_high"]] = [0.6, 0.55, 0.65]
+    # separable (99% decodable) yet not clustered: the verdict reads the clusters, the accuracy is shown beside
+    assert held.verdict == "reproduced" and held.effect == 0.10 and "decodable at 0.990" in held.ours
+    res.latent.loc[0, ["silhouette_raters", "silhouette_raters_ci_low", "silhouette_raters_ci_high"]] = [0.6, 0.55, 0.65]
     assert _rule_rater_identity(res, rule, {}).verdict == "contradicted"
-    res.latent.loc[0, ["rater_id_ci_low", "rater_id_ci_high"]] = [0.3, 0.65]
+    res.latent.loc[0, ["silhouette_raters_ci_low", "silhouette_raters_ci_high"]] = [0.2, 0.65]
     assert _rule_rater_identity(res, rule, {}).verdict == "inconclusive"
 
 

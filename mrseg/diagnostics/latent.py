@@ -11,14 +11,19 @@ The t-SNE picture (scikit-learn, 2-D) is not evidence on its own; the companions
 the original latent space:
 
 - ``silhouette_raters``: silhouette score of rater labels over the posterior means (near 0 or below:
-  no per-rater clusters; near 1: separated modes); also ``silhouette_raters_tsne`` in 2-D;
+  no per-rater clusters; near 1: separated modes), with a 95% bootstrap interval over cases
+  (``silhouette_raters_ci_low``/``_high``); also ``silhouette_raters_tsne`` in 2-D;
 - ``dist_to_prior``: mean Euclidean distance of a case's posterior means to its own prior mean
   (overall and per rater);
 - ``between_rater_spread``: mean over cases of the mean pairwise distance between the raters'
   posterior means of that case; ``between_case_spread``: mean pairwise distance between different
   cases' prior means (the scale the rater spread should be read against); ``spread_ratio`` the ratio;
 - ``rater_id_*``: rater identity predicted from the posterior means by a cross-validated
-  classifier, accuracy against chance (:func:`rater_identity`): the test of "no per-rater clusters".
+  classifier, accuracy against chance (:func:`rater_identity`). High accuracy says the means can be
+  told apart by rater, not that they form distinct clusters: N separate encoders (or one encoder
+  reading rater i's mask in channel i) place each rater's means with its own offset even when the
+  posterior carries no information about the image, so decodability measures the design as much
+  as the rater.
 """
 
 from __future__ import annotations
@@ -113,6 +118,27 @@ def latent_companions(posterior: np.ndarray, prior: np.ndarray, coords: np.ndarr
     return out
 
 
+def silhouette_interval(posterior: np.ndarray, seed: int = 1337, n_boot: int = 200) -> tuple[float, float]:
+    """95% percentile bootstrap interval over cases of the rater-label silhouette of the posterior
+    means (``posterior`` [B,N,D], NaN for absent raters): cases are resampled with replacement and
+    the silhouette recomputed on their points. (NaN, NaN) when it cannot be computed."""
+    ok = np.isfinite(posterior).all(axis=2)
+    cases = np.flatnonzero(ok.any(axis=1))
+    if len(cases) < 3 or len(np.unique(np.nonzero(ok)[1])) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        pick = rng.choice(cases, size=len(cases), replace=True)
+        pts = np.concatenate([posterior[c][ok[c]] for c in pick])
+        lab = np.concatenate([np.flatnonzero(ok[c]) for c in pick])
+        if 2 <= len(np.unique(lab)) < len(pts):
+            values.append(silhouette_score(pts, lab))
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+
+
 def rater_identity(posterior: np.ndarray, seed: int = 1337, n_splits: int = 5, n_boot: int = 2000) -> dict[str, Any]:
     """Can rater identity be read off the posterior means? (Fig 4.2's "no distinct per-rater
     clusters", made a test.) ``posterior`` [B,N,D] (NaN for absent raters).
@@ -172,6 +198,7 @@ def run_latent(run_dir: str | Path, n_cases: int | None = None, seed: int = 1337
     coords = tsne_embedding(points, seed=seed, perplexity=perplexity)
     summary = latent_companions(means["posterior"], means["prior"], coords, labels)
     summary.update(rater_identity(means["posterior"], seed=seed))
+    summary["silhouette_raters_ci_low"], summary["silhouette_raters_ci_high"] = silhouette_interval(means["posterior"], seed)
     summary.update({"run_id": config.run_id, "model": config.model, "fold": config.fold,
                     "n_present": config.n_present, "dataset": batch["dataset"],
                     "semi_synthetic": batch["semi_synthetic"], "seed": seed,

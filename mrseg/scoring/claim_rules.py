@@ -199,13 +199,13 @@ class NotTestable:
 
 @dataclass(frozen=True)
 class RaterIdentity:
-    """Rater identity predicted from ``model``'s posterior means (the latent diagnostic): within
-    ``margin`` of chance = no per-rater clusters; moot when the posterior has fewer than
+    """The rater-label silhouette of ``model``'s posterior means (the latent diagnostic): its CI
+    below ``margin`` = no distinct per-rater clusters; moot when the posterior has fewer than
     ``min_active_units`` active units. ``model``: the run id's model segment, variant tags included
     (``per-rater``, ``per-rater+klw0.001``)."""
 
     model: str
-    margin: float = 0.1
+    margin: float = 0.25
     min_active_units: float = 1.0
 
 

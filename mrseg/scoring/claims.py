@@ -796,23 +796,26 @@ def _rule_gradient_isolation(res: Results, rule: dict[str, Any], thesis: dict[st
 
 
 def _rule_rater_identity(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """"No distinct per-rater clusters" as a test (latent.csv, :func:`mrseg.diagnostics.latent.rater_identity`):
-    the cross-validated accuracy of predicting rater identity from ``model``'s posterior means, minus
-    chance, with its 95% bootstrap CI over cases. Reproduced when the CI's upper end lies within
-    ``margin`` of chance, contradicted when its lower end lies more than ``margin`` above it, else
-    inconclusive. Moot (not testable) when every such run's posterior has fewer than
-    ``min_active_units`` active units: a collapsed posterior encodes no rater, so the absence of
-    clusters says nothing. Runs of the model under another objective setting (variant tags) are
-    left out."""
+    """"No distinct per-rater clusters" as a test on the latent space itself (latent.csv, the latent
+    diagnostic of ``model``'s run): the silhouette of the rater labels over the posterior means with
+    its 95% bootstrap CI over cases. Reproduced when the CI lies below ``margin`` (0.25: no
+    substantial cluster structure, Kaufman & Rousseeuw's reading), contradicted when it lies above
+    0.5 (distinct clusters), else inconclusive. The cross-validated accuracy of predicting rater
+    identity is shown beside it: decodable is not the same as clustered (separate encoders give each
+    rater its own offset even when the posterior is unused). Moot (not testable) when every such
+    run's posterior has fewer than ``min_active_units`` active units: a collapsed posterior encodes
+    no rater, so the absence of clusters says nothing. Runs of the model under another objective
+    setting (variant tags) are left out."""
     latent = res.latent if res.latent is not None else pd.DataFrame()
-    model, margin = rule["model"], float(rule.get("margin", 0.1))
-    decides = f"latent.csv: rater_id_accuracy of {model}"
-    if latent.empty or "rater_id_accuracy" not in latent:
-        return Evidence(NO_RESULTS, "—", f"no latent embedding of {model} with the rater-identity test")
+    model, margin = rule["model"], float(rule.get("margin", 0.25))
+    decides = f"latent.csv: silhouette_raters of {model}"
+    need = {"run_id", "silhouette_raters", "silhouette_raters_ci_low", "silhouette_raters_ci_high"}
+    if latent.empty or not need <= set(latent):
+        return Evidence(NO_RESULTS, "—", f"no latent embedding of {model} with a silhouette interval")
     rows = latent[latent["run_id"].astype(str).str.split("/").str[1] == model]
-    rows = rows[pd.to_numeric(rows["rater_id_accuracy"], errors="coerce").notna()]
+    rows = rows[pd.to_numeric(rows["silhouette_raters_ci_low"], errors="coerce").notna()]
     if rows.empty:
-        return Evidence(NO_RESULTS, "—", f"no latent embedding of {model} with the rater-identity test")
+        return Evidence(NO_RESULTS, "—", f"no latent embedding of {model} with a silhouette interval")
     units = {}
     pf = res.per_fold
     if pf is not None and {"run_id", "active_units"} <= set(pf.columns):
@@ -825,15 +828,16 @@ def _rule_rater_identity(res: Results, rule: dict[str, Any], thesis: dict[str, A
         return Evidence(NOT_TESTABLE, "—", f"moot: the {model} posterior is collapsed ({found}); a posterior that "
                         "encodes nothing shows no per-rater clusters whatever the design", decides=decides)
     rec = informative.iloc[0]
-    chance = float(rec["rater_id_chance"])
-    effect, low, high = (float(rec["rater_id_accuracy"]) - chance, float(rec["rater_id_ci_low"]) - chance,
-                         float(rec["rater_id_ci_high"]) - chance)
-    verdict = "reproduced" if high < margin else "contradicted" if low > margin else "inconclusive"
-    return Evidence(verdict, f"accuracy {rec['rater_id_accuracy']:.3f} [{rec['rater_id_ci_low']:.3f}, "
-                    f"{rec['rater_id_ci_high']:.3f}] vs chance {chance:.3f} ({int(rec['rater_id_points'])} posterior "
-                    f"means, {int(rec['rater_id_cases'])} cases, {float(rec['active_units']):.1f} active units)",
-                    f"accuracy above chance within {margin:g} = no per-rater clusters; run {rec['run_id']}",
-                    effect, low, high, float(rec["rater_id_p"]), int(rec["rater_id_cases"]), [], decides)
+    value, low, high = (float(rec["silhouette_raters"]), float(rec["silhouette_raters_ci_low"]),
+                        float(rec["silhouette_raters_ci_high"]))
+    verdict = "reproduced" if high < margin else "contradicted" if low > 0.5 else "inconclusive"
+    decodable = ""
+    if "rater_id_accuracy" in rec and pd.notna(rec.get("rater_id_accuracy")):
+        decodable = (f"; rater identity decodable at {rec['rater_id_accuracy']:.3f} "
+                     f"[{rec['rater_id_ci_low']:.3f}, {rec['rater_id_ci_high']:.3f}] vs chance {rec['rater_id_chance']:.3f}")
+    return Evidence(verdict, f"silhouette {value:.3f} [{low:.3f}, {high:.3f}] ({float(rec['active_units']):.1f} active "
+                    f"units){decodable}", f"silhouette CI below {margin:g} = no distinct per-rater clusters; run "
+                    f"{rec['run_id']}", value, low, high, math.nan, int(rec.get("rater_id_cases") or 0), [], decides)
 
 
 def _rule_not_testable(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:

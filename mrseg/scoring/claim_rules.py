@@ -205,6 +205,7 @@ class RaterIdentity:
     (``per-rater``, ``per-rater+klw0.001``)."""
 
     model: str
+    n_present: int = 4
     margin: float = 0.25
     min_active_units: float = 1.0
 

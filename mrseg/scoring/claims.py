@@ -805,7 +805,7 @@ def _rule_rater_identity(res: Results, rule: dict[str, Any], thesis: dict[str, A
     rater its own offset even when the posterior is unused). Moot (not testable) when every such
     run's posterior has fewer than ``min_active_units`` active units: a collapsed posterior encodes
     no rater, so the absence of clusters says nothing. Runs of the model under another objective
-    setting (variant tags) are left out."""
+    setting (variant tags) or another ``n_present`` (default 4) are left out."""
     latent = res.latent if res.latent is not None else pd.DataFrame()
     model, margin = rule["model"], float(rule.get("margin", 0.25))
     decides = f"latent.csv: silhouette_raters of {model}"
@@ -813,6 +813,8 @@ def _rule_rater_identity(res: Results, rule: dict[str, Any], thesis: dict[str, A
     if latent.empty or not need <= set(latent):
         return Evidence(NO_RESULTS, "—", f"no latent embedding of {model} with a silhouette interval")
     rows = latent[latent["run_id"].astype(str).str.split("/").str[1] == model]
+    if "n_present" in rows:
+        rows = rows[pd.to_numeric(rows["n_present"], errors="coerce") == int(rule.get("n_present", 4))]
     rows = rows[pd.to_numeric(rows["silhouette_raters_ci_low"], errors="coerce").notna()]
     if rows.empty:
         return Evidence(NO_RESULTS, "—", f"no latent embedding of {model} with a silhouette interval")

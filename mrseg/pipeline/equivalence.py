@@ -84,6 +84,15 @@ def certified_current(manifest: dict[str, Any], certificates: list[dict[str, Any
     return source_hash() in seen
 
 
+def certified_stale_reason(manifest: dict[str, Any], config: Any, certificates: list[dict[str, Any]]) -> str:
+    """:func:`~mrseg.bookkeeping.fingerprint.stale_reason`, except that a run whose only change is a
+    code edit the ``certificates`` cover (:func:`certified_current`) is current ("")."""
+    from mrseg.bookkeeping.fingerprint import stale_reason
+
+    stale = stale_reason(manifest, config)
+    return "" if stale == "changed: code" and certified_current(manifest, certificates) else stale
+
+
 def same_machine(recorded: dict[str, Any] | None, here: dict[str, Any]) -> bool:
     """Whether a manifest's ``machine`` facts name this machine's CPU model and instruction sets."""
     return bool(recorded) and all(recorded.get(k) == here.get(k) for k in ("cpu_model", "isa_flags"))

@@ -27,13 +27,12 @@ from typing import Any
 
 import pandas as pd
 
-from mrseg.bookkeeping.fingerprint import stale_reason
 from mrseg.bookkeeping.integrity import record_tables, run_problem
 from mrseg.bookkeeping.manifest import is_complete, now_iso, read_manifest
 from mrseg.io import read_json, write_json
 from mrseg.paths import REPO_ROOT, cache_dir, reference_root
 from mrseg.pipeline.derived import derived_key, store_derived, stored_derived
-from mrseg.pipeline.equivalence import certified_current, read_certificates
+from mrseg.pipeline.equivalence import certified_stale_reason, read_certificates
 from mrseg.pipeline.plan import load_plan
 
 PAIRED_FILE = "paired.csv.gz"      # the export's paired comparisons, valid while paired_key() matches
@@ -186,8 +185,8 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
         exported.append({"run_id": item.run_id, "model": item.config["model"], "fold": item.config["fold"],
                          "seed": item.config["seed"], "n_present": item.config["n_present"],
                          "memberships": item.memberships, "code_fingerprint": manifest.get("code_fingerprint"),
-                         "stale_at_export": _stale(manifest, item.config, certificates), "host": manifest.get("host"),
-                         "machine": manifest.get("machine"),
+                         "stale_at_export": certified_stale_reason(manifest, item.config, certificates),
+                         "host": manifest.get("host"), "machine": manifest.get("machine"),
                          "seconds": manifest.get("seconds"), "finished": manifest.get("finished")})
     order = {i.run_id: k for k, i in enumerate(trains)}
     runs = sorted(exported + kept, key=lambda r: order[r["run_id"]])
@@ -211,12 +210,6 @@ def _with_tables(manifest: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     except (OSError, EOFError):
         return manifest
     return {**manifest, "tables": tables}
-
-
-def _stale(manifest: dict[str, Any], config: Any, certificates: list[dict[str, Any]]) -> str:
-    """:func:`stale_reason`, except that a certified code change (:mod:`mrseg.pipeline.equivalence`) is current."""
-    stale = stale_reason(manifest, config)
-    return "" if stale == "changed: code" and certified_current(manifest, certificates) else stale
 
 
 @dataclass
@@ -280,7 +273,7 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
             continue
         config = manifest.get("config") or {}
         try:
-            stale = _stale(manifest, config, certificates) if config else "no config recorded"
+            stale = certified_stale_reason(manifest, config, certificates) if config else "no config recorded"
         except (TypeError, ValueError) as err:   # a config field today's code no longer knows
             stale = f"config no longer valid ({err})"
         host = manifest.get("host") or {}

@@ -11,13 +11,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mrseg.bookkeeping.fingerprint import PACKAGE, hash_sources, source_hash, stale_reason
+from mrseg.bookkeeping.fingerprint import PACKAGE, hash_sources, source_hash
 from mrseg.bookkeeping.integrity import run_problem
 from mrseg.bookkeeping.lock import held_by_other
 from mrseg.bookkeeping.manifest import is_complete, read_manifest
 from mrseg.io import read_json
 from mrseg.paths import reference_root
-from mrseg.pipeline.equivalence import certified_current, read_certificates
+from mrseg.pipeline.equivalence import certified_stale_reason, read_certificates
 from mrseg.pipeline.plan import DIAGNOSTIC_OUTPUTS, PlanItem, load_plan
 
 
@@ -53,10 +53,7 @@ def run_stale(manifest: dict[str, Any], config: dict[str, Any]) -> str:
     """:func:`~mrseg.bookkeeping.fingerprint.stale_reason`, except that a run whose only change is a
     code edit certified not to change its configuration's numbers (``python -m mrseg reference
     certify``, :mod:`mrseg.pipeline.equivalence`) is current, as it is in the reference export."""
-    stale = stale_reason(manifest, config)
-    if stale == "changed: code" and certified_current(manifest, list(_certificates(str(config.get("profile"))))):
-        return ""
-    return stale
+    return certified_stale_reason(manifest, config, list(_certificates(str(config.get("profile")))))
 
 
 def train_stale(item: dict[str, Any] | PlanItem) -> str:

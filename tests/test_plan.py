@@ -243,6 +243,11 @@ def test_mechanism_study_reuses_main_and_sparsity_runs_in_the_paper_profile():
     (lambda p: p["profiles"].update(nosuch={}), "profiles.nosuch: unknown profile"),
     (lambda p: p["profiles"]["smoke"].update(foldz=[0]), "profiles.smoke: unknown key 'foldz'"),
     (lambda p: p["profiles"]["smoke"].update(folds=[-1]), "profiles.smoke.folds: expected integers"),
+    (lambda p: p["profiles"]["smoke"]["studies"]["sparsity"].update(level_seeds={2: ["x"]}),
+     "profiles.smoke.studies.sparsity.level_seeds.2: expected integers"),
+    (lambda p: p["profiles"]["smoke"]["studies"]["sparsity"].update(level_seeds=[2]),
+     "profiles.smoke.studies.sparsity.level_seeds: expected a mapping"),
+    (lambda p: p["profiles"]["smoke"].update(alignment_seeds=["x"]), "profiles.smoke.alignment_seeds: expected integers"),
 ])
 def test_plan_schema_names_the_file_key_and_problem(tmp_path, edit, message):
     import yaml
@@ -257,3 +262,21 @@ def test_plan_schema_names_the_file_key_and_problem(tmp_path, edit, message):
         read_plan(str(path))
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_level_seeds_and_alignment_seeds_shape_the_reference_cpu_plan():
+    """reference-cpu: np 1 on every seed, the np 2-3 trend on the alignment's seed; the alignment
+    diagnostic on that seed at every np level, while the latent diagnostic keeps its own seed."""
+    items = load_plan("thesis", "reference-cpu", include_pages=False)
+    trains = _trains(items)
+    sparsity_seeds: dict[int, set[int]] = {}
+    for t in trains:
+        for m in t.memberships:
+            if m["study"] == "sparsity":
+                sparsity_seeds.setdefault(m["n_present"], set()).add(t.config["seed"])
+    assert sparsity_seeds[2] == sparsity_seeds[3] == {1339}
+    assert sparsity_seeds[1] == sparsity_seeds[4] == {1337, 1338, 1339, 1340, 1341}
+    alignment = [i for i in items if i.kind == "alignment"]
+    assert {i.config["seed"] for i in alignment} == {1339}
+    assert {(i.config["n_present"], i.config["fold"]) for i in alignment} == {(n, f) for n in (1, 2, 3, 4) for f in range(4)}
+    assert {i.config["seed"] for i in items if i.kind == "latent"} == {1337}

@@ -145,6 +145,7 @@ def profile_settings(spec: dict[str, Any], profile: str) -> dict[str, Any]:
         else:
             settings[key] = value
     settings["epochs"] = {name: _epochs(value, settings["epochs"]["full"]) for name, value in settings["epochs"].items()}
+    settings.setdefault("alignment_seeds", settings["diagnostic_seeds"])   # the alignment's seeds, if its own
     return settings
 
 
@@ -285,8 +286,10 @@ def _expand_training(spec: dict[str, Any], profile: str, settings: dict[str, Any
             row_seeds = (local.get("row_seeds") or {}).get(row, seeds)   # a profile may give one row fewer seeds
             cells = _within_raters(cells, {**base, **overrides}, rater_counts)
             for np_, n_epochs, cell_spec in cells:
+                # a profile may train some n_present levels on fewer (or other) seeds than the row's
+                level_seeds = (local.get("level_seeds") or {}).get(int(np_), row_seeds)
                 for fold in folds:
-                    for seed in row_seeds:
+                    for seed in level_seeds:
                         fields = {**base, **cell_spec, "fold": int(fold), "seed": int(seed),
                                   "n_present": int(np_), "epochs": n_epochs, **overrides}
                         try:
@@ -398,7 +401,7 @@ def load_plan(plan: str | os.PathLike, profile: str, *, config_overrides: dict[s
     trains = [item for item in items.values() if item.kind == "train"]
     for train in trains:
         model, studies = train.config["model"], {m["study"] for m in train.memberships}
-        seeds, folds = settings["diagnostic_seeds"], settings["alignment_folds"]
+        seeds, folds = settings["alignment_seeds"], settings["alignment_folds"]
         if (model in settings["alignment_models"] and studies & set(settings["alignment_studies"])
                 and (seeds is None or train.config["seed"] in seeds)
                 and (folds is None or train.config["fold"] in folds)):

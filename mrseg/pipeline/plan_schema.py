@@ -15,11 +15,13 @@ from mrseg.config import MODELS, PROFILE_PRESETS, RunConfig
 TOP_KEYS = frozenset({"name", "title", "templates", "defaults", "profiles", "studies", "root", "_path"})
 TEMPLATE_KEYS = frozenset({"train", "alignment", "latent", "pages"})
 SETTING_KEYS = frozenset({"folds", "seeds", "latent_fold", "sparse_n_present", "alignment_models", "alignment_studies",
-                          "latent_models", "latent_studies", "diagnostic_seeds", "alignment_folds", "epochs", "config",
+                          "latent_models", "latent_studies", "diagnostic_seeds", "alignment_seeds", "alignment_folds", "epochs",
+                          "config",
                           "studies"})
 STUDY_KEYS = frozenset({"title", "epochs", "n_present", "rows", "reference", "folds", "seeds", "dataset",
                         "dataset_options", "requires_data", "enabled"})
-PROFILE_STUDY_KEYS = frozenset({"enabled", "rows", "folds", "seeds", "row_seeds", "n_present", "reference"})
+PROFILE_STUDY_KEYS = frozenset({"enabled", "rows", "folds", "seeds", "row_seeds", "level_seeds", "n_present",
+                                "reference"})
 REFERENCE_KEYS = frozenset({"n_present", "epochs", "models"})
 REQUIRES_KEYS = frozenset({"env", "default", "option"})
 CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(RunConfig))
@@ -70,7 +72,7 @@ def _epochs(where: str, path: str, value: Any) -> None:
 
 def _settings(where: str, path: str, value: Any, studies: dict[str, Any]) -> None:
     settings = _keys(where, path, value, SETTING_KEYS)
-    for key in ("folds", "seeds", "sparse_n_present", "diagnostic_seeds", "alignment_folds"):
+    for key in ("folds", "seeds", "sparse_n_present", "diagnostic_seeds", "alignment_seeds", "alignment_folds"):
         _int_list(where, f"{path}.{key}", settings.get(key), minimum=1 if key == "sparse_n_present" else 0)
     for key in ("alignment_models", "latent_models"):
         for model in settings.get(key) or []:
@@ -99,6 +101,12 @@ def _settings(where: str, path: str, value: Any, studies: dict[str, Any]) -> Non
             if row not in rows:
                 _fail(where, f"{path}.studies.{name}.row_seeds", f"no row {row!r} in study {name!r}")
             _int_list(where, f"{path}.studies.{name}.row_seeds.{row}", seeds)
+        level_seeds = local.get("level_seeds")
+        if level_seeds is not None and not isinstance(level_seeds, dict):
+            _fail(where, f"{path}.studies.{name}.level_seeds", f"expected a mapping n_present -> seeds, got {level_seeds!r}")
+        for level, seeds in (level_seeds or {}).items():
+            _int_list(where, f"{path}.studies.{name}.level_seeds", level, minimum=1)
+            _int_list(where, f"{path}.studies.{name}.level_seeds.{level}", seeds)
         for key in ("folds", "seeds"):
             _int_list(where, f"{path}.studies.{name}.{key}", local.get(key))
         if local.get("reference") is not None:

@@ -347,3 +347,30 @@ def test_a_damaged_exported_table_is_reported_and_left_out_not_averaged_or_fatal
     (damaged / CASES_FILE).write_bytes(gzip.compress(text.encode())[:40])   # a truncated gzip stream
     (problem,) = load_reference(plan, "smoke", root=dest, paired=False).corrupt
     assert "cannot be read" in problem
+
+
+def test_the_alignment_diagnostic_travels_with_the_export_and_is_scored(smoke_runs, tmp_path):
+    """A run's alignment_cases.csv is exported beside it, read back as alignment.csv's rows (one per
+    study row the run belongs to), and reaches the claim rules through reference_as_results."""
+    from mrseg.diagnostics.alignment import run_alignment
+    from mrseg.pipeline.aggregate import alignment_row
+    from mrseg.pipeline.reference_scoring import reference_as_results
+
+    cases, _ = run_alignment(smoke_runs["shared"], n_cases=4, progress=False)
+    plan, dest = _plan(tmp_path), tmp_path / "reference"
+    export_reference(plan, "smoke", dest=dest)
+    ref = load_reference(plan, "smoke", root=dest)
+    assert list(ref.alignment["row"]) == ["shared_s1"] and list(ref.alignment["study"]) == ["main"]
+    expected = alignment_row(cases)["latent_mean"]
+    assert abs(float(ref.alignment["latent_mean"].iloc[0]) - expected) < 1e-12
+    assert int(ref.alignment_summary["n_folds"].iloc[0]) == 1
+    res = reference_as_results(ref, "mini")
+    assert len(res.alignment_rows(row="shared_s1", n_present=4, study="main")) == 1
+    assert res.alignment_rows(row="per_rater_s1", study="main").empty       # no diagnostic made for that run
+
+    # a damaged copy is reported with its file and left out, never fatal
+    run_id = ref.alignment["run_id"].iloc[0]
+    (dest / "mini" / "smoke" / run_id / "alignment_cases.csv").write_bytes(b"")
+    damaged = load_reference(plan, "smoke", root=dest)
+    assert damaged.available and len(damaged.runs) == 2 and damaged.alignment.empty
+    assert any(run_id in c and "alignment_cases.csv" in c for c in damaged.corrupt)

@@ -42,7 +42,8 @@ PAIRED_SOURCES = ("pipeline/aggregate.py", "diagnostics/run_level.py", "diagnost
 # Reference profiles, most authoritative first: the GPU-sized profile, then the CPU-affordable one.
 REFERENCE_PROFILES: tuple[str, ...] = ("reference", "reference-cpu")
 LATENT_SUMMARY = "latent_summary.json"   # the latent diagnostic of a run, exported when it was made
-EXPORTED_FILES = ("manifest.json", "eval_summary.json", "history.csv", LATENT_SUMMARY)
+ALIGNMENT_CASES = "alignment_cases.csv"  # the gradient-alignment diagnostic of a run, likewise
+EXPORTED_FILES = ("manifest.json", "eval_summary.json", "history.csv", LATENT_SUMMARY, ALIGNMENT_CASES)
 CASES_FILE = "eval_cases.csv.gz"
 
 
@@ -226,6 +227,8 @@ class ReferenceResults:
     paired: pd.DataFrame = field(default_factory=pd.DataFrame)
     corrupt: list[str] = field(default_factory=list)   # runs left out: "<run id>: <file and problem>"
     latent: pd.DataFrame = field(default_factory=pd.DataFrame)   # latent_summary.json scalars, per embedded run
+    alignment: pd.DataFrame = field(default_factory=pd.DataFrame)   # alignment.csv's rows, of the exported diagnostics
+    alignment_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     derived: dict[str, pd.DataFrame] = field(default_factory=dict)   # mrseg.pipeline.derived's tables
 
     @property
@@ -246,6 +249,8 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
     table stored with the export (or cached here) is read when its key (:func:`paired_key`) matches."""
     from mrseg.pipeline.aggregate import (
         add_run_columns,
+        alignment_row,
+        alignment_summary_table,
         cases_table,
         paired_table,
         per_fold_table,
@@ -258,7 +263,7 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
         return out
     out.index = read_json(folder / "index.json")
     certificates = read_certificates(folder)
-    rows, tables, run_dirs, latent_rows = [], [], {}, []
+    rows, tables, run_dirs, latent_rows, align_rows = [], [], {}, [], []
     for run in out.index.get("runs") or []:
         run_dir = folder / run["run_id"]
         try:
@@ -289,8 +294,19 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
                                 "n_present": run.get("n_present"), "run_dir": str(run_dir),
                                 **{k: v for k, v in summary.items()
                                    if isinstance(v, (int, float, str, bool)) or v is None}})
+        if (run_dir / ALIGNMENT_CASES).exists():
+            try:
+                values = alignment_row(pd.read_csv(run_dir / ALIGNMENT_CASES))
+            except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+                out.corrupt.append(f"{run['run_id']}: {ALIGNMENT_CASES}: {err} (its alignment left out)")
+            else:   # one row per (study, row) the run belongs to, as the aggregation writes alignment.csv
+                align_rows += [{"run_id": run["run_id"], "study": m["study"], "row": m["row"], "model": run.get("model"),
+                                "n_present": run.get("n_present"), "fold": run.get("fold"),
+                                "epochs": config.get("epochs"), **values} for m in run.get("memberships") or []]
     out.runs = pd.DataFrame(rows)
     out.latent = pd.DataFrame(latent_rows)
+    out.alignment = pd.DataFrame(align_rows)
+    out.alignment_summary = alignment_summary_table(out.alignment)
     out.cases = cases_table(tables)
     if not out.cases.empty:
         out.per_fold = add_run_columns(per_fold_table(out.cases), run_dirs)

@@ -21,11 +21,12 @@ from mrseg.thesis import load_thesis_reported
 
 
 def reference_as_results(ref: ReferenceResults, plan: str = "thesis") -> Results:
-    """An export as a :class:`~mrseg.scoring.results.Results` (cases, per-fold, summary, paired tables),
+    """An export as a :class:`~mrseg.scoring.results.Results` (cases, per-fold, summary, paired, latent and
+    alignment tables),
     so that the claim rules that read those tables score the reference runs as they score ours."""
     return Results(folder=ref.folder, plan=plan, profile=str(ref.index.get("profile", ref.folder.name)),
                    cases=ref.cases, per_fold=ref.per_fold, summary=ref.summary, paired=ref.paired,
-                   latent=ref.latent)
+                   latent=ref.latent, alignment=ref.alignment, alignment_summary=ref.alignment_summary)
 
 
 def reference_records(plan: str, thesis: dict[str, Any], claims: list[dict[str, Any]],

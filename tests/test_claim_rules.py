@@ -62,3 +62,39 @@ def test_duplicate_claim_ids_are_refused(tmp_path):
     path.write_text(yaml.safe_dump({"claims": [claim, claim]}))
     with pytest.raises(ValueError, match="claim id A1 appears twice"):
         claims_mod.load_claims(path)
+
+
+def test_gradient_isolation_is_a_diagnostic_the_scorer_reads(tmp_path):
+    """The check runs in the pipeline (gradient_isolation.json); the scorer only reads it: no file,
+    no verdict; a file that shows a cross-encoder gradient contradicts the claim."""
+    from mrseg.diagnostics.isolation import gradient_isolation_check, write_gradient_isolation
+    from mrseg.io import write_json
+    from mrseg.scoring.claims import evaluate_claims
+    from mrseg.scoring.results import load_results
+
+    check = gradient_isolation_check()
+    assert check["cross"] == 0.0 and check["own"] > 0
+    claim = {"id": "A0", "source": "s", "text": "t", "rule": {"kind": "gradient_isolation"}}
+    folder = tmp_path / "thesis" / "smoke"
+    folder.mkdir(parents=True)
+    (record,) = evaluate_claims(load_results(tmp_path, "thesis", "smoke"), {}, [claim])
+    assert record["verdict"] == "no results"
+    write_gradient_isolation(folder)
+    (record,) = evaluate_claims(load_results(tmp_path, "thesis", "smoke"), {}, [claim])
+    assert record["verdict"] == "reproduced" and record["decides"] == "gradient_isolation.json"
+    write_json(folder / "gradient_isolation.json", {"cross": 1e-3, "own": 1.0})
+    (record,) = evaluate_claims(load_results(tmp_path, "thesis", "smoke"), {}, [claim])
+    assert record["verdict"] == "contradicted"
+
+
+def test_scorers_take_the_typed_rule_and_its_defaults():
+    """Every scorer receives its kind's dataclass: the defaults live in the schema only."""
+    import inspect
+
+    from mrseg.scoring import claims
+
+    for kind, scorer in claims.RULES.items():
+        annotation = inspect.signature(scorer).parameters["rule"].annotation
+        assert RULE_SCHEMAS[kind].__name__ in str(annotation), (kind, annotation)
+    source = inspect.getsource(claims)
+    assert 'rule["' not in source.replace('rule["kind"]', "") and "rule.get(" not in source

@@ -160,20 +160,20 @@ def test_degradation_is_judged_on_the_change_of_gap_per_run_pair():
                   per_fold=pd.DataFrame())
     rule = {"kind": "degradation", "study": "sparsity", "baseline": "shared_s1", "ours": "per_rater_s1",
             "metric": "ged_dpersona", "full": 4, "sparse": 1}
-    from mrseg.scoring.claims import _rule_degradation
+    from mrseg.scoring.claims import score_rule
 
-    ev = _rule_degradation(res, rule, {})
+    ev = score_rule(res, {"kind": "degradation", **rule}, {})
     expected = np.mean([-0.05 - 0.001, -0.045 + 0.002, -0.055 - 0.0, -0.048 - 0.001])
     assert ev.verdict == "reproduced" and ev.effect == pytest.approx(expected) and ev.ci_high < 0
     assert ev.n == 4 and ev.detail["n_runs"] == 4 and ev.p < 0.05
     # the same mean change with run pairs that disagree: inconclusive
     sparse = record(1, dict(zip(runs, [-0.15, 0.05, -0.10, 0.0])))
     res.paired = pd.DataFrame([full, sparse])
-    assert _rule_degradation(res, rule, {}).verdict == "inconclusive"
+    assert score_rule(res, {"kind": "degradation", **rule}, {}).verdict == "inconclusive"
 
 
 def test_a_claim_about_one_fold_is_judged_over_that_folds_seeds():
-    from mrseg.scoring.claims import _rule_fold_compare
+    from mrseg.scoring.claims import score_rule
 
     effects = {(0, s): 0.01 * (s - 2) for s in (1, 2, 3)}            # fold 0: seeds disagree
     effects.update({(1, s): 0.04 + 0.002 * s for s in (1, 2, 3)})      # fold 1: seeds agree
@@ -182,12 +182,13 @@ def test_a_claim_about_one_fold_is_judged_over_that_folds_seeds():
                   per_fold=pd.DataFrame())
     rule = {"study": "main", "a": "per_rater_s1", "b": "shared_s1", "metric": "ged_dpersona", "n_present": 4,
             "expect": ">"}
-    decided = _rule_fold_compare(res, {**rule, "fold": 1}, {})
+    decided = score_rule(res, {**rule, "kind": "fold_compare", "fold": 1}, {})
     assert decided.verdict == "reproduced" and decided.n == 3 and decided.ci_low > 0 and decided.p < 0.05
-    open_ = _rule_fold_compare(res, {**rule, "fold": 0}, {})
+    open_ = score_rule(res, {**rule, "kind": "fold_compare", "fold": 0}, {})
     assert open_.verdict == "inconclusive" and open_.ci_low < 0 < open_.ci_high
     # asked the other way round (b - a): the mirrored interval
-    flipped = _rule_fold_compare(res, {**rule, "a": "shared_s1", "b": "per_rater_s1", "expect": "<", "fold": 1}, {})
+    flipped = score_rule(res, {**rule, "kind": "fold_compare", "a": "shared_s1", "b": "per_rater_s1", "expect": "<",
+                               "fold": 1}, {})
     assert flipped.verdict == "reproduced" and flipped.ci_high == pytest.approx(-decided.ci_low)
 
 

@@ -25,6 +25,8 @@ Written into ``results_dir()/<plan>/<profile>/`` by :func:`aggregate_plan`:
   patient bootstrap; beside it the patient bootstrap ("test-set uncertainty only"), the t interval
   over run-pair means, Nadeau & Bengio's corrected interval, the effect detectable at 80% power,
   and the mean difference per fold and per seed (see :func:`paired_table`).
+- ``gradient_isolation.json``: the gradient-isolation diagnostic of the per-rater encoders
+  (:mod:`mrseg.diagnostics.isolation`), read by the scorecard's claim A0.
 - ``scorecard.json``: every claim of ``book/data/claims.yaml`` with its verdict, effect, CI, n, p
   (:func:`mrseg.scoring.claims.write_scorecard`), evaluated once here; the scorecard page reads it.
 - ``thesis_evidence.csv``: the thesis's own fold numbers judged by the same run-level rule
@@ -46,6 +48,7 @@ import pandas as pd
 
 from mrseg.bookkeeping.fingerprint import source_hash
 from mrseg.bookkeeping.manifest import code_version, now_iso, read_manifest
+from mrseg.diagnostics.isolation import write_gradient_isolation
 from mrseg.diagnostics.run_level import run_level_difference
 from mrseg.diagnostics.statistics import cluster_bootstrap_cis, cluster_bootstrap_mean_ci, wilcoxon_p
 from mrseg.diagnostics.thesis_evidence import thesis_evidence_table
@@ -462,6 +465,7 @@ def rescore(folder: str | os.PathLike, plan: str, profile: str) -> dict[str, Any
     write_csv(folder / "paired.csv", paired_table(cases))
     write_derived(folder, cases, pd.read_csv(per_fold_path) if per_fold_path.exists() else pd.DataFrame())
     write_csv(folder / "thesis_evidence.csv", thesis_evidence_table(load_thesis_reported()))
+    write_gradient_isolation(folder)
     return read_json(write_scorecard(folder, plan=plan, profile=profile))
 
 
@@ -664,6 +668,7 @@ def aggregate_plan(items: list, records: dict[str, dict[str, Any]], plan: str, p
     write_json(paths["context"], context)
 
     paths.update({f"derived_{name}": path for name, path in write_derived(out_dir, cases, per_fold).items()})
+    paths["gradient_isolation"] = write_gradient_isolation(out_dir)
     paths["scorecard"] = write_scorecard(out_dir, plan=plan, profile=profile)
     return paths
 

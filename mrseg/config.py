@@ -8,6 +8,7 @@ The run id is derived from the config so the same config always lands in the sam
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import json
 import math
@@ -91,6 +92,32 @@ MODEL_VARIANTS: dict[str, ModelVariant] = {v.name: v for v in (
 )}
 MODELS: tuple[str, ...] = tuple(MODEL_VARIANTS)
 OBJECTIVE_MODELS: tuple[str, ...] = tuple(name for name, v in MODEL_VARIANTS.items() if v.objective_dependent)
+
+
+class Row(enum.StrEnum):
+    """The plan rows that code refers to by name (rows of ``mrseg/plans/thesis.yaml``, a test checks
+    each is one). A row is a table row of the thesis: a model plus config, trained per fold and seed.
+    The posterior study's rows are ``<setting>__<row>`` (``klw1e-3__per_rater_s1``)."""
+
+    PROBUNET = "probunet"
+    SHARED_S1 = "shared_s1"                  # D-Persona's Stage 1: one shared posterior
+    DPERSONA_S1S2 = "dpersona_s1s2"          # D-Persona with its Stage 2 persona heads
+    PER_RATER_S1 = "per_rater_s1"            # the thesis's proposal: one posterior encoder per rater
+    SHARED_MASKED_S1 = "shared_masked_s1"    # shared, absent raters masked out of its input
+    SHARED_TARGET_S1 = "shared_target_s1"    # shared, conditioned on the reconstructed rater's mask only
+    PER_RATER_TIED_S1 = "per_rater_tied_s1"  # per-rater with the encoders' weights tied
+    PER_RATER_TIED_FB = "per_rater_tied_fb"  # the same with free bits
+    SHARED_WIDE_S1 = "shared_wide_s1"        # shared, widened to the per-rater encoders' parameter count
+
+
+class Metric(enum.StrEnum):
+    """Per-case metric columns that code refers to by name (``mrseg.metrics`` computes them; a test
+    checks the names agree)."""
+
+    GED = "ged"                      # generalised energy distance, d(empty, empty) = 0
+    GED_DPERSONA = "ged_dpersona"    # the same with D-Persona's convention d(empty, empty) = 1
+    DICE_MATCH = "dice_match"        # Hungarian-matched Dice of samples to raters
+    DICE_SOFT = "dice_soft"          # Dice of the mean prediction to the mean mask
 
 
 def model_variant(model: str) -> ModelVariant:
@@ -466,3 +493,27 @@ PROFILE_PRESETS: dict[str, dict[str, Any]] = {
         max_eval_cases=0, eval_samples=16, bound_samples=10, stage2_bank_train=100, stage2_bank_test=500,
     ),
 }
+
+
+@dataclass(frozen=True)
+class ProfileScope:
+    """What a profile reads beyond its runs' configs: how many LIDC-IDRI scans the book's data page
+    and the attribute study read (0: every scan). Behaviour that differs by profile comes from
+    here, never from the profile's name."""
+
+    data_page_scans: int = 0
+    attribute_scans: int = 0
+
+
+# the smoke profile reads the first scans only (quick pages for tests; the pages say so)
+PROFILE_SCOPES: dict[str, ProfileScope] = {"smoke": ProfileScope(data_page_scans=80, attribute_scans=120)}
+
+
+def profile_scope(profile: str) -> ProfileScope:
+    """:data:`PROFILE_SCOPES` of ``profile``; every scan for a profile not listed."""
+    return PROFILE_SCOPES.get(profile, ProfileScope())
+
+
+def profile_dataset(profile: str) -> str:
+    """The dataset a profile's runs train on unless a study names another (its preset's, else the default)."""
+    return str(PROFILE_PRESETS.get(profile, {}).get("dataset", RunConfig.dataset))

@@ -35,14 +35,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from mrseg.config import Row
 from mrseg.io import atomic_path
 
 MODEL_LABELS: dict[str, str] = {
-    "shared_s1": "shared posterior (Stage 1)",
-    "per_rater_s1": "per-rater posteriors (Stage 1)",
-    "shared_masked_s1": "shared, absent raters masked",
-    "probunet": "ProbUNet",
-    "dpersona_s1s2": "D-Persona Stage 1+2",
+    Row.SHARED_S1: "shared posterior (Stage 1)",
+    Row.PER_RATER_S1: "per-rater posteriors (Stage 1)",
+    Row.SHARED_MASKED_S1: "shared, absent raters masked",
+    Row.PROBUNET: "ProbUNet",
+    Row.DPERSONA_S1S2: "D-Persona Stage 1+2",
 }
 RATER_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
 

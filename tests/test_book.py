@@ -281,6 +281,11 @@ def smoke_site(tmp_path_factory):
     env = dict(os.environ, MRSEG_GENERATED=str(book / "generated"), PYTHONPATH=str(REPO_ROOT))
     env.pop("MPLBACKEND", None)
     started = time.time()
+    # what `make plan` records before the run: here only the attribute study (the attributes page reads it)
+    skips = [arg for name in ("metrics", "step", "step_demo", "roofline", "dataset") for arg in ("--skip", name)]
+    record = subprocess.run([sys.executable, "-m", "mrseg", "record", "--plan", "thesis", "--profile", "smoke", *skips],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert record.returncode == 0, record.stderr[-2000:]
     run = subprocess.run([sys.executable, "-m", "mrseg", "run", "--plan", str(_failing_plan(tmp)), "--profile", "smoke",
                           "--jobs", "2", "--retries", "0"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                          timeout=900)
@@ -345,6 +350,17 @@ def test_tables_hold_our_numbers(smoke_site):
     sparsity = summary[(summary["study"] == "sparsity") & (summary["n_present"] == 1)].set_index("row")
     page = _html(smoke_site, "sparsity")
     assert f"{sparsity.loc['per_rater_s1', 'ged_dpersona_mean']:.4f}" in page
+
+
+def test_the_attributes_page_renders_the_recorded_study(smoke_site):
+    """The page reads what `record` wrote (no study is run while the book builds): its numbers are
+    the recorded table's."""
+    corr = pd.read_csv(smoke_site["results"] / "attributes_correlations.csv", low_memory=False)
+    page = _html(smoke_site, "attributes")
+    assert "first 120 scans" in page and "Recorded by" in page and "Not recorded" not in page
+    margin = corr[(corr["fold"].astype(str) == "all") & (corr["statistic"] == "sd") & (corr["unit"] == "patch")
+                  & (corr["definition"] == "patch") & (corr["attribute"] == "margin")]
+    assert f"{float(margin['r'].iloc[0]):.3f}" in page
 
 
 def test_pages_state_their_context(smoke_site):

@@ -150,7 +150,7 @@ def test_the_layer_check_catches_a_planted_upward_import():
 STATISTIC_CALLS = ("sign_test(", "bootstrap(", "run_level_difference(", "mechanism_comparisons(",
                    "controlled_comparison(", "regime_comparisons(", "ttest", "wilcoxon(", "binomtest(", "pearsonr(",
                    "spearmanr(", "adjust_pvalues(", "mean_t_ci(", "fisher_r_ci(", "proportion_ci(", "paired_table(",
-                   "evaluate_claims(")
+                   "evaluate_claims(", "attribute_study(", "attribute_study_summary(", "gradient_isolation_check(")
 
 
 def test_pages_and_report_compute_no_statistic():
@@ -161,3 +161,61 @@ def test_pages_and_report_compute_no_statistic():
             code = line.split("#", 1)[0]
             found += [f"{path.relative_to(REPO_ROOT)}:{number}: {call}" for call in STATISTIC_CALLS if call in code]
     assert found == [], "\n".join(found)
+
+
+# ---- keys declared once ----------------------------------------------------------------------
+def _code_lines(path: Path) -> list[tuple[int, str]]:
+    """(number, line) of the code lines of a Python file: docstrings and comments left out."""
+    import io
+    import tokenize
+
+    lines: dict[int, str] = {}
+    text = path.read_text()
+    previous = None
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        is_docstring = tok.type == tokenize.STRING and previous in (None, tokenize.NEWLINE, tokenize.INDENT,
+                                                                    tokenize.DEDENT, tokenize.NL)
+        if tok.type == tokenize.STRING and not is_docstring:
+            lines[tok.start[0]] = lines.get(tok.start[0], "") + tok.string + " "
+        if tok.type not in (tokenize.COMMENT, tokenize.NL):
+            previous = tok.type
+    return sorted(lines.items())
+
+
+def test_row_and_metric_keys_are_the_plans_and_the_metrics_own():
+    import numpy as np
+    import yaml
+
+    from mrseg.config import Metric, Row
+    from mrseg.metrics import evaluate_cases
+
+    plan = yaml.safe_load((PACKAGE / "plans" / "thesis.yaml").read_text())
+    rows = {row for study in plan["studies"].values() for row in (study.get("rows") or {})}
+    bare = {row.split("__", 1)[-1] for row in rows}   # posterior-study rows are <setting>__<row>
+    assert {r.value for r in Row} <= bare, sorted({r.value for r in Row} - bare)
+    probs = np.random.default_rng(0).random((2, 4, 8, 8))
+    raters = np.random.default_rng(1).random((2, 3, 8, 8)) > 0.5
+    assert {m.value for m in Metric} <= set(evaluate_cases(probs, raters).columns)
+
+
+# Files that define the keys' values: the config (the enums) and the metric code that computes them
+# (a result source: its literals stay until that code next changes and is certified again).
+KEY_SOURCES = {"config.py", "metrics.py", "evaluate.py"}
+
+
+def test_no_code_outside_the_key_sources_types_a_row_or_metric_key():
+    from mrseg.config import Metric, Row
+
+    keys = [f'"{k.value}"' for k in (*Row, *Metric)] + [f"'{k.value}'" for k in (*Row, *Metric)]
+    files = [p for p in sorted(PACKAGE.rglob("*.py")) if p.name not in KEY_SOURCES or p.parent != PACKAGE]
+    files += sorted((REPO_ROOT / "notebooks").rglob("*.py"))
+    found = [f"{path.relative_to(REPO_ROOT)}:{number}: {key}" for path in files
+             for number, strings in _code_lines(path) for key in keys if key in strings.split(" ")]
+    assert found == [], "\n".join(found[:40])
+
+
+def test_the_key_check_sees_code_strings_but_not_docstrings_or_comments(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text('"""A "shared_s1" docstring."""\nx = "shared_s1"  # "ged"\n\n\ndef f():\n'
+                       '    """About "ged"."""\n    return {"ged": 1}\n')
+    assert _code_lines(planted) == [(2, '"shared_s1" '), (7, '"ged" ')]

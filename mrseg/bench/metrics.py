@@ -26,11 +26,12 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
+from mrseg.config import Metric
 from mrseg.metrics import DEFAULT_THRESHOLDS, _torch_threads, evaluate_cases
 
 SIZE = 128
 N_RATERS = 4
-COMPARED = ("ged", "ged_dpersona", "dice_match", "dice_soft")
+COMPARED = (Metric.GED, Metric.GED_DPERSONA, Metric.DICE_MATCH, Metric.DICE_SOFT)
 
 
 def make_cases(n: int, samples: int, seed: int, size: int = SIZE, raters: int = N_RATERS,
@@ -119,10 +120,10 @@ def reference_case(probs: np.ndarray, masks: np.ndarray, thresholds=DEFAULT_THRE
         total = a.sum() + b.sum()
         soft.append(1.0 if total == 0 else 2 * np.logical_and(a, b).sum() / total)
     return {
-        "ged": 2 * sy[0] - ss[0] - yy[0],
-        "ged_dpersona": 2 * sy[1] - ss[1] - yy[1],
-        "dice_match": float(dice[rows, cols].mean()),
-        "dice_soft": float(np.mean(soft)),
+        Metric.GED: 2 * sy[0] - ss[0] - yy[0],
+        Metric.GED_DPERSONA: 2 * sy[1] - ss[1] - yy[1],
+        Metric.DICE_MATCH: float(dice[rows, cols].mean()),
+        Metric.DICE_SOFT: float(np.mean(soft)),
     }
 
 

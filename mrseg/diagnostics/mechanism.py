@@ -26,27 +26,28 @@ from __future__ import annotations
 
 import pandas as pd
 
+from mrseg.config import Metric, Row
 from mrseg.diagnostics.run_level import compare_rows
 
 STUDY = "mechanism"
 # (label, a, b): the explanation a pair separates, and the two rows compared
 PAIRS: tuple[tuple[str, str, str], ...] = (
-    ("(a) separate parameters", "per_rater_s1", "per_rater_tied_s1"),
-    ("(b) per-rater ELBO", "per_rater_tied_s1", "shared_s1"),
-    ("(c) capacity: wide vs shared", "shared_wide_s1", "shared_s1"),
-    ("(c) capacity: per-rater vs wide", "per_rater_s1", "shared_wide_s1"),
-    ("(d) zero-fill: masked vs shared", "shared_masked_s1", "shared_s1"),
-    ("(d) zero-fill: per-rater vs masked", "per_rater_s1", "shared_masked_s1"),
-    ("thesis comparison", "per_rater_s1", "shared_s1"),
+    ("(a) separate parameters", Row.PER_RATER_S1, Row.PER_RATER_TIED_S1),
+    ("(b) per-rater ELBO", Row.PER_RATER_TIED_S1, Row.SHARED_S1),
+    ("(c) capacity: wide vs shared", Row.SHARED_WIDE_S1, Row.SHARED_S1),
+    ("(c) capacity: per-rater vs wide", Row.PER_RATER_S1, Row.SHARED_WIDE_S1),
+    ("(d) zero-fill: masked vs shared", Row.SHARED_MASKED_S1, Row.SHARED_S1),
+    ("(d) zero-fill: per-rater vs masked", Row.PER_RATER_S1, Row.SHARED_MASKED_S1),
+    ("thesis comparison", Row.PER_RATER_S1, Row.SHARED_S1),
     ("thesis comparison, free bits", "per_rater_fb", "shared_fb"),
-    ("free bits, tied vs shared", "per_rater_tied_fb", "shared_fb"),
-    ("free bits' own effect, shared", "shared_fb", "shared_s1"),
-    ("free bits' own effect, per-rater", "per_rater_fb", "per_rater_s1"),
-    ("free bits' own effect, tied", "per_rater_tied_fb", "per_rater_tied_s1"),
+    ("free bits, tied vs shared", Row.PER_RATER_TIED_FB, "shared_fb"),
+    ("free bits' own effect, shared", "shared_fb", Row.SHARED_S1),
+    ("free bits' own effect, per-rater", "per_rater_fb", Row.PER_RATER_S1),
+    ("free bits' own effect, tied", Row.PER_RATER_TIED_FB, Row.PER_RATER_TIED_S1),
 )
 
 
-def mechanism_comparisons(cases: pd.DataFrame, metric: str = "ged", lower_is_better: bool = True,
+def mechanism_comparisons(cases: pd.DataFrame, metric: str = Metric.GED, lower_is_better: bool = True,
                           n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """One row per (pair of :data:`PAIRS`, np) present in ``cases`` (rows of ``cases.csv`` with
     ``study``, ``row``, ``n_present``, ``fold``, ``seed``, ``case_id``, ``patient_id`` and ``metric``;
@@ -73,13 +74,13 @@ def mechanism_comparisons(cases: pd.DataFrame, metric: str = "ged", lower_is_bet
 
 # explanation: (pair that would show it, pair that would rule it out as the whole story, the claim)
 EXPLANATIONS: dict[str, tuple[tuple[str, str], tuple[str, str] | None, str]] = {
-    "(a) separate parameters": (("per_rater_s1", "per_rater_tied_s1"), None,
+    "(a) separate parameters": ((Row.PER_RATER_S1, Row.PER_RATER_TIED_S1), None,
                                 "separate encoders beat one tied encoder trained with the same per-rater ELBO"),
-    "(b) per-rater ELBO": (("per_rater_tied_s1", "shared_s1"), None,
+    "(b) per-rater ELBO": ((Row.PER_RATER_TIED_S1, Row.SHARED_S1), None,
                            "one tied encoder with the per-rater ELBO beats the shared posterior"),
-    "(c) capacity": (("shared_wide_s1", "shared_s1"), ("per_rater_s1", "shared_wide_s1"),
+    "(c) capacity": ((Row.SHARED_WIDE_S1, Row.SHARED_S1), (Row.PER_RATER_S1, Row.SHARED_WIDE_S1),
                      "a shared posterior as large as the per-rater encoders together beats the shared one"),
-    "(d) zero-fill": (("shared_masked_s1", "shared_s1"), ("per_rater_s1", "shared_masked_s1"),
+    "(d) zero-fill": ((Row.SHARED_MASKED_S1, Row.SHARED_S1), (Row.PER_RATER_S1, Row.SHARED_MASKED_S1),
                       "masking the absent raters out of the shared loss beats zero-filling them"),
 }
 

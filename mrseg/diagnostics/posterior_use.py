@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from mrseg.config import Metric, Row
 from mrseg.diagnostics.run_level import PAIR_COLUMNS, compare_rows
 
 PILOT_STUDY = "posterior_pilot"
@@ -33,15 +34,15 @@ BASELINE = "dpersona-objective"   # the regime of every other study: D-Persona's
 INFORMATIVE_UNITS = 2
 INFORMATIVE_KL = 0.5
 FIT_MARGIN = 0.02
-PILOT_MODELS: dict[str, str] = {"shared": "shared_s1", "per_rater": "per_rater_s1"}
+PILOT_MODELS: dict[str, str] = {"shared": Row.SHARED_S1, "per_rater": Row.PER_RATER_S1}
 # (label, a, b, np levels): the comparisons repeated in every regime; a - b
 COMPARISONS: tuple[tuple[str, str, str], ...] = (
-    ("per-rater - shared S1", "per_rater_s1", "shared_s1"),
-    ("D-Persona S1+S2 - per-rater", "dpersona_s1s2", "per_rater_s1"),
-    ("shared-target - shared S1", "shared_target_s1", "shared_s1"),
-    ("per-rater - shared-target", "per_rater_s1", "shared_target_s1"),
+    ("per-rater - shared S1", Row.PER_RATER_S1, Row.SHARED_S1),
+    ("D-Persona S1+S2 - per-rater", Row.DPERSONA_S1S2, Row.PER_RATER_S1),
+    ("shared-target - shared S1", Row.SHARED_TARGET_S1, Row.SHARED_S1),
+    ("per-rater - shared-target", Row.PER_RATER_S1, Row.SHARED_TARGET_S1),
 )
-USE_COLUMNS: tuple[str, ...] = ("kl_nats", "active_units", "ds_over_dyy", "dice_match", "ged_dpersona", "converged")
+USE_COLUMNS: tuple[str, ...] = ("kl_nats", "active_units", "ds_over_dyy", Metric.DICE_MATCH, Metric.GED_DPERSONA, "converged")
 
 
 def pilot_setting(row: str) -> tuple[str, str] | None:
@@ -77,12 +78,12 @@ def pilot_table(per_fold: pd.DataFrame) -> pd.DataFrame:
                     & (per_fold["n_present"] == 4)]
     base = base[[(f, s) in runs for f, s in zip(base["fold"], base["seed"])]].assign(setting=BASELINE, model=base["row"])
     both = pd.concat([base, pilot], ignore_index=True)
-    reference = base.set_index(["model", "fold", "seed"])["dice_match"]
+    reference = base.set_index(["model", "fold", "seed"])[Metric.DICE_MATCH]
     rows = []
     for (setting, model), group in both.groupby(["setting", "model"], sort=False):
         keys = list(zip([model] * len(group), group["fold"], group["seed"]))
         baseline = [reference.get(k, math.nan) for k in keys]
-        change = float((group["dice_match"].to_numpy(dtype=float) - pd.Series(baseline, dtype=float).to_numpy()).mean())
+        change = float((group[Metric.DICE_MATCH].to_numpy(dtype=float) - pd.Series(baseline, dtype=float).to_numpy()).mean())
         means = {c: float(pd.to_numeric(group[c], errors="coerce").mean()) if c in group else math.nan
                  for c in USE_COLUMNS}
         informative = bool(means["active_units"] >= INFORMATIVE_UNITS and means["kl_nats"] >= INFORMATIVE_KL)
@@ -121,7 +122,7 @@ def regime_cases(cases: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([base, study], ignore_index=True)
 
 
-def regime_comparisons(cases: pd.DataFrame, metric: str = "ged_dpersona", lower_is_better: bool = True,
+def regime_comparisons(cases: pd.DataFrame, metric: str = Metric.GED_DPERSONA, lower_is_better: bool = True,
                        seed: int = 0) -> pd.DataFrame:
     """One row per (regime, comparison of :data:`COMPARISONS`, np) whose two rows ran: ``regime``,
     ``comparison``, ``a``, ``b``, ``np`` and the :data:`~mrseg.diagnostics.run_level.PAIR_COLUMNS`."""

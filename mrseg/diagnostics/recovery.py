@@ -7,11 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mrseg.config import Metric
 from mrseg.data.controlled import n_raters_of
 from mrseg.diagnostics.run_level import better_verdict, patient_interval, run_level_difference
 
 # metric -> whether lower is better, for the controlled study's paired comparison
-COMPARED = {"ged_true": True, "ged": True, "style_recovery": False}
+COMPARED = {"ged_true": True, Metric.GED: True, "style_recovery": False}
 
 
 def controlled_comparison(cases: pd.DataFrame, metric: str = "ged_true", a: str = "per-rater", b: str = "shared",

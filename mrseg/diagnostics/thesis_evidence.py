@@ -22,22 +22,23 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mrseg.config import Metric
 from mrseg.diagnostics.run_level import CI_LEVEL, TEST_TRAIN_RATIO, detectable_effect, fold_means_difference
 
 # (label, claimed direction of a - b, metric, a path, b path); paths into thesis_reported.yaml.
 PER_FOLD_COMPARISONS: tuple[tuple[str, str, str, str, str], ...] = tuple(
-    (f"per-rater - shared S1, {label}", "<" if metric == "ged" else ">", metric,
+    (f"per-rater - shared S1, {label}", "<" if metric == Metric.GED else ">", metric,
      f"{base}.{metric}{level}.per_rater_s1", f"{base}.{metric}{level}.shared_s1")
-    for metric in ("ged", "dice_match")
+    for metric in (Metric.GED, Metric.DICE_MATCH)
     for label, base, level in (("np 4 (100 epochs)", "appendix_I_full_annotation_per_fold", ""),
                                ("np 3", "appendix_II_sparse_per_fold", ".np3"),
                                ("np 2", "appendix_II_sparse_per_fold", ".np2"),
                                ("np 1", "appendix_II_sparse_per_fold", ".np1"))
 )
 SUMMARY_COMPARISONS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("per-rater S1 - D-Persona S1+S2 (Table 4.2)", "<", "ged", "table_4_2_main.per_rater_s1.ged",
+    ("per-rater S1 - D-Persona S1+S2 (Table 4.2)", "<", Metric.GED, "table_4_2_main.per_rater_s1.ged",
      "table_4_2_main.dpersona_s1s2.ged"),
-    ("per-rater S1 - D-Persona S1+S2 (Table 4.2)", ">", "dice_match", "table_4_2_main.per_rater_s1.dice_match",
+    ("per-rater S1 - D-Persona S1+S2 (Table 4.2)", ">", Metric.DICE_MATCH, "table_4_2_main.per_rater_s1.dice_match",
      "table_4_2_main.dpersona_s1s2.dice_match"),
 )
 THESIS_FOLDS = 4

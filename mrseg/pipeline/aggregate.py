@@ -48,6 +48,7 @@ import pandas as pd
 
 from mrseg.bookkeeping.fingerprint import source_hash
 from mrseg.bookkeeping.manifest import code_version, now_iso, read_manifest
+from mrseg.config import Metric
 from mrseg.diagnostics.isolation import write_gradient_isolation
 from mrseg.diagnostics.run_level import run_level_difference
 from mrseg.diagnostics.statistics import cluster_bootstrap_cis, cluster_bootstrap_mean_ci, wilcoxon_p
@@ -68,8 +69,8 @@ GROUP = ["study", "row", "n_present"]
 RUN_FLAGS = ("val_improvement_last_fifth", "converged")  # per-run flags, not metrics
 SD_DDOF = 0
 GED_CONVENTIONS = {
-    "ged": "GED with d = 1 - IoU and d(empty, empty) = 0 (the field's convention)",
-    "ged_dpersona": "GED with d(empty, empty) = 1 (D-Persona's code, hence the thesis's numbers)",
+    Metric.GED: "GED with d = 1 - IoU and d(empty, empty) = 0 (the field's convention)",
+    Metric.GED_DPERSONA: "GED with d(empty, empty) = 1 (D-Persona's code, hence the thesis's numbers)",
 }
 
 
@@ -85,7 +86,7 @@ def read_eval_cases(path: str | os.PathLike) -> pd.DataFrame:
         table = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a readable CSV table ({err})") from err
-    missing = [c for c in ("run_id", "fold", "case_id", "ged") if c not in table.columns]
+    missing = [c for c in ("run_id", "fold", "case_id", Metric.GED) if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {missing}")
     return table
@@ -244,7 +245,7 @@ def _read_history(run_dir: str | os.PathLike) -> pd.DataFrame | None:
 
 # ---- paired comparisons ---------------------------------------------------------------------------
 PAIR_KEYS = ("fold", "seed", "case_id", "M")
-PAIRED_METRICS = ("ged", "ged_dpersona", "dice_match", "dice_match_m4", "dice_soft", "hm_iou", "d_ss")
+PAIRED_METRICS = (Metric.GED, Metric.GED_DPERSONA, Metric.DICE_MATCH, "dice_match_m4", Metric.DICE_SOFT, "hm_iou", "d_ss")
 
 
 def _groups(frame: pd.DataFrame) -> pd.Series:

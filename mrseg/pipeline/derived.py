@@ -25,6 +25,7 @@ from typing import Callable
 
 import pandas as pd
 
+from mrseg.config import Metric, Row
 from mrseg.diagnostics import mechanism, posterior_use, recovery
 from mrseg.diagnostics.statistics import sign_test
 from mrseg.io import write_csv
@@ -41,28 +42,28 @@ def _long(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def mechanism_table(cases: pd.DataFrame, per_fold: pd.DataFrame) -> pd.DataFrame:
     if cases is None or cases.empty:
         return pd.DataFrame()
-    return _long({"ged": mechanism.mechanism_comparisons(cases, "ged") if "ged" in cases else None,
-                  "dice_match": mechanism.mechanism_comparisons(cases, "dice_match", lower_is_better=False)
-                  if "dice_match" in cases else None})
+    return _long({Metric.GED: mechanism.mechanism_comparisons(cases, Metric.GED) if Metric.GED in cases else None,
+                  Metric.DICE_MATCH: mechanism.mechanism_comparisons(cases, Metric.DICE_MATCH, lower_is_better=False)
+                  if Metric.DICE_MATCH in cases else None})
 
 
 def controlled_table(cases: pd.DataFrame, per_fold: pd.DataFrame) -> pd.DataFrame:
     if cases is None or cases.empty or "study" not in cases:
         return pd.DataFrame()
     own = cases[cases["study"] == "controlled"]
-    return _long({metric: recovery.controlled_comparison(own, metric) for metric in ("ged_true", "ged", "style_recovery")
+    return _long({metric: recovery.controlled_comparison(own, metric) for metric in ("ged_true", Metric.GED, "style_recovery")
                   if metric in own and not own.empty})
 
 
 def posterior_table(cases: pd.DataFrame, per_fold: pd.DataFrame) -> pd.DataFrame:
     if cases is None or cases.empty:
         return pd.DataFrame()
-    return _long({"ged_dpersona": posterior_use.regime_comparisons(cases, "ged_dpersona"),
-                  "dice_match": posterior_use.regime_comparisons(cases, "dice_match", lower_is_better=False)})
+    return _long({Metric.GED_DPERSONA: posterior_use.regime_comparisons(cases, Metric.GED_DPERSONA),
+                  Metric.DICE_MATCH: posterior_use.regime_comparisons(cases, Metric.DICE_MATCH, lower_is_better=False)})
 
 
 def sign_test_table(cases: pd.DataFrame, per_fold: pd.DataFrame, study: str = "sparsity", levels: tuple[int, ...] = (3, 2, 1),
-                    metric: str = "ged_dpersona") -> pd.DataFrame:
+                    metric: str = Metric.GED_DPERSONA) -> pd.DataFrame:
     """Per np: folds compared and per-rater wins (lower fold mean than shared Stage 1, seeds
     averaged per fold); a last row ``np = all`` with the totals and the one-sided sign test's p."""
     if per_fold is None or per_fold.empty or metric not in per_fold or "study" not in per_fold:
@@ -71,9 +72,9 @@ def sign_test_table(cases: pd.DataFrame, per_fold: pd.DataFrame, study: str = "s
     records, wins, total = [], 0, 0
     for n in levels:
         at = own[pd.to_numeric(own["n_present"], errors="coerce") == n]
-        means = {row: at[at["row"] == row].groupby("fold")[metric].mean() for row in ("shared_s1", "per_rater_s1")}
-        common = means["shared_s1"].index.intersection(means["per_rater_s1"].index)
-        w = int(sum(means["per_rater_s1"][f] < means["shared_s1"][f] for f in common))
+        means = {row: at[at["row"] == row].groupby("fold")[metric].mean() for row in (Row.SHARED_S1, Row.PER_RATER_S1)}
+        common = means[Row.SHARED_S1].index.intersection(means[Row.PER_RATER_S1].index)
+        w = int(sum(means[Row.PER_RATER_S1][f] < means[Row.SHARED_S1][f] for f in common))
         wins, total = wins + w, total + len(common)
         records.append({"np": str(n), "folds compared": len(common), "per-rater wins": w, "sign test p (one-sided)": math.nan})
     p = sign_test(wins, total)["p_one_sided"] if total else math.nan

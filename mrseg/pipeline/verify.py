@@ -31,13 +31,13 @@ import pandas as pd
 from mrseg.bookkeeping.fingerprint import stale_reason
 from mrseg.bookkeeping.machine import machine_facts
 from mrseg.bookkeeping.manifest import is_complete, now_iso, read_manifest
-from mrseg.config import RunConfig
+from mrseg.config import Metric, RunConfig
 from mrseg.io import read_json, write_json
 from mrseg.paths import runs_dir
 from mrseg.pipeline.reference import CASES_FILE, ReferenceResults, load_reference, reference_folder
 
 VERIFY_FILE = "verify.json"
-VERIFY_METRICS: tuple[str, ...] = ("ged", "ged_dpersona", "dice_match")
+VERIFY_METRICS: tuple[str, ...] = (Metric.GED, Metric.GED_DPERSONA, Metric.DICE_MATCH)
 WITHIN_SDS = 2.0
 
 

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from mrseg.config import RunConfig
+from mrseg.config import Metric, Row, RunConfig
 from mrseg.formatting import _is_number, fmt, mean_sd
 from mrseg.paths import REPO_ROOT
 from mrseg.pipeline.plan import read_plan, study_epochs
@@ -20,7 +20,7 @@ from mrseg.thesis import thesis_mean_sd, thesis_value
 
 
 def relative_changes(res: Results, thesis: dict[str, Any], study: str, thesis_table: str,
-                     baseline: str, ours: str, metrics: Iterable[str] = ("ged", "dice_match")) -> pd.DataFrame:
+                     baseline: str, ours: str, metrics: Iterable[str] = (Metric.GED, Metric.DICE_MATCH)) -> pd.DataFrame:
     """Relative change of ``ours`` over ``baseline`` per metric, thesis beside ours (percent;
     GED as a reduction, other metrics as a gain). Ours uses d(∅,∅)=1 GED like the thesis."""
     records = []
@@ -30,7 +30,7 @@ def relative_changes(res: Results, thesis: dict[str, Any], study: str, thesis_ta
         col = THESIS_TO_OURS.get(m, m)
         o_base = res.metric(study, baseline, col)[0]
         o_ours = res.metric(study, ours, col)[0]
-        if m.startswith("ged"):
+        if m.startswith(Metric.GED):
             t_change, o_change, what = relative_improvement(t_base, t_ours), relative_improvement(o_base, o_ours), "GED reduction"
         else:
             t_change = 100.0 * (t_ours - t_base) / t_base if np.isfinite(t_base) and t_base else math.nan
@@ -41,8 +41,8 @@ def relative_changes(res: Results, thesis: dict[str, Any], study: str, thesis_ta
 
 
 def per_expert_table(res: Results, thesis: dict[str, Any], study: str = "per_expert",
-                     rows: Iterable[tuple[str, str]] = (("dpersona_s1s2", "D-Persona (S1+S2)"),
-                                                        ("per_rater_s1", "Per-rater (S1)"))) -> pd.DataFrame:
+                     rows: Iterable[tuple[str, str]] = ((Row.DPERSONA_S1S2, "D-Persona (S1+S2)"),
+                                                        (Row.PER_RATER_S1, "Per-rater (S1)"))) -> pd.DataFrame:
     """Table 4.3: per-expert Dice_match (slot k), thesis and ours, plus the improvement lines."""
     rows = list(rows)
     records, values = [], {}
@@ -61,37 +61,37 @@ def per_expert_table(res: Results, thesis: dict[str, Any], study: str = "per_exp
     return pd.DataFrame(records)
 
 
-def sparsity_table(res: Results, thesis: dict[str, Any], metric: str = "ged", study: str = "sparsity",
+def sparsity_table(res: Results, thesis: dict[str, Any], metric: str = Metric.GED, study: str = "sparsity",
                    levels: Iterable[int] = (4, 3, 2, 1)) -> pd.DataFrame:
     """Tables 4.6 (GED) / 4.7 (Dice_match): baseline, per-rater and the gap per np, thesis and ours.
 
     Ours also has the ``shared_masked_s1`` control (absent raters' terms dropped) and, for GED,
     d(∅,∅)=0. The np=4 row is the full-annotation reference (full-length epochs), as in the thesis.
     """
-    table = "table_4_6_sparsity_ged" if metric == "ged" else "table_4_7_sparsity_dice_match"
+    table = "table_4_6_sparsity_ged" if metric == Metric.GED else "table_4_7_sparsity_dice_match"
     col = THESIS_TO_OURS.get(metric, metric)
     records = []
     for n in levels:
         t_base, t_base_sd = thesis_mean_sd(thesis_value(thesis, f"{table}.np{n}.shared_s1"))
         t_ours, t_ours_sd = thesis_mean_sd(thesis_value(thesis, f"{table}.np{n}.per_rater_s1"))
-        o_base, o_base_sd, nf = res.metric(study, "shared_s1", col, n)
-        o_ours, o_ours_sd, _ = res.metric(study, "per_rater_s1", col, n)
-        o_mask, o_mask_sd, _ = res.metric(study, "shared_masked_s1", col, n)
+        o_base, o_base_sd, nf = res.metric(study, Row.SHARED_S1, col, n)
+        o_ours, o_ours_sd, _ = res.metric(study, Row.PER_RATER_S1, col, n)
+        o_mask, o_mask_sd, _ = res.metric(study, Row.SHARED_MASKED_S1, col, n)
         rec = {"np": "full (4)" if n == 4 else str(n),
                "shared (thesis)": mean_sd(t_base, t_base_sd), "per-rater (thesis)": mean_sd(t_ours, t_ours_sd)}
-        if metric == "ged":
+        if metric == Metric.GED:
             rec["gain % (thesis)"] = fmt(relative_improvement(t_base, t_ours), 1)
         else:
             rec["Δ (thesis)"] = fmt(t_ours - t_base)
         rec.update({"shared (ours)": mean_sd(o_base, o_base_sd), "per-rater (ours)": mean_sd(o_ours, o_ours_sd)})
-        if metric == "ged":
+        if metric == Metric.GED:
             rec["gain % (ours)"] = fmt(relative_improvement(o_base, o_ours), 1)
         else:
             rec["Δ (ours)"] = fmt(o_ours - o_base)
         rec["shared-masked (ours)"] = mean_sd(o_mask, o_mask_sd)
-        if metric == "ged":
-            g0 = res.metric(study, "shared_s1", "ged", n)
-            g1 = res.metric(study, "per_rater_s1", "ged", n)
+        if metric == Metric.GED:
+            g0 = res.metric(study, Row.SHARED_S1, Metric.GED, n)
+            g1 = res.metric(study, Row.PER_RATER_S1, Metric.GED, n)
             rec["shared / per-rater, d(∅,∅)=0 (ours)"] = f"{fmt(g0[0])} / {fmt(g1[0])}"
         rec["folds (ours)"] = nf
         records.append(rec)
@@ -107,9 +107,9 @@ def alignment_table(res: Results, thesis: dict[str, Any], levels: Iterable[int] 
     records = []
     for n in levels:
         t = thesis_value(thesis, f"table_4_8_gradient_alignment.np{n}") or {}
-        shared = res.alignment_rows(row="shared_s1", n_present=n, study=study)
-        per = res.alignment_rows(row="per_rater_s1", n_present=n, study=study)
-        masked = res.alignment_rows(row="shared_masked_s1", n_present=n, study=study)
+        shared = res.alignment_rows(row=Row.SHARED_S1, n_present=n, study=study)
+        per = res.alignment_rows(row=Row.PER_RATER_S1, n_present=n, study=study)
+        masked = res.alignment_rows(row=Row.SHARED_MASKED_S1, n_present=n, study=study)
 
         def stats(sel: pd.DataFrame, name: str) -> tuple[float, float, float]:
             if sel.empty or f"{name}_mean" not in sel:
@@ -140,7 +140,7 @@ def alignment_table(res: Results, thesis: dict[str, Any], levels: Iterable[int] 
 
 
 def alignment_per_fold(res: Results, thesis: dict[str, Any], levels: Iterable[int] = (4, 3, 2, 1),
-                       row: str = "shared_s1", study: str = "sparsity") -> pd.DataFrame:
+                       row: str = Row.SHARED_S1, study: str = "sparsity") -> pd.DataFrame:
     """Appendix III: per-fold mean latent cosine of the shared model, thesis and ours."""
     records = []
     for n in levels:
@@ -389,17 +389,17 @@ def _plain(text: str) -> str:
     return text
 
 
-def sparsity_series(res: Results, thesis: dict[str, Any], metric: str = "ged", study: str = "sparsity",
+def sparsity_series(res: Results, thesis: dict[str, Any], metric: str = Metric.GED, study: str = "sparsity",
                     levels: Iterable[int] = (4, 3, 2, 1)) -> tuple[list[int], dict[str, list[float]], dict[str, list[float]],
                                                                    dict[str, list[float]]]:
     """``(levels, thesis series, our series, our SDs over folds)`` of a metric vs np for
     :func:`mrseg.plots.sparsity_curves` (Fig 4.3 with error bars)."""
     levels = list(levels)
-    table = "table_4_6_sparsity_ged" if metric == "ged" else "table_4_7_sparsity_dice_match"
+    table = "table_4_6_sparsity_ged" if metric == Metric.GED else "table_4_7_sparsity_dice_match"
     col = THESIS_TO_OURS.get(metric, metric)
     t_series = {label: [thesis_mean_sd(thesis_value(thesis, f"{table}.np{n}.{key}"))[0] for n in levels]
-                for key, label in (("shared_s1", "shared"), ("per_rater_s1", "per-rater"))}
-    ours = (("shared_s1", "shared"), ("per_rater_s1", "per-rater"), ("shared_masked_s1", "shared-masked"))
+                for key, label in ((Row.SHARED_S1, "shared"), (Row.PER_RATER_S1, "per-rater"))}
+    ours = ((Row.SHARED_S1, "shared"), (Row.PER_RATER_S1, "per-rater"), (Row.SHARED_MASKED_S1, "shared-masked"))
     o_series = {label: [res.metric(study, key, col, n)[0] for n in levels] for key, label in ours}
     o_sd = {label: [res.metric(study, key, col, n)[1] for n in levels] for key, label in ours}
     return levels, t_series, o_series, o_sd
@@ -415,23 +415,24 @@ def gap_alignment_series(res: Results, thesis: dict[str, Any], study: str = "spa
     levels = list(levels)
     gap_t, gap_o, al_t, al_o, gap_err, al_sd = [], [], [], [], [], []
     paired = res.paired if res.paired is not None else pd.DataFrame()
+    pair = [Row.SHARED_S1, Row.PER_RATER_S1]
     for n in levels:
         tb = thesis_mean_sd(thesis_value(thesis, f"table_4_6_sparsity_ged.np{n}.shared_s1"))[0]
         tp = thesis_mean_sd(thesis_value(thesis, f"table_4_6_sparsity_ged.np{n}.per_rater_s1"))[0]
         gap_t.append(relative_improvement(tb, tp))
-        base = res.metric(study, "shared_s1", "ged_dpersona", n)[0]
-        gap_o.append(relative_improvement(base, res.metric(study, "per_rater_s1", "ged_dpersona", n)[0]))
+        base = res.metric(study, Row.SHARED_S1, Metric.GED_DPERSONA, n)[0]
+        gap_o.append(relative_improvement(base, res.metric(study, Row.PER_RATER_S1, Metric.GED_DPERSONA, n)[0]))
         err = math.nan
         if not paired.empty and {"study", "a", "b", "metric", "n_present"} <= set(paired.columns):
-            hit = paired[(paired["study"] == study) & (paired["metric"] == "ged_dpersona")
+            hit = paired[(paired["study"] == study) & (paired["metric"] == Metric.GED_DPERSONA)
                          & (pd.to_numeric(paired["n_present"], errors="coerce") == n)
-                         & paired["a"].isin(["shared_s1", "per_rater_s1"]) & paired["b"].isin(["shared_s1", "per_rater_s1"])]
+                         & paired["a"].isin(pair) & paired["b"].isin(pair)]
             if len(hit) and base:
                 err = 100.0 * float(hit["ci_high"].iloc[0] - hit["ci_low"].iloc[0]) / 2 / abs(base)
         gap_err.append(err)
         value = thesis_value(thesis, f"table_4_8_gradient_alignment.np{n}.shared_mean")
         al_t.append(float(value) if _is_number(value) else math.nan)
-        sel = res.alignment_rows(row="shared_s1", n_present=n, study=study)
+        sel = res.alignment_rows(row=Row.SHARED_S1, n_present=n, study=study)
         al_o.append(float(sel["latent_mean"].mean()) if not sel.empty and "latent_mean" in sel else math.nan)
         al_sd.append(float(sel["latent_mean"].std(ddof=0)) if not sel.empty and "latent_mean" in sel
                      and sel["latent_mean"].notna().sum() > 1 else math.nan)

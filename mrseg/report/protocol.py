@@ -14,12 +14,12 @@ from typing import Iterable
 
 import pandas as pd
 
-from mrseg.config import RunConfig
+from mrseg.config import Metric, Row, RunConfig
 from mrseg.formatting import fmt
 from mrseg.scoring.results import Results
 
 OBJECTIVE_STUDIES = {"dpersona-code": "sparsity", "thesis-eq": "sparsity_thesis_eq"}
-ROWS = (("shared_s1", "shared"), ("per_rater_s1", "per-rater"), ("shared_masked_s1", "shared-masked"))
+ROWS = ((Row.SHARED_S1, "shared"), (Row.PER_RATER_S1, "per-rater"), (Row.SHARED_MASKED_S1, "shared-masked"))
 
 
 def fidelity_table() -> pd.DataFrame:
@@ -95,7 +95,7 @@ def fidelity_table() -> pd.DataFrame:
                                        "reason / note"])
 
 
-def objective_comparison(res: Results, metric: str = "ged_dpersona", levels: Iterable[int] = (4, 1)) -> pd.DataFrame:
+def objective_comparison(res: Results, metric: str = Metric.GED_DPERSONA, levels: Iterable[int] = (4, 1)) -> pd.DataFrame:
     """The sparsity study under both objectives on the folds both ran: mean over those folds of
     ``metric`` per model and np, and the per-rater vs shared gain under each objective."""
     records = []
@@ -110,7 +110,7 @@ def objective_comparison(res: Results, metric: str = "ged_dpersona", levels: Ite
     frame = pd.DataFrame(records)
     if frame.empty:
         return frame
-    lower_is_better = metric.startswith("ged")
+    lower_is_better = metric.startswith(Metric.GED)
     for obj in OBJECTIVE_STUDIES:
         changes = {}
         for n in frame["np"].unique():

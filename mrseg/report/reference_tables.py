@@ -8,21 +8,22 @@ from typing import Any
 
 import pandas as pd
 
+from mrseg.config import Metric, Row
 from mrseg.pipeline.reference import ReferenceResults
 from mrseg.pipeline.reference_scoring import reference_as_results
 from mrseg.scoring.results import Results
 
 # (study, row, n_present): the central claims' rows, in the order the page shows them
 CENTRAL_ROWS: tuple[tuple[str, str, int], ...] = (
-    ("main", "probunet", 4), ("main", "shared_s1", 4), ("main", "dpersona_s1s2", 4), ("main", "per_rater_s1", 4),
-    ("sparsity", "shared_s1", 1), ("sparsity", "shared_masked_s1", 1), ("sparsity", "per_rater_s1", 1),
-    ("sparsity_thesis_eq", "shared_s1", 1),
+    ("main", Row.PROBUNET, 4), ("main", Row.SHARED_S1, 4), ("main", Row.DPERSONA_S1S2, 4), ("main", Row.PER_RATER_S1, 4),
+    ("sparsity", Row.SHARED_S1, 1), ("sparsity", Row.SHARED_MASKED_S1, 1), ("sparsity", Row.PER_RATER_S1, 1),
+    ("sparsity_thesis_eq", Row.SHARED_S1, 1),
 )
 # (study, n_present, a, b): paired comparisons of the central claims (a - b; GED: lower is better)
 CENTRAL_PAIRS: tuple[tuple[str, int, str, str], ...] = (
-    ("main", 4, "per_rater_s1", "shared_s1"), ("main", 4, "per_rater_s1", "dpersona_s1s2"),
-    ("main", 4, "dpersona_s1s2", "shared_s1"), ("sparsity", 1, "per_rater_s1", "shared_s1"),
-    ("sparsity", 1, "shared_masked_s1", "shared_s1"),
+    ("main", 4, Row.PER_RATER_S1, Row.SHARED_S1), ("main", 4, Row.PER_RATER_S1, Row.DPERSONA_S1S2),
+    ("main", 4, Row.DPERSONA_S1S2, Row.SHARED_S1), ("sparsity", 1, Row.PER_RATER_S1, Row.SHARED_S1),
+    ("sparsity", 1, Row.SHARED_MASKED_S1, Row.SHARED_S1),
 )
 
 
@@ -84,7 +85,7 @@ def _cell(summary: pd.DataFrame, study: str, row: str, n_present: int, metric: s
     return f"{mean:.3f}" + ("" if math.isnan(sd) else f" ± {sd:.3f}")
 
 
-def reference_beside_ours(res: Results, ref: ReferenceResults, metrics: tuple[str, ...] = ("ged", "dice_match"),
+def reference_beside_ours(res: Results, ref: ReferenceResults, metrics: tuple[str, ...] = (Metric.GED, Metric.DICE_MATCH),
                           rows: tuple[tuple[str, str, int], ...] = CENTRAL_ROWS) -> pd.DataFrame:
     """One row per central (study, row, np): each metric as mean ± SD over runs, this build's profile
     beside the reference; ``converged`` is the share of converged runs. Rows neither has are left out."""
@@ -111,7 +112,7 @@ def _ci_text(bounds: tuple[float, float]) -> str:
     return f"[{bounds[0]:+.4f}, {bounds[1]:+.4f}]" if math.isfinite(bounds[0]) else "—"
 
 
-def reference_paired(ref: ReferenceResults, metrics: tuple[str, ...] = ("ged", "dice_match"),
+def reference_paired(ref: ReferenceResults, metrics: tuple[str, ...] = (Metric.GED, Metric.DICE_MATCH),
                      pairs: tuple[tuple[str, int, str, str], ...] = CENTRAL_PAIRS) -> pd.DataFrame:
     """The reference's paired comparisons of the central claims (read from the paired table, as
     the aggregation computed them): mean difference a - b, its primary 95% CI (run-level for

@@ -8,20 +8,21 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from mrseg.config import Metric
 from mrseg.formatting import fmt, mean_sd
 from mrseg.scoring.results import Results
 from mrseg.thesis import thesis_mean_sd, thesis_value
 
 METRIC_LABELS = {
-    "ged_dpersona": "GED, d(∅,∅)=1",
-    "ged": "GED, d(∅,∅)=0",
-    "dice_match": "Dice_match",
-    "dice_soft": "Dice_soft",
+    Metric.GED_DPERSONA: "GED, d(∅,∅)=1",
+    Metric.GED: "GED, d(∅,∅)=0",
+    Metric.DICE_MATCH: "Dice_match",
+    Metric.DICE_SOFT: "Dice_soft",
     "hm_iou": "HM-IoU",
     "d_ss": "d_SS (sample diversity)",
 }
 # which of our columns a thesis metric is compared with (thesis GED uses d(empty, empty) = 1)
-THESIS_TO_OURS = {"ged": "ged_dpersona", "dice_match": "dice_match", "dice_soft": "dice_soft"}
+THESIS_TO_OURS = {Metric.GED: Metric.GED_DPERSONA, Metric.DICE_MATCH: Metric.DICE_MATCH, Metric.DICE_SOFT: Metric.DICE_SOFT}
 
 
 def side_by_side(
@@ -32,7 +33,7 @@ def side_by_side(
     rows: Iterable[tuple[str, str]],
     metrics: Iterable[str],
     n_present: int | None = None,
-    extra_ours: Iterable[str] = ("ged",),
+    extra_ours: Iterable[str] = (Metric.GED,),
     thesis_ref: str = "{table}.{row}.{metric}",
 ) -> pd.DataFrame:
     """Thesis vs ours for ``rows`` = ``[(plan row key, label), ...]``.
@@ -68,7 +69,7 @@ def side_by_side(
 
 
 def _label(metric: str) -> str:
-    return {"ged": "GED", "dice_match": "Dice_match", "dice_soft": "Dice_soft"}.get(metric, metric)
+    return {Metric.GED: "GED", Metric.DICE_MATCH: "Dice_match", Metric.DICE_SOFT: "Dice_soft"}.get(metric, metric)
 
 
 def per_fold_table(

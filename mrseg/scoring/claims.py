@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 from scipy import stats
 
+from mrseg.config import Metric
 from mrseg.diagnostics.run_level import fold_means_difference
 from mrseg.diagnostics.statistics import (
     adjust_pvalues,
@@ -139,7 +140,7 @@ def _missing(*values: float) -> bool:
     return any(not np.isfinite(v) for v in values)
 
 
-DEFAULT_METRIC = "ged_dpersona"   # a comparison's metric when its selector names none (GED, d(empty, empty) = 1)
+DEFAULT_METRIC = Metric.GED_DPERSONA   # a comparison's metric when its selector names none (GED, d(empty, empty) = 1)
 FULL_ANNOTATION = 4               # a selector's n_present when it names none
 
 
@@ -292,7 +293,7 @@ def _rule_sd_compare(res: Results, rule: SdCompare, thesis: dict[str, Any]) -> E
 def _better(res: Results, study: str, row: str, base: str, n_present: int = FULL_ANNOTATION) -> dict[str, str]:
     """Verdicts of ``row`` better than ``base`` on GED (d=1, lower) and Dice_match (higher)."""
     out = {}
-    for metric, expect in (("ged_dpersona", "<"), ("dice_match", ">")):
+    for metric, expect in ((Metric.GED_DPERSONA, "<"), (Metric.DICE_MATCH, ">")):
         ev = _compare(res, expect, Selector(study, row, metric, n_present), Selector(study, base, metric, n_present))
         out[metric] = ev.verdict
     return out
@@ -309,7 +310,7 @@ def _rule_only_row_improves(res: Results, rule: OnlyRowImproves, thesis: dict[st
     if missing:
         return Evidence(NO_RESULTS, "—", "rows without results: " + ", ".join(missing), rows=rows)
     both = [r for r, v in found.items() if set(v.values()) == {Verdict.REPRODUCED}]
-    win = _compare(res, "<", Selector(study, winner, "ged_dpersona"), Selector(study, base, "ged_dpersona"))
+    win = _compare(res, "<", Selector(study, winner, Metric.GED_DPERSONA), Selector(study, base, Metric.GED_DPERSONA))
     if both == [winner]:
         verdict = Verdict.REPRODUCED
     elif Verdict.CONTRADICTED in found[winner].values() or any(r != winner for r in both):

@@ -12,7 +12,7 @@ import pandas as pd
 
 DERIVED_PREFIX = "derived_"   # tables the pipeline derives once (mrseg.pipeline.derived), read by pages
 TABLES = ("cases", "per_fold", "summary", "paired", "alignment", "alignment_summary", "latent", "runs", "throughput",
-          "thesis_evidence")
+          "thesis_evidence", "attributes_correlations", "attributes_patches")
 
 
 @dataclass
@@ -32,6 +32,8 @@ class Results:
     runs: pd.DataFrame | None = None
     throughput: pd.DataFrame | None = None
     thesis_evidence: pd.DataFrame | None = None
+    attributes_correlations: pd.DataFrame | None = None   # the attribute study's tables (python -m mrseg record)
+    attributes_patches: pd.DataFrame | None = None
     context: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     derived: dict[str, pd.DataFrame] = field(default_factory=dict)   # derived_<name>.csv (mrseg.pipeline.derived)

@@ -21,6 +21,7 @@ profile: str = "smoke"  # profile: smoke, demo or paper
 
 # %% tags=["hide-input"]
 from mrseg import report
+from mrseg.config import Metric
 
 res, thesis = report.open_page(results_dir, plan, profile, study="ablation")
 
@@ -32,7 +33,7 @@ ROWS = [("1_dpersona_s1s2", "(1) D-Persona baseline (S1+S2)"), ("2_mit_b2_backbo
         ("3_orthogonality_loss", "(3) + orthogonality loss"), ("4_prior_bank_k100", "(4) + prior bank (k = 100)"),
         ("5_dual_diversity_loss", "(5) + dual diversity loss"), ("6_per_rater_s1", "(6) per-rater posteriors (S1)"),
         ("7_per_rater_plus_style_s2", "(7) per-rater + style vectors (S1+S2)")]
-report.show_table(report.side_by_side(res, thesis, "ablation", "table_4_4_ablation", ROWS, ["ged", "dice_match"]),
+report.show_table(report.side_by_side(res, thesis, "ablation", "table_4_4_ablation", ROWS, [Metric.GED, Metric.DICE_MATCH]),
                   "Table 4.4: mean ± SD over folds; rows without runs in this profile show —")
 
 # %% [markdown]
@@ -46,10 +47,10 @@ report.show_table(report.side_by_side(res, thesis, "ablation", "table_4_4_ablati
 import pandas as pd
 
 backbone = report.side_by_side(res, thesis, "ablation", "table_4_4_ablation",
-                               [("2_mit_b2_backbone", "(2) MiT-B2 as the backbone (Table 4.4)")], ["ged", "dice_match"])
+                               [("2_mit_b2_backbone", "(2) MiT-B2 as the backbone (Table 4.4)")], [Metric.GED, Metric.DICE_MATCH])
 posterior = report.side_by_side(res, thesis, "ablation_mit_b2_posterior", "table_4_4_ablation",
                                 [("2_mit_b2_posterior", "(2) MiT-B2 as the shared posterior encoder (§3.3)")],
-                                ["ged", "dice_match"])
+                                [Metric.GED, Metric.DICE_MATCH])
 for col in [c for c in backbone.columns if c.endswith("(thesis)")]:
     posterior[col] = backbone[col].iloc[0]   # the thesis reports one number for row 2
 report.show_table(pd.concat([backbone, posterior], ignore_index=True),

@@ -22,16 +22,17 @@ profile: str = "smoke"  # profile: smoke, demo or paper
 
 # %% tags=["hide-input"]
 from mrseg import report
+from mrseg.config import Metric, Row
 
 res, thesis = report.open_page(results_dir, plan, profile)
-STAGE1 = [("per_rater_s1", "Per-rater (S1)"), ("shared_s1", "Shared (S1)")]
+STAGE1 = [(Row.PER_RATER_S1, "Per-rater (S1)"), (Row.SHARED_S1, "Shared (S1)")]
 
 # %% [markdown]
 # ## Appendix I: full annotation, per fold
 
 # %% tags=["hide-input"]
-LABELS = {"ged_dpersona": "GED (d(∅,∅)=1)", "dice_match": "Dice_match"}
-for metric, ours in (("ged", "ged_dpersona"), ("dice_match", "dice_match")):
+LABELS = {Metric.GED_DPERSONA: "GED (d(∅,∅)=1)", Metric.DICE_MATCH: "Dice_match"}
+for metric, ours in ((Metric.GED, Metric.GED_DPERSONA), (Metric.DICE_MATCH, Metric.DICE_MATCH)):
     key = f"appendix_I_full_annotation_per_fold.{metric}.{{row}}"
     report.show_table(report.per_fold_table(res, "main", STAGE1, ours, None, thesis, key),
                       f"Table I.1: {LABELS[ours]}")
@@ -44,7 +45,7 @@ for metric, ours in (("ged", "ged_dpersona"), ("dice_match", "dice_match")):
 
 # %% tags=["hide-input"]
 for n in (3, 2, 1):
-    for metric, ours in (("ged", "ged_dpersona"), ("dice_match", "dice_match")):
+    for metric, ours in ((Metric.GED, Metric.GED_DPERSONA), (Metric.DICE_MATCH, Metric.DICE_MATCH)):
         key = f"appendix_II_sparse_per_fold.{metric}.np{n}.{{row}}"
         report.show_table(report.per_fold_table(res, "sparsity", STAGE1, ours, n, thesis, key),
                           f"Table II: {LABELS[ours]}, np={n}")
@@ -57,7 +58,8 @@ for n in (3, 2, 1):
 # %% tags=["hide-input"]
 ABLATION = ["1_dpersona_s1s2", "2_mit_b2_backbone", "3_orthogonality_loss", "4_prior_bank_k100",
             "5_dual_diversity_loss", "6_per_rater_s1", "7_per_rater_plus_style_s2"]
-report.show_table(report.per_fold_table(res, "ablation", [(r, r) for r in ABLATION], "ged_dpersona"), "GED (d(∅,∅)=1) per fold")
+report.show_table(report.per_fold_table(res, "ablation", [(r, r) for r in ABLATION], Metric.GED_DPERSONA),
+                  "GED (d(∅,∅)=1) per fold")
 
 # %% [markdown]
 # ## Appendix V: hyperparameters, thesis and this profile

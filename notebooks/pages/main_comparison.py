@@ -23,6 +23,7 @@ profile: str = "smoke"  # profile: smoke, demo or paper
 
 # %% tags=["hide-input"]
 from mrseg import report
+from mrseg.config import Metric, Row
 
 res, thesis = report.open_page(results_dir, plan, profile, study="main")
 
@@ -30,9 +31,10 @@ res, thesis = report.open_page(results_dir, plan, profile, study="main")
 # ## Table 4.2: thesis and ours
 
 # %% tags=["hide-input"]
-ROWS = [("probunet", "ProbUNet (mean mask)"), ("dpersona_s1s2", "D-Persona (S1+S2)"),
-        ("per_rater_s1", "Per-rater (S1, proposed)")]
-report.show_table(report.side_by_side(res, thesis, "main", "table_4_2_main", ROWS, ["ged", "dice_match", "dice_soft"]),
+ROWS = [(Row.PROBUNET, "ProbUNet (mean mask)"), (Row.DPERSONA_S1S2, "D-Persona (S1+S2)"),
+        (Row.PER_RATER_S1, "Per-rater (S1, proposed)")]
+report.show_table(report.side_by_side(res, thesis, "main", "table_4_2_main", ROWS,
+                                      [Metric.GED, Metric.DICE_MATCH, Metric.DICE_SOFT]),
                   "Table 4.2: mean ± SD over folds")
 
 # %% [markdown]
@@ -41,8 +43,8 @@ report.show_table(report.side_by_side(res, thesis, "main", "table_4_2_main", ROW
 # The thesis's relative changes (from its Table 4.2 numbers) beside ours.
 
 # %% tags=["hide-input"]
-report.show_table(report.relative_changes(res, thesis, "main", "table_4_2_main", "dpersona_s1s2", "per_rater_s1",
-                                          ["ged", "dice_match", "dice_soft"]))
+report.show_table(report.relative_changes(res, thesis, "main", "table_4_2_main", Row.DPERSONA_S1S2, Row.PER_RATER_S1,
+                                          [Metric.GED, Metric.DICE_MATCH, Metric.DICE_SOFT]))
 
 # %% [markdown]
 # ## Shared Stage 1 without Stage 2 (beyond Table 4.2)
@@ -52,9 +54,9 @@ report.show_table(report.relative_changes(res, thesis, "main", "table_4_2_main",
 
 # %% tags=["hide-input"]
 report.show_table(report.side_by_side(res, thesis, "main", "appendix_I_full_annotation_per_fold",
-                                      [("per_rater_s1", "Per-rater (S1)"), ("shared_s1", "Shared (S1)"),
-                                       ("dpersona_s1s2", "D-Persona (S1+S2)")],
-                                      ["ged", "dice_match"], thesis_ref="{table}.{metric}.{row}"),
+                                      [(Row.PER_RATER_S1, "Per-rater (S1)"), (Row.SHARED_S1, "Shared (S1)"),
+                                       (Row.DPERSONA_S1S2, "D-Persona (S1+S2)")],
+                                      [Metric.GED, Metric.DICE_MATCH], thesis_ref="{table}.{metric}.{row}"),
                   "thesis: mean ± SD of its four per-fold values (Appendix I; it has no Stage 1+2 row there)")
 
 

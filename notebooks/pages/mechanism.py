@@ -47,12 +47,13 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mrseg import report
+from mrseg.config import Metric
 from mrseg.diagnostics import mechanism
 from mrseg.pipeline.derived import metric_rows
 
 res, thesis = report.open_page(results_dir, plan, profile, study="mechanism")
 cases = res.cases if res.cases is not None else pd.DataFrame()
-comparisons = metric_rows(res.derived.get("mechanism"), "ged")   # computed when the results were written
+comparisons = metric_rows(res.derived.get("mechanism"), Metric.GED)   # computed when the results were written
 collapse = mechanism.collapse_table(res.summary if res.summary is not None else pd.DataFrame())
 if collapse.empty:
     display(Markdown("*No results: the mechanism study did not run in this profile (enable it with a "
@@ -78,7 +79,7 @@ report.show_table(comparisons, "Paired differences of GED (d(∅,∅)=0), per co
 # The same pairs on Dice_match (higher is better): does the reading depend on the metric?
 
 # %% tags=["hide-input"]
-dice = metric_rows(res.derived.get("mechanism"), "dice_match")
+dice = metric_rows(res.derived.get("mechanism"), Metric.DICE_MATCH)
 report.show_table(dice, "Paired differences of Dice_match, per control pair and np")
 
 # %% [markdown]

@@ -23,6 +23,7 @@ profile: str = "smoke"  # profile: smoke, demo or paper
 
 # %% tags=["hide-input"]
 from mrseg import report
+from mrseg.config import Metric, Row
 
 res, thesis = report.open_page(results_dir, plan, profile, study="npc170")
 
@@ -30,13 +31,14 @@ res, thesis = report.open_page(results_dir, plan, profile, study="npc170")
 # ## Table 4.5: thesis and ours
 
 # %% tags=["hide-input"]
-ROWS = [("shared_s1", "Shared posterior (S1)"), ("per_rater_s1", "Per-rater (S1)")]
+ROWS = [(Row.SHARED_S1, "Shared posterior (S1)"), (Row.PER_RATER_S1, "Per-rater (S1)")]
 if res.has_study("npc170"):
-    report.show_table(report.side_by_side(res, thesis, "npc170", "table_4_5_npc170", ROWS, ["ged", "dice_match"]),
+    report.show_table(report.side_by_side(res, thesis, "npc170", "table_4_5_npc170", ROWS, [Metric.GED, Metric.DICE_MATCH]),
                       "Table 4.5: mean ± SD over seeds")
 else:
     report.show_markdown("**NPC-170 data absent:** the study was not run, so only the thesis's numbers are shown.")
-    report.show_table(report.side_by_side(res, thesis, "npc170", "table_4_5_npc170", ROWS, ["ged", "dice_match"], extra_ours=()),
+    report.show_table(report.side_by_side(res, thesis, "npc170", "table_4_5_npc170", ROWS, [Metric.GED, Metric.DICE_MATCH],
+                                          extra_ours=()),
                       "Table 4.5: thesis only (ours: data absent)")
 
 

@@ -50,6 +50,7 @@ reference_profile: str = "reference-cpu"  # the export whose runs this page read
 
 # %% tags=["hide-input"]
 from mrseg import plots, report
+from mrseg.config import Metric
 from mrseg.diagnostics import posterior_use
 from mrseg.diagnostics.kl_curve import read_kl_curves
 from mrseg.pipeline.derived import metric_rows
@@ -108,9 +109,9 @@ report.show_markdown("\n".join(f"- {s}" for s in posterior_text.use_sentences(us
 
 # %% tags=["hide-input"]
 derived = source.derived.get("posterior")   # computed when the results were written (or exported)
-ged = metric_rows(derived, "ged_dpersona")
+ged = metric_rows(derived, Metric.GED_DPERSONA)
 report.show_table(ged, "GED (d(empty, empty) = 1, M = 16) per regime: a - b, run-level 95% CI")
-dice = metric_rows(derived, "dice_match")
+dice = metric_rows(derived, Metric.DICE_MATCH)
 report.show_table(dice, "Dice_match (M = 16) per regime: a - b, run-level 95% CI")
 
 # %% [markdown]

@@ -53,7 +53,7 @@ report.show_table(protocol.fidelity_table(), "Thesis, D-Persona's code and ours 
 # %% tags=["hide-input"]
 import pandas as pd
 
-from mrseg.config import RunConfig
+from mrseg.config import Metric, RunConfig
 from mrseg.models.summary import parameter_summary
 
 counts = {m: parameter_summary(RunConfig.from_profile("paper", model=m)) for m in ("shared+s2", "per-rater")}
@@ -69,4 +69,4 @@ report.show_table(pd.DataFrame(counts).rename_axis("part").reset_index().assign(
 # eq. 3.5 under both objectives, so their runs are shared by the two columns.
 
 # %% tags=["hide-input"]
-report.show_table(protocol.objective_comparison(res, "ged_dpersona"), "GED (d(∅,∅)=1) by objective")
+report.show_table(protocol.objective_comparison(res, Metric.GED_DPERSONA), "GED (d(∅,∅)=1) by objective")

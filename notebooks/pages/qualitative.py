@@ -23,6 +23,7 @@ profile: str = "smoke"  # profile: smoke, demo or paper
 
 # %% tags=["hide-input"]
 from mrseg import plots, report
+from mrseg.config import Metric, Row
 
 res, thesis = report.open_page(results_dir, plan, profile, study="main")
 
@@ -30,7 +31,7 @@ res, thesis = report.open_page(results_dir, plan, profile, study="main")
 # ## Figure 4.1: full annotation
 
 # %% tags=["hide-input"]
-MAIN = [("probunet", "ProbUNet"), ("dpersona_s1s2", "D-Persona"), ("per_rater_s1", "Per-rater")]
+MAIN = [(Row.PROBUNET, "ProbUNet"), (Row.DPERSONA_S1S2, "D-Persona"), (Row.PER_RATER_S1, "Per-rater")]
 files = report.sample_files(res, "main", MAIN)
 fig = plots.sample_grid(files) if files else report.show_markdown("*No samples yet for the main study.*")
 
@@ -39,15 +40,16 @@ fig = plots.sample_grid(files) if files else report.show_markdown("*No samples y
 
 # %% tags=["hide-input"]
 report.show_table(report.side_by_side(res, thesis, "main", "table_4_2_main",
-                                      [("probunet", "ProbUNet"), ("dpersona_s1s2", "D-Persona (S1+S2)"),
-                                       ("per_rater_s1", "Per-rater (S1)")],
-                                      [], extra_ours=("d_ss", "ged_dpersona")), "d_SS: higher = more diverse samples")
+                                      [(Row.PROBUNET, "ProbUNet"), (Row.DPERSONA_S1S2, "D-Persona (S1+S2)"),
+                                       (Row.PER_RATER_S1, "Per-rater (S1)")],
+                                      [], extra_ours=("d_ss", Metric.GED_DPERSONA)), "d_SS: higher = more diverse samples")
 
 # %% [markdown]
 # ## Figure 4.4: single-annotator training (np = 1)
 
 # %% tags=["hide-input"]
-files = report.sample_files(res, "sparsity", [("shared_s1", "Shared, np=1"), ("per_rater_s1", "Per-rater, np=1")], n_present=1)
+files = report.sample_files(res, "sparsity", [(Row.SHARED_S1, "Shared, np=1"), (Row.PER_RATER_S1, "Per-rater, np=1")],
+                           n_present=1)
 fig = plots.sample_grid(files) if files else report.show_markdown("*No samples yet for np = 1.*")
 
 

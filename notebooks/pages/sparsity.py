@@ -31,6 +31,7 @@ profile: str = "smoke"  # profile: smoke, demo or paper
 
 # %% tags=["hide-input"]
 from mrseg import plots, report
+from mrseg.config import Metric, Row
 
 res, thesis = report.open_page(results_dir, plan, profile, study="sparsity")
 
@@ -38,13 +39,13 @@ res, thesis = report.open_page(results_dir, plan, profile, study="sparsity")
 # ## Table 4.6: GED vs annotators present
 
 # %% tags=["hide-input"]
-report.show_table(report.sparsity_table(res, thesis, "ged"), "GED (d(∅,∅)=1 unless marked), mean ± SD over folds")
+report.show_table(report.sparsity_table(res, thesis, Metric.GED), "GED (d(∅,∅)=1 unless marked), mean ± SD over folds")
 
 # %% [markdown]
 # ## Table 4.7: Dice_match vs annotators present
 
 # %% tags=["hide-input"]
-report.show_table(report.sparsity_table(res, thesis, "dice_match"), "Dice_match, mean ± SD over folds")
+report.show_table(report.sparsity_table(res, thesis, Metric.DICE_MATCH), "Dice_match, mean ± SD over folds")
 
 # %% [markdown]
 # ## Per-fold wins and the sign test
@@ -57,7 +58,7 @@ report.show_table(res.derived.get("sign_test"), "Per-fold wins of per-rater over
 # ## Figure 4.3: GED vs annotators present
 
 # %% tags=["hide-input"]
-fig = plots.sparsity_curves(*report.sparsity_series(res, thesis, "ged"), ylabel="GED, d(∅,∅)=1")
+fig = plots.sparsity_curves(*report.sparsity_series(res, thesis, Metric.GED), ylabel="GED, d(∅,∅)=1")
 
 # %% [markdown]
 # ## Under the thesis's equations (`thesis-eq`)
@@ -73,11 +74,11 @@ from mrseg.report import protocol
 
 levels = sorted({int(n) for n in (res.summary[res.summary["study"] == "sparsity_thesis_eq"]["n_present"]
                                    if res.available and "study" in res.summary else [])} | {4}, reverse=True)
-report.show_table(report.sparsity_table(res, thesis, "ged", study="sparsity_thesis_eq", levels=levels),
+report.show_table(report.sparsity_table(res, thesis, Metric.GED, study="sparsity_thesis_eq", levels=levels),
                   "thesis-eq objective: GED (d(∅,∅)=1 unless marked), mean ± SD over folds")
-report.show_table(protocol.objective_comparison(res, "ged_dpersona", levels=levels),
+report.show_table(protocol.objective_comparison(res, Metric.GED_DPERSONA, levels=levels),
                   "Both objectives on the folds both ran: GED (d(∅,∅)=1)")
-report.show_table(protocol.objective_comparison(res, "dice_match", levels=levels),
+report.show_table(protocol.objective_comparison(res, Metric.DICE_MATCH, levels=levels),
                   "Both objectives on the folds both ran: Dice_match (higher is better)")
 
 # %% [markdown]
@@ -90,8 +91,8 @@ report.show_table(protocol.objective_comparison(res, "dice_match", levels=levels
 # separately.
 
 # %% tags=["hide-input"]
-report.show_table(report.per_fold_table(res, "control", [("shared_s1", "Shared (S1)"), ("per_rater_s1", "Per-rater (S1)")],
-                                        "ged_dpersona", 4, thesis, "appendix_II_sparse_per_fold.np4_300_epochs.ged.{row}"),
+report.show_table(report.per_fold_table(res, "control", [(Row.SHARED_S1, "Shared (S1)"), (Row.PER_RATER_S1, "Per-rater (S1)")],
+                                        Metric.GED_DPERSONA, 4, thesis, "appendix_II_sparse_per_fold.np4_300_epochs.ged.{row}"),
                   "GED (d(∅,∅)=1) per fold, np=4 at the sparse epoch count")
 
 

@@ -15,7 +15,7 @@
 # test cases with M prior samples per case. The configuration, the model selection rule and the
 # timings are listed first; then the training curves, the per-case metric summary and a few
 # samples for the test cases with the most rater disagreement. Logic lives in `mrseg.train`,
-# `mrseg.evaluate` and `mrseg.run_report`.
+# `mrseg.evaluate` and `mrseg.run_views`.
 
 # %% tags=["parameters"]
 config_json: str = ""  # the run's RunConfig as JSON; empty: the smoke profile's per-rater run
@@ -24,7 +24,7 @@ run_dir: str = ""  # where the run's artefacts go; empty: runs_dir() / run id
 # %%
 import json
 
-from mrseg import plots, run_report
+from mrseg import plots, run_views
 from mrseg.config import RunConfig
 from mrseg.paths import runs_dir
 from mrseg.train import run_training_and_evaluation
@@ -39,7 +39,7 @@ summary = run_training_and_evaluation(config, path, progress=False)
 # (semi-synthetic); `demo`-profile numbers are demo-scale (small network, few epochs).
 
 # %%
-run_report.run_facts(path)
+run_views.run_facts(path)
 
 # %% [markdown]
 # ## Training curves
@@ -48,7 +48,7 @@ run_report.run_facts(path)
 # takes the last epoch).
 
 # %%
-fig = run_report.history_figure(path)
+fig = run_views.history_figure(path)
 
 # %% [markdown]
 # ## Test-fold metrics
@@ -56,7 +56,7 @@ fig = run_report.history_figure(path)
 # thesis's), Dice_match, per-expert Dice, Dice_soft and HM-IoU, averaged over the test cases.
 
 # %%
-run_report.metric_summary(path)
+run_views.metric_summary(path)
 
 # %% [markdown]
 # ## Is the latent used?
@@ -66,7 +66,7 @@ run_report.metric_summary(path)
 # alone. A claim about the posterior's design cannot be tested on such a run.
 
 # %%
-run_report.collapse_table(path)
+run_views.collapse_table(path)
 
 # %% [markdown]
 # ## Samples

@@ -132,7 +132,7 @@ def test_run_scalars_reach_summary_columns(tmp_path):
 
 
 def test_smoke_trained_models_report_collapse(smoke_runs):
-    from mrseg import run_report
+    from mrseg import run_views
     from mrseg.diagnostics.alignment import load_run_model
     from mrseg.io import read_json
     from mrseg.train import make_loaders
@@ -154,7 +154,7 @@ def test_smoke_trained_models_report_collapse(smoke_runs):
         else:
             want = torch.distributions.kl_divergence(q, p).sum(-1).mean()
         assert summary["kl_nats"] == pytest.approx(float(want), rel=1e-4, abs=1e-7)
-        table = run_report.collapse_table(run_dir)
+        table = run_views.collapse_table(run_dir)
         assert table.loc["active units (conditional)", "value"].endswith(f"of {summary['latent_dim']}")
 
 

@@ -108,7 +108,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("mrseg.data",),
     ("mrseg.models", "mrseg.losses"),
     ("mrseg.measures",),
-    ("mrseg.train", "mrseg.evaluate", "mrseg.run_report"),
+    ("mrseg.train", "mrseg.evaluate", "mrseg.run_views"),
     ("mrseg.diagnostics", "mrseg.plots", "mrseg.bench"),
     ("mrseg.scoring",),
     ("mrseg.pipeline",),
@@ -219,3 +219,18 @@ def test_the_key_check_sees_code_strings_but_not_docstrings_or_comments(tmp_path
     planted.write_text('"""A "shared_s1" docstring."""\nx = "shared_s1"  # "ged"\n\n\ndef f():\n'
                        '    """About "ged"."""\n    return {"ged": 1}\n')
     assert _code_lines(planted) == [(2, '"shared_s1" '), (7, '"ged" ')]
+
+
+def test_the_architecture_page_names_every_subpackage_and_module():
+    page = (REPO_ROOT / "book" / "architecture.md").read_text()
+    section = page[page.index("## Code layout"):]
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "__init__.py" or "__pycache__" in path.parts:
+            continue
+        rel = path.relative_to(PACKAGE)
+        named = f"`mrseg/{rel.as_posix()}`" in section if len(rel.parts) == 1 else (
+            f"`mrseg/{rel.parent.as_posix()}/`" in section and f"`{path.stem}`" in section)
+        if not named:
+            missing.append(rel.as_posix())
+    assert missing == [], missing

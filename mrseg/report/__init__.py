@@ -24,7 +24,7 @@ The functions live in one module per job and are all importable from here:
 
 - :mod:`mrseg.thesis`: the thesis's numbers; :mod:`mrseg.formatting`: numbers and tables as text.
 - :mod:`mrseg.scoring.results`: our aggregated tables; :mod:`mrseg.report.banner`: a page's banner and status.
-- :mod:`mrseg.report.tables`: side-by-side and per-fold tables; :mod:`mrseg.report.claims`: the scorecard.
+- :mod:`mrseg.report.thesis_beside_ours`: the thesis beside our numbers (side by side, per fold); :mod:`mrseg.report.claims`: the scorecard.
 - :mod:`mrseg.report.pages`: a page notebook's header and display; :mod:`mrseg.report.page_tables`: tables of
   single pages.
 """
@@ -66,7 +66,7 @@ from mrseg.report.page_tables import (
     throughput_summary,
 )
 from mrseg.report.pages import open_page, show_markdown, show_table
-from mrseg.report.tables import METRIC_LABELS, THESIS_TO_OURS, per_fold_table, relative_improvement, side_by_side
+from mrseg.report.thesis_beside_ours import METRIC_LABELS, THESIS_TO_OURS, per_fold_table, relative_improvement, side_by_side
 from mrseg.scoring.claims import (
     CLAIMS_YAML,
     RULES,

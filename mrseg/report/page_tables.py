@@ -14,7 +14,7 @@ from mrseg.config import Metric, Row, RunConfig
 from mrseg.formatting import _is_number, fmt, mean_sd
 from mrseg.paths import REPO_ROOT
 from mrseg.pipeline.plan import read_plan, study_epochs
-from mrseg.report.tables import THESIS_TO_OURS, _label, relative_improvement
+from mrseg.report.thesis_beside_ours import THESIS_TO_OURS, _label, relative_improvement
 from mrseg.scoring.results import Results
 from mrseg.thesis import thesis_mean_sd, thesis_value
 

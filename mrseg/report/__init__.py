@@ -24,7 +24,8 @@ The functions live in one module per job and are all importable from here:
 
 - :mod:`mrseg.thesis`: the thesis's numbers; :mod:`mrseg.formatting`: numbers and tables as text.
 - :mod:`mrseg.scoring.results`: our aggregated tables; :mod:`mrseg.report.banner`: a page's banner and status.
-- :mod:`mrseg.report.thesis_beside_ours`: the thesis beside our numbers (side by side, per fold); :mod:`mrseg.report.claims`: the scorecard.
+- :mod:`mrseg.report.thesis_beside_ours`: the thesis beside our numbers (side by side, per fold);
+  :mod:`mrseg.report.claims`: the scorecard.
 - :mod:`mrseg.report.pages`: a page notebook's header and display; :mod:`mrseg.report.page_tables`: tables of
   single pages.
 """

@@ -374,3 +374,44 @@ def test_the_alignment_diagnostic_travels_with_the_export_and_is_scored(smoke_ru
     damaged = load_reference(plan, "smoke", root=dest)
     assert damaged.available and len(damaged.runs) == 2 and damaged.alignment.empty
     assert any(run_id in c and "alignment_cases.csv" in c for c in damaged.corrupt)
+
+
+def test_reference_trend_alignment_and_ablation_tables_read_what_the_export_holds(tmp_path):
+    """The reference page's sparsity-trend, alignment and ablation tables render the export's
+    summary, paired and alignment tables as they are (no statistic computed): hand-made tables in,
+    their numbers out."""
+    from mrseg.pipeline.reference import ReferenceResults
+
+    summary = pd.DataFrame([
+        {"study": "sparsity", "row": row, "n_present": n, "n_folds": runs, "ged_dpersona_mean": mean, "ged_dpersona_sd": 0.01}
+        for row, n, runs, mean in (("shared_s1", 4, 20, 0.60), ("per_rater_s1", 4, 20, 0.59), ("shared_s1", 2, 4, 0.65),
+                                   ("per_rater_s1", 2, 4, 0.62), ("shared_masked_s1", 2, 4, 0.64))]
+        + [{"study": "ablation", "row": row, "n_present": 4, "n_folds": 8, "ged_dpersona_mean": mean,
+            "ged_dpersona_sd": 0.02, "dice_match_mean": 0.7, "dice_match_sd": 0.01}
+           for row, mean in (("1_dpersona_s1s2", 0.55), ("3_orthogonality_loss", 0.56))])
+    paired = pd.DataFrame([
+        {"study": "sparsity", "n_present": 2, "a": "shared_s1", "b": "per_rater_s1", "metric": "ged_dpersona",
+         "mean_diff": 0.03, "ci_low": 0.01, "ci_high": 0.05, "p": 0.01, "n_runs": 4, "n": 400, "unit": "run"},
+        {"study": "ablation", "n_present": 4, "a": "1_dpersona_s1s2", "b": "3_orthogonality_loss",
+         "metric": "ged_dpersona", "mean_diff": -0.01, "ci_low": -0.03, "ci_high": 0.01, "p": 0.3, "n_runs": 8,
+         "n": 800, "unit": "run"}])
+    alignment_summary = pd.DataFrame([
+        {"study": "sparsity", "row": "shared_s1", "n_present": n, "n_folds": 4, "latent_mean": m,
+         "latent_sd_across_folds": 0.02, "latent_within_fold_sd": 0.2, "decoder_mean": 0.1}
+        for n, m in ((4, 0.31), (1, 0.52))])
+    ref = ReferenceResults(folder=tmp_path, index={"profile": "reference-cpu"}, summary=summary, paired=paired,
+                           alignment_summary=alignment_summary)
+
+    trend = reference_tables.reference_sparsity_trend(ref).set_index("np")
+    assert list(trend.index) == [4, 2]                       # levels without runs are left out
+    assert trend.loc[2, "shared_s1"] == "0.650 ± 0.010" and trend.loc[2, "per_rater_s1 runs"] == 4
+    assert trend.loc[2, "per_rater - shared"] == "-0.0300" and trend.loc[2, "95% CI"] == "[-0.0500, -0.0100]"
+    assert trend.loc[4, "per_rater - shared"] == "—"          # no paired record at np 4 here
+
+    align = reference_tables.reference_alignment(ref)
+    assert list(align["np"]) == [4, 1] and list(align["latent cosine"]) == ["+0.310", "+0.520"]
+    assert reference_tables.reference_alignment(ReferenceResults(folder=tmp_path)).empty
+
+    ablation = reference_tables.reference_ablation(ref).set_index("row")
+    assert ablation.loc["3_orthogonality_loss", "ged_dpersona: row - row 1"] == "+0.0100 [-0.0100, +0.0300]"
+    assert ablation.loc["1_dpersona_s1s2", "runs"] == 8

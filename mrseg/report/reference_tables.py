@@ -160,6 +160,83 @@ def reference_paired(ref: ReferenceResults, metrics: tuple[str, ...] = (Metric.G
     return pd.DataFrame(records)
 
 
+SPARSITY_ROWS = (Row.SHARED_S1, Row.SHARED_MASKED_S1, Row.PER_RATER_S1)
+ABLATION_BASE = "1_dpersona_s1s2"
+
+
+def _runs_of(summary: pd.DataFrame, study: str, row: str, n_present: int) -> int:
+    sel = summary[(summary["study"].astype(str) == study) & (summary["row"].astype(str) == row)
+                  & (pd.to_numeric(summary["n_present"], errors="coerce") == n_present)] if not summary.empty else summary
+    return int(sel["n_folds"].iloc[0]) if len(sel) and "n_folds" in sel else 0
+
+
+def reference_sparsity_trend(ref: ReferenceResults, metric: str = Metric.GED_DPERSONA,
+                             levels: tuple[int, ...] = (4, 3, 2, 1)) -> pd.DataFrame:
+    """The sparsity study over np levels in the reference: per level, each row's ``metric`` as mean ±
+    SD over runs (with the number of runs), and per-rater - shared with its primary 95% CI (from the
+    paired table, as the aggregation computed it). Levels without runs are left out."""
+    records = []
+    for n in levels:
+        rec: dict[str, Any] = {"np": n}
+        for row in SPARSITY_ROWS:
+            rec[f"{row}"] = _cell(ref.summary, "sparsity", row, n, metric)
+            rec[f"{row} runs"] = _runs_of(ref.summary, "sparsity", row, n)
+        diff = reference_paired(ref, (metric,), (("sparsity", n, Row.PER_RATER_S1, Row.SHARED_S1),))
+        rec["per_rater - shared"] = diff["mean diff"].iloc[0] if len(diff) else "—"
+        rec["95% CI"] = diff.filter(like="95% CI").iloc[0, 0] if len(diff) else "—"
+        rec["run pairs"] = int(diff["run pairs"].iloc[0]) if len(diff) else 0
+        if any(rec[f"{row} runs"] for row in SPARSITY_ROWS):
+            records.append(rec)
+    return pd.DataFrame(records)
+
+
+def reference_alignment(ref: ReferenceResults, study: str = "sparsity") -> pd.DataFrame:
+    """The reference's gradient-alignment diagnostic (``alignment_cases.csv`` exported with its runs):
+    per row and np, the latent cosine (mean over folds of the per-fold means, SD across folds, mean
+    within-fold SD) and the decoder-parameter cosine, with the folds behind them. Empty when no
+    exported run carries the diagnostic."""
+    summary = ref.alignment_summary
+    if summary is None or summary.empty or "latent_mean" not in summary:
+        return pd.DataFrame()
+    sel = summary[summary["study"].astype(str) == study].copy()
+    sel["n_present"] = pd.to_numeric(sel["n_present"], errors="coerce")
+    sel = sel.sort_values(["row", "n_present"], ascending=[True, False])
+
+    def text(value: Any) -> str:
+        return "undefined" if pd.isna(value) else f"{float(value):+.3f}"
+
+    return pd.DataFrame({
+        "row": sel["row"].astype(str), "np": sel["n_present"].astype(int), "folds": sel["n_folds"].astype(int),
+        "latent cosine": sel["latent_mean"].map(text),
+        "SD across folds": sel["latent_sd_across_folds"].map(lambda v: "—" if pd.isna(v) else f"{float(v):.3f}"),
+        "within-fold SD": sel["latent_within_fold_sd"].map(lambda v: "—" if pd.isna(v) else f"{float(v):.3f}"),
+        "decoder cosine": sel["decoder_mean"].map(text) if "decoder_mean" in sel else "—",
+    }).reset_index(drop=True)
+
+
+def reference_ablation(ref: ReferenceResults, metrics: tuple[str, ...] = (Metric.GED_DPERSONA, Metric.DICE_MATCH)
+                       ) -> pd.DataFrame:
+    """The ablation rows in the reference: each metric as mean ± SD over runs and each row minus row 1
+    (D-Persona S1+S2) with its primary 95% CI from the paired table. Rows without runs are left out."""
+    summary = ref.summary
+    if summary is None or summary.empty:
+        return pd.DataFrame()
+    rows = [r for r in dict.fromkeys(summary.loc[summary["study"].astype(str) == "ablation", "row"].astype(str))]
+    records = []
+    for row in rows:
+        rec: dict[str, Any] = {"row": row, "runs": _runs_of(summary, "ablation", row, 4)}
+        for metric in metrics:
+            rec[metric] = _cell(summary, "ablation", row, 4, metric)
+            if row != ABLATION_BASE:
+                diff = reference_paired(ref, (metric,), (("ablation", 4, row, ABLATION_BASE),))
+                rec[f"{metric}: row - row 1"] = (f"{diff['mean diff'].iloc[0]} {diff.filter(like='95% CI').iloc[0, 0]}"
+                                                 if len(diff) else "—")
+            else:
+                rec[f"{metric}: row - row 1"] = ""
+        records.append(rec)
+    return pd.DataFrame(records)
+
+
 def reference_verification(ref: ReferenceResults) -> pd.DataFrame:
     """The export's latest ``reference verify`` (``verify.json``): per retrained run and metric the
     committed and the retrained value, their difference, the seed-to-seed SD of that config and the
@@ -236,6 +313,6 @@ def reference_runs(ref: ReferenceResults) -> pd.DataFrame:
     return out
 
 
-__all__ = ["CENTRAL_PAIRS", "CENTRAL_ROWS", "reference_as_results", "reference_beside_ours", "reference_cost",
-           "reference_paired", "reference_runs", "reference_verification", "verification_status",
-           "reference_status"]
+__all__ = ["CENTRAL_PAIRS", "CENTRAL_ROWS", "reference_ablation", "reference_alignment", "reference_as_results",
+           "reference_beside_ours", "reference_cost", "reference_paired", "reference_runs", "reference_sparsity_trend",
+           "reference_verification", "verification_status", "reference_status"]

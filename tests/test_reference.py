@@ -415,3 +415,42 @@ def test_reference_trend_alignment_and_ablation_tables_read_what_the_export_hold
     ablation = reference_tables.reference_ablation(ref).set_index("row")
     assert ablation.loc["3_orthogonality_loss", "ged_dpersona: row - row 1"] == "+0.0100 [-0.0100, +0.0300]"
     assert ablation.loc["1_dpersona_s1s2", "runs"] == 8
+
+
+def test_gpu_reference_dry_run_trains_resumes_exports_and_archives(tmp_path):
+    """benchmarks/gpu_reference.sh --dry-run: the GPU path on this CPU at the smoke profile. A first
+    call trains one run, a second call resumes (the finished run is not retrained) and trains the
+    rest two at a time; each call exports, and $OUT receives the archive and a JSON summary."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    from mrseg.paths import REPO_ROOT, runs_dir
+
+    plan = _plan(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    script = REPO_ROOT / "benchmarks" / "gpu_reference.sh"
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(out), "PYTHONPATH": str(REPO_ROOT)}
+
+    def call(*extra: str) -> dict:
+        proc = subprocess.run(["bash", str(script), "--dry-run", "--plan", plan, "--budget", "600", *extra],
+                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "dry run on the CPU" in proc.stdout
+        return json.loads((out / "gpu_reference.json").read_text())
+
+    first = call("--only", "synthetic/shared/*")
+    assert first["complete"] == 1 and first["pending"] == 0 and first["device"] == "cpu (dry run)"
+    (done,) = [p for p in runs_dir().glob("synthetic/shared/**/manifest.json")]
+    finished = read_json(done)["finished"]
+    second = call()
+    assert second["runs"] == 2 and second["complete"] == 2 and second["pending"] == 0 and second["run_exit_code"] == 0
+    assert read_json(done)["finished"] == finished                 # resumed: the first run was not retrained
+    with tarfile.open(out / "reference_mini_smoke.tar.gz") as archive:
+        names = archive.getnames()
+    assert sum(n.endswith("manifest.json") for n in names) == 2 and any(n.endswith("index.json") for n in names)
+    assert not any(n.endswith(".pt") for n in names)               # no weights leave the machine
+    ref = load_reference(plan, "smoke")
+    assert len(ref.runs) == 2 and ref.available

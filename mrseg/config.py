@@ -504,6 +504,10 @@ class ProfileScope:
     data_page_scans: int = 0
     attribute_scans: int = 0
 
+    def data_page_options(self) -> dict[str, int]:
+        """``lidc-pylidc`` builder options of the data page: ``{"max_scans": n}``, or none for every scan."""
+        return {"max_scans": self.data_page_scans} if self.data_page_scans else {}
+
 
 # the smoke profile reads the first scans only (quick pages for tests; the pages say so)
 PROFILE_SCOPES: dict[str, ProfileScope] = {"smoke": ProfileScope(data_page_scans=80, attribute_scans=120)}

@@ -234,3 +234,21 @@ def test_the_architecture_page_names_every_subpackage_and_module():
         if not named:
             missing.append(rel.as_posix())
     assert missing == [], missing
+
+
+# A result source whose profile switch no page calls any more: it goes when data/ next changes and
+# its runs are certified again (editing it now would mark every committed run stale).
+PROFILE_SWITCH_PENDING = {"mrseg/data/calibration.py"}
+
+
+def test_behaviour_never_switches_on_a_profile_name():
+    import re
+
+    pattern = re.compile(r"""profile\s*[!=]=\s*["']|["'](smoke|demo|paper|reference|reference-cpu)["']\s*[!=]=\s*profile""")
+    files = sorted(PACKAGE.rglob("*.py")) + sorted((REPO_ROOT / "notebooks").rglob("*.py"))
+    found = [f"{path.relative_to(REPO_ROOT)}:{number}" for path in files
+             if path.relative_to(REPO_ROOT).as_posix() not in PROFILE_SWITCH_PENDING
+             for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line.split("#")[0])]
+    assert found == [], found
+    pending = [p for p in PROFILE_SWITCH_PENDING if pattern.search((REPO_ROOT / p).read_text())]
+    assert pending == sorted(PROFILE_SWITCH_PENDING), "a pending switch is gone: drop it from PROFILE_SWITCH_PENDING"

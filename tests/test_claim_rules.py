@@ -98,3 +98,41 @@ def test_scorers_take_the_typed_rule_and_its_defaults():
         assert RULE_SCHEMAS[kind].__name__ in str(annotation), (kind, annotation)
     source = inspect.getsource(claims)
     assert 'rule["' not in source.replace('rule["kind"]', "") and "rule.get(" not in source
+
+
+def _paired_rows(study: str, records: list[tuple[str, str, str, float, float, float]]):
+    import pandas as pd
+
+    return pd.DataFrame([{"study": study, "n_present": 4, "a": a, "b": b, "metric": metric, "mean_diff": diff,
+                          "ci_low": low, "ci_high": high, "p": 0.001, "n": 100, "mean_a": 0.5, "mean_b": 0.5,
+                          "folds_a_lower": 4, "folds_a_higher": 0, "n_folds": 4}
+                         for a, b, metric, diff, low, high in records])
+
+
+def test_a_contradiction_is_decided_by_the_rows_that_have_results(tmp_path):
+    """Rows without results (a GPU-only row) leave an ablation claim undecided only when the rows
+    that have results do not already contradict it."""
+    from mrseg.scoring.claims import score_rule
+    from mrseg.scoring.results import Results
+
+    only = {"kind": "only_row_improves", "study": "ablation", "baseline": "1_base", "winner": "6_ours",
+            "rows": ["2_gpu_only", "3_other", "6_ours"]}
+    extreme = {"kind": "extreme", "study": "ablation", "metric": "ged_dpersona", "which": "max", "target": "4_worst",
+               "rows": ["1_base", "2_gpu_only", "3_other", "4_worst"]}
+    better_on_both = [("3_other", "1_base", "ged_dpersona", -0.02, -0.03, -0.01),
+                      ("3_other", "1_base", "dice_match", 0.02, 0.01, 0.03),
+                      ("6_ours", "1_base", "ged_dpersona", -0.02, -0.03, -0.01),
+                      ("6_ours", "1_base", "dice_match", 0.02, 0.01, 0.03)]
+    res = Results(folder=tmp_path, plan="p", profile="x", paired=_paired_rows("ablation", better_on_both))
+    ev = score_rule(res, only)
+    assert ev.verdict == "contradicted" and "2_gpu_only" in ev.reason    # row 3 improves both too
+    res.paired = _paired_rows("ablation", better_on_both[2:])
+    assert score_rule(res, only).verdict == "no results"                 # not contradicted: row 2 could still matter
+
+    beyond = [("4_worst", "1_base", "ged_dpersona", 0.02, 0.01, 0.03),
+              ("4_worst", "3_other", "ged_dpersona", -0.02, -0.03, -0.01)]
+    res.paired = _paired_rows("ablation", beyond)
+    ev = score_rule(res, extreme)
+    assert ev.verdict == "contradicted" and ev.ours.startswith("beyond the target: 3_other")
+    res.paired = _paired_rows("ablation", beyond[:1])
+    assert score_rule(res, extreme).verdict == "no results"

@@ -302,30 +302,38 @@ def _better(res: Results, study: str, row: str, base: str, n_present: int = FULL
 def _rule_only_row_improves(res: Results, rule: OnlyRowImproves, thesis: dict[str, Any]) -> Evidence:
     """Among ``rows`` of ``study``, ``winner`` is the only one better than ``baseline`` on both GED
     and Dice_match, each by a paired CI excluding 0. Contradicted when the winner is significantly
-    worse on either metric or another row is significantly better on both."""
+    worse on either metric or another row is significantly better on both; that needs only the rows
+    with results, so rows without results leave the claim undecided only when it is not contradicted."""
     study, base, winner = rule.study, rule.baseline, rule.winner
     found = {row: _better(res, study, row, base) for row in rule.rows}
     rows = [(study, r, FULL_ANNOTATION) for r in [base, *rule.rows]]
     missing = [r for r, v in found.items() if NO_RESULTS in v.values()]
-    if missing:
+    if winner in missing:
         return Evidence(NO_RESULTS, "—", "rows without results: " + ", ".join(missing), rows=rows)
-    both = [r for r, v in found.items() if set(v.values()) == {Verdict.REPRODUCED}]
+    both = [r for r, v in found.items() if r not in missing and set(v.values()) == {Verdict.REPRODUCED}]
     win = _compare(res, "<", Selector(study, winner, Metric.GED_DPERSONA), Selector(study, base, Metric.GED_DPERSONA))
-    if both == [winner]:
-        verdict = Verdict.REPRODUCED
-    elif Verdict.CONTRADICTED in found[winner].values() or any(r != winner for r in both):
+    contradicted = Verdict.CONTRADICTED in found[winner].values() or any(r != winner for r in both)
+    if missing and not contradicted:
+        return Evidence(NO_RESULTS, "—", "rows without results: " + ", ".join(missing), rows=rows)
+    if contradicted:
         verdict = Verdict.CONTRADICTED
+    elif both == [winner]:
+        verdict = Verdict.REPRODUCED
     else:
         verdict = Verdict.INCONCLUSIVE
+    reason = "winner's GED difference shown"
+    if missing:
+        reason += "; contradicted by the rows with results (without results: " + ", ".join(missing) + ")"
     return Evidence(verdict, "rows better on both (CI): " + (", ".join(both) if both else "none"),
-                    "winner's GED difference shown", win.effect, win.ci_low, win.ci_high, win.p, win.n, rows, win.decides,
-                    win.detail)
+                    reason, win.effect, win.ci_low, win.ci_high, win.p, win.n, rows, win.decides, win.detail)
 
 
 def _rule_extreme(res: Results, rule: Extreme, thesis: dict[str, Any]) -> Evidence:
     """``target`` has the max/min of ``metric`` among ``rows``: reproduced when its paired
     difference to every other row excludes 0 on that side; contradicted when some row is
-    significantly beyond it. The effect shown is the closest contender's difference."""
+    significantly beyond it (which rows without results cannot undo: they leave the claim
+    undecided only when no row with results is beyond it). The effect shown is the closest
+    contender's difference, or, when rows lack results, the row beyond the target."""
     expect: Direction = ">" if rule.which == "max" else "<"
     evs = {}
     for row in rule.rows:
@@ -334,8 +342,18 @@ def _rule_extreme(res: Results, rule: Extreme, thesis: dict[str, Any]) -> Eviden
         evs[row] = _compare(res, expect, Selector(rule.study, rule.target, rule.metric, rule.n_present),
                             Selector(rule.study, row, rule.metric, rule.n_present))
     rows = [(rule.study, r, int(rule.n_present)) for r in rule.rows]
-    if any(e.verdict == NO_RESULTS for e in evs.values()):
-        return Evidence(NO_RESULTS, "—", "some rows have no results", rows=rows)
+    missing = [r for r, e in evs.items() if e.verdict == NO_RESULTS]
+    if len(missing) == len(evs) and res.fold_values(rule.study, rule.target, rule.metric, rule.n_present).empty:
+        return Evidence(NO_RESULTS, "—", f"the target row {rule.target} has no results", rows=rows)
+    if missing:
+        beyond = [r for r, e in evs.items() if e.verdict == Verdict.CONTRADICTED]
+        if not beyond:
+            return Evidence(NO_RESULTS, "—", "rows without results: " + ", ".join(missing), rows=rows)
+        e = evs[beyond[0]]
+        return Evidence(Verdict.CONTRADICTED, f"beyond the target: {', '.join(beyond)}; {e.ours}",
+                        f"{len(beyond)} row(s) significantly {'above' if expect == '>' else 'below'} the target; "
+                        f"without results: {', '.join(missing)}", e.effect, e.ci_low, e.ci_high,
+                        max(evs[r].p for r in beyond), e.n, rows, e.decides, e.detail)
     closest = min(evs, key=lambda r: abs(evs[r].effect))
     e = evs[closest]
     return Evidence(_combine([x.verdict for x in evs.values()]), f"closest: {closest}, {e.ours}",

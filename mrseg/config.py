@@ -150,6 +150,8 @@ EXECUTION_FIELDS: tuple[str, ...] = ("threads", "device", "eval_batch_size", "pe
 # Fields that earlier versions wrote and that no longer exist: dropped when a stored config is read
 # (all were execution fields, so no run id changes).
 RETIRED_FIELDS: tuple[str, ...] = ("num_workers",)
+# The small U-Net's width and depth (the capacity ladder's rungs change these and nothing else)
+NETWORK_FIELDS: tuple[str, ...] = ("base_channels", "feature_channels", "encoder_filters", "convs_per_block")
 # Fields a Stage 1 model never reads: two Stage 1 configs differing only here are the same run.
 STAGE2_ONLY_FIELDS: tuple[str, ...] = ("stage2_epochs", "stage2_bank_train", "stage2_bank_test", "stage2_head_widths",
                                         "ortho_weight")
@@ -367,7 +369,18 @@ class RunConfig:
             parts.append(f"warm{self.kl_warmup_epochs}")
         if self.geco_kappa:
             parts.append(f"geco{self.geco_kappa:g}")
+        if self.network_differs_from_profile:
+            parts.append(f"w{self.base_channels}c{self.convs_per_block}")
         return "+".join(parts)
+
+    @property
+    def network_differs_from_profile(self) -> bool:
+        """The U-Net's widths or depth (:data:`NETWORK_FIELDS`) differ from the profile's preset: a
+        rung of the capacity ladder (the scale study), tagged ``w<base channels>c<convs per block>``."""
+        preset = PROFILE_PRESETS.get(self.profile, {})
+        return self.backbone == "unet-small" == preset.get("backbone") and any(
+            tuple(v) != tuple(preset[k]) if isinstance(v, (list, tuple)) else v != preset[k]
+            for k in NETWORK_FIELDS if k in preset for v in [getattr(self, k)])
 
     @property
     def run_id(self) -> str:

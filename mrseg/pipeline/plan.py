@@ -284,11 +284,12 @@ def _expand_training(spec: dict[str, Any], profile: str, settings: dict[str, Any
                 ref_epochs = epochs_for(settings, reference.get("epochs", "full"))
                 cells.append((int(reference.get("n_present", 4)), ref_epochs, ref_spec))
             row_seeds = (local.get("row_seeds") or {}).get(row, seeds)   # a profile may give one row fewer seeds
+            row_folds = (local.get("row_folds") or {}).get(row, folds)   # ... or other folds
             cells = _within_raters(cells, {**base, **overrides}, rater_counts)
             for np_, n_epochs, cell_spec in cells:
                 # a profile may train some n_present levels on fewer (or other) seeds than the row's
                 level_seeds = (local.get("level_seeds") or {}).get(int(np_), row_seeds)
-                for fold in folds:
+                for fold in row_folds:
                     for seed in level_seeds:
                         fields = {**base, **cell_spec, "fold": int(fold), "seed": int(seed),
                                   "n_present": int(np_), "epochs": n_epochs, **overrides}

@@ -20,7 +20,7 @@ SETTING_KEYS = frozenset({"folds", "seeds", "latent_fold", "sparse_n_present", "
                           "studies"})
 STUDY_KEYS = frozenset({"title", "epochs", "n_present", "rows", "reference", "folds", "seeds", "dataset",
                         "dataset_options", "requires_data", "enabled"})
-PROFILE_STUDY_KEYS = frozenset({"enabled", "rows", "folds", "seeds", "row_seeds", "level_seeds", "n_present",
+PROFILE_STUDY_KEYS = frozenset({"enabled", "rows", "folds", "seeds", "row_seeds", "row_folds", "level_seeds", "n_present",
                                 "reference"})
 REFERENCE_KEYS = frozenset({"n_present", "epochs", "models"})
 REQUIRES_KEYS = frozenset({"env", "default", "option"})
@@ -97,10 +97,11 @@ def _settings(where: str, path: str, value: Any, studies: dict[str, Any]) -> Non
         for row in local.get("rows") or []:
             if row not in rows:
                 _fail(where, f"{path}.studies.{name}.rows", f"no row {row!r} in study {name!r}")
-        for row, seeds in (local.get("row_seeds") or {}).items():
-            if row not in rows:
-                _fail(where, f"{path}.studies.{name}.row_seeds", f"no row {row!r} in study {name!r}")
-            _int_list(where, f"{path}.studies.{name}.row_seeds.{row}", seeds)
+        for key in ("row_seeds", "row_folds"):
+            for row, values in (local.get(key) or {}).items():
+                if row not in rows:
+                    _fail(where, f"{path}.studies.{name}.{key}", f"no row {row!r} in study {name!r}")
+                _int_list(where, f"{path}.studies.{name}.{key}.{row}", values)
         level_seeds = local.get("level_seeds")
         if level_seeds is not None and not isinstance(level_seeds, dict):
             _fail(where, f"{path}.studies.{name}.level_seeds", f"expected a mapping n_present -> seeds, got {level_seeds!r}")

@@ -35,7 +35,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from mrseg.config import Row
+from mrseg.config import Metric, Row
 from mrseg.io import atomic_path
 
 MODEL_LABELS: dict[str, str] = {
@@ -553,4 +553,52 @@ def controlled_advantage(comparison: pd.DataFrame, a: str = "per-rater", b: str 
     axes[0].set(xlabel="raters N", xscale="log", xticks=sorted(frame["N"].unique()))
     axes[0].set_xticklabels([str(v) for v in sorted(frame["N"].unique())])
     axes[1].set(xlabel="share of raters present per step, np/N")
+    return fig
+
+
+def ladder_figure(quality: pd.DataFrame, effects: pd.DataFrame, thesis_parameters: float | None = None,
+                  metric_label: str = "GED (d(∅,∅)=1)") -> Figure:
+    """The capacity ladder (:func:`mrseg.report.scale_tables.figure_data`): Dice_match (left) and
+    GED (middle) per row against backbone parameters (log axis), mean ± SD over runs, the thesis's
+    value of each row as a dashed line of the same colour; right: each central effect's mean with its
+    run-level 95% CI per rung, the thesis's effect dashed. ``thesis_parameters`` marks the thesis's
+    network on the axis."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
+    if quality is None or quality.empty:
+        for ax in axes:
+            _empty_note(ax)
+        return fig
+    metrics = list(dict.fromkeys(quality["metric"]))
+    for ax, metric in zip(axes[:2], metrics):
+        sel = quality[quality["metric"] == metric]
+        for k, (series, group) in enumerate(sel.groupby("series", sort=False)):
+            group = group.sort_values("parameters")
+            ax.errorbar(group["parameters"], group["mean"], yerr=np.nan_to_num(group["sd"].to_numpy(dtype=float)),
+                        marker="o", capsize=3, color=f"C{k}", label=series)
+            thesis = group["thesis"].dropna()
+            if len(thesis):
+                ax.axhline(float(thesis.iloc[0]), color=f"C{k}", ls="--", lw=0.9)
+        ax.set(xscale="log", xlabel="backbone parameters", ylabel=metric_label if metric != Metric.DICE_MATCH else "Dice_match",
+               title=("Dice_match" if metric == Metric.DICE_MATCH else metric_label) + ", np = 4 (dashed: thesis)")
+        ax.legend(fontsize=7)
+    ax = axes[2]
+    if effects is not None and not effects.empty:
+        for k, (effect, group) in enumerate(effects.groupby("effect", sort=False)):
+            group = group.sort_values("parameters")
+            x = group["parameters"].to_numpy(dtype=float) * (1 + 0.06 * (k - 1))   # side by side on the log axis
+            low = group["ci_low"].to_numpy(dtype=float)
+            high = group["ci_high"].to_numpy(dtype=float)
+            mean = group["mean"].to_numpy(dtype=float)
+            err = np.vstack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)])
+            ax.errorbar(x, mean, yerr=err, marker="o", capsize=3, color=f"C{k + 3}", label=effect)
+            ax.axhline(float(group["thesis"].iloc[0]), color=f"C{k + 3}", ls="--", lw=0.9)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xscale="log", xlabel="backbone parameters", ylabel=f"a − b, {metric_label} (95% CI)",
+           title="central effects per rung (dashed: thesis)")
+    ax.legend(fontsize=7)
+    if thesis_parameters:
+        for ax in axes:
+            ax.axvline(thesis_parameters, color="0.5", lw=0.8, ls=":")
+            ax.annotate("thesis's network", (thesis_parameters, 0.02), xycoords=("data", "axes fraction"),
+                        fontsize=7, ha="right", rotation=90, color="0.4")
     return fig

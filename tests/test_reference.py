@@ -459,3 +459,25 @@ def test_gpu_reference_dry_run_trains_resumes_exports_and_archives(tmp_path):
     assert not any(n.endswith(".pt") for n in names)               # no weights leave the machine
     ref = load_reference(plan, "smoke", root=tmp_path / "reference")
     assert len(ref.runs) == 2 and ref.available
+
+
+def test_scorecard_names_the_network_behind_every_decision(smoke_runs, tmp_path):
+    """add_reference_to_scorecard (a plan given as a path, without a scale study): each claim gets
+    ``decided_at``, the reference's network where the reference decides, this build's elsewhere."""
+    from mrseg.pipeline.reference_scoring import add_reference_to_scorecard, reference_records
+    from mrseg.scoring.claims import NO_RESULTS, load_claims
+    from mrseg.thesis import load_thesis_reported
+
+    plan, dest = _plan(tmp_path), tmp_path / "reference"
+    export_reference(plan, "smoke", dest=dest)
+    (dest / "mini" / "smoke").rename(dest / "mini" / "reference-cpu")
+    _, records, _, _ = reference_records(plan, load_thesis_reported(), load_claims(), root=dest)
+    ours = [{**r, "verdict": NO_RESULTS} for r in records]
+    folder = tmp_path / "results"
+    write_json(folder / "scorecard.json", {"claims": ours})
+    payload = add_reference_to_scorecard(folder, plan, "smoke", root=dest)
+    assert payload["reference"]["rungs"] == [] and payload["reference"]["own_network"].startswith("w8c1 (")
+    by_reference = [r for r in payload["claims"] if r["decided_by"].startswith("reference")]
+    assert by_reference and all(r["decided_at"].endswith("64 px)") for r in by_reference)     # reference-cpu: 64 px
+    assert all(r["decided_at"].endswith("32 px)") for r in payload["claims"] if r["decided_by"] == "this build")
+    assert read_json(folder / "scorecard.json")["claims"][0]["decided_at"]

@@ -11,7 +11,12 @@ with a ``metric`` column where it covers several metrics:
 - ``posterior``: :func:`mrseg.diagnostics.posterior_use.regime_comparisons` on GED (d(∅,∅)=1) and
   Dice_match;
 - ``sign_test``: per-fold wins of per-rater over shared Stage 1 (GED, d(∅,∅)=1) per np level of the
-  sparsity study and the one-sided sign test over all of them.
+  sparsity study and the one-sided sign test over all of them;
+- ``ladder_quality`` and ``ladder_effects``: the capacity ladder (the scale study,
+  :mod:`mrseg.scoring.ladder`) per rung, rung 0 (the profile's own network) both on every run and
+  on the runs (folds x seeds) the rungs above it have: each central row's GED (d(∅,∅)=1) and
+  Dice_match as mean and SD over runs with the share of converged runs, and each central effect
+  with its run-level 95% CI (:func:`mrseg.pipeline.paired.paired_rows`).
 
 Every statistic a page shows thus comes from a file the pipeline wrote; the pages never compute.
 """
@@ -29,6 +34,8 @@ from mrseg.config import Metric, Row
 from mrseg.diagnostics import mechanism, posterior_use, recovery
 from mrseg.diagnostics.statistics import sign_test
 from mrseg.io import write_csv
+from mrseg.pipeline.paired import paired_rows
+from mrseg.scoring.ladder import LADDER_EFFECTS, LADDER_ROWS, RUNG_SEPARATOR, SCALE_STUDY, own_study, split_rung_row
 from mrseg.scoring.results import DERIVED_PREFIX
 
 PREFIX = DERIVED_PREFIX
@@ -82,9 +89,74 @@ def sign_test_table(cases: pd.DataFrame, per_fold: pd.DataFrame, study: str = "s
     return pd.DataFrame(records)
 
 
+LADDER_METRICS = (Metric.GED_DPERSONA, Metric.DICE_MATCH)
+
+
+def _ladder_rungs(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str], set[tuple[int, int]]]:
+    """The scale study's rows of ``frame``, its rungs in table order and the (fold, seed) runs they have."""
+    if frame is None or frame.empty or "study" not in frame:
+        return pd.DataFrame(), [], set()
+    scale = frame[frame["study"].astype(str) == SCALE_STUDY]
+    rungs = list(dict.fromkeys(s[0] for s in scale["row"].astype(str).map(split_rung_row) if s))
+    runs = {(int(f), int(s)) for f, s in zip(scale["fold"], scale["seed"])} if not scale.empty else set()
+    return scale, rungs, runs
+
+
+def _ladder_selections(frame: pd.DataFrame, row: str, n_present: int):
+    """``(rung, runs, rows of frame)`` for ``row`` at ``n_present``: rung 0 on every run ("all") and on
+    the rungs' runs ("matched"), then every rung above it."""
+    scale, rungs, runs = _ladder_rungs(frame)
+    if not rungs:
+        return
+    at_np = pd.to_numeric(frame["n_present"], errors="coerce") == n_present
+    own = frame[at_np & (frame["study"].astype(str) == own_study(n_present)) & (frame["row"].astype(str) == row)]
+    matched = own[[(int(f), int(s)) in runs for f, s in zip(own["fold"], own["seed"])]]
+    yield "", "all", own
+    yield "", "matched", matched
+    at_scale = pd.to_numeric(scale["n_present"], errors="coerce") == n_present
+    for rung in rungs:
+        yield rung, "all", scale[at_scale & (scale["row"].astype(str) == f"{rung}{RUNG_SEPARATOR}{row}")]
+
+
+def ladder_quality_table(cases: pd.DataFrame, per_fold: pd.DataFrame) -> pd.DataFrame:
+    """Per rung (``""``: the profile's own network) and ``runs`` ("all" / "matched"), per central row
+    and np: each metric's mean and SD over runs, the runs and the share that converged."""
+    records = []
+    for row, n_present in LADDER_ROWS:
+        for rung, runs, sel in _ladder_selections(per_fold, row, n_present):
+            if sel.empty:
+                continue
+            rec = {"rung": rung, "runs": runs, "row": row, "n_present": n_present, "n_runs": len(sel),
+                   "converged": float(sel["converged"].astype(float).mean()) if "converged" in sel else math.nan}
+            for metric in LADDER_METRICS:
+                values = pd.to_numeric(sel[metric], errors="coerce") if metric in sel else pd.Series(dtype=float)
+                rec[f"{metric}_mean"] = float(values.mean())
+                rec[f"{metric}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            records.append(rec)
+    return pd.DataFrame(records)
+
+
+def ladder_effects_table(cases: pd.DataFrame, per_fold: pd.DataFrame) -> pd.DataFrame:
+    """Per rung and ``runs`` (as :func:`ladder_quality_table`), per central effect a - b at its np and
+    metric: the paired statistics of :func:`mrseg.pipeline.paired.paired_rows` (run-level 95% CI)."""
+    records = []
+    for a, b, n_present in LADDER_EFFECTS:
+        sides = {side: {(rung, runs): sel for rung, runs, sel in _ladder_selections(cases, row, n_present)}
+                 for side, row in (("a", a), ("b", b))}
+        for key, sel_a in sides["a"].items():
+            sel_b = sides["b"].get(key)
+            if sel_a.empty or sel_b is None or sel_b.empty:
+                continue
+            for metric in LADDER_METRICS:
+                rec = paired_rows(sel_a, sel_b, metric)
+                if rec is not None:
+                    records.append({"rung": key[0], "runs": key[1], "a": a, "b": b, "n_present": n_present, **rec})
+    return pd.DataFrame(records)
+
+
 DERIVED: dict[str, Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]] = {
     "mechanism": mechanism_table, "controlled": controlled_table, "posterior": posterior_table,
-    "sign_test": sign_test_table,
+    "sign_test": sign_test_table, "ladder_quality": ladder_quality_table, "ladder_effects": ladder_effects_table,
 }
 
 
@@ -99,7 +171,8 @@ def write_derived(folder: str | os.PathLike, cases: pd.DataFrame, per_fold: pd.D
 
 # Modules whose code computes the derived tables: a change to them invalidates a stored copy.
 DERIVED_SOURCES = ("pipeline/derived.py", "diagnostics/mechanism.py", "diagnostics/recovery.py",
-                   "diagnostics/posterior_use.py", "diagnostics/run_level.py", "diagnostics/statistics.py")
+                   "diagnostics/posterior_use.py", "diagnostics/run_level.py", "diagnostics/statistics.py",
+                   "pipeline/paired.py", "scoring/ladder.py")
 KEY_FILE = "derived.key"
 
 

@@ -38,7 +38,7 @@ from mrseg.pipeline.plan import load_plan
 PAIRED_FILE = "paired.csv.gz"      # the export's paired comparisons, valid while paired_key() matches
 PAIRED_KEY_FILE = "paired.key"
 # Modules whose code computes the paired comparisons: a change to them invalidates a stored table.
-PAIRED_SOURCES = ("pipeline/aggregate.py", "diagnostics/run_level.py", "diagnostics/statistics.py")
+PAIRED_SOURCES = ("pipeline/paired.py", "diagnostics/run_level.py", "diagnostics/statistics.py")
 # Reference profiles, most authoritative first: the GPU-sized profile, then the CPU-affordable one.
 REFERENCE_PROFILES: tuple[str, ...] = ("reference", "reference-cpu")
 LATENT_SUMMARY = "latent_summary.json"   # the latent diagnostic of a run, exported when it was made

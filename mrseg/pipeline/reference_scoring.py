@@ -15,8 +15,10 @@ from typing import Any
 
 from mrseg.diagnostics.isolation import isolation_record
 from mrseg.io import read_json, write_json
+from mrseg.pipeline.ladder import ladder
 from mrseg.pipeline.reference import ReferenceResults, available_reference_profiles, load_reference
 from mrseg.scoring.claims import SCORECARD_JSON, attach_reference, count_verdicts, evaluate_claims, load_claims
+from mrseg.scoring.ladder import attach_ladder, ladder_rungs, rung_view
 from mrseg.scoring.results import Results
 from mrseg.thesis import load_thesis_reported
 
@@ -31,15 +33,41 @@ def reference_as_results(ref: ReferenceResults, plan: str = "thesis") -> Results
                    extra={"gradient_isolation": isolation_record()})
 
 
+def first_reference(plan: str, root: str | Path | None = None) -> ReferenceResults | None:
+    """The first available reference export of ``plan`` (``REFERENCE_PROFILES`` order), or None."""
+    for profile in available_reference_profiles(plan, root):
+        ref = load_reference(plan, profile, root)
+        if ref.available:
+            return ref
+    return None
+
+
 def reference_records(plan: str, thesis: dict[str, Any], claims: list[dict[str, Any]],
                       root: str | Path | None = None) -> tuple[str, list[dict[str, Any]], int, int]:
     """The claims scored on the first available reference export of ``plan`` (``REFERENCE_PROFILES``
     order): ``(profile, records, runs, stale runs)``; ``("", [], 0, 0)`` when none is committed."""
-    for profile in available_reference_profiles(plan, root):
-        ref = load_reference(plan, profile, root)
-        if ref.available:
-            return profile, evaluate_claims(reference_as_results(ref, plan), thesis, claims), len(ref.runs), ref.n_stale
-    return "", [], 0, 0
+    ref = first_reference(plan, root)
+    if ref is None:
+        return "", [], 0, 0
+    return _profile(ref), evaluate_claims(reference_as_results(ref, plan), thesis, claims), len(ref.runs), ref.n_stale
+
+
+def _profile(ref: ReferenceResults) -> str:
+    """The export's profile: its folder's name (``reference/<plan>/<profile>``)."""
+    return ref.folder.name
+
+
+def ladder_records(ref: ReferenceResults, plan: str, thesis: dict[str, Any], claims: list[dict[str, Any]],
+                   res: Results | None = None) -> tuple[str, list[tuple[str, str, list[dict[str, Any]]]]]:
+    """The claims scored at every rung of the capacity ladder in ``ref`` (:func:`mrseg.scoring.ladder.rung_view`),
+    in order of size: ``(own network's description, [(rung, description, records), ...])``; no rungs
+    when the export has no scale study. ``res``: the export as results, when already read."""
+    res = res if res is not None else reference_as_results(ref, plan)
+    present = set(ladder_rungs(res))
+    rungs = ladder(plan, _profile(ref), only=present)
+    own = next(r for r in rungs if r.own_network)
+    return own.description, [(r.label, r.description, evaluate_claims(rung_view(res, r.label), thesis, claims))
+                             for r in rungs if not r.own_network and r.label in present]
 
 
 def add_reference_to_scorecard(folder: str | Path, plan: str, profile: str,
@@ -50,17 +78,24 @@ def add_reference_to_scorecard(folder: str | Path, plan: str, profile: str,
     path = Path(folder) / SCORECARD_JSON
     if not path.exists():
         return None
-    ref_profile, ref_records, n_runs, n_stale = reference_records(Path(str(plan)).stem, load_thesis_reported(),
-                                                                  load_claims(), root)
-    if not ref_profile:
+    ref = first_reference(Path(str(plan)).stem, root)
+    if ref is None:
         return None
+    thesis, claims = load_thesis_reported(), load_claims()
+    ref_profile = _profile(ref)
+    ref_res = reference_as_results(ref, plan)
+    ref_records = evaluate_claims(ref_res, thesis, claims)
     payload = read_json(path)
     records = payload["claims"]
-    attach_reference(records, ref_records, ref_profile, n_stale)
-    payload["reference"] = {"profile": ref_profile, "runs": n_runs, "stale_runs": n_stale,
-                            "counts": count_verdicts(ref_records), "decision_counts": count_verdicts(records, "decision")}
+    attach_reference(records, ref_records, ref_profile, ref.n_stale)
+    own, rung_records = ladder_records(ref, plan, thesis, claims, ref_res)
+    build = next(r for r in ladder(plan, profile, only=set()) if r.own_network)
+    attach_ladder(records, claims, rung_records, build.description, own)
+    payload["reference"] = {"profile": ref_profile, "runs": len(ref.runs), "stale_runs": ref.n_stale,
+                            "counts": count_verdicts(ref_records), "decision_counts": count_verdicts(records, "decision"),
+                            "own_network": own, "rungs": [{"rung": rung, "network": text} for rung, text, _ in rung_records]}
     write_json(path, payload)
     return payload
 
 
-__all__ = ["add_reference_to_scorecard", "reference_as_results", "reference_records"]
+__all__ = ["add_reference_to_scorecard", "first_reference", "ladder_records", "reference_as_results", "reference_records"]

@@ -87,6 +87,36 @@ def _reference_cell(rec: Any) -> str:
     return text
 
 
+def ladder_steps_text(rec: Any) -> list[str]:
+    """One line per rung of the capacity ladder that scored the claim: network, verdict, effect, CI, runs."""
+    steps = rec.get("ladder")
+    if not isinstance(steps, list):
+        return []
+    lines = []
+    for step in steps:
+        line = f"{step['network']}: {step['verdict']}"
+        if step.get("effect") is not None and pd.notna(step.get("effect")):
+            line += f", {_num(step['effect'])}"
+            if step.get("ci_low") is not None and pd.notna(step.get("ci_low")):
+                line += f" [{_num(step['ci_low'])}, {_num(step['ci_high'])}]"
+        if _is_number(step.get("n_runs")) and pd.notna(step.get("n_runs")):
+            line += f", {int(step['n_runs'])} run pairs"
+        lines.append(line)
+    return lines
+
+
+def _decision_cell(rec: Any) -> str:
+    """The decision of one claim as HTML, the network it was decided at, and the ladder's rungs folded."""
+    decision = str(rec.get("decision") or rec["verdict"])
+    text = f'<span class="verdict-{decision.replace(" ", "-")}">{html.escape(decision)}</span>'
+    if isinstance(rec.get("decided_at"), str) and rec.get("decided_at"):
+        text += f"<br><small>at {html.escape(rec['decided_at'])}</small>"
+    steps = ladder_steps_text(rec)
+    if steps:
+        text += _folded("per rung", "<br>".join(html.escape(s) for s in steps))
+    return text
+
+
 def _folded(summary: str, body: str) -> str:
     """HTML that shows ``summary`` and unfolds ``body`` (already escaped) on a click; "" without a body."""
     return f"<details><summary>{html.escape(summary)}</summary><small>{body}</small></details>" if body else ""
@@ -123,14 +153,12 @@ def scorecard_html(card: pd.DataFrame) -> str:
         cells = [f"<b>{html.escape(str(rec['id']))}</b>", html.escape(str(rec["claim"])) + _folded("rule", rule),
                  html.escape(str(rec["thesis_effect"])), stats, verdict]
         if with_reference:
-            decision = rec.get("decision") or rec["verdict"]
-            cells += [_reference_cell(rec),
-                      f'<span class="verdict-{str(decision).replace(" ", "-")}">{html.escape(str(decision))}</span>']
+            cells += [_reference_cell(rec), _decision_cell(rec)]
         cells.append(ev)
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     heads = ["id", "claim", "thesis", "ours: effect [95% CI], n, p", "verdict"]
     if with_reference:
-        heads += ["reference runs (verdict, effect, 95% CI)", "decision"]
+        heads += ["reference runs (verdict, effect, 95% CI)", "decision (decided at)"]
     head = "".join(f"<th>{h}</th>" for h in (*heads, "evidence"))
     return (f'<table class="table mrseg-table mrseg-scorecard"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
@@ -230,6 +258,12 @@ def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -
                      "or this build does not run the rows): "
                      + ", ".join(f"{int(n)} {v}" for v, n in counts[["verdict", "claims (decision)"]].itertuples(index=False)
                                  if n) + ".")
+        deciders = card["decided_by"].astype(str) if "decided_by" in card else pd.Series("", index=card.index)
+        at_rung = card[deciders.str.startswith("capacity ladder")]
+        if len(at_rung):
+            lines.append(f"**{len(at_rung)} of them are decided at a larger network**: claims on the central rows are "
+                         "decided at the largest rung of the capacity ladder whose converged runs scored them "
+                         "([Scale](generated/pages/scale)); the \"decided at\" column names the network.")
     scale = _scale_markdown(res).strip()
     if scale:
         lines.append(scale)
@@ -249,10 +283,12 @@ def headline_markdown(res: Results, claims: tuple[str, ...] = HEADLINE_CLAIMS) -
                     and pd.notna(rec.get("reference_effect"))):
                 ref = (f"{verdict_text(rec, 'reference_')}: {_num(rec['reference_effect'])} "
                        f"[{_num(rec['reference_ci_low'])}, {_num(rec['reference_ci_high'])}]")
-            cells += [ref if isinstance(ref, str) else "—", rec.get("decision") or rec["verdict"]]
+            decided_at = rec.get("decided_at") if isinstance(rec.get("decided_at"), str) else ""
+            cells += [ref if isinstance(ref, str) else "—", rec.get("decision") or rec["verdict"], decided_at or "—"]
         rows.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     if rows:
-        head = "| id | claim | thesis | ours | verdict |" + (" reference runs | decision |" if with_reference else "")
+        head = "| id | claim | thesis | ours | verdict |" + (" reference runs | decision | decided at |"
+                                                             if with_reference else "")
         lines.append("**Headline claims** (ours: effect and 95% CI, run-level for separately trained models"
                      + ("; the reference runs' verdict decides where ours did not converge or did not run"
                         if with_reference else "")
@@ -295,6 +331,14 @@ def reference_note(res: Results) -> str:
             "converge (verdict \"not testable at this scale\") or this build does not run the compared rows "
             "(\"no results\"), the reference runs' verdict is the **decision**; elsewhere the decision is this "
             "build's own verdict.")
+    rungs = ref.get("rungs") or []
+    if rungs:
+        text += (" The committed runs also climb a **capacity ladder** (see [Scale](scale)): the central rows "
+                 f"retrained with wider networks than {ref.get('own_network', 'the profile’s own')}, namely "
+                 + ", ".join(str(r["network"]) for r in rungs)
+                 + ". A claim on those rows (full annotation and np = 1) is decided at the largest rung whose runs "
+                 "converged and scored it; the \"decided at\" line names the network behind every decision, and "
+                 "\"per rung\" unfolds each rung's verdict.")
     if ref.get("stale_runs"):
         text += (f" {ref['stale_runs']} reference runs are stale (made by other code): their verdicts are those "
                  "of the code that made them.")

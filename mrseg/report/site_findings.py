@@ -41,9 +41,26 @@ def _decided(card: pd.DataFrame) -> pd.DataFrame:
     card = card.copy()
     decision = card["decision"] if "decision" in card else pd.Series(None, index=card.index, dtype=object)
     card["final"] = decision.where(decision.notna(), card["verdict"])
-    by_reference = card.get("decided_by", pd.Series("", index=card.index)).astype(str).str.startswith("reference")
-    card["source"] = by_reference.map({True: "reference_", False: ""})
+    decided_by = card.get("decided_by", pd.Series("", index=card.index)).astype(str)
+    card["source"] = [("reference_" if by.startswith("reference") else LADDER_PREFIX if by.startswith(LADDER_DECIDER)
+                       else "") for by in decided_by]
     return card
+
+
+LADDER_DECIDER = "capacity ladder"   # decided_by of a claim decided at a rung (mrseg.scoring.ladder.attach_ladder)
+LADDER_PREFIX = "ladder_"
+
+
+def _at_scale(card: pd.DataFrame) -> list[str]:
+    """The claims decided at a rung of the capacity ladder, with the network and the verdict there."""
+    laddered = card[card["source"] == LADDER_PREFIX]
+    if laddered.empty:
+        return []
+    parts = [f"[{rec['id']}]({page_link(rec['evidence'])}) {rec['final']} at {rec['decided_at']}"
+             + (f" (own network: {rec['own_network_decision']})" if rec.get("own_network_decision") != rec["final"] else "")
+             for _, rec in laddered.iterrows()]
+    return [f"**Decided at a larger network.** {_claims(len(laddered))} on the central rows are decided at the largest "
+            "rung of the capacity ladder that scored them ([Scale](generated/pages/scale)): " + "; ".join(parts) + "."]
 
 
 def _field(rec: pd.Series, name: str) -> Any:
@@ -154,7 +171,7 @@ def findings_markdown(card: pd.DataFrame) -> str:
     if card.empty:
         return "Nothing is scored yet: run `python -m mrseg run` (or `make book`) to fill this section."
     card = _decided(card)
-    parts = [_held(card), _not_held(card), *_undecided(card), *_collapsed(card), *_not_decidable(card)]
+    parts = [_held(card), _not_held(card), *_undecided(card), *_at_scale(card), *_collapsed(card), *_not_decidable(card)]
     return "\n\n".join(parts)
 
 

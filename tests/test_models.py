@@ -307,8 +307,14 @@ def test_new_models_run_ids_and_kinds():
 def test_roofline_counts_step_flops_and_a_share_of_the_measured_peak():
     from mrseg.bench.roofline import roofline_benchmark
 
-    result = roofline_benchmark(networks=("smoke",), repeats=1, peak_n=256)
+    result = roofline_benchmark(networks=("smoke",), repeats=1, peak_n=256, conv_widths=(4, 8))
     steps = {rec["model"]: rec for rec in result["steps"]}
+    # the convolution ceiling: one 3x3 convolution, forward and backward = 3 x (2 B C^2 9 H W) FLOPs
+    assert [rec["channels"] for rec in result["conv_ceiling"]] == [4, 8]
+    for rec in result["conv_ceiling"]:
+        c, b, hw = rec["channels"], rec["batch_size"], rec["image_size"] ** 2
+        assert rec["gflop"] * 1e9 == pytest.approx(3 * 2 * b * c * c * 9 * hw)
+        assert rec["share_of_peak"] == pytest.approx(rec["achieved_gflops"] / result["peak_gflops"])
     assert result["peak_gflops"] > 0 and set(steps) == {"shared", "per-rater"}
     # per-rater runs N posterior encoders where shared runs one: more FLOPs per step
     assert steps["per-rater"]["gflop_per_step"] > steps["shared"]["gflop_per_step"] > 0

@@ -11,6 +11,12 @@
   are); its time is the median of ``repeats`` timed steps after one warm-up. ``share_of_peak`` =
   achieved GFLOP/s / peak.
 
+- **Convolution ceiling**: the share of the peak one 3x3 convolution (``c`` to ``c`` channels, forward
+  and backward, channels-last, the batch and image of the demo network) reaches on its own, per width
+  ``c``. A network built of such layers cannot do better than its layers do alone, so this is the
+  measured ceiling of a small network's step: narrow layers move more bytes per FLOP than the cores
+  can feed.
+
 Measure with nothing else running: a step timed beside other work reads several times slower.
 """
 
@@ -78,18 +84,52 @@ def step_roofline(profile: str, model_name: str, repeats: int = 3, n_raters: int
             "achieved_gflops": flops / median / 1e9}
 
 
+CONV_WIDTHS = (8, 16, 32, 64, 128)
+
+
+def conv_ceiling(widths: tuple[int, ...] = CONV_WIDTHS, image_size: int = 64, batch: int = 12,
+                 repeats: int = 3) -> list[dict[str, Any]]:
+    """GFLOP/s of one 3x3 convolution of each width (forward and backward) on ``[batch, c, image_size,
+    image_size]`` channels-last input: FLOPs counted by torch, the median of ``repeats`` timed passes."""
+    out = []
+    for width in widths:
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(width, width, 3, padding=1).to(memory_format=torch.channels_last)
+        x = torch.randn(batch, width, image_size, image_size).to(memory_format=torch.channels_last).requires_grad_()
+
+        def step() -> None:
+            conv(x).sum().backward()
+
+        step()   # warm-up
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step()
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step()
+            seconds.append(time.perf_counter() - start)
+        flops = float(counter.get_total_flops())
+        out.append({"channels": width, "image_size": image_size, "batch_size": batch, "gflop": flops / 1e9,
+                    "seconds": statistics.median(seconds), "achieved_gflops": flops / statistics.median(seconds) / 1e9})
+    return out
+
+
 def roofline_benchmark(networks: tuple[str, ...] = NETWORKS, models: tuple[str, ...] = MODELS, repeats: int = 3,
-                       threads: int | None = None, peak_n: int = 2048) -> dict[str, Any]:
+                       threads: int | None = None, peak_n: int = 2048,
+                       conv_widths: tuple[int, ...] = CONV_WIDTHS) -> dict[str, Any]:
     """The machine's peak and each (network, model) step's FLOPs, time and share of that peak."""
     if threads:
         torch.set_num_threads(threads)
     load_before = os.getloadavg()[0]
     peak = peak_gflops(peak_n)
     steps = [step_roofline(net, model, repeats) for net in networks for model in models]
-    for rec in steps:
+    convs = conv_ceiling(conv_widths, repeats=repeats)
+    for rec in (*steps, *convs):
         rec["share_of_peak"] = rec["achieved_gflops"] / peak
     return {"threads": torch.get_num_threads(), "cpus": os.cpu_count(), "peak_gflops": peak, "peak_matrix_n": peak_n,
-            "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2), "steps": steps}
+            "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2), "steps": steps,
+            "conv_ceiling": convs}
 
 
-__all__ = ["NETWORKS", "peak_gflops", "roofline_benchmark", "step_roofline"]
+__all__ = ["CONV_WIDTHS", "NETWORKS", "conv_ceiling", "peak_gflops", "roofline_benchmark", "step_roofline"]

@@ -47,6 +47,7 @@ from mrseg.report.page_tables import (
     alignment_per_fold,
     alignment_table,
     api_listing,
+    conv_ceiling_table,
     convention_shift_note,
     gap_alignment_series,
     hyperparameter_table,
@@ -102,7 +103,7 @@ __all__ = [
     "open_page", "show_table", "show_markdown", "mechanism_conclusion", "controlled_conclusion",
     # page-specific tables
     "relative_changes", "per_expert_table", "sparsity_table", "alignment_table", "alignment_per_fold", "run_dirs",
-    "performance_table", "roofline_table",
+    "performance_table", "roofline_table", "conv_ceiling_table",
     "slowest_runs", "throughput_summary", "api_listing", "sparsity_series", "gap_alignment_series",
     "sample_files", "latent_files", "latent_companions_table", "hyperparameter_table",
     "thesis_training_time", "convention_shift_note", "package_modules", "runs_index_html",

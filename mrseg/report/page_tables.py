@@ -288,6 +288,17 @@ def roofline_table(res: Results) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def conv_ceiling_table(res: Results) -> pd.DataFrame:
+    """``bench_roofline.json``'s convolution ceiling: per width one 3x3 convolution's GFLOP/s (forward
+    and backward) and share of the measured peak; empty when not measured."""
+    data = res.extra.get("bench_roofline")
+    if not isinstance(data, dict) or not data.get("conv_ceiling"):
+        return pd.DataFrame()
+    return pd.DataFrame([{"channels in and out": rec["channels"], "image": rec["image_size"], "batch": rec["batch_size"],
+                          "GFLOP per pass": rec["gflop"], "seconds": rec["seconds"], "GFLOP/s": rec["achieved_gflops"],
+                          "share of peak": f"{rec['share_of_peak']:.1%}"} for rec in data["conv_ceiling"]])
+
+
 def throughput_summary(res: Results) -> pd.DataFrame:
     """Training steps per second per model and stage (median over the plan's runs, from each run's
     ``history.csv``: optimisation steps only, validation excluded), with the run count and the

@@ -49,6 +49,16 @@ if roofline.get("peak_gflops"):
 report.show_table(report.roofline_table(res), "bench_roofline.json: training-step FLOPs and share of the measured peak")
 
 # %% [markdown]
+# **The ceiling of a small network.** A network built of narrow convolutions cannot do better than
+# those convolutions do alone: below, one 3x3 convolution of each width (forward and backward,
+# channels-last, the demo network's batch and image). The demo U-Net's widest layers have 64
+# channels and most of its time goes to 8- and 16-channel layers at full resolution, so its step's
+# share of the peak is bounded by these rows, not by Python overhead.
+
+# %% tags=["hide-input"]
+report.show_table(report.conv_ceiling_table(res), "bench_roofline.json: one 3x3 convolution per width")
+
+# %% [markdown]
 # ## Training throughput of this plan's runs
 #
 # Steps per second of each model's optimisation steps (forward, backward, Adam; validation

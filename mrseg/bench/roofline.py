@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -51,6 +51,21 @@ def peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
+def flops_and_seconds(step: Callable[[], None], repeats: int) -> tuple[float, list[float]]:
+    """One warm-up call of ``step``, one with torch's FLOP counter, then ``repeats`` timed calls:
+    ``(FLOPs of one call, seconds of each timed call)``."""
+    step()   # warm-up
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - start)
+    return float(counter.get_total_flops()), seconds
+
+
 def step_roofline(profile: str, model_name: str, repeats: int = 3, n_raters: int = 4) -> dict[str, Any]:
     """FLOPs and seconds of one training step of ``model_name`` at ``profile``'s configuration."""
     config = RunConfig.from_profile(profile, model=model_name, device="cpu")
@@ -67,16 +82,7 @@ def step_roofline(profile: str, model_name: str, repeats: int = 3, n_raters: int
         loss.backward()
         opt.step()
 
-    step()   # warm-up
-    counter = FlopCounterMode(display=False)
-    with counter:
-        step()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        seconds.append(time.perf_counter() - start)
-    flops = float(counter.get_total_flops())
+    flops, seconds = flops_and_seconds(step, repeats)
     median = statistics.median(seconds)
     return {"profile": profile, "model": model_name, "backbone": config.backbone, "image_size": config.image_size,
             "batch_size": config.batch_size, "parameters": sum(p.numel() for p in model.parameters()),
@@ -100,16 +106,7 @@ def conv_ceiling(widths: tuple[int, ...] = CONV_WIDTHS, image_size: int = 64, ba
         def step() -> None:
             conv(x).sum().backward()
 
-        step()   # warm-up
-        counter = FlopCounterMode(display=False)
-        with counter:
-            step()
-        seconds = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            step()
-            seconds.append(time.perf_counter() - start)
-        flops = float(counter.get_total_flops())
+        flops, seconds = flops_and_seconds(step, repeats)
         out.append({"channels": width, "image_size": image_size, "batch_size": batch, "gflop": flops / 1e9,
                     "seconds": statistics.median(seconds), "achieved_gflops": flops / statistics.median(seconds) / 1e9})
     return out

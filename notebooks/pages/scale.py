@@ -83,11 +83,12 @@ for metric in (Metric.DICE_MATCH, Metric.GED_DPERSONA):
 # sign only where the runs could (the "detectable" column).
 
 # %% tags=["hide-input"]
-table = scale_tables.ladder_effects(effects, rungs, thesis)
-if table.empty:
-    report.show_markdown("*No ladder runs exported: no effects per rung yet.*")
-else:
-    report.show_table(table, "central effects per rung (GED, d(∅,∅)=1; a − b < 0: a better)")
+for metric, better in ((Metric.GED_DPERSONA, "a − b < 0: a better"), (Metric.DICE_MATCH, "a − b > 0: a better")):
+    table = scale_tables.ladder_effects(effects, rungs, thesis, metric)
+    if table.empty:
+        report.show_markdown(f"*No ladder runs exported: no {scale_tables.METRIC_NAMES[metric]} effects per rung yet.*")
+    else:
+        report.show_table(table, f"central effects per rung ({scale_tables.METRIC_NAMES[metric]}; {better})")
 
 # %% tags=["hide-input"]
 data = scale_tables.figure_data(quality, effects, rungs, thesis)

@@ -41,7 +41,7 @@ def _decided(card: pd.DataFrame) -> pd.DataFrame:
     card = card.copy()
     decision = card["decision"] if "decision" in card else pd.Series(None, index=card.index, dtype=object)
     card["final"] = decision.where(decision.notna(), card["verdict"])
-    decided_by = card.get("decided_by", pd.Series("", index=card.index)).astype(str)
+    decided_by = [by if isinstance(by, str) else "" for by in card.get("decided_by", pd.Series("", index=card.index))]
     card["source"] = [("reference_" if by.startswith("reference") else LADDER_PREFIX if by.startswith(LADDER_DECIDER)
                        else "") for by in decided_by]
     return card

@@ -225,8 +225,11 @@ def test_scale_page_tables(reference_with_a_rung):
     one = fx[fx["effect (a − b)"] == "per-rater S1 − shared S1, np = 1"]
     assert set(one["thesis a − b"]) == {f"{0.1745 - 0.2220:+.4f}"}
     assert (one["run pairs"].iloc[0] > 2) and set(one["run pairs"].iloc[1:]) == {2}
+    # the thesis's own a - b comes from one table: per-rater - shared at np 4 from Table 4.6 (0.1429 - 0.1436)
+    four = fx[fx["effect (a − b)"] == "per-rater S1 − shared S1, np = 4"]
+    assert set(four["thesis a − b"]) == {f"{0.1429 - 0.1436:+.4f}"}
     text = scale_tables.scale_sentences(quality, effects, rungs, thesis)
-    assert "Dice_match" in text and f"thesis {0.1745 - 0.2220:+.4f}" in text and "closer to" in text
+    assert "Dice_match" in text and f"thesis {0.1745 - 0.2220:+.4f}" in text and "point estimate moves" in text
     data = scale_tables.figure_data(quality, effects, rungs, thesis)
     assert set(data["quality"]["parameters"]) == {42_000, 650_000} and len(data["effects"]) == 6
     assert scale_tables.scale_sentences(quality.iloc[0:0], effects.iloc[0:0], rungs, thesis).startswith("No rung")

@@ -144,6 +144,7 @@ def reference_with_a_rung():
     res = reference_as_results(ref)
 
     def as_scale(frame: pd.DataFrame, columns: tuple[str, ...], runs_only: bool = True) -> pd.DataFrame:
+        frame = frame[frame["study"].astype(str) != "scale"]     # the committed ladder's own rungs left out
         parts = []
         for study, n_present in (("main", 4), ("sparsity", 1)):
             sel = frame[(frame["study"].astype(str) == study) & (pd.to_numeric(frame["n_present"]) == n_present)]
@@ -248,3 +249,26 @@ def test_findings_name_the_claims_decided_at_a_rung():
     assert "**Decided at a larger network.** 1 claim" in text
     assert "inconclusive at w32c1 (656k backbone parameters, 64 px) (own network: reproduced)" in text
     assert "A1: 4 runs detect >= 0.03" in text          # the rung's own power note
+
+
+def test_committed_ladder_rungs_hold_every_central_row_converged():
+    """Each rung committed in reference/thesis/reference-cpu has shared S1, per-rater S1 and D-Persona
+    S1+S2 at np 4 and np 1 (shared and per-rater) on at least two folds, at a validation plateau."""
+    from mrseg.paths import REFERENCE_ROOT
+    from mrseg.pipeline.ladder import ladder
+    from mrseg.pipeline.reference import load_reference
+    from mrseg.scoring.ladder import LADDER_ROWS
+
+    ref = load_reference("thesis", "reference-cpu", root=REFERENCE_ROOT)
+    quality = ref.derived.get("ladder_quality")
+    if quality is None or quality.empty:
+        pytest.skip("no ladder rung committed yet")
+    rungs = {r.label for r in ladder("thesis", "reference-cpu") if not r.own_network}
+    committed = set(quality["rung"].dropna().astype(str)) - {""}
+    assert committed and committed <= rungs
+    for rung in committed:
+        sel = quality[quality["rung"].astype(str) == rung]
+        got = {(r.row, int(r.n_present)): r for r in sel.itertuples()}
+        for key in LADDER_ROWS:
+            assert key in got, (rung, key)
+            assert got[key].n_runs >= 2 and got[key].converged >= 0.8, (rung, key)

@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from mrseg.config import Metric, Row
+from mrseg.config import Metric, Row, RunConfig
 from mrseg.formatting import mean_sd
-from mrseg.pipeline.ladder import Rung, parameter_text
+from mrseg.pipeline.ladder import THESIS_PROFILE, Rung, parameter_text
 from mrseg.scoring.ladder import LADDER_EFFECTS, LADDER_ROWS
 from mrseg.thesis import thesis_mean_sd, thesis_value
 
@@ -201,14 +201,35 @@ def figure_data(quality: pd.DataFrame, effects: pd.DataFrame, rungs: list[Rung],
     return {"quality": pd.DataFrame(q_records), "effects": pd.DataFrame(e_records)}
 
 
-def _gap_words(start: float, end: float, target: float) -> str:
-    """How much of the gap from ``start`` to ``target`` the step to ``end`` closes, in words."""
+def thesis_image_size() -> int:
+    """The thesis's input size (the paper profile's)."""
+    return RunConfig.from_profile(THESIS_PROFILE, model="shared").image_size
+
+
+APPROACH_SHARE = 0.25   # a ladder that closes less of the Dice_match gap than this does not approach the thesis
+
+
+def gap_share(start: float, end: float, target: float) -> float:
+    """The share of the gap from ``start`` to ``target`` that the step to ``end`` closes (NaN when undefined)."""
     if not all(math.isfinite(v) for v in (start, end, target)) or target == start:
+        return math.nan
+    return (end - start) / (target - start)
+
+
+def _gap_words(start: float, end: float, target: float, own_px: int) -> str:
+    """How much of the gap from ``start`` to ``target`` the step to ``end`` closes, in words, and what
+    follows when it is little."""
+    share = gap_share(start, end, target)
+    if not math.isfinite(share):
         return ""
-    share = (end - start) / (target - start)
-    if share <= 0:
-        return "Widening the U-Net does not move Dice_match toward the thesis's."
-    return f"Widening the U-Net closes {share:.0%} of the Dice_match gap to the thesis."
+    text = ("Widening the U-Net does not move Dice_match toward the thesis's." if share <= 0 else
+            f"Widening the U-Net closes {share:.0%} of the Dice_match gap to the thesis.")
+    if share < APPROACH_SHARE:
+        text += (" The ladder's networks do not approach the thesis's quality, so they cannot show whether the "
+                 "central effects would move at it: width is not what separates these runs from the thesis's. "
+                 f"Resolution ({own_px} px here, {thesis_image_size()} px in the thesis) and the backbone's depth are "
+                 "what is left to test.")
+    return text
 
 
 def scale_sentences(quality: pd.DataFrame, effects: pd.DataFrame, rungs: list[Rung], thesis: dict[str, Any],
@@ -236,7 +257,7 @@ def scale_sentences(quality: pd.DataFrame, effects: pd.DataFrame, rungs: list[Ru
             f"seeds); the thesis reports {thesis_quality(thesis, Row.PER_RATER_S1, 4, Metric.DICE_MATCH):.3f} and "
             f"{thesis_quality(thesis, Row.PER_RATER_S1, 4, metric):.3f}. "
             + _gap_words(q0["dice_match_mean"], q1["dice_match_mean"],
-                         thesis_quality(thesis, Row.PER_RATER_S1, 4, Metric.DICE_MATCH)))
+                         thesis_quality(thesis, Row.PER_RATER_S1, 4, Metric.DICE_MATCH), top.image_size))
     for a, b, n_present in LADDER_EFFECTS:
         e0 = _effect_rec(effects, _rung_key(own, "matched"), a, b, n_present, metric)
         e1 = _effect_rec(effects, _rung_key(top, "all"), a, b, n_present, metric)

@@ -371,6 +371,8 @@ class RunConfig:
             parts.append(f"geco{self.geco_kappa:g}")
         if self.network_differs_from_profile:
             parts.append(f"w{self.base_channels}c{self.convs_per_block}")
+        if self.resolution_differs_from_profile:
+            parts.append(f"px{self.image_size}")
         return "+".join(parts)
 
     @property
@@ -381,6 +383,16 @@ class RunConfig:
         return self.backbone == "unet-small" == preset.get("backbone") and any(
             tuple(v) != tuple(preset[k]) if isinstance(v, (list, tuple)) else v != preset[k]
             for k in NETWORK_FIELDS if k in preset for v in [getattr(self, k)])
+
+    @property
+    def resolution_differs_from_profile(self) -> bool:
+        """The small U-Net sees the profile's own dataset at another size than the profile's preset: a
+        rung of the capacity ladder at another resolution, tagged ``px<image size>``. (Datasets of
+        another native size, such as the controlled study's, set their own size and are not tagged.)"""
+        preset = PROFILE_PRESETS.get(self.profile, {})
+        return (self.backbone == "unet-small" == preset.get("backbone") and "image_size" in preset
+                and self.dataset == preset.get("dataset", RunConfig.__dataclass_fields__["dataset"].default)
+                and self.image_size != preset["image_size"])
 
     @property
     def run_id(self) -> str:

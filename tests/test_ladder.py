@@ -33,14 +33,29 @@ def test_run_ids_tag_a_network_that_differs_from_the_profile_only():
     assert not RunConfig.from_profile("smoke", model="per-rater").network_differs_from_profile
 
 
+def test_run_ids_tag_a_resolution_that_differs_from_the_profile_on_its_own_dataset_only():
+    own = RunConfig.from_profile("reference-cpu", model="shared")
+    fine = RunConfig.from_profile("reference-cpu", model="shared", image_size=128)
+    assert not own.resolution_differs_from_profile and "+px" not in own.run_id
+    assert fine.resolution_differs_from_profile and "/shared+px128/" in fine.run_id
+    assert fine.config_hash != own.config_hash
+    both = RunConfig.from_profile("reference-cpu", model="shared", image_size=128, base_channels=16,
+                                  feature_channels=16, encoder_filters=(16, 32, 64, 128))
+    assert "/shared+w16c1+px128/" in both.run_id
+    # a dataset with its own size (the controlled study's 32 px raters) is not a rung
+    other = RunConfig.from_profile("reference-cpu", model="shared", dataset="synthetic-raters4", image_size=32)
+    assert not other.resolution_differs_from_profile and "+px" not in other.run_id
+
+
 def test_reference_cpu_plan_trains_the_ladder_and_only_it():
     items = [i for i in load_plan("thesis", "reference-cpu") if i.kind == "train"]
     scale = [i for i in items if any(m["study"] == "scale" for m in i.memberships)]
     rungs = {i.run_id.split("/")[1].split("+")[-1] for i in scale}
-    assert rungs == {"w16c1", "w24c1", "w32c1"}
+    assert rungs == {"w16c1", "w24c1", "w32c1", "px128"}
     folds = {(i.run_id.split("/")[1], int(i.run_id.split("/")[3].removeprefix("fold"))) for i in scale}
     assert {f for m, f in folds if m.endswith("w32c1")} == {0, 1, 2, 3}     # row_folds: the largest rung on 4 folds
     assert {f for m, f in folds if m.endswith("w16c1")} == {0, 1}
+    assert {f for m, f in folds if m.endswith("px128")} == {0, 1}
     assert {int(i.run_id.split("/")[2].removeprefix("np")) for i in scale} == {4, 1}
     stage2 = [i for i in scale if "+s2+" in i.run_id]
     assert stage2 and all(len(i.depends_on) == 1 and "+s2" not in i.depends_on[0] for i in stage2)

@@ -2,8 +2,8 @@
 
 Rung 0 is the profile's own network (its main and sparsity runs); the rungs above it are the
 ``<rung>__<row>`` rows of the plan's scale study (:mod:`mrseg.scoring.ladder`), whose config
-overrides widen or deepen the small U-Net. Sizes are counted by building the models
-(:func:`mrseg.models.summary.parameter_summary`), never typed in.
+overrides widen or deepen the small U-Net or change its input size (:data:`RUNG_FIELDS`). Sizes are
+counted by building the models (:func:`mrseg.models.summary.parameter_summary`), never typed in.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from mrseg.pipeline.plan import read_plan
 from mrseg.scoring.ladder import SCALE_STUDY, split_rung_row
 
 THESIS_PROFILE = "paper"   # the thesis's network: the paper profile's ResNet-34 U-Net
+RUNG_FIELDS: tuple[str, ...] = (*NETWORK_FIELDS, "image_size")   # what a rung's rows may change
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def _rung(config_of: Any, label: str, own: bool) -> Rung:
 def ladder(plan: str = "thesis", profile: str = "reference-cpu", study: str = SCALE_STUDY,
            only: set[str] | None = None) -> list[Rung]:
     """Rung 0 (``profile``'s network) and every rung of ``plan``'s ``study`` (those in ``only`` when
-    given), in order of backbone size."""
+    given), in order of backbone size, then image size: the last is the largest."""
     spec = read_plan(plan)
     own = RunConfig.from_profile(profile, model="shared")
     rungs = [_rung(lambda model: RunConfig.from_profile(profile, model=model), network_label(own), True)]
@@ -70,10 +71,10 @@ def ladder(plan: str = "thesis", profile: str = "reference-cpu", study: str = SC
     for row, fields in (spec["studies"].get(study, {}).get("rows") or {}).items():
         split = split_rung_row(row)
         if split and (only is None or split[0] in only):
-            overrides.setdefault(split[0], {k: v for k, v in fields.items() if k in NETWORK_FIELDS})
+            overrides.setdefault(split[0], {k: v for k, v in fields.items() if k in RUNG_FIELDS})
     for label, network in overrides.items():
         rungs.append(_rung(lambda model, n=network: RunConfig.from_profile(profile, model=model, **n), label, False))
-    return sorted(rungs, key=lambda r: (r.backbone_parameters, r.label))
+    return sorted(rungs, key=lambda r: (r.backbone_parameters, r.image_size, r.label))
 
 
 def thesis_network() -> Rung:

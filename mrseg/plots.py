@@ -561,20 +561,31 @@ def ladder_figure(quality: pd.DataFrame, effects: pd.DataFrame, thesis_parameter
     """The capacity ladder (:func:`mrseg.report.scale_tables.figure_data`): Dice_match (left) and
     GED (middle) per row against backbone parameters (log axis), mean ± SD over runs, the thesis's
     value of each row as a dashed line of the same colour; right: each central effect's mean with its
-    run-level 95% CI per rung, the thesis's effect dashed. ``thesis_parameters`` marks the thesis's
-    network on the axis."""
+    run-level 95% CI per rung, the thesis's effect dashed. Rungs at the own network's image size are
+    joined by lines (circles); a rung at another size is a separate marker (squares, its size named in
+    the legend). ``thesis_parameters`` marks the thesis's network on the axis."""
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
     if quality is None or quality.empty:
         for ax in axes:
             _empty_note(ax)
         return fig
+    sizes = list(dict.fromkeys(quality["image_size"])) if "image_size" in quality else [None]
+    style = {size: ("o", "-", "") if k == 0 else ("s", "none", f" ({size} px)") for k, size in enumerate(sizes)}
+
+    def at_size(frame: pd.DataFrame, size: Any) -> pd.DataFrame:
+        return frame if size is None else frame[frame["image_size"] == size]
+
     metrics = list(dict.fromkeys(quality["metric"]))
     for ax, metric in zip(axes[:2], metrics):
         sel = quality[quality["metric"] == metric]
         for k, (series, group) in enumerate(sel.groupby("series", sort=False)):
-            group = group.sort_values("parameters")
-            ax.errorbar(group["parameters"], group["mean"], yerr=np.nan_to_num(group["sd"].to_numpy(dtype=float)),
-                        marker="o", capsize=3, color=f"C{k}", label=series)
+            for size in sizes:
+                part = at_size(group, size).sort_values("parameters")
+                if part.empty:
+                    continue
+                marker, line, note = style[size]
+                ax.errorbar(part["parameters"], part["mean"], yerr=np.nan_to_num(part["sd"].to_numpy(dtype=float)),
+                            marker=marker, ls=line, capsize=3, color=f"C{k}", label=series + note)
             thesis = group["thesis"].dropna()
             if len(thesis):
                 ax.axhline(float(thesis.iloc[0]), color=f"C{k}", ls="--", lw=0.9)
@@ -584,13 +595,17 @@ def ladder_figure(quality: pd.DataFrame, effects: pd.DataFrame, thesis_parameter
     ax = axes[2]
     if effects is not None and not effects.empty:
         for k, (effect, group) in enumerate(effects.groupby("effect", sort=False)):
-            group = group.sort_values("parameters")
-            x = group["parameters"].to_numpy(dtype=float) * (1 + 0.06 * (k - 1))   # side by side on the log axis
-            low = group["ci_low"].to_numpy(dtype=float)
-            high = group["ci_high"].to_numpy(dtype=float)
-            mean = group["mean"].to_numpy(dtype=float)
-            err = np.vstack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)])
-            ax.errorbar(x, mean, yerr=err, marker="o", capsize=3, color=f"C{k + 3}", label=effect)
+            for size in sizes:
+                part = at_size(group, size).sort_values("parameters")
+                if part.empty:
+                    continue
+                marker, line, note = style[size]
+                x = part["parameters"].to_numpy(dtype=float) * (1 + 0.06 * (k - 1))   # side by side on the log axis
+                mean = part["mean"].to_numpy(dtype=float)
+                err = np.vstack([np.nan_to_num(mean - part["ci_low"].to_numpy(dtype=float)),
+                                 np.nan_to_num(part["ci_high"].to_numpy(dtype=float) - mean)])
+                ax.errorbar(x, mean, yerr=err, marker=marker, ls=line, capsize=3, color=f"C{k + 3}",
+                            label=effect + note)
             ax.axhline(float(group["thesis"].iloc[0]), color=f"C{k + 3}", ls="--", lw=0.9)
     ax.axhline(0, color="k", lw=0.8)
     ax.set(xscale="log", xlabel="backbone parameters", ylabel=f"a − b, {metric_label} (95% CI)",

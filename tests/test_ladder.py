@@ -158,20 +158,22 @@ def reference_with_a_rung():
         pytest.skip("no committed reference-cpu export")
     res = reference_as_results(ref)
 
-    def as_scale(frame: pd.DataFrame, columns: tuple[str, ...], runs_only: bool = True) -> pd.DataFrame:
-        frame = frame[frame["study"].astype(str) != "scale"]     # the committed ladder's own rungs left out
-        parts = []
+    return res, rung_copies(res.cases, {RUNG: [0, 1]}), rung_copies(res.per_fold, {RUNG: [0, 1]})
+
+
+def rung_copies(frame: pd.DataFrame, folds: dict[str, list[int]]) -> pd.DataFrame:
+    """``frame`` without its scale study, plus the own network's central rows (seed 1337) copied as
+    each rung in ``folds`` on that rung's folds."""
+    frame = frame[frame["study"].astype(str) != "scale"]     # the committed ladder's own rungs left out
+    parts = []
+    for rung, on in folds.items():
         for study, n_present in (("main", 4), ("sparsity", 1)):
             sel = frame[(frame["study"].astype(str) == study) & (pd.to_numeric(frame["n_present"]) == n_present)]
-            if runs_only:
-                sel = sel[sel["fold"].isin([0, 1]) & (sel["seed"] == 1337)]
-            sel = sel[sel[columns[0]].astype(str).isin([Row.SHARED_S1, Row.PER_RATER_S1, Row.DPERSONA_S1S2])].copy()
-            for column in columns:
-                sel[column] = f"{RUNG}__" + sel[column].astype(str)
+            sel = sel[sel["fold"].isin(on) & (sel["seed"] == 1337)]
+            sel = sel[sel["row"].astype(str).isin([Row.SHARED_S1, Row.PER_RATER_S1, Row.DPERSONA_S1S2])].copy()
+            sel["row"] = f"{rung}__" + sel["row"].astype(str)
             parts.append(sel.assign(study="scale"))
-        return pd.concat([frame, *parts], ignore_index=True)
-
-    return res, as_scale(res.cases, ("row",)), as_scale(res.per_fold, ("row",))
+    return pd.concat([frame, *parts], ignore_index=True)
 
 
 def test_a_rung_scores_claims_as_its_own_rows_would(reference_with_a_rung):
@@ -221,6 +223,24 @@ def test_derived_ladder_tables_match_the_own_network_on_matched_runs(reference_w
     assert set(effects["n_runs"][effects["rung"] == RUNG]) == {2}
 
 
+def test_matched_runs_are_those_every_rung_has(reference_with_a_rung):
+    """A rung on four folds beside one on two: "matched" is the two folds both have, for rung 0 and for
+    the larger rung (whose own runs stay "all")."""
+    from mrseg.pipeline.derived import ladder_effects_table, ladder_quality_table
+
+    res = reference_with_a_rung[0]
+    cases, per_fold = (rung_copies(f, {RUNG: [0, 1], "wY": [0, 1, 2, 3]}) for f in (res.cases, res.per_fold))
+    quality, effects = ladder_quality_table(cases, per_fold), ladder_effects_table(cases, per_fold)
+    assert set(zip(quality["rung"], quality["runs"])) == {("", "all"), ("", "matched"), (RUNG, "all"),
+                                                         ("wY", "all"), ("wY", "matched")}
+    keys = ["row", "n_present"]
+    pick = lambda rung, runs: quality[(quality["rung"] == rung) & (quality["runs"] == runs)].set_index(keys)  # noqa: E731
+    pd.testing.assert_series_equal(pick("wY", "matched")["dice_match_mean"].sort_index(),
+                                   pick("", "matched")["dice_match_mean"].sort_index())
+    assert (pick("wY", "all")["n_runs"] == 4).all() and (pick("wY", "matched")["n_runs"] == 2).all()
+    assert set(effects["n_runs"][(effects["rung"] == "wY") & (effects["runs"] == "all")]) == {4}
+
+
 def test_scale_page_tables(reference_with_a_rung):
     from mrseg.pipeline.derived import ladder_effects_table, ladder_quality_table
     from mrseg.pipeline.ladder import Rung
@@ -234,7 +254,8 @@ def test_scale_page_tables(reference_with_a_rung):
     thesis = load_thesis_reported()
     table = scale_tables.ladder_quality(quality, rungs, thesis, Metric.DICE_MATCH)
     assert list(table["network"]) == ["w8c1 (own network, every run)", "w8c1 (own network, the ladder's runs)", RUNG,
-                                      "thesis (ResNet-34 U-Net, 128 px)"]
+                                      "thesis (ResNet-34 U-Net)"]
+    assert list(table["image"]) == ["64 px", "64 px", "64 px", "128 px"]
     assert table.iloc[-1]["per-rater S1, np = 4"] == "0.911"                      # Table 4.2, read from the data file
     assert table.iloc[1]["per-rater S1, np = 4"] == table.iloc[2]["per-rater S1, np = 4"]
     fx = scale_tables.ladder_effects(effects, rungs, thesis)
@@ -249,6 +270,12 @@ def test_scale_page_tables(reference_with_a_rung):
     data = scale_tables.figure_data(quality, effects, rungs, thesis)
     assert set(data["quality"]["parameters"]) == {42_000, 650_000} and len(data["effects"]) == 6
     assert scale_tables.scale_sentences(quality.iloc[0:0], effects.iloc[0:0], rungs, thesis).startswith("No rung")
+    # the same runs read as a resolution rung: the sentences say what it changes and what is left to test
+    finer = [rungs[0], Rung(RUNG, dict(rungs[0].network), 42_000, 90_000, 160_000, 128, False)]
+    text = scale_tables.scale_sentences(quality, effects, finer, thesis)
+    assert f"{RUNG} (128 px)" in text and "Raising the resolution to 128 px does not move" in text
+    assert "depth" in text and "resolution (64 px here" not in text
+    assert set(scale_tables.figure_data(quality, effects, finer, thesis)["quality"]["image_size"]) == {64, 128}
 
 
 def test_findings_name_the_claims_decided_at_a_rung():

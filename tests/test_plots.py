@@ -122,3 +122,22 @@ def test_lines_break_at_levels_without_runs():
                             [1.0, nan, nan, 5.0], [0.3, nan, nan, 0.9])
     solid = [line for ax in fig.axes for line in ax.lines if line.get_linestyle() == "-"]
     assert solid and all(np.isnan(np.asarray(line.get_ydata(), float)[1:3]).all() for line in solid)
+
+
+def test_ladder_figure_joins_rungs_of_one_image_size_and_marks_another():
+    quality = pd.DataFrame([
+        {"series": "per-rater S1", "parameters": p, "image_size": px, "metric": m, "mean": v, "sd": 0.01, "thesis": t}
+        for p, px, v in ((42_000, 64, 0.70), (167_000, 64, 0.71), (42_000, 128, 0.75))
+        for m, t in (("dice_match", 0.91), ("ged_dpersona", 0.14))])
+    effects = pd.DataFrame([{"effect": "per-rater S1 − shared S1, np = 4", "parameters": p, "image_size": px,
+                             "mean": -0.01, "ci_low": -0.05, "ci_high": 0.03, "thesis": -0.0007}
+                            for p, px in ((42_000, 64), (167_000, 64), (42_000, 128))])
+    fig = plots.ladder_figure(quality, effects, thesis_parameters=24_400_000)
+    dice = fig.axes[0]
+    labels = [t.get_text() for t in dice.get_legend().get_texts()]
+    assert labels == ["per-rater S1", "per-rater S1 (128 px)"]
+    joined, alone = dice.containers
+    assert len(joined.lines[0].get_xdata()) == 2 and joined.lines[0].get_linestyle() == "-"
+    assert list(alone.lines[0].get_xdata()) == [42_000] and alone.lines[0].get_marker() == "s"
+    assert [t.get_text() for t in fig.axes[2].get_legend().get_texts()][-1].endswith("(128 px)")
+    _png(fig)

@@ -13,8 +13,9 @@ with a ``metric`` column where it covers several metrics:
 - ``sign_test``: per-fold wins of per-rater over shared Stage 1 (GED, d(∅,∅)=1) per np level of the
   sparsity study and the one-sided sign test over all of them;
 - ``ladder_quality`` and ``ladder_effects``: the capacity ladder (the scale study,
-  :mod:`mrseg.scoring.ladder`) per rung, rung 0 (the profile's own network) both on every run and
-  on the runs (folds x seeds) the rungs above it have: each central row's GED (d(∅,∅)=1) and
+  :mod:`mrseg.scoring.ladder`) per rung, each on every run it has ("all") and on the runs (folds x
+  seeds) every rung has ("matched"; rung ``""``, the profile's own network, always has both, a rung
+  above it only where it has more runs): each central row's GED (d(∅,∅)=1) and
   Dice_match as mean and SD over runs with the share of converged runs, and each central effect
   with its run-level 95% CI (:func:`mrseg.pipeline.paired.paired_rows`).
 
@@ -93,29 +94,40 @@ LADDER_METRICS = (Metric.GED_DPERSONA, Metric.DICE_MATCH)
 
 
 def _ladder_rungs(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str], set[tuple[int, int]]]:
-    """The scale study's rows of ``frame``, its rungs in table order and the (fold, seed) runs they have."""
+    """The scale study's rows of ``frame``, its rungs in table order and the (fold, seed) runs every
+    rung has (the matched runs)."""
     if frame is None or frame.empty or "study" not in frame:
         return pd.DataFrame(), [], set()
     scale = frame[frame["study"].astype(str) == SCALE_STUDY]
-    rungs = list(dict.fromkeys(s[0] for s in scale["row"].astype(str).map(split_rung_row) if s))
-    runs = {(int(f), int(s)) for f, s in zip(scale["fold"], scale["seed"])} if not scale.empty else set()
-    return scale, rungs, runs
+    labels = scale["row"].astype(str).map(lambda r: (split_rung_row(r) or ("",))[0])
+    rungs = [r for r in dict.fromkeys(labels) if r]
+    per_rung = [{(int(f), int(s)) for f, s in zip(scale.loc[labels == r, "fold"], scale.loc[labels == r, "seed"])}
+                for r in rungs]
+    return scale, rungs, set.intersection(*per_rung) if per_rung else set()
+
+
+def _on_runs(frame: pd.DataFrame, runs: set[tuple[int, int]]) -> pd.DataFrame:
+    return frame[[(int(f), int(s)) in runs for f, s in zip(frame["fold"], frame["seed"])]]
 
 
 def _ladder_selections(frame: pd.DataFrame, row: str, n_present: int):
     """``(rung, runs, rows of frame)`` for ``row`` at ``n_present``: rung 0 on every run ("all") and on
-    the rungs' runs ("matched"), then every rung above it."""
-    scale, rungs, runs = _ladder_rungs(frame)
+    the runs every rung has ("matched"), then every rung above it on its own runs ("all") and, where
+    it has more, on the matched runs."""
+    scale, rungs, matched = _ladder_rungs(frame)
     if not rungs:
         return
     at_np = pd.to_numeric(frame["n_present"], errors="coerce") == n_present
     own = frame[at_np & (frame["study"].astype(str) == own_study(n_present)) & (frame["row"].astype(str) == row)]
-    matched = own[[(int(f), int(s)) in runs for f, s in zip(own["fold"], own["seed"])]]
     yield "", "all", own
-    yield "", "matched", matched
+    yield "", "matched", _on_runs(own, matched)
     at_scale = pd.to_numeric(scale["n_present"], errors="coerce") == n_present
     for rung in rungs:
-        yield rung, "all", scale[at_scale & (scale["row"].astype(str) == f"{rung}{RUNG_SEPARATOR}{row}")]
+        sel = scale[at_scale & (scale["row"].astype(str) == f"{rung}{RUNG_SEPARATOR}{row}")]
+        yield rung, "all", sel
+        on_matched = _on_runs(sel, matched)
+        if len(on_matched) < len(sel):
+            yield rung, "matched", on_matched
 
 
 def ladder_quality_table(cases: pd.DataFrame, per_fold: pd.DataFrame) -> pd.DataFrame:

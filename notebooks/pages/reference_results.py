@@ -43,8 +43,8 @@ for name, ref in exports.items():
 # the central comparisons on 4 folds × 5 seeds, ProbUNet on one seed; what a 2-core CPU
 # affords). Both are defined in `mrseg/plans/thesis.yaml`; the scorecard scores every claim on
 # the first one committed and lets it decide the claims whose runs in this build did not converge.
-# `reference-cpu` also climbs a capacity ladder (the central rows retrained with wider U-Nets): see
-# [Scale](scale).
+# `reference-cpu` also climbs a capacity ladder (the central rows retrained with wider U-Nets or
+# at 128 px): see [Scale](scale).
 #
 # ## The central rows: this build beside the reference
 #

@@ -259,7 +259,7 @@ def _quality_words(quality: pd.DataFrame, own: Rung, above: list[Rung], thesis: 
         steps.append(f"{rung.label} ({rung_change(rung, own)}) {q['dice_match_mean']:.3f} / {q[f'{metric}_mean']:.3f}"
                      + (f", {share:+.0%} of the gap" if math.isfinite(share) else ""))
     text = (f"**Quality.** Per-rater S1 at np = 4, Dice_match / {METRIC_NAMES[metric]} on the runs every rung has: "
-            f"own network ({own.description}) {q0['dice_match_mean']:.3f} / {q0[f'{metric}_mean']:.3f}; "
+            f"own network, {own.description}: {q0['dice_match_mean']:.3f} / {q0[f'{metric}_mean']:.3f}; "
             + "; ".join(steps) + f"; the thesis reports {target:.3f} / "
             f"{thesis_quality(thesis, Row.PER_RATER_S1, 4, metric):.3f}. The share is of the Dice_match gap from the "
             "own network to the thesis's that each rung closes. ")
@@ -311,7 +311,7 @@ def scale_sentences(quality: pd.DataFrame, effects: pd.DataFrame, rungs: list[Ru
         if e0 is None or e1 is None or every is None:
             continue
         target = thesis_effect(thesis, a, b, n_present, metric)
-        closer = abs(e1["mean_diff"] - target) < abs(e0["mean_diff"] - target)
+        closer = abs(e0["mean_diff"] - target) - abs(e1["mean_diff"] - target)
         decided = [r.label for r in above
                    if (rec := _effect_rec(effects, _rung_key(r, "all"), a, b, n_present, metric)) is not None
                    and not reading(rec).startswith("inconclusive")]
@@ -322,8 +322,8 @@ def scale_sentences(quality: pd.DataFrame, effects: pd.DataFrame, rungs: list[Ru
             f"**{effect_name(a, b, n_present)}** ({METRIC_NAMES[metric]}; thesis {target:+.4f}): "
             f"{e0['mean_diff']:+.4f} at the own network and {e1['mean_diff']:+.4f} at {top.label}, the largest rung, "
             f"on the runs every rung has{on_more}: "
-            + ("its point estimate moves closer to" if closer else "its point estimate moves no closer to")
-            + " the thesis's value; "
+            + (f"its point estimate moves {closer:.4f} closer to" if closer > 0 else
+               "its point estimate moves no closer to") + " the thesis's value; "
             + (f"the runs decide its sign at {', '.join(decided)}." if decided else
                "no rung decides its sign (every run-level interval contains zero), so whether the effect moves "
                "with scale is not shown by these runs."))

@@ -334,7 +334,8 @@ def reference_note(res: Results) -> str:
     rungs = ref.get("rungs") or []
     if rungs:
         text += (" The committed runs also climb a **capacity ladder** (see [Scale](scale)): the central rows "
-                 f"retrained with wider networks than {ref.get('own_network', 'the profile’s own')}, namely "
+                 f"retrained with wider networks, or at a finer resolution, than "
+                 f"{ref.get('own_network', 'the profile’s own')}, namely "
                  + ", ".join(str(r["network"]) for r in rungs)
                  + ". A claim on those rows (full annotation and np = 1) is decided at the largest rung whose runs "
                  "converged and scored it; the \"decided at\" line names the network behind every decision, and "

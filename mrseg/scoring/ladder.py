@@ -1,7 +1,7 @@
 """The capacity ladder (the plan's ``scale`` study) read as the central studies at each rung.
 
 The scale study's rows are ``<rung>__<row>`` (``w32c2__per_rater_s1``): the central rows trained
-with a wider or deeper U-Net (the rung) and nothing else changed. :func:`rung_view` relabels one
+with a wider or deeper U-Net, or at another image size (the rung), and nothing else changed. :func:`rung_view` relabels one
 rung's rows as the rows of the studies they stand for, so that the claim rules score a rung exactly
 as they score the profile's own network:
 

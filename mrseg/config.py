@@ -371,6 +371,8 @@ class RunConfig:
             parts.append(f"geco{self.geco_kappa:g}")
         if self.network_differs_from_profile:
             parts.append(f"w{self.base_channels}c{self.convs_per_block}")
+        if self.backbone_differs_from_profile:
+            parts.append(self.backbone)
         if self.resolution_differs_from_profile:
             parts.append(f"px{self.image_size}")
         return "+".join(parts)
@@ -383,6 +385,14 @@ class RunConfig:
         return self.backbone == "unet-small" == preset.get("backbone") and any(
             tuple(v) != tuple(preset[k]) if isinstance(v, (list, tuple)) else v != preset[k]
             for k in NETWORK_FIELDS if k in preset for v in [getattr(self, k)])
+
+    @property
+    def backbone_differs_from_profile(self) -> bool:
+        """A profile whose own backbone is the small U-Net trains another backbone on its own dataset: a
+        rung of the capacity ladder, tagged with the backbone's name (``resnet34``)."""
+        preset = PROFILE_PRESETS.get(self.profile, {})
+        return (preset.get("backbone") == "unet-small" != self.backbone
+                and self.dataset == preset.get("dataset", RunConfig.__dataclass_fields__["dataset"].default))
 
     @property
     def resolution_differs_from_profile(self) -> bool:

@@ -42,6 +42,10 @@ def test_run_ids_tag_a_resolution_that_differs_from_the_profile_on_its_own_datas
     both = RunConfig.from_profile("reference-cpu", model="shared", image_size=128, base_channels=16,
                                   feature_channels=16, encoder_filters=(16, 32, 64, 128))
     assert "/shared+w16c1+px128/" in both.run_id
+    deep = RunConfig.from_profile("reference-cpu", model="per-rater", backbone="resnet34", feature_channels=16)
+    assert deep.backbone_differs_from_profile and "/per-rater+resnet34/" in deep.run_id
+    # the paper profile's own ResNet-34 (and its MiT-B2 ablation row) is not a rung
+    assert not RunConfig.from_profile("paper", model="shared", backbone="mit-b2").backbone_differs_from_profile
     # a dataset with its own size (the controlled study's 32 px raters) is not a rung
     other = RunConfig.from_profile("reference-cpu", model="shared", dataset="synthetic-raters4", image_size=32)
     assert not other.resolution_differs_from_profile and "+px" not in other.run_id
@@ -51,7 +55,7 @@ def test_reference_cpu_plan_trains_the_ladder_and_only_it():
     items = [i for i in load_plan("thesis", "reference-cpu") if i.kind == "train"]
     scale = [i for i in items if any(m["study"] == "scale" for m in i.memberships)]
     rungs = {i.run_id.split("/")[1].split("+")[-1] for i in scale}
-    assert rungs == {"w16c1", "w24c1", "w32c1", "px128"}
+    assert rungs == {"w16c1", "w24c1", "w32c1", "px128", "resnet34"}
     folds = {(i.run_id.split("/")[1], int(i.run_id.split("/")[3].removeprefix("fold"))) for i in scale}
     assert {f for m, f in folds if m.endswith("w32c1")} == {0, 1, 2, 3}     # row_folds: the largest rung on 4 folds
     assert {f for m, f in folds if m.endswith("w16c1")} == {0, 1}

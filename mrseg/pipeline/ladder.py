@@ -16,7 +16,7 @@ from mrseg.pipeline.plan import read_plan
 from mrseg.scoring.ladder import SCALE_STUDY, split_rung_row
 
 THESIS_PROFILE = "paper"   # the thesis's network: the paper profile's ResNet-34 U-Net
-RUNG_FIELDS: tuple[str, ...] = (*NETWORK_FIELDS, "image_size")   # what a rung's rows may change
+RUNG_FIELDS: tuple[str, ...] = ("backbone", *NETWORK_FIELDS, "image_size")   # what a rung's rows may change
 
 
 @dataclass(frozen=True)

@@ -279,6 +279,7 @@ def test_scale_page_tables(reference_with_a_rung):
     text = scale_tables.scale_sentences(quality, effects, finer, thesis)
     assert f"{RUNG} (128 px)" in text and "Raising the resolution to 128 px does not move" in text
     assert "depth" in text and "resolution (64 px here" not in text
+    assert "covers 24% of the image's width, against 48% at 64 px" in text
     assert set(scale_tables.figure_data(quality, effects, finer, thesis)["quality"]["image_size"]) == {64, 128}
 
 
@@ -318,3 +319,15 @@ def test_committed_ladder_rungs_hold_every_central_row_converged():
         for key in LADDER_ROWS:
             assert key in got, (rung, key)
             assert got[key].n_runs >= 2 and got[key].converged >= 0.8, (rung, key)
+
+
+def test_receptive_field_is_measured_from_the_backbone():
+    """MONAI's small U-Net (three stride-2 3x3 convolutions and a 3x3 bottom): 1 + 2 + 4 + 8 + 16 = 31
+    px at any image size; the ResNet-34 U-Net sees the whole 64 px image."""
+    from mrseg.pipeline.ladder import receptive_field
+
+    own = RunConfig.from_profile("reference-cpu", model="shared")
+    assert receptive_field(own) == 31
+    assert receptive_field(RunConfig.from_profile("reference-cpu", model="shared", image_size=128)) == 31
+    assert receptive_field(RunConfig.from_profile("reference-cpu", model="shared", backbone="resnet34",
+                                                  feature_channels=16)) == 64

@@ -9,6 +9,7 @@ counted by building the models (:func:`mrseg.models.summary.parameter_summary`),
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from mrseg.config import NETWORK_FIELDS, RunConfig
@@ -23,7 +24,8 @@ RUNG_FIELDS: tuple[str, ...] = ("backbone", *NETWORK_FIELDS, "image_size")   # w
 class Rung:
     """One network size: ``label`` (``w<base channels>c<convs per block>``), the network fields that
     make it (``network``), its parameter counts (U-Net backbone; shared and per-rater Stage 1 models in
-    total), its image size, and whether it is the profile's own network (rung 0)."""
+    total), its image size and whether it is the profile's own network (rung 0); its backbone's
+    receptive field in pixels is measured when first asked for (:func:`receptive_field`)."""
 
     label: str
     network: dict[str, Any] = field(default_factory=dict)
@@ -32,6 +34,18 @@ class Rung:
     per_rater_parameters: int = 0
     image_size: int = 0
     own_network: bool = False
+
+    @property
+    def receptive_field(self) -> int:
+        """The backbone's receptive field in pixels (:func:`receptive_field`; measured on first use)."""
+        net = self.network
+        return _receptive_field(net.get("backbone", "unet-small"), int(net.get("feature_channels", 8)),
+                                int(net.get("base_channels", 8)), self.image_size)
+
+    @property
+    def receptive_field_share(self) -> float:
+        """The backbone's receptive field as a share of the image's width (1.0: it sees the whole patch)."""
+        return self.receptive_field / self.image_size if self.image_size else float("nan")
 
     @property
     def description(self) -> str:
@@ -47,6 +61,30 @@ def parameter_text(n: int) -> str:
 def network_label(config: RunConfig) -> str:
     """``w<base channels>c<convs per block>`` of a small U-Net; the backbone's name otherwise."""
     return f"w{config.base_channels}c{config.convs_per_block}" if config.backbone == "unet-small" else config.backbone
+
+
+def receptive_field(config: RunConfig) -> int:
+    """The backbone's receptive field in pixels at ``config.image_size``, measured: the width of the
+    input region whose pixels have a non-zero gradient on the output's centre pixel (every feature
+    channel; a randomly initialised backbone in eval mode, a random image). Capped by the image's width."""
+    return _receptive_field(config.backbone, config.feature_channels, config.base_channels, config.image_size)
+
+
+@lru_cache(maxsize=32)
+def _receptive_field(backbone: str, feature_channels: int, base_channels: int, size: int, seed: int = 0) -> int:
+    import torch
+
+    from mrseg.models.backbones import build_backbone
+
+    torch.manual_seed(seed)
+    net = build_backbone(backbone, 1, feature_channels, base_channels).eval()
+    x = torch.randn(1, 1, size, size, requires_grad=True)
+    net(x)[0, :, size // 2, size // 2].sum().backward()
+    touched = x.grad[0, 0].abs() > 0
+    rows, cols = touched.any(1).nonzero().flatten(), touched.any(0).nonzero().flatten()
+    if not len(rows):
+        return 0
+    return int(max(rows.max() - rows.min(), cols.max() - cols.min())) + 1
 
 
 def _rung(config_of: Any, label: str, own: bool) -> Rung:
@@ -83,4 +121,4 @@ def thesis_network() -> Rung:
     return _rung(lambda model: RunConfig.from_profile(THESIS_PROFILE, model=model), network_label(config), False)
 
 
-__all__ = ["Rung", "ladder", "network_label", "parameter_text", "thesis_network"]
+__all__ = ["Rung", "ladder", "network_label", "parameter_text", "receptive_field", "thesis_network"]

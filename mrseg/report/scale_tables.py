@@ -98,7 +98,8 @@ def _steps(rungs: list[Rung], table: pd.DataFrame | None = None) -> list[tuple[R
 
 
 def ladder_networks(rungs: list[Rung], thesis_net: Rung) -> pd.DataFrame:
-    """One row per rung and the thesis's network: parameter counts (built, not typed) and image size."""
+    """One row per rung and the thesis's network: parameter counts (built, not typed), image size and
+    the backbone's receptive field (measured)."""
     base = next((r.backbone_parameters for r in rungs if r.own_network), 0)
     records = []
     for rung in [*rungs, thesis_net]:
@@ -109,6 +110,7 @@ def ladder_networks(rungs: list[Rung], thesis_net: Rung) -> pd.DataFrame:
                         "shared S1 (all parameters)": parameter_text(rung.shared_parameters),
                         "per-rater S1 (all parameters)": parameter_text(rung.per_rater_parameters),
                         "image": f"{rung.image_size} px",
+                        "receptive field": f"{rung.receptive_field} px ({rung.receptive_field_share:.0%} of the image)",
                         "base channels": rung.network.get("base_channels") if rung.network.get("backbone") == "unet-small"
                         else "—"})
     return pd.DataFrame(records)
@@ -278,6 +280,10 @@ def _quality_words(quality: pd.DataFrame, own: Rung, above: list[Rung], thesis: 
         px = "/".join(str(r.image_size) for r in finer)
         text += (f"Raising the resolution to {px} px does not move Dice_match toward the thesis's. " if top <= 0 else
                  f"Raising the resolution to {px} px closes {top:.0%} of the gap. ")
+        text += ("At that resolution the backbone's receptive field (measured) covers "
+                 + ", ".join(f"{r.receptive_field_share:.0%}" for r in finer)
+                 + f" of the image's width, against {own.receptive_field_share:.0%} at {own.image_size} px: "
+                 "the same pixels span a smaller part of the patch. ")
     if finite[best] < APPROACH_SHARE:
         left = ["the backbone's depth (the thesis's ResNet-34)"]
         if not finer:

@@ -59,7 +59,11 @@ report.show_markdown(f"**Reference export `{reference_profile}`:** " + (
 # ## The networks
 #
 # Backbone parameters (the segmentation U-Net) and all parameters of the shared and per-rater Stage 1
-# models (backbone, prior, posterior encoders, FComb), counted by building each network.
+# models (backbone, prior, posterior encoders, FComb), counted by building each network. The
+# receptive field is measured on each backbone: the width of the input region that reaches the
+# output's centre pixel. Widening a U-Net leaves it unchanged; a finer resolution shrinks the part
+# of the patch it spans (the patch is 64 mm wide at every size); the thesis's ResNet-34 U-Net sees
+# the whole patch.
 
 # %% tags=["hide-input"]
 report.show_table(scale_tables.ladder_networks(rungs, thesis_net), "the ladder's networks and the thesis's")

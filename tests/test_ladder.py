@@ -278,6 +278,10 @@ def test_scale_page_tables(reference_with_a_rung):
     finer = [rungs[0], Rung(RUNG, dict(rungs[0].network), 42_000, 90_000, 160_000, 128, False)]
     text = scale_tables.scale_sentences(quality, effects, finer, thesis)
     assert f"{RUNG} (128 px)" in text and "Raising the resolution to 128 px does not move" in text
+    lower = quality.copy()
+    lower.loc[lower["rung"] == RUNG, "dice_match_mean"] -= 0.05
+    assert "Raising the resolution to 128 px moves Dice_match away from the thesis's (-" in (
+        scale_tables.scale_sentences(lower, effects, finer, thesis))
     assert "depth" in text and "resolution (64 px here" not in text
     assert "covers 24% of the image's width, against 48% at 64 px" in text
     assert set(scale_tables.figure_data(quality, effects, finer, thesis)["quality"]["image_size"]) == {64, 128}

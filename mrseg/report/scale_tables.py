@@ -278,7 +278,9 @@ def _quality_words(quality: pd.DataFrame, own: Rung, above: list[Rung], thesis: 
     if finer:
         top = max(finite[r.label] for r in finer)
         px = "/".join(str(r.image_size) for r in finer)
-        text += (f"Raising the resolution to {px} px does not move Dice_match toward the thesis's. " if top <= 0 else
+        text += (f"Raising the resolution to {px} px moves Dice_match away from the thesis's ({top:+.0%} of the gap). "
+                 if top < -0.05 else
+                 f"Raising the resolution to {px} px does not move Dice_match toward the thesis's. " if top <= 0 else
                  f"Raising the resolution to {px} px closes {top:.0%} of the gap. ")
         text += ("At that resolution the backbone's receptive field (measured) covers "
                  + ", ".join(f"{r.receptive_field_share:.0%}" for r in finer)

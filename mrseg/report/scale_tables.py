@@ -34,7 +34,7 @@ THESIS_QUALITY: dict[tuple[str, int], dict[str, str]] = {
                             Metric.DICE_MATCH: "table_4_7_sparsity_dice_match.np1.per_rater_s1"},
 }
 # (a, b, np) -> metric -> the thesis table whose two rows give its own a - b (both from one table:
-# Table 4.2 and Table 4.6 report per-rater at np = 4 from different runs, 0.1444 and 0.1429)
+# Table 4.2 and Table 4.6 report per-rater at np = 4 from different runs, with different values)
 THESIS_EFFECT_TABLES: dict[tuple[str, str, int], dict[str, str]] = {
     (Row.PER_RATER_S1, Row.SHARED_S1, 4): {Metric.GED_DPERSONA: "table_4_6_sparsity_ged.np4.{row}",
                                            Metric.DICE_MATCH: "table_4_7_sparsity_dice_match.np4.{row}"},

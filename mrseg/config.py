@@ -371,7 +371,7 @@ class RunConfig:
             parts.append(f"geco{self.geco_kappa:g}")
         if self.network_differs_from_profile:
             parts.append(f"w{self.base_channels}c{self.convs_per_block}")
-        if self.backbone_differs_from_profile:
+        if self.backbone_differs_from_profile and self.backbone != "mit-b2":   # tagged "mitb2" above
             parts.append(self.backbone)
         if self.resolution_differs_from_profile:
             parts.append(f"px{self.image_size}")

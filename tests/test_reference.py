@@ -8,6 +8,7 @@ import io
 import json
 
 import pandas as pd
+import pytest
 
 from mrseg.cli import main
 from mrseg.io import read_json, write_json
@@ -488,3 +489,21 @@ def test_scorecard_names_the_network_behind_every_decision(smoke_runs, tmp_path)
     assert by_reference and all(r["decided_at"].endswith("64 px)") for r in by_reference)     # reference-cpu: 64 px
     assert all(r["decided_at"].endswith("32 px)") for r in payload["claims"] if r["decided_by"] == "this build")
     assert read_json(folder / "scorecard.json")["claims"][0]["decided_at"]
+
+
+def test_reference_study_rows_read_a_study_beside_main_with_its_contrasts():
+    """The committed partial-annotation runs: each row's GED beside main's same row, and per-rater -
+    shared paired on the run pairs both rows have; a study without runs gives two empty frames."""
+    from mrseg.paths import REFERENCE_ROOT
+    from mrseg.report.reference_tables import reference_study_rows
+
+    ref = load_reference("thesis", "reference-cpu", root=REFERENCE_ROOT)
+    table, contrasts = reference_study_rows(ref, "partial")
+    if table.empty:
+        pytest.skip("no partial-annotation runs committed")
+    runs = dict(zip(table["row"], table["runs"]))
+    assert {"shared_s1", "per_rater_s1"} <= set(runs) and all(table["main (four-rater cases)"] != "—")
+    (pr,) = contrasts[contrasts["a - b"] == "per_rater_s1 - shared_s1"].itertuples()
+    assert 1 <= pr[contrasts.columns.get_loc("run pairs") + 1] <= min(runs["per_rater_s1"], runs["shared_s1"])
+    empty = reference_study_rows(ref, "no-such-study")
+    assert empty[0].empty and empty[1].empty

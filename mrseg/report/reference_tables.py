@@ -237,6 +237,34 @@ def reference_ablation(ref: ReferenceResults, metrics: tuple[str, ...] = (Metric
     return pd.DataFrame(records)
 
 
+# a study's rows beside the same models trained on the four-rater cases at the full schedule (main)
+STUDY_CONTRASTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "partial": ((Row.PER_RATER_S1, Row.SHARED_S1), (Row.PER_RATER_S1, Row.SHARED_MASKED_S1)),
+    "control": ((Row.PER_RATER_S1, Row.SHARED_S1),),
+}
+
+
+def reference_study_rows(ref: ReferenceResults, study: str, metric: str = Metric.GED_DPERSONA,
+                         n_present: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A study's rows in the reference (``partial``, ``control``): per row ``metric`` as mean ± SD over
+    runs with the run count, beside main's same row (four-rater cases, the full schedule); and the
+    study's contrasts (:data:`STUDY_CONTRASTS`) from the paired table with their run-level 95% CI.
+    Two empty frames when the study has no exported runs."""
+    summary = ref.summary
+    if summary is None or summary.empty or not (summary["study"].astype(str) == study).any():
+        return pd.DataFrame(), pd.DataFrame()
+    rows = list(dict.fromkeys(summary.loc[summary["study"].astype(str) == study, "row"].astype(str)))
+    table = pd.DataFrame([{"row": row, "runs": _runs_of(summary, study, row, n_present),
+                           study: _cell(summary, study, row, n_present, metric),
+                           "main (four-rater cases)": _cell(summary, "main", row, 4, metric)} for row in rows])
+    pairs = tuple((study, n_present, a, b) for a, b in STUDY_CONTRASTS.get(study, ()) if a in rows and b in rows)
+    paired = reference_paired(ref, (metric,), pairs) if pairs else pd.DataFrame()
+    if not paired.empty:
+        paired = paired[["a - b", "mean diff", *[c for c in paired if c.startswith("95% CI")], "run pairs",
+                         "detectable (80% power)", "n cases", "reading"]]
+    return table, paired
+
+
 def reference_verification(ref: ReferenceResults) -> pd.DataFrame:
     """The export's latest ``reference verify`` (``verify.json``): per retrained run and metric the
     committed and the retrained value, their difference, the seed-to-seed SD of that config and the

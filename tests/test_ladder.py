@@ -356,3 +356,17 @@ def test_receptive_field_is_measured_from_the_backbone():
     assert receptive_field(RunConfig.from_profile("reference-cpu", model="shared", image_size=128)) == 31
     assert receptive_field(RunConfig.from_profile("reference-cpu", model="shared", backbone="resnet34",
                                                   feature_channels=16)) == 64
+
+
+def test_training_hosts_name_where_each_rung_was_trained():
+    from mrseg.report.scale_tables import training_hosts
+
+    cpu, gpu = {"cpus": 2}, {"cpus": 16, "gpu": "NVIDIA H200"}
+    index = {"runs": [
+        {"host": cpu, "memberships": [{"study": "scale", "row": "w16c1__shared_s1"}]},
+        {"host": cpu, "memberships": [{"study": "main", "row": "shared_s1"}]},
+        {"host": gpu, "memberships": [{"study": "scale", "row": "r34__shared_s1"}]},
+        {"host": cpu, "memberships": [{"study": "scale", "row": "w32c1__per_rater_s1"}]}]}
+    text = training_hosts(index)
+    assert text.startswith("**Trained on.** w16c1, w32c1: 2 CPUs; r34: NVIDIA H200.")
+    assert training_hosts({"runs": [index["runs"][1]]}) == "" and training_hosts({}) == ""

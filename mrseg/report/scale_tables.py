@@ -327,6 +327,25 @@ def _quality_words(quality: pd.DataFrame, own: Rung, above: list[Rung], thesis: 
     return text
 
 
+def training_hosts(index: dict[str, Any]) -> str:
+    """Where each rung's runs were trained, from an export's ``index.json`` (``{"runs": [{memberships,
+    host}]}``): ``"**Trained on.** w16c1, w32c1: 2 CPUs; r34: NVIDIA H200."``; "" without ladder runs."""
+    hosts: dict[str, set[str]] = {}
+    for run in index.get("runs") or []:
+        host = run.get("host") or {}
+        where = host.get("gpu") or f"{host.get('cpus', '?')} CPUs"
+        for m in run.get("memberships") or []:
+            if m.get("study") == "scale" and "__" in str(m.get("row")):
+                hosts.setdefault(str(m["row"]).split("__")[0], set()).add(where)
+    by_host: dict[str, list[str]] = {}
+    for rung, wheres in hosts.items():
+        by_host.setdefault(" and ".join(sorted(wheres)), []).append(rung)
+    if not by_host:
+        return ""
+    return ("**Trained on.** " + "; ".join(f"{', '.join(sorted(r))}: {w}" for w, r in sorted(by_host.items()))
+            + ". A GPU's convolutions round differently from a CPU's; the runs' scores are compared as they are.")
+
+
 def scale_sentences(quality: pd.DataFrame, effects: pd.DataFrame, rungs: list[Rung], thesis: dict[str, Any],
                     metric: str = Metric.GED_DPERSONA) -> str:
     """What the ladder shows, in sentences generated from its tables: how quality moves from the own
@@ -371,4 +390,4 @@ def scale_sentences(quality: pd.DataFrame, effects: pd.DataFrame, rungs: list[Ru
 
 
 __all__ = ["figure_data", "ladder_effects", "ladder_networks", "ladder_quality", "rung_change", "scale_sentences",
-           "thesis_effect", "thesis_quality"]
+           "thesis_effect", "thesis_quality", "training_hosts"]

@@ -67,6 +67,7 @@ report.show_markdown(f"**Reference export `{reference_profile}`:** " + (
 
 # %% tags=["hide-input"]
 report.show_table(scale_tables.ladder_networks(rungs, thesis_net), "the ladder's networks and the thesis's")
+report.show_markdown(scale_tables.training_hosts(ref.index or {}))
 
 # %% [markdown]
 # ## Quality per rung

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,3 +137,29 @@ def test_old_sources_are_found_by_their_hash_in_the_history(tmp_path, monkeypatc
     found = certify.old_sources(wanted)
     assert found is not None and hash_sources(found / "mrseg", RESULT_SOURCES) == wanted
     assert certify.old_sources("f" * 40, limit=3) is None
+
+
+def test_network_use_table_reads_the_ladder_and_mit_b2_rows_only():
+    """Per (study, row, np): runs, mean and largest KL and active units; rows of other studies (and
+    other ablation rows) are left out; the sentence says collapsed only when every run is below the
+    collapse threshold."""
+    from mrseg.diagnostics.posterior_use import COLLAPSED_KL, network_use_table
+    from mrseg.report.posterior_text import network_sentences
+
+    per_fold = pd.DataFrame([
+        {"study": "scale", "row": "r34__shared_s1", "n_present": 4, "fold": 0, "seed": 1337, "kl_nats": 1e-5, "active_units": 0},
+        {"study": "scale", "row": "r34__shared_s1", "n_present": 4, "fold": 1, "seed": 1337, "kl_nats": 3e-5, "active_units": 0},
+        {"study": "ablation", "row": "2_mit_b2_backbone", "n_present": 4, "fold": 0, "seed": 1339, "kl_nats": 2e-6,
+         "active_units": 0},
+        {"study": "ablation", "row": "3_orthogonality_loss", "n_present": 4, "fold": 0, "seed": 1339, "kl_nats": 9.0,
+         "active_units": 6},
+        {"study": "main", "row": "shared_s1", "n_present": 4, "fold": 0, "seed": 1337, "kl_nats": 9.0, "active_units": 6}])
+    table = network_use_table(per_fold)
+    assert list(zip(table["study"], table["row"])) == [("scale", "r34__shared_s1"), ("ablation", "2_mit_b2_backbone")]
+    r34 = table.iloc[0]
+    assert r34["n_runs"] == 2 and math.isclose(r34["kl_nats"], 2e-5) and math.isclose(r34["kl_nats_max"], 3e-5)
+    (text,) = network_sentences(table)
+    assert "every posterior is collapsed" in text and "3e-05 nats, in r34__shared_s1 at np = 4" in text
+    table.loc[1, "kl_nats_max"] = 2 * COLLAPSED_KL
+    assert "keeps its posterior in use" in network_sentences(table)[0]
+    assert network_use_table(per_fold[per_fold["study"] == "main"]).empty and network_sentences(pd.DataFrame()) == []

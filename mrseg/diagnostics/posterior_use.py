@@ -170,6 +170,31 @@ def use_table(per_fold: pd.DataFrame) -> pd.DataFrame:
 
 
 COLLAPSED_KL = 0.01   # nats: below this a posterior is read as collapsed onto the prior
+# the rows that change the network: every rung of the capacity ladder, and the ablation's MiT-B2 backbone
+NETWORK_ROWS: tuple[tuple[str, str], ...] = (("scale", "*"), ("ablation", "2_mit_b2_backbone"))
+
+
+def network_use_table(per_fold: pd.DataFrame) -> pd.DataFrame:
+    """Posterior use per network (D-Persona's objective): for the capacity ladder's rows and the
+    ablation's MiT-B2 backbone row, per (study, row, np) the runs, the mean KL (nats) and active units
+    on the test fold and the largest of any run (``kl_nats_max``, ``active_units_max``): does a larger
+    network keep its posterior in use?"""
+    columns = ["study", "row", "np", "n_runs", "kl_nats", "active_units", "kl_nats_max", "active_units_max"]
+    if per_fold is None or per_fold.empty or not {"study", "row", "kl_nats"} <= set(per_fold):
+        return pd.DataFrame(columns=columns)
+    study, row = per_fold["study"].astype(str), per_fold["row"].astype(str)
+    keep = pd.Series(False, index=per_fold.index)
+    for s, r in NETWORK_ROWS:
+        keep |= (study == s) & ((row == r) if r != "*" else True)
+    frame = per_fold[keep].drop_duplicates(["study", "row", "n_present", "fold", "seed"])
+    rows = []
+    for (s, r, n_p), group in frame.groupby(["study", "row", "n_present"], sort=False):
+        kl = pd.to_numeric(group["kl_nats"], errors="coerce")
+        units = pd.to_numeric(group.get("active_units", pd.Series(math.nan, index=group.index)), errors="coerce")
+        rows.append({"study": s, "row": r, "np": int(n_p), "n_runs": int(len(group)), "kl_nats": float(kl.mean()),
+                     "active_units": float(units.mean()), "kl_nats_max": float(kl.max()),
+                     "active_units_max": float(units.max())})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def curve_summary(curves: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -212,4 +237,4 @@ def epoch_history(folder: Path, index: dict[str, Any]) -> pd.DataFrame:
 
 __all__ = ["BASELINE", "COLLAPSED_KL", "COMPARISONS", "FIT_MARGIN", "INFORMATIVE_KL", "INFORMATIVE_UNITS",
            "PILOT_STUDY", "STUDY", "curve_summary", "epoch_history", "pilot_setting", "pilot_table", "qualifying_settings",
-           "regime_comparisons", "study_setting", "use_table"]
+           "NETWORK_ROWS", "network_use_table", "regime_comparisons", "study_setting", "use_table"]

@@ -108,4 +108,22 @@ def use_sentences(use: pd.DataFrame) -> list[str]:
     return out
 
 
-__all__ = ["comparison_sentences", "curve_sentences", "use_sentences", "pilot_sentences", "regime_changes"]
+def network_sentences(networks: pd.DataFrame) -> list[str]:
+    """Whether any network of the capacity ladder or the MiT-B2 row keeps its posterior in use under
+    D-Persona's objective: the largest KL and active units of any of their runs."""
+    if networks is None or networks.empty:
+        return []
+    top = networks.sort_values(["kl_nats_max"]).iloc[-1]
+    runs = int(networks["n_runs"].sum())
+    collapsed = bool((networks["kl_nats_max"] < COLLAPSED_KL).all())
+    return [f"The capacity ladder and the MiT-B2 row under D-Persona's objective ({len(networks)} rows, {runs} runs): " + (
+                f"every posterior is collapsed (KL < {COLLAPSED_KL} nats in every run; the largest, "
+                f"{top['kl_nats_max']:.2g} nats, in {top['row']} at np = {int(top['np'])}, with at most "
+                f"{networks['active_units_max'].max():.0f} active units). At these sizes capacity alone does not bring "
+                "the posterior into use." if collapsed else
+                f"the largest KL is {top['kl_nats_max']:.2g} nats ({top['row']} at np = {int(top['np'])}), with up "
+                f"to {networks['active_units_max'].max():.0f} active units: some network keeps its posterior in use.")]
+
+
+__all__ = ["comparison_sentences", "curve_sentences", "network_sentences", "use_sentences", "pilot_sentences",
+           "regime_changes"]

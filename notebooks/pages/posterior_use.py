@@ -129,6 +129,19 @@ else:
     report.show_markdown("*No KL curves of the paper architecture are committed.*")
 
 # %% [markdown]
+# **Converged larger networks.** The capacity ladder's rows (wider U-Nets, 128 px, the ResNet-34
+# U-Net at 64 px) and the ablation's MiT-B2 backbone row, all under D-Persona's objective: KL and
+# active units on the test fold, the mean over runs and the largest of any run.
+
+# %% tags=["hide-input"]
+networks = posterior_use.network_use_table(per_fold)
+if networks.empty:
+    report.show_markdown("*No ladder or MiT-B2 runs are exported.*")
+else:
+    report.show_table(networks, "Posterior use per network (reference runs, D-Persona's objective)")
+    report.show_markdown("\n".join(f"- {s}" for s in posterior_text.network_sentences(networks)))
+
+# %% [markdown]
 # ## What this shows
 
 # %% tags=["hide-input"]

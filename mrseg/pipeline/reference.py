@@ -135,6 +135,11 @@ def _gzip_atomic(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def host_text(host: dict[str, Any] | None) -> str:
+    """A manifest's ``host`` in words: the GPU's name, else ``"<n> CPUs"``; "" when none is recorded."""
+    return (host.get("gpu") or f"{host.get('cpus', '?')} CPUs") if host else ""
+
+
 def export_reference(plan: str = "thesis", profile: str = "reference", dest: str | os.PathLike | None = None,
                      progress: bool = False) -> dict[str, Any]:
     """Copy every completed training run of ``plan``/``profile`` (manifest, summary, history,
@@ -284,7 +289,7 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
         host = manifest.get("host") or {}
         rows.append({"run_id": run["run_id"], "model": run.get("model"), "fold": run.get("fold"),
                      "seed": run.get("seed"), "n_present": run.get("n_present"),
-                     "host": (host.get("gpu") or f"{host.get('cpus', '?')} CPUs") if host else "",
+                     "host": host_text(host),
                      "train_seconds": (manifest.get("seconds") or {}).get("train"), "stale": stale})
         tables.append((cases.assign(run_id=run["run_id"]), run.get("memberships") or []))
         run_dirs[run["run_id"]] = run_dir
@@ -325,4 +330,4 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
 
 
 __all__ = ["CASES_FILE", "REFERENCE_PROFILES", "ReferenceResults", "available_reference_profiles",
-           "export_reference", "load_reference", "reference_folder", "reference_root"]
+           "export_reference", "host_text", "load_reference", "reference_folder", "reference_root"]

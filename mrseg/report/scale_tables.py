@@ -17,6 +17,7 @@ import pandas as pd
 from mrseg.config import Metric, Row, RunConfig
 from mrseg.formatting import mean_sd
 from mrseg.pipeline.ladder import THESIS_PROFILE, Rung, parameter_text
+from mrseg.pipeline.reference import host_text
 from mrseg.scoring.ladder import LADDER_EFFECTS, LADDER_ROWS
 from mrseg.thesis import thesis_mean_sd, thesis_value
 
@@ -236,8 +237,8 @@ def gap_share(start: float, end: float, target: float) -> float:
 
 
 def rung_change(rung: Rung, own: Rung) -> str:
-    """What a rung changes from the own network, in words: ``backbone ×4``, ``128 px``, ``resnet34 backbone
-    (×582)``, or several."""
+    """What a rung changes from the own network, in words: ``backbone ×4``, ``128 px``, ``resnet34 backbone,
+    ×582 parameters``, or several."""
     parts = []
     if rung.backbone != own.backbone:
         parts.append(f"{rung.backbone} backbone, ×{rung.backbone_parameters / own.backbone_parameters:.0f} parameters")
@@ -332,8 +333,7 @@ def training_hosts(index: dict[str, Any]) -> str:
     host}]}``): ``"**Trained on.** w16c1, w32c1: 2 CPUs; r34: NVIDIA H200."``; "" without ladder runs."""
     hosts: dict[str, set[str]] = {}
     for run in index.get("runs") or []:
-        host = run.get("host") or {}
-        where = host.get("gpu") or f"{host.get('cpus', '?')} CPUs"
+        where = host_text(run.get("host")) or "? CPUs"
         for m in run.get("memberships") or []:
             if m.get("study") == "scale" and "__" in str(m.get("row")):
                 hosts.setdefault(str(m["row"]).split("__")[0], set()).add(where)

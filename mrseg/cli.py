@@ -162,11 +162,26 @@ def _cmd_scorecard(args: argparse.Namespace) -> int:
         data = rescore(staging, args.plan, args.profile)
         data = add_reference_to_scorecard(staging, args.plan, args.profile) or data
     write_headline(load_results(folder, args.plan, args.profile), generated_dir() / "headline.md")
-    if args.json:
-        _print({"counts": data["counts"], "claims": {c["id"]: c["verdict"] for c in data["claims"]}}, True)
-    else:
-        _print(data["counts"], False)
+    summary = _scorecard_summary(data)
+    _print(summary if args.json else summary["counts"], args.json)
+    if not args.json and summary["reference"]:
+        print(f"(decisions: the reference export {summary['reference']['profile']} where it decides a claim; "
+              f"this build alone: {data['counts']})")
     return 0
+
+
+def _scorecard_summary(data: dict) -> dict:
+    """What ``scorecard --json`` prints: each claim's decision (the reference export's verdict where one
+    decides it, else this build's) with their counts, then this build's and the reference's own verdicts."""
+    claims = data["claims"]
+    decisions = {c["id"]: c.get("decision", c["verdict"]) for c in claims}
+    reference = data.get("reference") or {}
+    return {"counts": reference.get("decision_counts", data["counts"]), "claims": decisions,
+            "build": {"profile": data.get("profile"), "counts": data["counts"],
+                      "claims": {c["id"]: c["verdict"] for c in claims}},
+            "reference": {"profile": reference.get("profile"), "runs": reference.get("runs"),
+                          "counts": reference.get("counts"),
+                          "claims": {c["id"]: c.get("reference_verdict") for c in claims}} if reference else None}
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:

@@ -539,6 +539,15 @@ def test_strength_rules_need_more_than_a_direction(tmp_path):
     assert score_rule(res, {"kind": "time_ratio", **rule}, {}).verdict == "contradicted"
     res.runs.loc[:3, "seconds"] = [450.0, 460.0, 455.0, 452.0]
     assert score_rule(res, {"kind": "time_ratio", **rule}, {}).verdict == "reproduced"
+    # a second seed of one row: each row's mean per fold (a sum would double a's seconds)
+    second = res.runs.iloc[4:].assign(seconds=[110.0, 90.0, 100.0, 100.0])
+    res.runs = pd.concat([res.runs, second], ignore_index=True)
+    assert score_rule(res, {"kind": "time_ratio", **rule}, {}).effect == pytest.approx(
+        np.exp(np.mean(np.log(np.array([450.0, 460.0, 455.0, 452.0]) / [105.0, 95.0, 100.0, 100.0]))))
+    # runs timed on different machines are never compared: only fold 0 was timed on one machine for both
+    res.runs["host"] = ["cpu"] + ["gpu"] * 3 + ["cpu"] * 8
+    evidence = score_rule(res, {"kind": "time_ratio", **rule}, {})
+    assert evidence.n == 1 and evidence.effect == pytest.approx(450.0 / np.mean([100.0, 110.0]))
 
 
 

@@ -21,6 +21,9 @@ from mrseg.diagnostics.statistics import (
     variance_ratio_test,
 )
 from mrseg.pipeline.aggregate import convergence, paired_table
+from mrseg.scoring.claims import evaluate_claims, load_claims
+from mrseg.scoring.results import load_results
+from mrseg.thesis import load_thesis_reported
 
 sys.path.insert(0, str(Path(__file__).parent))
 from book_fixtures import write_example_results  # noqa: E402
@@ -96,7 +99,14 @@ def test_scorecard_can_be_recomputed_from_a_results_folder(tmp_path, capsys):
     assert main(["scorecard", "--plan", "thesis", "--profile", "smoke", "--results", str(tmp_path), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     data = json.loads((folder / "scorecard.json").read_text())
-    assert printed["counts"] == data["counts"] and sum(data["counts"].values()) == len(data["claims"])
+    assert printed["build"]["counts"] == data["counts"] and sum(data["counts"].values()) == len(data["claims"])
+    # the rescore reads the folder's own tables (it works on a staging copy whose name is not the profile's)
+    expected = evaluate_claims(load_results(tmp_path, "thesis", "smoke"), load_thesis_reported(), load_claims())
+    assert printed["build"]["claims"] == {r["id"]: r["verdict"] for r in expected}
+    assert sum(n for verdict, n in data["counts"].items() if verdict != "no results") >= 10
+    # what it prints per claim is the decision: the reference's verdict where one decides the claim
+    assert printed["claims"] == {c["id"]: c.get("decision", c["verdict"]) for c in data["claims"]}
+    assert sum(printed["counts"].values()) == len(data["claims"])
     keys = {"id", "verdict", "effect", "ci_low", "ci_high", "p", "n", "thesis_effect", "rule", "evidence"}
     assert all(keys <= set(c) for c in data["claims"])
     assert (folder / "paired.csv").exists()

@@ -12,6 +12,7 @@ import pytest
 
 from mrseg.cli import main
 from mrseg.io import read_json, write_json
+from mrseg.pipeline.aggregate import dataset_rater_order
 from mrseg.pipeline.reference import CASES_FILE, export_reference, load_reference
 from mrseg.report import reference_tables
 from mrseg.scoring.results import Results
@@ -45,6 +46,9 @@ def test_export_round_trip_without_weights(smoke_runs, tmp_path):
     assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.npz"))   # no weights, no samples
     index = read_json(folder / "index.json")
     assert {r["model"] for r in index["runs"]} == {"shared", "per-rater"}
+    # what rater slot k means travels with the export (per-slot claims are scored on it alone)
+    assert index["rater_order"] == dataset_rater_order([read_json(p / "manifest.json")["config"]
+                                                        for p in smoke_runs.values()])
     for run in index["runs"]:
         source = smoke_runs[run["model"]]
         assert run["code_fingerprint"] == read_json(source / "manifest.json")["code_fingerprint"]
@@ -150,6 +154,11 @@ def test_scorecard_scores_claims_on_the_reference_export(smoke_runs, tmp_path):
     assert both and all(r["verdict"] != "no results" for r in both)
     # claims on studies the export lacks have no results there
     assert any(r["verdict"] == "no results" for r in records)
+    # the training cost claim reads the exported runs' seconds, compared on one machine
+    cost = next(r for r in records if r["rule_kind"] == "time_ratio")
+    assert cost["verdict"] in ("reproduced", "contradicted", "inconclusive") and cost["n"] == 1
+    seconds = {r["model"]: r["seconds"]["train"] for r in read_json(dest / "mini" / "reference-cpu" / "index.json")["runs"]}
+    assert cost["effect"] == pytest.approx(seconds["per-rater"] / seconds["shared"])
 
 
 def test_reference_verdict_decides_where_this_build_did_not_converge_or_did_not_run():

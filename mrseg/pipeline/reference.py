@@ -155,9 +155,8 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
 
     folder = reference_folder(plan, profile, dest)
     trains = [i for i in load_plan(plan, profile, include_pages=False) if i.kind == "train"]
-    earlier = {}
-    if (folder / "index.json").exists():
-        earlier = {r["run_id"]: r for r in read_json(folder / "index.json").get("runs") or []}
+    previous_index = read_json(folder / "index.json") if (folder / "index.json").exists() else {}
+    earlier = {r["run_id"]: r for r in previous_index.get("runs") or []}
     certificates = read_certificates(folder)
     exported, kept, skipped = [], [], []
     for item in tqdm(trains, desc="export", disable=not progress):
@@ -194,10 +193,16 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
                          "stale_at_export": certified_stale_reason(manifest, item.config, certificates),
                          "host": manifest.get("host"), "machine": manifest.get("machine"),
                          "seconds": manifest.get("seconds"), "finished": manifest.get("finished")})
+    from mrseg.pipeline.aggregate import dataset_rater_order
+
     order = {i.run_id: k for k, i in enumerate(trains)}
     runs = sorted(exported + kept, key=lambda r: order[r["run_id"]])
+    in_export = {r["run_id"] for r in runs}
+    # what each dataset's rater slot k means, so that per-slot claims are scored on the export alone
+    rater_order = {**(previous_index.get("rater_order") or {}),
+                   **dataset_rater_order([i.config for i in trains if i.run_id in in_export])}
     index = {"plan": Path(str(plan)).stem, "profile": profile, "exported": now_iso(), "runs": runs,
-             "not_exported": skipped}
+             "not_exported": skipped, "rater_order": rater_order}
     write_json(folder / "index.json", index)
     exported_back = load_reference(plan, profile, dest)
     store_paired(folder, exported_back.paired, in_export=True)
@@ -243,6 +248,22 @@ class ReferenceResults:
     @property
     def n_stale(self) -> int:
         return int((self.runs["stale"].astype(str) != "").sum()) if "stale" in self.runs else 0
+
+    @property
+    def rater_order(self) -> dict[str, str]:
+        """``{dataset: rater_order}`` as recorded at export (what rater slot k means)."""
+        return dict(self.index.get("rater_order") or {})
+
+    def timings(self) -> pd.DataFrame:
+        """One row per (run, study row it belongs to), shaped like a build's ``runs.csv`` (``status``,
+        ``kind``, ``study``, ``row``, ``n_present``, ``fold``, ``seed``, ``seconds`` of training) plus
+        ``host``, the machine it trained on; empty when nothing was exported."""
+        rows = [{"run_id": run["run_id"], "kind": "train", "status": "complete", "study": m["study"],
+                 "row": m["row"], "model": run.get("model"), "n_present": m.get("n_present", run.get("n_present")),
+                 "fold": run.get("fold"), "seed": run.get("seed"), "host": host_text(run.get("host")),
+                 "seconds": (run.get("seconds") or {}).get("train")}
+                for run in self.index.get("runs") or [] for m in run.get("memberships") or []]
+        return pd.DataFrame(rows)
 
 
 def load_reference(plan: str = "thesis", profile: str = "reference",

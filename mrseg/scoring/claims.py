@@ -54,7 +54,7 @@ from mrseg.scoring.claim_rules import (
     Verdict,
     parse_rule,
 )
-from mrseg.scoring.results import Results, load_results
+from mrseg.scoring.results import Results, read_results_folder
 from mrseg.thesis import BOOK_DATA, load_thesis_reported, thesis_value
 
 CLAIMS_YAML = BOOK_DATA / "claims.yaml"
@@ -778,9 +778,10 @@ def _rule_attribute_folds(res: Results, rule: AttributeFolds, thesis: dict[str, 
 
 
 def _rule_time_ratio(res: Results, rule: TimeRatio, thesis: dict[str, Any]) -> Evidence:
-    """Training seconds (runs.csv) of row ``a`` over row ``b`` of ``study`` (at np=4), per fold:
-    reproduced when the 95% CI of the per-fold ratio (t over log ratios) lies at or above
-    ``min_ratio``, contradicted when it lies below, otherwise inconclusive."""
+    """Training seconds (runs.csv) of row ``a`` over row ``b`` of ``study`` (at np=4), per fold (a row's
+    mean over its seeds; per fold and machine where the table names the ``host``, so that only runs
+    timed on one machine are compared): reproduced when the 95% CI of the per-fold ratio (t over log
+    ratios) lies at or above ``min_ratio``, contradicted when it lies below, otherwise inconclusive."""
     runs = res.runs
     if runs is None or "seconds" not in runs or "row" not in runs:
         return Evidence(NO_RESULTS, "—", "runs.csv has no timings")
@@ -789,12 +790,12 @@ def _rule_time_ratio(res: Results, rule: TimeRatio, thesis: dict[str, Any]) -> E
         done = done[done["kind"].astype(str).isin(["train", "training"])]
     if "n_present" in done:
         done = done[pd.to_numeric(done["n_present"], errors="coerce").fillna(FULL_ANNOTATION) == int(rule.n_present)]
-    key = "fold" if "fold" in done else None
+    keys = [k for k in ("fold", "host") if k in done]
 
     def seconds(row: str) -> pd.Series:
         sel = done[done["row"].astype(str) == row]
         values = pd.to_numeric(sel["seconds"], errors="coerce")
-        return values.groupby(sel[key]).sum() if key else pd.Series([values.sum()])
+        return values.groupby([sel[k] for k in keys]).mean() if keys else pd.Series([values.mean()])
 
     a, b = seconds(rule.a), seconds(rule.b)
     common = [f for f in a.index.intersection(b.index) if a[f] > 0 and b[f] > 0]
@@ -1139,7 +1140,7 @@ def write_scorecard(folder: str | Path, plan: str, profile: str) -> Path:
     (``{"claims": [...], "counts": {...}, "context": {...}}``), atomically; returns its path."""
 
     folder = Path(folder)
-    res = load_results(folder, plan, profile)
+    res = read_results_folder(folder, plan, profile)
     thesis, claims = load_thesis_reported(), load_claims()
     records = evaluate_claims(res, thesis, claims)
     counts = count_verdicts(records)

@@ -106,7 +106,10 @@ def _rule_fields(rule: Any, key: str) -> list[Any]:
 def ladder_can_score(rule: dict[str, Any]) -> bool:
     """A claim a rung can decide: it reads only studies the ladder stands for, at np levels it
     trains (a rule that names no level reads full annotation, np = 4). A claim over np = 3 and 2, or
-    on a diagnostic, stays with the profile's own network even where a rung's view scores part of it."""
+    on a diagnostic, stays with the profile's own network even where a rung's view scores part of it;
+    so does a training-cost claim (``time_ratio``: a rung's runs may have trained on other machines)."""
+    if rule.get("kind") == "time_ratio":
+        return False
     studies = {str(s) for s in _rule_fields(rule, "study")}
     if not studies or not studies <= {s for group in STANDS_FOR.values() for s in group}:
         return False

@@ -114,7 +114,13 @@ def load_results(results_dir: str | Path, plan: str, profile: str) -> Results:
 
     A table that exists but cannot be parsed raises ``ValueError`` naming the file.
     """
-    folder = results_folder(results_dir, plan, profile)
+    return read_results_folder(results_folder(results_dir, plan, profile), plan, profile)
+
+
+def read_results_folder(folder: str | Path, plan: str, profile: str) -> Results:
+    """Read the aggregated tables in exactly ``folder`` (whatever its name: a staging copy too), as
+    :func:`load_results` does for ``<results_dir>/<plan>/<profile>``."""
+    folder = Path(folder)
     res = Results(folder=folder, plan=plan, profile=profile)
     for name in TABLES:
         path = folder / f"{name}.csv"

@@ -101,3 +101,6 @@ def pytest_sessionfinish(session, exitstatus):
         import json
 
         DURATIONS_FILE.write_text(json.dumps({k: round(v, 2) for k, v in sorted(_DURATIONS.items())}, indent=0) + "\n")
+
+
+from smoke_site_fixture import smoke_site  # noqa: E402,F401  (the session's smoke plan run and book build)

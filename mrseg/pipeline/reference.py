@@ -144,7 +144,7 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
                      progress: bool = False) -> dict[str, Any]:
     """Copy every completed training run of ``plan``/``profile`` (manifest, summary, history,
     gzipped per-case table; no weights) into ``reference_folder(plan, profile, dest)`` and write its
-    ``index.json``. Runs already exported are replaced; a run of the plan that is not complete here
+    ``index.json`` (the runs, and each dataset's ``rater_order``: what rater slot k means). Runs already exported are replaced; a run of the plan that is not complete here
     but was exported before (its folder and index entry exist) is kept, so exports made on several
     machines or sessions add up; runs in neither are listed as skipped.
 
@@ -152,6 +152,7 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
     """
     from tqdm.auto import tqdm
 
+    from mrseg.pipeline.aggregate import dataset_rater_order
 
     folder = reference_folder(plan, profile, dest)
     trains = [i for i in load_plan(plan, profile, include_pages=False) if i.kind == "train"]
@@ -193,8 +194,6 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
                          "stale_at_export": certified_stale_reason(manifest, item.config, certificates),
                          "host": manifest.get("host"), "machine": manifest.get("machine"),
                          "seconds": manifest.get("seconds"), "finished": manifest.get("finished")})
-    from mrseg.pipeline.aggregate import dataset_rater_order
-
     order = {i.run_id: k for k, i in enumerate(trains)}
     runs = sorted(exported + kept, key=lambda r: order[r["run_id"]])
     in_export = {r["run_id"] for r in runs}

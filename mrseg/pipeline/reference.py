@@ -144,9 +144,10 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
                      progress: bool = False) -> dict[str, Any]:
     """Copy every completed training run of ``plan``/``profile`` (manifest, summary, history,
     gzipped per-case table; no weights) into ``reference_folder(plan, profile, dest)`` and write its
-    ``index.json`` (the runs, and each dataset's ``rater_order``: what rater slot k means). Runs already exported are replaced; a run of the plan that is not complete here
-    but was exported before (its folder and index entry exist) is kept, so exports made on several
-    machines or sessions add up; runs in neither are listed as skipped.
+    ``index.json`` (the runs, and each dataset's ``rater_order``: what rater slot k means). Runs
+    already exported are replaced; a run of the plan that is not complete here but was exported
+    before (its folder and index entry exist) is kept, so exports made on several machines or
+    sessions add up; runs in neither are listed as skipped.
 
     Returns ``{"folder", "exported", "kept", "skipped", "bytes"}``.
     """

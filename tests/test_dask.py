@@ -24,10 +24,8 @@ def _run(tmp: Path, monkeypatch, plan: str, profile: str, executor: str, only: s
 
 def _eval_tables(runs: Path, run_ids: set[str] | None = None) -> pd.DataFrame:
     """Every run's ``eval_cases.csv`` under ``runs`` (only ``run_ids``' when given), in one sorted table."""
-    tables = [pd.read_csv(p) for p in sorted(runs.rglob("eval_cases.csv"))]
-    table = pd.concat(tables, ignore_index=True)
-    if run_ids is not None:
-        table = table[table["run_id"].isin(run_ids)]
+    paths = sorted(runs.rglob("eval_cases.csv")) if run_ids is None else [runs / r / "eval_cases.csv" for r in run_ids]
+    table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     return table.sort_values(["run_id", "case_id"]).reset_index(drop=True)
 
 

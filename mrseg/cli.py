@@ -10,7 +10,7 @@ Commands:
   plan status --plan thesis --profile demo [--json]
   record --plan thesis --profile demo [--skip NAME ...]
   model summary --profile P --model M [--json]
-  reference export | reference show --plan thesis --profile reference [--dest DIR] [--json]
+  reference export [--no-attributes] | reference show --plan thesis --profile reference [--dest DIR] [--json]
   scorecard --plan thesis --profile demo [--results DIR] [--json]
 
 Every error is one line on stderr naming the input and the problem, with a non-zero exit code.
@@ -298,14 +298,16 @@ def _cmd_reference(args: argparse.Namespace) -> int:
                       f"diff {m['difference']:+.4f}  seed SD {m['seed_sd']:.4f} (n={m['n_seeds']})  {m['reading']}")
         return 0
     if args.action == "export":
-        _print(export_reference(args.plan, args.profile, dest=args.dest, progress=not args.json), args.json)
+        _print(export_reference(args.plan, args.profile, dest=args.dest, progress=not args.json,
+                                attributes=args.attributes), args.json)
         return 0
     ref = load_reference(args.plan, args.profile, root=args.dest)
     runs = ref.runs
     _print({"folder": str(ref.folder), "runs": int(len(runs)), "stale": ref.n_stale, "corrupt": ref.corrupt,
             "models": sorted(runs["model"].astype(str).unique()) if len(runs) else [],
             "folds": sorted(int(f) for f in runs["fold"].unique()) if len(runs) else [],
-            "seeds": sorted(int(s) for s in runs["seed"].unique()) if len(runs) else []}, args.json)
+            "seeds": sorted(int(s) for s in runs["seed"].unique()) if len(runs) else [],
+            "attributes": ref.attributes_status or "current"}, args.json)
     return 0
 
 
@@ -420,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=_count(1), default=1, help="verify: how many committed runs to retrain")
     p.add_argument("--only", default=None, help="verify: comma-separated globs over the export's run ids")
     p.add_argument("--fresh", action="store_true", help="verify: retrain from scratch, discarding an earlier retraining")
+    p.add_argument("--no-attributes", dest="attributes", action="store_false",
+                   help="export: leave the stored attribute study as it is (it trains nothing; ~15 s)")
     p.add_argument("--jobs", type=_count(1), default=1, help="certify: configurations retrained at once")
     p.add_argument("--dest", default=None, help="root folder of the exports (default: reference/ or $MRSEG_REFERENCE)")
     p.add_argument("--json", action="store_true")

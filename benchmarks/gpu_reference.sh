@@ -128,5 +128,5 @@ EOF
   cat "$OUT/gpu_reference.json"
 fi
 if [[ $export == 1 ]]; then
-  "$py" -m mrseg reference export --plan "$plan" --profile "$profile" --json
+  "$py" -m mrseg reference export --plan "$plan" --profile "$profile" --no-attributes --json   # the study trains nothing: exported here
 fi

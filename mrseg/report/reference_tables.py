@@ -73,7 +73,22 @@ def reference_status(ref: ReferenceResults) -> str:
     if ref.corrupt:
         text += (f" **{len(ref.corrupt)} exported run(s) are left out** because a file differs from the one "
                  "recorded at export or cannot be read: " + "; ".join(f"`{c}`" for c in ref.corrupt) + ".")
-    return text
+    return text + " " + attribute_study_status(ref)
+
+
+def attribute_study_status(ref: ReferenceResults) -> str:
+    """One sentence on the attribute study stored with the export (it trains nothing, so the export
+    computes it): on how many scans, when, and whether the reference scores the attribute claims."""
+    study = ref.attributes
+    if study is None:
+        why = ("none is stored" if ref.attributes_status == "not exported" else ref.attributes_status)
+        return (f"The attribute study is not scored on this export ({why}): its claims are decided by this "
+                "build's own study.")
+    info = study.get("info") or {}
+    return (f"The attribute study (no trained run: rater disagreement against the rated attributes) is stored "
+            f"with the export, computed {str(study.get('computed', ''))[:10]} on {info.get('scans', '?')} of "
+            f"`{study.get('dataset')}` ({info.get('patches', '?')} patches, {info.get('nodules', '?')} nodules), "
+            "so the reference scores the attribute claims too.")
 
 
 def _cell(summary: pd.DataFrame, study: str, row: str, n_present: int, metric: str) -> str:
@@ -343,4 +358,4 @@ def reference_runs(ref: ReferenceResults) -> pd.DataFrame:
 
 __all__ = ["CENTRAL_PAIRS", "CENTRAL_ROWS", "reference_ablation", "reference_alignment", "reference_as_results",
            "reference_beside_ours", "reference_cost", "reference_paired", "reference_runs", "reference_sparsity_trend",
-           "reference_verification", "verification_status", "reference_status"]
+           "reference_verification", "verification_status", "reference_status", "attribute_study_status"]

@@ -548,6 +548,7 @@ def test_scorecard_names_the_network_behind_every_decision(smoke_runs, tmp_path)
 def test_reference_study_rows_read_a_study_beside_main_with_its_contrasts():
     """The committed partial-annotation runs: each row's GED beside main's same row, and per-rater -
     shared paired on the run pairs both rows have; a study without runs gives two empty frames."""
+    from mrseg.config import Metric
     from mrseg.paths import REFERENCE_ROOT
     from mrseg.report.reference_tables import reference_study_rows
 
@@ -556,7 +557,12 @@ def test_reference_study_rows_read_a_study_beside_main_with_its_contrasts():
     if table.empty:
         pytest.skip("no partial-annotation runs committed")
     runs = dict(zip(table["row"], table["runs"]))
-    assert {"shared_s1", "per_rater_s1"} <= set(runs) and all(table["main (four-rater cases)"] != "—")
+    assert {"shared_s1", "per_rater_s1", "shared_masked_s1"} <= set(runs)
+    # every row beside its four-rater training: main's runs, shared-masked (not in main) sparsity's at np 4
+    four = dict(zip(table["row"], table[reference_tables.FOUR_RATER_COLUMN]))
+    assert all(v != "—" for v in four.values())
+    assert four["shared_masked_s1"] == reference_tables._cell(ref.summary, "sparsity", "shared_masked_s1", 4, Metric.GED_DPERSONA)
+    assert four["shared_s1"] == reference_tables._cell(ref.summary, "main", "shared_s1", 4, Metric.GED_DPERSONA)
     (pr,) = contrasts[contrasts["a - b"] == "per_rater_s1 - shared_s1"].itertuples()
     assert 1 <= pr[contrasts.columns.get_loc("run pairs") + 1] <= min(runs["per_rater_s1"], runs["shared_s1"])
     empty = reference_study_rows(ref, "no-such-study")

@@ -259,10 +259,21 @@ STUDY_CONTRASTS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+FOUR_RATER_COLUMN = "four-rater cases (main; else sparsity at np 4)"
+
+
+def _four_rater_cell(summary: pd.DataFrame, row: str, metric: str) -> str:
+    """``row`` trained on the four-rater cases at the full schedule: main's runs, else (a row main
+    does not train, such as shared-masked) the sparsity study's np 4 runs, the same training."""
+    cell = _cell(summary, "main", row, 4, metric)
+    return cell if cell != "—" else _cell(summary, "sparsity", row, 4, metric)
+
+
 def reference_study_rows(ref: ReferenceResults, study: str, metric: str = Metric.GED_DPERSONA,
                          n_present: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A study's rows in the reference (``partial``, ``control``): per row ``metric`` as mean ± SD over
-    runs with the run count, beside main's same row (four-rater cases, the full schedule); and the
+    runs with the run count, beside the same row trained on the four-rater cases at the full schedule
+    (main's runs, else sparsity's at np 4: :data:`FOUR_RATER_COLUMN`); and the
     study's contrasts (:data:`STUDY_CONTRASTS`) from the paired table with their run-level 95% CI.
     Two empty frames when the study has no exported runs."""
     summary = ref.summary
@@ -271,7 +282,7 @@ def reference_study_rows(ref: ReferenceResults, study: str, metric: str = Metric
     rows = list(dict.fromkeys(summary.loc[summary["study"].astype(str) == study, "row"].astype(str)))
     table = pd.DataFrame([{"row": row, "runs": _runs_of(summary, study, row, n_present),
                            study: _cell(summary, study, row, n_present, metric),
-                           "main (four-rater cases)": _cell(summary, "main", row, 4, metric)} for row in rows])
+                           FOUR_RATER_COLUMN: _four_rater_cell(summary, row, metric)} for row in rows])
     pairs = tuple((study, n_present, a, b) for a, b in STUDY_CONTRASTS.get(study, ()) if a in rows and b in rows)
     paired = reference_paired(ref, (metric,), pairs) if pairs else pd.DataFrame()
     if not paired.empty:

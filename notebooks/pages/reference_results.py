@@ -121,7 +121,8 @@ for name, ref in exports.items():
 #
 # Partial annotation: the same models trained on every nodule slice, also those read by one to three
 # radiologists (real sparsity, the absent readers' masks empty or masked), and scored on the
-# four-rater test cases; beside them, the models trained on four-rater cases only (main). The
+# four-rater test cases; beside them, the models trained on four-rater cases only (main; shared-masked,
+# which main does not train, from the sparsity study at np = 4). The
 # control: np = 4 at the thesis's sparse schedule (3x the epochs), the epoch confound behind C4.28.
 # GED with d(∅,∅)=1, mean ± SD over runs; contrasts with their run-level 95% CI.
 
